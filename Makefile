@@ -1,0 +1,32 @@
+# Two entry points: `make demo` (install + run the suite on the demo data) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+# TensorFlow's CPU build unless an NVIDIA GPU is visible
+TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+BACKBONES ?= mobilenetv2 resnet50
+DATASET ?= demo
+
+.PHONY: install demo test check clean
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/activate setup.py settings.ini constraints.txt
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[$(TF_EXTRA),dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/deepfake-nb run --dataset $(DATASET) --backbones $(BACKBONES)
+
+test: install
+	$(BIN)/python -m pytest -ra tests
+
+check: install
+	bash .ci/check_sync
+
+clean:
+	rm -rf $(VENV) data/raw data/manifests data/faces data/features reports/runs reports/compare reports/report.*
