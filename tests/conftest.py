@@ -1,0 +1,22 @@
+"Every test runs with the suite's home in a temporary folder, so a clean clone's data/ and reports/ stay untouched."
+import os, pytest
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+@pytest.fixture(scope='session', autouse=True)
+def suite_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp('home')
+    old = os.environ.get('DEEPFAKE_NB_HOME')
+    os.environ['DEEPFAKE_NB_HOME'] = str(home)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    yield home
+    if old is None: os.environ.pop('DEEPFAKE_NB_HOME', None)
+    else: os.environ['DEEPFAKE_NB_HOME'] = old
+
+@pytest.fixture(scope='session')
+def shared():
+    from deepfake_nb.core import shared_dir
+    d = shared_dir()
+    if d is None: pytest.skip('../shared (real test assets) is absent beside the repository')
+    return d
