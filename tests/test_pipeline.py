@@ -22,7 +22,7 @@ def test_run_demo_end_to_end(fresh_home):
     for needle in ('mobilenetv2+lstm', 'resnet50+lstm', 'DeLong', 'McNemar', 'Wilcoxon', 'ROC'):
         assert needle in html, needle
     assert html.count('data:image/png;base64') >= 3                   # ROC, confusion matrices, training curves embedded
-    assert 'class="jp-InputArea' not in html                           # no code cells
+    assert 'fig_roc(' not in html and 'report_data(' not in html and 'hl-ipython3' not in html   # no code cells
     runs = sorted((fresh_home/'reports'/'runs'/'demo').iterdir())
     assert len(runs) == 2 and all((d/'03_train.ipynb').exists() and (d/'complete.json').exists() for d in runs)
     stats = json.loads((fresh_home/'reports'/'compare'/'demo'/'stats.json').read_text())
