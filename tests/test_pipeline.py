@@ -35,7 +35,7 @@ def test_grid_killed_resumes_then_skips(fresh_home):
     assert len(runs) == 4 and all((d.parent/'03_train.ipynb').exists() for d in runs)
     html = report.read_text()
     for d in runs: assert json.loads(d.read_text())['run_id'] in html          # the report lists the 4 runs
-    for needle in ('mobilenetv2+lstm', 'resnet50+lstm', 'DeLong', 'McNemar', 'Wilcoxon', 'ROC curves'): assert needle in html, needle
+    for needle in ('mobilenetv2+lstm', 'resnet50+lstm', 'DeLong', 'McNemar', 'Wilcoxon', 'ROC and precision-recall curves', 'Calibration', 'Efficiency', 'Example faces', 'Provenance'): assert needle in html, needle
     assert 'fig_roc(' not in html and 'report_data(' not in html and 'hl-ipython3' not in html   # no code cells
     assert 'src="http' not in html                                          # one self-contained file
     stats = json.loads((fresh_home/'reports'/'compare'/'demo'/'stats.json').read_text())
