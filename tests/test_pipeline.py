@@ -86,7 +86,7 @@ def test_papermill_wrong_type_is_named(fresh_home, tmp_path):
     assert r.returncode != 0 and "epochs='ten' must be a non-negative integer" in r.stderr + r.stdout
 
 def test_cli_help_examples():
-    for cmd in ('run', 'data', 'preprocess', 'train', 'compare', 'report'):
+    for cmd in ('run', 'data', 'preprocess', 'train', 'compare', 'report', 'predict'):
         r = subprocess.run([str(BIN/'deepfake-nb'), cmd, '--help'], capture_output=True, text=True)
         assert r.returncode == 0 and 'example:' in r.stdout and 'deepfake-nb ' + cmd in r.stdout, cmd
 

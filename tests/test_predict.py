@@ -1,0 +1,161 @@
+"Prediction on real clips, error rows, the fine-tuned model format, and exported models against Keras (tests for `06_predict`)."
+import os, json
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+
+T_TOL = 1e-3   # scoring from the file vs training's predictions.csv: training features went through the float16 cache
+
+
+@pytest.fixture(scope='module')
+def demo_run_dir():
+    from deepfake_nb.predict import demo_run
+    return demo_run('mobilenetv2')
+
+
+def _test_videos(rdir, per_label=1):
+    "A few test-split videos of a run, with their paths and the probabilities training wrote"
+    from deepfake_nb.core import load_json
+    params = load_json(Path(rdir)/'params.json')
+    man = pd.read_csv(params['manifest'], dtype={'video_id': str}, keep_default_na=False)
+    preds = pd.read_csv(Path(rdir)/'predictions.csv', dtype={'video_id': str})
+    te = preds[preds.split == 'test'].groupby('label').head(per_label)
+    return te.merge(man[['video_id', 'path']], on='video_id')
+
+
+def test_scoring_reproduces_training(demo_run_dir):
+    "Every complete demo run (up to 4): a test video scored from its file gets the probability training wrote"
+    from deepfake_nb.core import reports_dir, load_json
+    from deepfake_nb.predict import load_predictor
+    runs = [demo_run_dir] + [d for d in sorted(reports_dir('runs', 'demo').glob('*'))
+                             if (d/'complete.json').exists() and d.resolve() != Path(demo_run_dir).resolve()][:3]
+    for rdir in runs:
+        pred = load_predictor(rdir)
+        for r in _test_videos(rdir).itertuples():
+            got = pred.score(pred.preprocess(r.path)['faces'])
+            print(f'{pred.run_id} {r.video_id}: training {r.prob:.5f}, from the file {got:.5f}, |diff| {abs(got - r.prob):.1e}')
+            assert abs(got - r.prob) < T_TOL, (pred.run_id, r.video_id, r.prob, got)
+
+
+def test_shared_clips_and_a_corrupt_file(demo_run_dir, shared, tmp_path):
+    "The real and fake FF++/DFDC clips are scored, a truncated copy gets an error row, the CSVs and the GIFs are written"
+    from deepfake_nb.predict import predict_videos, load_predictor
+    clips = sorted((shared/'data'/'videos').rglob('*.mp4'))
+    assert any('/real/' in str(c) for c in clips) and any('/fake/' in str(c) for c in clips)
+    src = shared/'data'/'videos'/'ffpp_c23'/'real'/'004.mp4'
+    bad = tmp_path/'truncated_004.mp4'
+    bad.write_bytes(src.read_bytes()[:src.stat().st_size//2])
+    lst = tmp_path/'videos.txt'
+    lst.write_text('\n'.join(map(str, clips + [bad])) + '\n')
+    out = tmp_path/'out'/'predictions.csv'
+    res = predict_videos(lst, demo_run_dir, out, per_frame=True, progress=False)
+    v = pd.read_csv(out, dtype={'error': str, 'note': str}); v[['error', 'note']] = v[['error', 'note']].fillna('')
+    print(v[['name', 'label', 'prob', 'threshold', 'faces_found', 'seconds', 'error']].to_string())
+    assert len(v) == len(clips) + 1
+    good, worst = v[v.path != str(bad)], v[v.path == str(bad)].iloc[0]
+    assert (good.error == '').all() and (good.note == '').all(), good[['error', 'note']].values.tolist()
+    assert good.prob.between(0, 1).all() and set(good.label) <= {'FAKE', 'REAL'}
+    assert (good.label == np.where(good.prob >= good.threshold, 'FAKE', 'REAL')).all()
+    assert np.allclose(good.threshold, load_predictor(demo_run_dir).threshold)
+    assert (good.faces_found > 0).all() and (good.frames == load_predictor(demo_run_dir).frames).all()
+    assert worst.error and 'truncated_004.mp4' in worst.error and np.isnan(worst.prob)
+    fr = pd.read_csv(out.with_name('predictions_frames.csv'))
+    assert len(fr) == len(good)*load_predictor(demo_run_dir).frames
+    assert {'running_prob', 'occlusion', 'face_found', 'frame'} <= set(fr.columns)
+    # annotated GIFs and Grad-CAM images for a real and a fake clip
+    pair = [shared/'data'/'videos'/'ffpp_c23'/'real'/'004.mp4', shared/'data'/'videos'/'ffpp_c23'/'fake'/'Deepfakes_519_515.mp4']
+    res2 = predict_videos(pair, demo_run_dir, annotate_dir=tmp_path/'gifs', gradcam_dir=tmp_path/'cams', progress=False)
+    from PIL import Image
+    assert (res2.videos.note == '').all(), res2.videos.note.tolist()
+    for r in res2.videos.itertuples():
+        assert Image.open(r.gif).n_frames == load_predictor(demo_run_dir).frames
+        assert Image.open(r.gradcam).size[0] > 300
+    assert np.allclose(res2.videos.prob, res.videos.set_index('path').loc[[str(p) for p in pair], 'prob'], atol=1e-5)
+
+
+def test_finetune_format_scores_like_frozen(demo_run_dir, tmp_path):
+    "A run whose model.keras is the whole model (finetune: TimeDistributed(preprocess + backbone + scale) + head) scores as its frozen twin"
+    import deepfake_nb.models as M
+    if not hasattr(M, 'build_finetune_model'): pytest.skip('deepfake_nb.models has no build_finetune_model yet (03a_models)')
+    from deepfake_nb.core import load_json, save_json
+    from deepfake_nb.predict import Predictor, gradcam_maps, pipeline_cam_layer
+    frozen = Predictor(demo_run_dir)
+    p = load_json(Path(demo_run_dir)/'params.json')
+    whole = M.build_finetune_model(p['backbone'], frozen.backbone, frozen.head, frozen.frames, frozen.size, frozen.scale, trainable_layers=0)
+    ft = tmp_path/'ft-run'; ft.mkdir()
+    whole.save(str(ft/'model.keras'))
+    save_json(dict(p, mode='finetune'), ft/'params.json')
+    pred = Predictor(ft)
+    assert pred.backbone is None and pred.raw_input
+    for r in _test_videos(demo_run_dir).itertuples():
+        faces = frozen.preprocess(r.path)['faces']
+        assert abs(pred.score(faces) - frozen.score(faces)) < 1e-4
+        cams, prob = gradcam_maps(pred, faces)
+        assert cams.shape == faces.shape[:3] and abs(prob - frozen.score(faces)) < 1e-4
+    assert pipeline_cam_layer(pred).name == pipeline_cam_layer(frozen).name
+
+
+def _export_and_check(rdir, out_dir, per_label):
+    import importlib.util
+    from deepfake_nb.predict import export_run, load_predictor
+    pred = load_predictor(rdir)
+    faces = [pred.preprocess(r.path)['faces'] for r in _test_videos(rdir, per_label).itertuples()]
+    table = export_run(rdir, out_dir, check_faces=faces)
+    print(f'{pred.run_id} ({pred.params.get("weights_used")}), {len(faces)} test videos:')
+    print(table[['format', 'size_mb', 'max_abs_diff', 'ms_per_video', 'tolerance', 'ok', 'note']].to_string())
+    spec = json.loads((Path(out_dir)/'export.json').read_text())
+    assert spec['input']['shape'] == [1, pred.frames, pred.size, pred.size, 3] and spec['threshold'] == pred.threshold
+    done = table[(table.format != 'keras') & (table.path.fillna('') != '')].set_index('format')
+    expect = {'savedmodel', 'tflite', 'tflite_int8'} | ({'onnx'} if importlib.util.find_spec('tf2onnx') else set())
+    assert set(done.index) == expect, table
+    assert (done.size_mb > 0).all() and (done.ms_per_video > 0).all()
+    if 'onnx' not in expect: print('ONNX not checked: tf2onnx is not installed (pip install tf2onnx onnxruntime)')
+    return done
+
+
+def test_exports_agree_with_keras(demo_run_dir, tmp_path):
+    "SavedModel, TFLite float32 (and ONNX when tf2onnx is installed) give the Keras pipeline's probabilities within 1e-4; the int8 model runs"
+    from deepfake_nb.predict import EXPORT_TOLERANCE
+    done = _export_and_check(demo_run_dir, tmp_path/'export', per_label=1)
+    for fmt in [f for f in ('savedmodel', 'tflite', 'onnx') if f in done.index]:
+        assert done.max_abs_diff[fmt] <= EXPORT_TOLERANCE[fmt], (fmt, done.max_abs_diff[fmt])
+    # MobileNetV2 under dynamic-range int8 can miss the 0.02 tolerance (its features are sensitive to int8 weights; see 06_predict);
+    # the tolerance is checked on ResNet50 in the slow test below. Here: the int8 model gives probabilities, and is smaller.
+    assert np.isfinite(done.max_abs_diff['tflite_int8']) and done.size_mb['tflite_int8'] < done.size_mb['tflite']/3
+
+
+slow = pytest.mark.skipif(not os.environ.get('DEEPFAKE_NB_SLOW'), reason='slow (about 2 minutes on 2 cores): set DEEPFAKE_NB_SLOW=1 to run')
+
+@slow
+def test_resnet50_exports_within_tolerance(tmp_path):
+    "ResNet50 demo run: every format within its tolerance (1e-4 float, 0.02 int8) on six test videos"
+    from deepfake_nb.predict import demo_run, EXPORT_TOLERANCE
+    done = _export_and_check(demo_run('resnet50'), tmp_path/'export', per_label=3)
+    for fmt in done.index: assert done.max_abs_diff[fmt] <= EXPORT_TOLERANCE[fmt], (fmt, done.max_abs_diff[fmt])
+
+
+@pytest.mark.parametrize('head', ['attention', 'image', 'bilstm'])
+def test_heads_explain_and_export(demo_run_dir, tmp_path, head):
+    "Heads other than the LSTM: per-frame outputs (attention weights, frame probabilities, prefix scores), Grad-CAM through them, TFLite conversion"
+    import keras
+    from deepfake_nb.core import load_json, save_json
+    from deepfake_nb.models import build_head
+    from deepfake_nb.predict import Predictor, frame_scores, gradcam_maps, unrolled, export_model, check_exports
+    base = Predictor(demo_run_dir)
+    faces = base.preprocess(_test_videos(demo_run_dir).path.iloc[0])['faces']
+    F = base.features(faces)
+    rd = tmp_path/'run'; rd.mkdir()
+    save_json(dict(load_json(Path(demo_run_dir)/'params.json'), head=head), rd/'params.json')
+    build_head(head, base.frames, F.shape[1], units=16, norm_data=F[None]).save(str(rd/'model.keras'))
+    pred = Predictor(rd)
+    fs = frame_scores(pred, F)
+    extra = {'attention': 'attention', 'image': 'frame_prob', 'bilstm': 'running_prob'}[head]
+    assert fs[extra].notna().all() and fs.occlusion.abs().max() > 0
+    if head == 'attention': assert abs(fs.attention.sum() - 1) < 1e-4 and fs.running_prob.isna().all()   # fixed positions: no prefix score
+    if head == 'image': assert abs(fs.frame_prob.mean() - pred.score_features(F)[0]) < 1e-5               # the video = mean of its frames
+    cams, prob = gradcam_maps(pred, faces)
+    assert cams.shape == faces.shape[:3] and abs(prob - pred.score(faces)) < 1e-4
+    inp = keras.Input((pred.frames, F.shape[1]), batch_size=1)
+    model = keras.Model(inp, unrolled(pred.head)(inp))
+    ex = export_model(model, tmp_path/'export', ('tflite',))
+    chk = check_exports(model, ex, [F[None]], repeats=1)
+    assert chk.set_index('format').max_abs_diff['tflite'] <= 1e-4, chk
