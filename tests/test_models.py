@@ -1,0 +1,107 @@
+"""Every backbone builds; every head and the light backbones train one epoch on demo data and write their run directory.
+The heavy backbones, the fine-tuning of an ImageNet-style backbone and a papermill run with a preset are slow: set DEEPFAKE_NB_SLOW=1."""
+import os, json, subprocess, sys
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+from conftest import REPO
+
+slow = pytest.mark.skipif(not os.environ.get('DEEPFAKE_NB_SLOW'), reason='slow (minutes on 2 cores): set DEEPFAKE_NB_SLOW=1 to run')
+RUN_FILES = ('params.json', 'predictions.csv', 'metrics.json', 'history.csv', 'model.keras', 'env.json', 'complete.json')
+
+def _small_size(name):
+    from deepfake_nb.models import get_backbone
+    return max(32, get_backbone(name).min_size)
+
+@pytest.fixture(scope='module')
+def tiny(suite_home):
+    "A 12-video demo dataset (3 identities) named 'tiny' in the session's home; settings of a 1-epoch run on it"
+    from deepfake_nb.data import build_manifest, make_demo_dataset
+    build_manifest('demo', root=make_demo_dataset(suite_home/'raw_tiny', n_identities=3, videos_per_class=2), name='tiny',
+                   test_frac=0.34, val_frac=0.33)
+    return dict(dataset='tiny', frames=2, epochs=1, batch_size=4, weights=None)
+
+def _check_run(rdir, **expect):
+    from deepfake_nb.core import load_json
+    for f in RUN_FILES: assert (rdir/f).exists(), f'{rdir} lacks {f}'
+    info, metrics = load_json(rdir/'params.json'), load_json(rdir/'metrics.json')
+    for k, v in expect.items(): assert info[k] == v, (k, info[k], v)
+    assert info['epochs_run'] >= 1 and {'test', 'test_val_threshold', 'val', 'threshold'} <= set(metrics)
+    preds = pd.read_csv(rdir/'predictions.csv')
+    assert list(preds.columns) == ['video_id', 'split', 'label', 'prob'] and len(preds) == 12 and preds.prob.between(0, 1).all()
+    return info
+
+def test_every_backbone_builds():
+    "Each registered backbone builds at a small size with its registered feature size; the ones written here also run"
+    from deepfake_nb.models import BACKBONES, build_backbone
+    for name, bb in BACKBONES.items():
+        s = _small_size(name)
+        m, used, key = build_backbone(name, None, s)
+        assert m.output_shape == (None, bb.dim), (name, m.output_shape)
+        assert key == 'random-s0'
+        if bb.source != 'keras.applications':
+            x = bb.preprocess(np.random.default_rng(0).integers(0, 255, (2, s, s, 3)))
+            f = m.predict(x, verbose=0)
+            assert f.shape == (2, bb.dim) and np.isfinite(f).all()
+
+def test_unknown_names_fail_with_valid_names():
+    from deepfake_nb.core import DeepfakeNBError
+    from deepfake_nb.train import run_params
+    for kw, msg in [(dict(backbone='vgg16'), 'resnext50'), (dict(head='tcn'), 'attention'), (dict(preset='x'), 'seed-image-resnet18'),
+                    (dict(mode='x'), 'finetune'), (dict(augment='cutmix'), 'jpeg')]:
+        with pytest.raises(DeepfakeNBError, match=msg): run_params(**kw)
+
+@pytest.mark.parametrize('head', ['lstm', 'gru', 'bilstm', 'attention', 'mean', 'image'])
+def test_every_head_trains_one_epoch(tiny, head):
+    from deepfake_nb.train import train_run
+    rdir = train_run(backbone='mobilenetv2', head=head, size=32, **tiny)
+    _check_run(rdir, head=head, backbone='mobilenetv2', mode='frozen')
+
+@pytest.mark.parametrize('name', ['resnet18', 'meso4'])
+def test_light_backbones_train_one_epoch(tiny, name):
+    from deepfake_nb.train import train_run
+    _check_run(train_run(backbone=name, size=32, **tiny), backbone=name)
+
+def test_single_image_mode(tiny):
+    from deepfake_nb.train import train_run
+    info = _check_run(train_run(backbone='mobilenetv2', size=32, **dict(tiny, frames=1)), head='image', frames=1)
+    assert info['preset'] is None
+
+def test_class_weight_dict_and_augmentation_recorded(tiny):
+    from deepfake_nb.core import load_json
+    from deepfake_nb.train import train_run, run_params, run_id
+    rdir = train_run(backbone='mobilenetv2', size=32, class_weight={0: 1.15, 1: 1.05}, augment='rotate:5,brightness', aug_passes=1, **tiny)
+    info = _check_run(rdir, class_weight={'0': 1.15, '1': 1.05})
+    assert info['augment']['rotate'] == 5.0 and info['augment']['brightness'] == 0.1 and len(info['cache_keys']['augmented']) == 1
+    settings = json.loads(info['rerun']['papermill'].split(" -y '")[1][:-1])
+    assert run_id(run_params(**settings)) == rdir.name == info['run_id']
+
+@slow
+@pytest.mark.parametrize('name', ['resnet50', 'xception', 'efficientnetb0', 'efficientnetb4', 'efficientnetv2b0', 'inceptionv3',
+                                  'densenet121', 'convnext_tiny', 'mobilenetv3large', 'resnext50'])
+def test_heavy_backbones_train_one_epoch(tiny, name):
+    from deepfake_nb.train import train_run
+    _check_run(train_run(backbone=name, size=_small_size(name), **tiny), backbone=name)
+
+@slow
+def test_finetune_mobilenetv2_partial(tiny):
+    "End to end through TimeDistributed(MobileNetV2), last 10 layers trainable, BatchNorm frozen, with on-the-fly augmentation"
+    from deepfake_nb.train import train_run
+    info = _check_run(train_run(backbone='mobilenetv2', size=32, mode='finetune', finetune_layers=10, augment='flip,jpeg,blur', **tiny),
+                      mode='finetune')
+    assert info['compute']['replicas'] >= 1
+
+@slow
+def test_papermill_preset_with_class_weight_dict(tiny, tmp_path):
+    "papermill passes a preset and a dict of class weights into 03_train, and the run records them"
+    from deepfake_nb.core import load_json
+    out = tmp_path/'out.ipynb'
+    r = subprocess.run([sys.executable, '-m', 'papermill', str(REPO/'nbs'/'03_train.ipynb'), str(out), '-k', 'python3',
+                        '-p', 'dataset', 'tiny', '-p', 'preset', 'seed-resnet50-lstm-tuned', '-p', 'size', '32', '-p', 'frames', '2',
+                        '-p', 'epochs', '1', '-p', 'weights', 'None', '-y', 'class_weight: {0: 2.0, 1: 1.0}', '-y', 'seeds: [0, 1]'],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = sorted(p for p in (Path(os.environ['DEEPFAKE_NB_HOME'])/'reports'/'runs'/'tiny').iterdir() if p.name.startswith('resnet50-lstm'))
+    infos = [load_json(p/'params.json') for p in runs]
+    infos = [i for i in infos if i['preset'] == 'seed-resnet50-lstm-tuned']
+    assert sorted(i['seed'] for i in infos) == [0, 1]
+    for i in infos: assert i['class_weight'] == {'0': 2.0, '1': 1.0} and i['lr'] == 5e-6 and i['augment']['flip'] == 0.5
