@@ -164,9 +164,9 @@ def test_dataset_folders_that_cannot_make_a_detector(tmp_path):
     (one/'fake').mkdir()
     with pytest.raises(DeepfakeNBError, match=r'holds no files with extension .*both real and fake'): build_manifest('folder', root=one)
     with pytest.raises(DeepfakeNBError, match='does not exist'): build_manifest('folder', root=tmp_path/'missing')
-    # two files that differ only by extension get the same video id: stopped with the id named
+    # two files that differ only by extension would get the same video id: stopped, naming both files and the fix
     dup = _touch(tmp_path/'dup', [f'{c}/id{i}_0.mp4' for c in ('real', 'fake') for i in range(8)] + ['real/id0_0.avi'])
-    with pytest.raises(DeepfakeNBError, match=r"video_id must be unique; duplicated: \['real/id0_0'\]"): build_manifest('folder', root=dup)
+    with pytest.raises(DeepfakeNBError, match=r"files \['real/id0_0.avi', 'real/id0_0.mp4'\] differ only by extension.*rename or remove"): build_manifest('folder', root=dup)
 
 
 def test_hand_edited_manifest_is_refused_with_the_fix(tmp_path):
