@@ -18,7 +18,7 @@ __all__ = ['BACKBONES', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_VERSION', 
            'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images', 'build_backbone',
            'bn_input_mean_agreement', 'augment_settings', 'augment_video', 'gpu_details', 'precision_policy',
            'is_chief', 'make_strategy', 'compute_setup', 'feature_cache_path', 'extract_features',
-           'backbone_for_features', 'cached_features', 'check_head', 'build_head', 'set_trainable_tail',
+           'backbone_for_features', 'cached_features', 'check_head', 'floor_std', 'build_head', 'set_trainable_tail',
            'build_finetune_model']
 
 # %% ../nbs/03a_models.ipynb #a3ad61be
@@ -447,7 +447,7 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
     pos = {v: i for i, v in enumerate(info['video_ids'])}
     return np.asarray(arr[[pos[v] for v in video_ids]], np.float32), dict(info, path=str(path))
 
-# %% ../nbs/03a_models.ipynb #426dba67
+# %% ../nbs/03a_models.ipynb #fefdd323
 HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image')
 
 if keras is not None:
@@ -469,14 +469,22 @@ if keras is not None:
 def check_head(head):
     if head not in HEADS: raise DeepfakeNBError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
 
-def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_data=None, num_heads=4):
-    "A temporal classifier `(T, D)` -> P(fake); `norm_data` (features) fits its input standardisation; `frames=1` gives the image head"
+def floor_std(norm, norm_floor=1.0):
+    "Raise the standard deviations of an adapted `Normalization` layer to at least `norm_floor` x their RMS over dimensions"
+    if norm_floor < 0: raise DeepfakeNBError(f"norm_floor={norm_floor!r} must be >= 0 (0: plain standardisation)")
+    v = np.asarray(norm.adapt_variance.numpy(), np.float64)
+    norm.adapt_variance.assign(np.maximum(v, norm_floor**2 * v.mean()).astype(np.float32)); norm.finalize_state()
+    return norm
+
+def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_data=None, num_heads=4, norm_floor=1.0):
+    "A temporal classifier `(T, D)` -> P(fake); `norm_data` (features) fits its input standardisation (see `floor_std`); `frames=1` gives the image head"
     k = _keras(); L = k.layers
     check_head(head)
     if frames == 1: head = 'image'
     inp = k.Input((frames, dim))
     norm = L.Normalization(axis=-1)
-    if norm_data is not None: norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, dim))
+    if norm_data is not None:
+        norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, dim)); floor_std(norm, norm_floor)
     x = norm(inp)
     if head == 'image':
         x = L.Dropout(dropout)(L.Dense(units, activation='relu')(L.Dropout(dropout)(x)))

@@ -43,7 +43,7 @@ def class_weight_for(cw, y) -> dict | None:
     if cw == 'balanced': return balanced_class_weight(y)
     return None if cw is None else {int(k): v for k, v in cw.items()}
 
-# %% ../nbs/03_train.ipynb #ffa93626
+# %% ../nbs/03_train.ipynb #a87eed84
 LR_SCHEDULES = ('plateau', 'cosine', 'none')
 
 def array_dataset(X, y=None, batch_size=16, shuffle=False, seed=0):
@@ -150,7 +150,7 @@ def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patie
 
 def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, epochs=30, batch_size=16, patience=5,
              class_weight='balanced', seed=0, verbose=0, lr_schedule='plateau', strategy=None, norm_data=None, checkpoint_dir=None, resume=False,
-             callbacks=()):
+             callbacks=(), norm_floor=1.0):
     "Train a head on features with early stopping on val; return (model, history DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"
     import keras, tensorflow as tf
     seed_everything(seed)
@@ -159,7 +159,7 @@ def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, ep
     steps = -(-len(Xtr) // gb)
     def build():
         with strategy.scope():
-            model = build_head(head, Xtr.shape[1], Xtr.shape[2], units, dropout, norm_data=Xtr if norm_data is None else norm_data)
+            model = build_head(head, Xtr.shape[1], Xtr.shape[2], units, dropout, norm_data=Xtr if norm_data is None else norm_data, norm_floor=norm_floor)
             model.compile(_optimizer(lr, lr_schedule, epochs, steps), 'binary_crossentropy', metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
         return model
     ytr, yva = np.asarray(ytr, np.float32), np.asarray(yva, np.float32)
@@ -206,13 +206,13 @@ def get_preset(name) -> dict:
 def presets_table() -> pd.DataFrame:
     return pd.DataFrame([dict(preset=k, **{s: json.dumps(v) if isinstance(v, dict) else v for s, v in p['settings'].items()}) for k, p in PRESETS.items()]).set_index('preset').astype(object).fillna('')
 
-# %% ../nbs/03_train.ipynb #ef2f2a55
+# %% ../nbs/03_train.ipynb #812cf3fc
 MODES = ('frozen', 'finetune')
 
 def run_params(dataset='demo', backbone='mobilenetv2', head='lstm', weights='auto', frames=12, size=160, detector='haar', margin=1.3,
                epochs=30, batch_size=16, lr=1e-3, units=64, dropout=0.3, patience=5, class_weight='balanced', seed=0,
                preset=None, mode='frozen', augment=None, aug_passes=2, lr_schedule='plateau', finetune_layers=20, finetune_lr=1e-5,
-               finetune_from='frozen', deterministic=False, mixed_precision='auto', distribute='auto') -> dict:
+               finetune_from='frozen', deterministic=False, mixed_precision='auto', distribute='auto', norm_floor=1.0) -> dict:
     "All the settings of a training run, checked and normalised (a `preset` fills those left at their defaults)"
     p = dict(locals())
     if p['preset'] in (None, '', 'none', 'None'): p['preset'] = None
@@ -230,9 +230,10 @@ def run_params(dataset='demo', backbone='mobilenetv2', head='lstm', weights='aut
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or (v < 0 and name != 'finetune_layers'):
             raise DeepfakeNBError(f"parameter {name}={v!r} must be a non-negative integer (e.g. papermill -p {name} 10)")
         p[name] = int(v)
-    for name in ('margin', 'lr', 'dropout', 'finetune_lr'):
+    for name in ('margin', 'lr', 'dropout', 'finetune_lr', 'norm_floor'):
         if isinstance(p[name], bool) or not isinstance(p[name], (int, float)): raise DeepfakeNBError(f"parameter {name}={p[name]!r} must be a number")
         p[name] = float(p[name])
+    if p['norm_floor'] < 0: raise DeepfakeNBError(f"norm_floor={p['norm_floor']} must be >= 0 (0: plain standardisation of the head's input)")
     if p['frames'] < 1 or p['batch_size'] < 1: raise DeepfakeNBError(f"frames and batch_size must be at least 1 (got {p['frames']}, {p['batch_size']})")
     if p['size'] < bb.min_size: raise DeepfakeNBError(f"size {p['size']} is too small for {bb.name}: it needs at least {bb.min_size} (native {bb.size})")
     if p['frames'] == 1: p['head'] = 'image'      # single-image mode: no temporal head
@@ -304,7 +305,7 @@ def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, fr
                          video_dataset(face_dir, ids_va, yva, gb), epochs, None, patience, lr_schedule, class_weight_for(class_weight, ytr),
                          verbose, checkpoint_dir, resume, strategy)
 
-# %% ../nbs/03_train.ipynb #df548b3c
+# %% ../nbs/03_train.ipynb #d99c6732
 def manifest_for(dataset) -> Path:
     "The manifest of `dataset` (the demo's is built when missing)"
     if dataset == 'demo': return build_manifest('demo')
@@ -370,12 +371,12 @@ def train_run(force=False, verbose=0, resume=False, **kw) -> Path:
                   patience=params['patience'], class_weight=params['class_weight'], seed=params['seed'], verbose=verbose,
                   lr_schedule=params['lr_schedule'], strategy=cs['strategy'])
         if params['mode'] == 'frozen' or params['finetune_from'] == 'frozen':
-            model, hist = fit_head(Xtr, ytr, X[va], y[va], lr=params['lr'], norm_data=X[tr], checkpoint_dir=ckpt/'head', resume=resume, **hp)
+            model, hist = fit_head(Xtr, ytr, X[va], y[va], lr=params['lr'], norm_data=X[tr], norm_floor=params['norm_floor'], checkpoint_dir=ckpt/'head', resume=resume, **hp)
             if hist.attrs.get('resumed_at') is not None: resumed['head'] = hist.attrs['resumed_at']
             hist['stage'] = 'head'
         else:
             with cs['strategy'].scope():
-                model = build_head(params['head'], params['frames'], X.shape[2], params['units'], params['dropout'], norm_data=X[tr])
+                model = build_head(params['head'], params['frames'], X.shape[2], params['units'], params['dropout'], norm_data=X[tr], norm_floor=params['norm_floor'])
             hist = pd.DataFrame()
         if params['mode'] == 'finetune':
             fdir = face_cache_dir(params['dataset'], pkey)
