@@ -17,11 +17,12 @@ from .preprocess import preprocess_video, read_frames
 from .models import get_backbone, build_backbone, feature_cache_path
 
 # %% auto #0
-__all__ = ['LIST_EXTS', 'EXPORT_FORMATS', 'EXPORT_FILES', 'EXPORT_TOLERANCE', 'list_videos', 'find_run', 'demo_run',
-           'preprocess_kwargs', 'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled', 'Predictor',
-           'load_predictor', 'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer', 'gradcam_maps',
-           'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'Predictions', 'predict_video', 'predict_videos',
-           'export_model', 'exported_runner', 'check_exports', 'export_run', 'demo_inputs']
+__all__ = ['LIST_EXTS', 'EXPORT_FORMATS', 'EXPORT_FILES', 'EXPORT_TOLERANCE', 'INT8_MIN_ELEMENTS', 'list_videos', 'find_run',
+           'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled',
+           'Predictor', 'load_predictor', 'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer',
+           'gradcam_maps', 'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'Predictions', 'predict_video',
+           'predict_videos', 'export_model', 'exported_runner', 'check_exports', 'int8_bias_corrections',
+           'bias_corrected', 'int8_calibration_faces', 'run_int8_corrections', 'export_run', 'demo_inputs']
 
 # %% ../nbs/06_predict.ipynb #d5fee67f
 LIST_EXTS = ('.txt', '.lst', '.list', '.csv')
@@ -491,7 +492,7 @@ def predict_videos(inputs, run_dir='', out_csv=None, per_frame=False, windows=0,
                 files[tag] = _with_suffix(out_csv, tag)
     return Predictions(videos, frames, wins, files)
 
-# %% ../nbs/06_predict.ipynb #a3b12109
+# %% ../nbs/06_predict.ipynb #e1378315
 EXPORT_FORMATS = ('savedmodel', 'tflite', 'tflite_int8', 'onnx')
 EXPORT_FILES = dict(savedmodel='saved_model', tflite='model_float32.tflite', tflite_int8='model_int8.tflite', onnx='model.onnx')
 EXPORT_TOLERANCE = dict(keras=0.0, savedmodel=1e-4, tflite=1e-4, tflite_int8=0.02, onnx=1e-4)
@@ -499,8 +500,8 @@ EXPORT_TOLERANCE = dict(keras=0.0, savedmodel=1e-4, tflite=1e-4, tflite_int8=0.0
 def _size_mb(p: Path) -> float:
     return round((sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size)/2**20, 2)
 
-def export_model(model, out_dir, formats=EXPORT_FORMATS) -> pd.DataFrame:
-    "Export a Keras model with a fixed input shape to SavedModel, TFLite float32, TFLite dynamic-range int8 and ONNX; one row per format"
+def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8_note='') -> pd.DataFrame:
+    "Export a Keras model with a fixed input shape to SavedModel, TFLite float32, TFLite dynamic-range int8 and ONNX; one row per format; `int8_weights`: a context manager factory under which `model` holds the weights to quantize"
     import tensorflow as tf, tempfile
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     bad = [f for f in formats if f not in EXPORT_FORMATS]
@@ -509,16 +510,21 @@ def export_model(model, out_dir, formats=EXPORT_FORMATS) -> pd.DataFrame:
     sm = out_dir/EXPORT_FILES['savedmodel'] if 'savedmodel' in formats else Path(tmpdir.name)/'saved_model'
     t0 = time.time()
     if sm.exists(): shutil.rmtree(sm)
-    model.export(str(sm), format='tf_saved_model', verbose=False)
+    if set(formats) - {'tflite_int8'} or int8_weights is None: model.export(str(sm), format='tf_saved_model', verbose=False)
     if 'savedmodel' in formats: rows.append(dict(format='savedmodel', path=str(sm), seconds=round(time.time()-t0, 2), note=''))
     for fmt in ('tflite', 'tflite_int8'):
         if fmt not in formats: continue
         t0 = time.time()
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(sm))
+        src = sm
+        if fmt == 'tflite_int8' and int8_weights is not None:
+            src = Path(tmpdir.name)/'saved_model_int8'
+            with int8_weights(): model.export(str(src), format='tf_saved_model', verbose=False)
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(src))
         if fmt == 'tflite_int8': conv.optimizations = [tf.lite.Optimize.DEFAULT]   # dynamic range: int8 weights, float activations
         p = out_dir/EXPORT_FILES[fmt]
         with atomic_path(p) as tmp: Path(tmp).write_bytes(conv.convert())
-        rows.append(dict(format=fmt, path=str(p), seconds=round(time.time()-t0, 2), note='dynamic-range int8 weights' if fmt == 'tflite_int8' else ''))
+        rows.append(dict(format=fmt, path=str(p), seconds=round(time.time()-t0, 2),
+                         note=('dynamic-range int8 weights' + (f'; {int8_note}' if int8_note else '')) if fmt == 'tflite_int8' else ''))
     if 'onnx' in formats:
         p = out_dir/EXPORT_FILES['onnx']
         if importlib.util.find_spec('tf2onnx') is None:
@@ -577,17 +583,113 @@ def check_exports(model, exports: pd.DataFrame, inputs, repeats=3) -> pd.DataFra
         rows.append(dict(format=r.format, size_mb=r.size_mb, max_abs_diff=d, ms_per_video=ms, tolerance=EXPORT_TOLERANCE[r.format], ok=d <= EXPORT_TOLERANCE[r.format]))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06_predict.ipynb #2bf12cfd
-def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None) -> pd.DataFrame:
-    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency"
+# %% ../nbs/06_predict.ipynb #76bfd3ff
+INT8_MIN_ELEMENTS = 1024   # the TFLite dynamic-range quantizer leaves smaller weight tensors in float
+
+def _fake_int8(w: np.ndarray, depthwise: bool) -> np.ndarray:
+    "Symmetric per-output-channel int8 rounding of a conv kernel `(kh, kw, in, out)` (depthwise: `(kh, kw, in, multiplier)`), as TFLite's converter does"
+    v = w.reshape(*w.shape[:2], -1) if depthwise else w
+    s = np.abs(v).max(axis=tuple(range(v.ndim - 1)), keepdims=True)/127.0
+    s[s == 0] = 1.0
+    return (np.clip(np.round(v/s), -127, 127)*s).reshape(w.shape).astype(w.dtype)
+
+def _quantized_convs(backbone):
+    "`(conv, shift)` for every conv layer of `backbone` that int8 rounds: `shift(delta)` moves its output channels by `delta` (through the next BatchNorm's beta, else its bias)"
+    k = _keras(); L = k.layers; out = []
+    consumers = {}
+    for l in backbone.layers:
+        for node in getattr(l, '_inbound_nodes', []):
+            for t in node.input_tensors: consumers.setdefault(id(t._keras_history[0]), []).append(l)
+    for l in backbone.layers:
+        if not isinstance(l, (L.Conv2D, L.DepthwiseConv2D)) or int(np.prod(l.kernel.shape)) < INT8_MIN_ELEMENTS: continue
+        nxt = consumers.get(id(l), [])
+        if len(nxt) == 1 and isinstance(nxt[0], L.BatchNormalization) and nxt[0].center:
+            bn = nxt[0]
+            def shift(d, bn=bn):
+                g = bn.gamma.numpy() if bn.scale else 1.0
+                bn.beta.assign(bn.beta.numpy() + g*d/np.sqrt(bn.moving_variance.numpy() + bn.epsilon))
+        elif l.use_bias:
+            def shift(d, l=l): l.bias.assign(l.bias.numpy() + d)
+        else: shift = None
+        out.append((l, shift))
+    return out
+
+def int8_bias_corrections(backbone, inputs, batch_size=32) -> dict:
+    "Per quantized conv of `backbone`, the channel shifts that undo the mean error of int8 weights on `inputs` (the backbone's own inputs), layer by layer; the model is left as it was"
+    k = _keras()
+    convs = _quantized_convs(backbone)
+    if not convs: return {}
+    inputs = np.asarray(inputs, np.float32)
+    def channel_means(layers):
+        outs = k.Model(backbone.inputs, [k.layers.GlobalAveragePooling2D()(l.output) for l in layers]).predict(inputs, batch_size=batch_size, verbose=0)
+        return [np.asarray(o, np.float64).mean(0) for o in (outs if isinstance(outs, list) else [outs])]
+    ref = channel_means([l for l, _ in convs])
+    saved = [(v, v.numpy().copy()) for l in backbone.layers for v in l.weights]
+    shifts = {}
+    try:
+        for (l, shift), r in zip(convs, ref):
+            l.kernel.assign(_fake_int8(l.kernel.numpy(), isinstance(l, k.layers.DepthwiseConv2D)))
+            if shift is None: continue
+            d = (r - channel_means([l])[0]).astype(np.float32); shift(d); shifts[l.name] = d
+    finally:
+        for v, w in saved: v.assign(w)
+    return shifts
+
+from contextlib import contextmanager
+
+@contextmanager
+def bias_corrected(backbone, shifts: dict):
+    "Within the block `backbone` holds the int8 bias corrections `shifts` (from `int8_bias_corrections`); its weights are restored on exit"
+    saved = [(v, v.numpy().copy()) for l in backbone.layers for v in l.weights]
+    try:
+        for l, shift in _quantized_convs(backbone):
+            if l.name in shifts: shift(shifts[l.name])
+        yield backbone
+    finally:
+        for v, w in saved: v.assign(w)
+
+def int8_calibration_faces(pred: Predictor, n=128, seed=0):
+    "`(faces, '')`: up to `n` uint8 crops from random frames of the run's training videos (its face cache), or `(None, reason)`"
+    from deepfake_nb.preprocess import face_cache_dir
+    p = pred.params
+    try: df = _data.load_manifest(p['manifest'])
+    except Exception as e: return None, f"its manifest {p.get('manifest')} cannot be read ({e})"
+    cache = face_cache_dir(p['dataset'], p['prep_key'])
+    ids = [v for v in df.video_id[df.split == 'train'] if (cache/f'{v}.npz').exists()]
+    if not ids: return None, f"no face cache of its training videos in {cache} (run 02_preprocess on {p['dataset']})"
+    rng = np.random.default_rng(seed)
+    faces = np.concatenate([np.load(cache/f'{v}.npz')['faces'] for v in rng.permutation(ids)[:n]])
+    return faces[rng.choice(len(faces), min(n, len(faces)), replace=False)], ''
+
+def run_int8_corrections(pred: Predictor, n=128):
+    "`(backbone, shifts, info)`: the int8 bias corrections of a run's backbone, calibrated on `n` of its training faces; `shifts` is `None` (and `info` says why) when they cannot be made"
+    pipeline_model(pred)
+    bbm = pred.backbone if pred.backbone is not None else _nested_model(pred._frame)
+    aff = affine_preprocess(pred.bb)
+    if bbm is None or aff is None: return bbm, None, dict(reason=f"{pred.bb.name}: no convolutional backbone with an affine preprocessing to calibrate")
+    faces, why = int8_calibration_faces(pred, n)
+    if faces is None: return bbm, None, dict(reason=why)
+    t0 = time.time()
+    shifts = int8_bias_corrections(bbm, faces.astype(np.float32) @ aff[0].T + aff[1])
+    return bbm, shifts, dict(faces=len(faces), source='random frames of the training videos (face cache)', layers=len(shifts), seconds=round(time.time()-t0, 1))
+
+# %% ../nbs/06_predict.ipynb #482817b6
+def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None, int8_calibration=128) -> pd.DataFrame:
+    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency; `int8_calibration`: training faces for the int8 bias correction (0: none)"
     pred = load_predictor(run_dir)
     model = pipeline_model(pred)
     out_dir = Path(out_dir) if out_dir else reports_dir('predict', pred.run_id, 'export')
-    ex = export_model(model, out_dir, formats)
+    int8_weights, int8_info = None, dict(reason='not asked for (int8_calibration=0)')
+    if 'tflite_int8' in formats and int8_calibration:
+        bbm, shifts, int8_info = run_int8_corrections(pred, int8_calibration)
+        if shifts is not None: int8_weights = lambda: bias_corrected(bbm, shifts)
+    note = f"bias-corrected on {int8_info['faces']} training faces" if int8_weights else f"no bias correction: {int8_info['reason']}"
+    ex = export_model(model, out_dir, formats, int8_weights=int8_weights, int8_note=note)
     save_json(dict(run_id=pred.run_id, run_dir=str(pred.run_dir), mode=pred.mode, backbone=pred.bb.name, head=pred.head_kind,
                    input=dict(shape=[1, pred.frames, pred.size, pred.size, 3], dtype='float32', layout='NTHWC', pixels='RGB 0..255 face crops',
                               crops=pred.params.get('prep_settings'), preprocessing='inside the model'),
-                   output='P(fake), shape (1, 1)', threshold=pred.threshold, files={r.format: Path(r.path).name for r in ex.itertuples() if r.path}),
+                   output='P(fake), shape (1, 1)', threshold=pred.threshold, files={r.format: Path(r.path).name for r in ex.itertuples() if r.path},
+                   int8_bias_correction=int8_info if 'tflite_int8' in formats else None),
               out_dir/'export.json')
     if check_faces is None: return ex
     chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in check_faces])
