@@ -583,7 +583,9 @@ def check_exports(model, exports: pd.DataFrame, inputs, repeats=3) -> pd.DataFra
         rows.append(dict(format=r.format, size_mb=r.size_mb, max_abs_diff=d, ms_per_video=ms, tolerance=EXPORT_TOLERANCE[r.format], ok=d <= EXPORT_TOLERANCE[r.format]))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06_predict.ipynb #76bfd3ff
+# %% ../nbs/06_predict.ipynb #a3ac47f5
+from contextlib import contextmanager
+
 INT8_MIN_ELEMENTS = 1024   # the TFLite dynamic-range quantizer leaves smaller weight tensors in float
 
 def _fake_int8(w: np.ndarray, depthwise: bool) -> np.ndarray:
@@ -614,6 +616,14 @@ def _quantized_convs(backbone):
         out.append((l, shift))
     return out
 
+@contextmanager
+def _weights_restored(model):
+    "Every weight of `model` as it was on entry, again on exit (whatever happened inside)"
+    saved = [(v, v.numpy().copy()) for v in model.weights]
+    try: yield model
+    finally:
+        for v, w in saved: v.assign(w)
+
 def int8_bias_corrections(backbone, inputs, batch_size=32) -> dict:
     "Per quantized conv of `backbone`, the channel shifts that undo the mean error of int8 weights on `inputs` (the backbone's own inputs), layer by layer; the model is left as it was"
     k = _keras()
@@ -624,41 +634,34 @@ def int8_bias_corrections(backbone, inputs, batch_size=32) -> dict:
         outs = k.Model(backbone.inputs, [k.layers.GlobalAveragePooling2D()(l.output) for l in layers]).predict(inputs, batch_size=batch_size, verbose=0)
         return [np.asarray(o, np.float64).mean(0) for o in (outs if isinstance(outs, list) else [outs])]
     ref = channel_means([l for l, _ in convs])
-    saved = [(v, v.numpy().copy()) for l in backbone.layers for v in l.weights]
     shifts = {}
-    try:
+    with _weights_restored(backbone):
         for (l, shift), r in zip(convs, ref):
             l.kernel.assign(_fake_int8(l.kernel.numpy(), isinstance(l, k.layers.DepthwiseConv2D)))
             if shift is None: continue
             d = (r - channel_means([l])[0]).astype(np.float32); shift(d); shifts[l.name] = d
-    finally:
-        for v, w in saved: v.assign(w)
     return shifts
-
-from contextlib import contextmanager
 
 @contextmanager
 def bias_corrected(backbone, shifts: dict):
     "Within the block `backbone` holds the int8 bias corrections `shifts` (from `int8_bias_corrections`); its weights are restored on exit"
-    saved = [(v, v.numpy().copy()) for l in backbone.layers for v in l.weights]
-    try:
+    with _weights_restored(backbone):
         for l, shift in _quantized_convs(backbone):
             if l.name in shifts: shift(shifts[l.name])
         yield backbone
-    finally:
-        for v, w in saved: v.assign(w)
 
 def int8_calibration_faces(pred: Predictor, n=128, seed=0):
     "`(faces, '')`: up to `n` uint8 crops from random frames of the run's training videos (its face cache), or `(None, reason)`"
-    from deepfake_nb.preprocess import face_cache_dir
+    from deepfake_nb.preprocess import face_cache_dir, load_faces, _cache_file
     p = pred.params
     try: df = _data.load_manifest(p['manifest'])
     except Exception as e: return None, f"its manifest {p.get('manifest')} cannot be read ({e})"
     cache = face_cache_dir(p['dataset'], p['prep_key'])
-    ids = [v for v in df.video_id[df.split == 'train'] if (cache/f'{v}.npz').exists()]
+    ids = [v for v in df.video_id[df.split == 'train'] if _cache_file(cache, v).exists()]
     if not ids: return None, f"no face cache of its training videos in {cache} (run 02_preprocess on {p['dataset']})"
     rng = np.random.default_rng(seed)
-    faces = np.concatenate([np.load(cache/f'{v}.npz')['faces'] for v in rng.permutation(ids)[:n]])
+    faces = load_faces(cache, list(rng.permutation(ids)[:n]))
+    faces = faces.reshape(-1, *faces.shape[2:])
     return faces[rng.choice(len(faces), min(n, len(faces)), replace=False)], ''
 
 def run_int8_corrections(pred: Predictor, n=128):
