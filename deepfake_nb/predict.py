@@ -21,8 +21,8 @@ __all__ = ['LIST_EXTS', 'EXPORT_FORMATS', 'EXPORT_FILES', 'EXPORT_TOLERANCE', 'I
            'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled',
            'Predictor', 'load_predictor', 'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer',
            'gradcam_maps', 'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'Predictions', 'predict_video',
-           'predict_videos', 'export_model', 'exported_runner', 'check_exports', 'int8_bias_corrections',
-           'bias_corrected', 'int8_calibration_faces', 'run_int8_corrections', 'export_run', 'demo_inputs']
+           'predict_videos', 'export_model', 'exported_runner', 'check_exports', 'gptq_round', 'int8_corrections',
+           'int8_corrected', 'int8_calibration_faces', 'run_int8_corrections', 'export_run', 'demo_inputs']
 
 # %% ../nbs/06_predict.ipynb #d5fee67f
 LIST_EXTS = ('.txt', '.lst', '.list', '.csv')
@@ -583,7 +583,7 @@ def check_exports(model, exports: pd.DataFrame, inputs, repeats=3) -> pd.DataFra
         rows.append(dict(format=r.format, size_mb=r.size_mb, max_abs_diff=d, ms_per_video=ms, tolerance=EXPORT_TOLERANCE[r.format], ok=d <= EXPORT_TOLERANCE[r.format]))
     return pd.DataFrame(rows)
 
-# %% ../nbs/06_predict.ipynb #a3ac47f5
+# %% ../nbs/06_predict.ipynb #33a2646f
 from contextlib import contextmanager
 
 INT8_MIN_ELEMENTS = 1024   # the TFLite dynamic-range quantizer leaves smaller weight tensors in float
@@ -624,30 +624,105 @@ def _weights_restored(model):
     finally:
         for v, w in saved: v.assign(w)
 
-def int8_bias_corrections(backbone, inputs, batch_size=32) -> dict:
-    "Per quantized conv of `backbone`, the channel shifts that undo the mean error of int8 weights on `inputs` (the backbone's own inputs), layer by layer; the model is left as it was"
-    k = _keras()
-    convs = _quantized_convs(backbone)
+def _walk(model, x, hook):
+    "Run the functional `model` on `x` (all at once) one layer at a time, dropping each activation after its last use; `hook(layer, args, kwargs)` may return the layer's output (else the layer is called)"
+    nodes = [n for d in sorted(model._nodes_by_depth, reverse=True) for n in model._nodes_by_depth[d] if n.operation is not None and not n.is_input]
+    uses, keep = {}, {id(t) for t in model.outputs}
+    for n in nodes:
+        for t in n.input_tensors: uses[id(t)] = uses.get(id(t), 0) + 1
+    vals = {id(model.inputs[0]): x}
+    for n in nodes:
+        args, kwargs = n.arguments.fill_in(vals)
+        y = hook(n.operation, args, kwargs)
+        if y is None: y = n.operation(*args, **kwargs)
+        for t, v in zip(n.outputs, y if isinstance(y, (list, tuple)) else [y]): vals[id(t)] = v
+        for t in n.input_tensors:
+            uses[id(t)] -= 1
+            if not uses[id(t)] and id(t) not in keep: vals.pop(id(t), None)
+    return [vals[id(t)] for t in model.outputs]
+
+def gptq_round(w, H, damp=0.01) -> np.ndarray:
+    "Int8-grid weights for `w` `(n_in, n_out)`, or a batch `(B, n_in, n_out)` with `H` `(B, n_in, n_in)`: symmetric per output column (scale `max|w|/127`, kept), rounded by GPTQ for inputs with `H = XᵀX`"
+    w, H = np.asarray(w, np.float64), np.asarray(H, np.float64)
+    one = w.ndim == 2
+    if one: w, H = w[None], H[None]
+    B, n, m = w.shape; b = np.arange(B)[:, None]
+    order = np.argsort(-np.diagonal(H, axis1=1, axis2=2), axis=1, kind='stable')             # most active inputs first
+    w, H = w[b, order].copy(), H[b[..., None], order[:, :, None], order[:, None, :]].copy()
+    s = np.abs(w).max(1)/127.0; s[s == 0] = 1.0
+    top = np.abs(w).argmax(1)                                     # stays at +-127: the converter then computes the same scale
+    dg = np.diagonal(H, axis1=1, axis2=2)
+    H += np.eye(n)*((dg <= 0) + damp*dg.mean(1, keepdims=True))[:, None, :]       # dead inputs, and dampening
+    U = np.linalg.cholesky(np.linalg.inv(H)).transpose(0, 2, 1)
+    q = np.zeros_like(w)
+    for i in range(n):
+        qi = np.clip(np.round(w[:, i]/s), -127, 127)
+        qi = np.where(top == i, np.sign(w[:, i])*127, qi)
+        q[:, i] = qi*s
+        w[:, i+1:] -= U[:, i, i+1:, None]*((w[:, i] - q[:, i])/U[:, i, i, None])[:, None, :]
+    out = np.empty_like(q); out[b, order] = q
+    return (out[0] if one else out).astype(np.float32)
+
+def _patches(x, layer, rows, rng):
+    "`rows` random input patches `(rows, kh*kw, C)` of a depthwise conv `layer` on its input `x` `(N, H, W, C)`"
+    kh, kw = layer.kernel.shape[:2]; (sh, sw), (dh, dw) = layer.strides, layer.dilation_rate
+    N, Hi, Wi, C = x.shape
+    if layer.padding == 'same':
+        ph = max((-(-Hi//sh) - 1)*sh + (kh - 1)*dh + 1 - Hi, 0); pw = max((-(-Wi//sw) - 1)*sw + (kw - 1)*dw + 1 - Wi, 0)
+        x = np.pad(x, ((0, 0), (ph//2, ph - ph//2), (pw//2, pw - pw//2), (0, 0)))
+    Ho, Wo = (x.shape[1] - (kh - 1)*dh - 1)//sh + 1, (x.shape[2] - (kw - 1)*dw - 1)//sw + 1
+    idx = rng.choice(N*Ho*Wo, min(rows, N*Ho*Wo), replace=False)
+    n, oy, ox = idx//(Ho*Wo), idx//Wo % Ho, idx % Wo
+    ys = oy[:, None, None]*sh + np.arange(kh)[None, :, None]*dh; xs = ox[:, None, None]*sw + np.arange(kw)[None, None, :]*dw
+    return x[n[:, None, None], ys, xs].reshape(len(idx), kh*kw, C)
+
+def _gptq_kernel(layer, x, damp, rows, rng):
+    "GPTQ int8 kernel of a 1x1 or depthwise conv `layer` for its inputs `x`; `None` for other convs (they are rounded to nearest)"
+    L = _keras().layers; w = layer.kernel.numpy(); x = np.asarray(x, np.float32)
+    if isinstance(layer, L.DepthwiseConv2D):
+        if w.shape[-1] != 1: return None
+        p = _patches(x, layer, rows//10, rng)
+        H = np.einsum('nkc,nlc->ckl', p, p, optimize=True)
+        return gptq_round(w.reshape(-1, w.shape[2]).T[:, :, None], H, damp)[:, :, 0].T.reshape(w.shape)
+    if type(layer) is L.Conv2D and w.shape[:2] == (1, 1) and layer.groups == 1 and tuple(layer.dilation_rate) == (1, 1):
+        r = x[:, ::layer.strides[0], ::layer.strides[1]].reshape(-1, x.shape[-1])
+        if len(r) > rows: r = r[rng.choice(len(r), rows, replace=False)]
+        return gptq_round(w[0, 0], r.T.astype(np.float64) @ r, damp)[None, None]
+    return None
+
+def int8_corrections(backbone, inputs, rounding='gptq', damp=0.01, rows=200_000, seed=0) -> dict:
+    "Per int8 conv of `backbone` (by name): `kernel`, its int8-grid weights (`None`: nearest rounding) and `shift`, the channel shift that undoes its mean error; fitted on `inputs` (the backbone's own inputs); the model is left as it was"
+    if rounding not in ('gptq', 'nearest'): raise DeepfakeNBError(f"int8 rounding {rounding!r} is not known; use 'gptq' or 'nearest'")
+    k = _keras(); L = k.layers
+    convs = {l.name: (l, shift) for l, shift in _quantized_convs(backbone)}
     if not convs: return {}
-    inputs = np.asarray(inputs, np.float32)
-    def channel_means(layers):
-        outs = k.Model(backbone.inputs, [k.layers.GlobalAveragePooling2D()(l.output) for l in layers]).predict(inputs, batch_size=batch_size, verbose=0)
-        return [np.asarray(o, np.float64).mean(0) for o in (outs if isinstance(outs, list) else [outs])]
-    ref = channel_means([l for l, _ in convs])
-    shifts = {}
-    with _weights_restored(backbone):
-        for (l, shift), r in zip(convs, ref):
-            l.kernel.assign(_fake_int8(l.kernel.numpy(), isinstance(l, k.layers.DepthwiseConv2D)))
-            if shift is None: continue
-            d = (r - channel_means([l])[0]).astype(np.float32); shift(d); shifts[l.name] = d
-    return shifts
+    x = k.ops.convert_to_tensor(np.asarray(inputs, np.float32))
+    means = lambda y: np.asarray(k.ops.mean(y, axis=(0, 1, 2)), np.float64)
+    ref, out, rng = {}, {}, np.random.default_rng(seed)
+    def record(layer, args, kwargs):
+        if layer.name not in convs: return None
+        y = layer(*args, **kwargs); ref[layer.name] = means(y); return y
+    def calibrate(layer, args, kwargs):
+        if layer.name not in convs: return None
+        q = _gptq_kernel(layer, args[0], damp, rows, rng) if rounding == 'gptq' else None
+        layer.kernel.assign(q if q is not None else _fake_int8(layer.kernel.numpy(), isinstance(layer, L.DepthwiseConv2D)))
+        y = layer(*args, **kwargs); shift = convs[layer.name][1]; d = None
+        if shift is not None: d = (ref[layer.name] - means(y)).astype(np.float32); shift(d)
+        out[layer.name] = dict(kernel=q, shift=d)
+        return y
+    _walk(backbone, x, record)
+    with _weights_restored(backbone): _walk(backbone, x, calibrate)
+    return out
 
 @contextmanager
-def bias_corrected(backbone, shifts: dict):
-    "Within the block `backbone` holds the int8 bias corrections `shifts` (from `int8_bias_corrections`); its weights are restored on exit"
+def int8_corrected(backbone, corrections: dict):
+    "Within the block `backbone` holds the int8 calibration `corrections` (from `int8_corrections`); its weights are restored on exit"
     with _weights_restored(backbone):
         for l, shift in _quantized_convs(backbone):
-            if l.name in shifts: shift(shifts[l.name])
+            c = corrections.get(l.name)
+            if c is None: continue
+            if c['kernel'] is not None: l.kernel.assign(c['kernel'])
+            if c['shift'] is not None: shift(c['shift'])
         yield backbone
 
 def int8_calibration_faces(pred: Predictor, n=128, seed=0):
@@ -664,8 +739,8 @@ def int8_calibration_faces(pred: Predictor, n=128, seed=0):
     faces = faces.reshape(-1, *faces.shape[2:])
     return faces[rng.choice(len(faces), min(n, len(faces)), replace=False)], ''
 
-def run_int8_corrections(pred: Predictor, n=128):
-    "`(backbone, shifts, info)`: the int8 bias corrections of a run's backbone, calibrated on `n` of its training faces; `shifts` is `None` (and `info` says why) when they cannot be made"
+def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
+    "`(backbone, corrections, info)`: the int8 calibration of a run's backbone on `n` of its training faces; `corrections` is `None` (and `info` says why) when it cannot be made"
     pipeline_model(pred)
     bbm = pred.backbone if pred.backbone is not None else _nested_model(pred._frame)
     aff = affine_preprocess(pred.bb)
@@ -673,26 +748,29 @@ def run_int8_corrections(pred: Predictor, n=128):
     faces, why = int8_calibration_faces(pred, n)
     if faces is None: return bbm, None, dict(reason=why)
     t0 = time.time()
-    shifts = int8_bias_corrections(bbm, faces.astype(np.float32) @ aff[0].T + aff[1])
-    return bbm, shifts, dict(faces=len(faces), source='random frames of the training videos (face cache)', layers=len(shifts), seconds=round(time.time()-t0, 1))
+    cor = int8_corrections(bbm, faces.astype(np.float32) @ aff[0].T + aff[1], rounding=rounding)
+    return bbm, cor, dict(faces=len(faces), source='random frames of the training videos (face cache)', rounding=rounding,
+                          gptq_layers=sum(c['kernel'] is not None for c in cor.values()), bias_corrected_layers=sum(c['shift'] is not None for c in cor.values()),
+                          seconds=round(time.time()-t0, 1))
 
-# %% ../nbs/06_predict.ipynb #482817b6
-def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None, int8_calibration=128) -> pd.DataFrame:
-    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency; `int8_calibration`: training faces for the int8 bias correction (0: none)"
+# %% ../nbs/06_predict.ipynb #844c45f5
+def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None, int8_calibration=128, int8_rounding='gptq') -> pd.DataFrame:
+    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency; `int8_calibration`: training faces to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest'"
     pred = load_predictor(run_dir)
     model = pipeline_model(pred)
     out_dir = Path(out_dir) if out_dir else reports_dir('predict', pred.run_id, 'export')
     int8_weights, int8_info = None, dict(reason='not asked for (int8_calibration=0)')
     if 'tflite_int8' in formats and int8_calibration:
-        bbm, shifts, int8_info = run_int8_corrections(pred, int8_calibration)
-        if shifts is not None: int8_weights = lambda: bias_corrected(bbm, shifts)
-    note = f"bias-corrected on {int8_info['faces']} training faces" if int8_weights else f"no bias correction: {int8_info['reason']}"
+        bbm, cor, int8_info = run_int8_corrections(pred, int8_calibration, int8_rounding)
+        if cor is not None: int8_weights = lambda: int8_corrected(bbm, cor)
+    note = (f"{'GPTQ-rounded and ' if int8_info['gptq_layers'] else ''}bias-corrected on {int8_info['faces']} training faces" if int8_weights
+            else f"no calibration: {int8_info['reason']}")
     ex = export_model(model, out_dir, formats, int8_weights=int8_weights, int8_note=note)
     save_json(dict(run_id=pred.run_id, run_dir=str(pred.run_dir), mode=pred.mode, backbone=pred.bb.name, head=pred.head_kind,
                    input=dict(shape=[1, pred.frames, pred.size, pred.size, 3], dtype='float32', layout='NTHWC', pixels='RGB 0..255 face crops',
                               crops=pred.params.get('prep_settings'), preprocessing='inside the model'),
                    output='P(fake), shape (1, 1)', threshold=pred.threshold, files={r.format: Path(r.path).name for r in ex.itertuples() if r.path},
-                   int8_bias_correction=int8_info if 'tflite_int8' in formats else None),
+                   int8_calibration=int8_info if 'tflite_int8' in formats else None),
               out_dir/'export.json')
     if check_faces is None: return ex
     chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in check_faces])
