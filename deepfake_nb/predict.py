@@ -677,15 +677,15 @@ def _patches(x, layer, rows, rng):
     return x[n[:, None, None], ys, xs].reshape(len(idx), kh*kw, C)
 
 def _gptq_kernel(layer, x, damp, rows, rng):
-    "GPTQ int8 kernel of a 1x1 or depthwise conv `layer` for its inputs `x`; `None` for other convs (they are rounded to nearest)"
-    L = _keras().layers; w = layer.kernel.numpy(); x = np.asarray(x, np.float32)
+    "GPTQ int8 kernel of a 1x1 or depthwise conv `layer` for its inputs `x` (`H` from up to `rows` input rows; a depthwise conv's 9x9 per channel from a tenth); `None` for other convs (they are rounded to nearest)"
+    L = _keras().layers; w = layer.kernel.numpy()
     if isinstance(layer, L.DepthwiseConv2D):
         if w.shape[-1] != 1: return None
-        p = _patches(x, layer, rows//10, rng)
+        p = _patches(np.asarray(x, np.float32), layer, rows//10, rng)
         H = np.einsum('nkc,nlc->ckl', p, p, optimize=True)
         return gptq_round(w.reshape(-1, w.shape[2]).T[:, :, None], H, damp)[:, :, 0].T.reshape(w.shape)
     if type(layer) is L.Conv2D and w.shape[:2] == (1, 1) and layer.groups == 1 and tuple(layer.dilation_rate) == (1, 1):
-        r = x[:, ::layer.strides[0], ::layer.strides[1]].reshape(-1, x.shape[-1])
+        r = np.asarray(x, np.float32)[:, ::layer.strides[0], ::layer.strides[1]].reshape(-1, w.shape[2])
         if len(r) > rows: r = r[rng.choice(len(r), rows, replace=False)]
         return gptq_round(w[0, 0], r.T.astype(np.float64) @ r, damp)[None, None]
     return None
