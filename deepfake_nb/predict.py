@@ -17,12 +17,13 @@ from .preprocess import preprocess_video, read_frames
 from .models import get_backbone, build_backbone, feature_cache_path
 
 # %% auto #0
-__all__ = ['LIST_EXTS', 'EXPORT_FORMATS', 'EXPORT_FILES', 'EXPORT_TOLERANCE', 'INT8_MIN_ELEMENTS', 'list_videos', 'find_run',
-           'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled',
-           'Predictor', 'load_predictor', 'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer',
-           'gradcam_maps', 'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'Predictions', 'predict_video',
-           'predict_videos', 'export_model', 'exported_runner', 'check_exports', 'gptq_round', 'int8_corrections',
-           'int8_corrected', 'int8_calibration_faces', 'run_int8_corrections', 'export_run', 'demo_inputs']
+__all__ = ['LIST_EXTS', 'EXPORT_FORMATS', 'EXPORT_FILES', 'EXPORT_TOLERANCE', 'INT8_COMPUTE', 'INT8_MIN_ELEMENTS', 'list_videos',
+           'find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'affine_preprocess', 'cam_layer',
+           'unrolled', 'Predictor', 'load_predictor', 'frame_scores', 'window_scores', 'pipeline_model',
+           'pipeline_cam_layer', 'gradcam_maps', 'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'Predictions',
+           'predict_video', 'predict_videos', 'int8_float_compute', 'export_model', 'exported_runner', 'check_exports',
+           'gptq_round', 'int8_corrections', 'int8_corrected', 'int8_calibration_faces', 'run_int8_corrections',
+           'export_run', 'demo_inputs']
 
 # %% ../nbs/06_predict.ipynb #d5fee67f
 LIST_EXTS = ('.txt', '.lst', '.list', '.csv')
@@ -500,12 +501,44 @@ EXPORT_TOLERANCE = dict(keras=0.0, savedmodel=1e-4, tflite=1e-4, tflite_int8=0.0
 def _size_mb(p: Path) -> float:
     return round((sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size)/2**20, 2)
 
-def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8_note='') -> pd.DataFrame:
-    "Export a Keras model with a fixed input shape to SavedModel, TFLite float32, TFLite dynamic-range int8 and ONNX; one row per format; `int8_weights`: a context manager factory under which `model` holds the weights to quantize"
+INT8_COMPUTE = dict(float='int8 weights, float32 compute (dequantized once at load)',
+                    hybrid='int8 weights, hybrid kernels (activations quantized to int8 per image at run time)')
+_HYBRID_OPS = ('CONV_2D', 'DEPTHWISE_CONV_2D', 'FULLY_CONNECTED')
+
+def int8_float_compute(flatbuffer: bytes) -> bytes:
+    "A dynamic-range TFLite model (its bytes) with every int8 weight read through a DEQUANTIZE op, run once when the interpreter prepares: the same int8 file, float32 compute"
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+    S = fu.schema_fb; m = fu.convert_bytearray_to_object(bytearray(flatbuffer))
+    code = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith('_')}
+    op_name = lambda op: code.get(max(m.operatorCodes[op.opcodeIndex].builtinCode, m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode))
+    dq = S.OperatorCodeT(); dq.builtinCode = dq.deprecatedBuiltinCode = S.BuiltinOperator.DEQUANTIZE; dq.version = 5   # 5: per-channel int8 input
+    dq_index = None                                                                                                      # added when first needed
+    for g in m.subgraphs:
+        weight = {i for i, t in enumerate(g.tensors) if t.type == S.TensorType.INT8 and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data)}
+        floats, first = {}, []
+        for op in g.operators:
+            for j, i in enumerate(op.inputs):
+                if i not in weight: continue
+                if op_name(op) not in _HYBRID_OPS:
+                    raise DeepfakeNBError(f"int8 weight {g.tensors[i].name.decode()!r} feeds a {op_name(op)} op, which int8_float_compute does not handle; "
+                                          "export with int8_compute='hybrid'")
+                if dq_index is None: m.operatorCodes.append(dq); dq_index = len(m.operatorCodes) - 1
+                if i not in floats:
+                    t = g.tensors[i]; f = S.TensorT(); f.name, f.shape, f.type = t.name + b'/dequantized', t.shape, S.TensorType.FLOAT32
+                    m.buffers.append(S.BufferT()); f.buffer = len(m.buffers) - 1
+                    g.tensors.append(f); floats[i] = len(g.tensors) - 1
+                    d = S.OperatorT(); d.opcodeIndex, d.inputs, d.outputs = dq_index, [i], [floats[i]]; first.append(d)
+                op.inputs[j] = floats[i]
+        g.operators = first + g.operators
+    return bytes(fu.convert_object_to_bytearray(m))
+
+def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8_note='', int8_compute='float') -> pd.DataFrame:
+    "Export a Keras model with a fixed input shape to SavedModel, TFLite float32, TFLite int8 weights and ONNX; one row per format; `int8_weights`: a context manager factory under which `model` holds the weights to quantize; `int8_compute`: 'float' or 'hybrid' (see `INT8_COMPUTE`)"
     import tensorflow as tf, tempfile
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad: raise DeepfakeNBError(f"unknown export format(s) {bad}; choose from {EXPORT_FORMATS}")
+    if int8_compute not in INT8_COMPUTE: raise DeepfakeNBError(f"int8_compute {int8_compute!r} is not known; use one of {list(INT8_COMPUTE)}")
     rows, tmpdir = [], tempfile.TemporaryDirectory()
     sm = out_dir/EXPORT_FILES['savedmodel'] if 'savedmodel' in formats else Path(tmpdir.name)/'saved_model'
     t0 = time.time()
@@ -520,11 +553,13 @@ def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8
             src = Path(tmpdir.name)/'saved_model_int8'
             with int8_weights(): model.export(str(src), format='tf_saved_model', verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(str(src))
-        if fmt == 'tflite_int8': conv.optimizations = [tf.lite.Optimize.DEFAULT]   # dynamic range: int8 weights, float activations
+        if fmt == 'tflite_int8': conv.optimizations = [tf.lite.Optimize.DEFAULT]   # dynamic range: int8 weights
+        flat = conv.convert()
+        if fmt == 'tflite_int8' and int8_compute == 'float': flat = int8_float_compute(flat)
         p = out_dir/EXPORT_FILES[fmt]
-        with atomic_path(p) as tmp: Path(tmp).write_bytes(conv.convert())
+        with atomic_path(p) as tmp: Path(tmp).write_bytes(flat)
         rows.append(dict(format=fmt, path=str(p), seconds=round(time.time()-t0, 2),
-                         note=('dynamic-range int8 weights' + (f'; {int8_note}' if int8_note else '')) if fmt == 'tflite_int8' else ''))
+                         note=(INT8_COMPUTE[int8_compute] + (f'; {int8_note}' if int8_note else '')) if fmt == 'tflite_int8' else ''))
     if 'onnx' in formats:
         p = out_dir/EXPORT_FILES['onnx']
         if importlib.util.find_spec('tf2onnx') is None:
@@ -754,8 +789,8 @@ def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
                           seconds=round(time.time()-t0, 1))
 
 # %% ../nbs/06_predict.ipynb #844c45f5
-def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None, int8_calibration=128, int8_rounding='gptq') -> pd.DataFrame:
-    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency; `int8_calibration`: training faces to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest'"
+def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None, int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
+    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency; `int8_calibration`: training faces to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest', `int8_compute`: 'float' or 'hybrid'"
     pred = load_predictor(run_dir)
     model = pipeline_model(pred)
     out_dir = Path(out_dir) if out_dir else reports_dir('predict', pred.run_id, 'export')
@@ -765,12 +800,12 @@ def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=Non
         if cor is not None: int8_weights = lambda: int8_corrected(bbm, cor)
     note = (f"{'GPTQ-rounded and ' if int8_info['gptq_layers'] else ''}bias-corrected on {int8_info['faces']} training faces" if int8_weights
             else f"no calibration: {int8_info['reason']}")
-    ex = export_model(model, out_dir, formats, int8_weights=int8_weights, int8_note=note)
+    ex = export_model(model, out_dir, formats, int8_weights=int8_weights, int8_note=note, int8_compute=int8_compute)
     save_json(dict(run_id=pred.run_id, run_dir=str(pred.run_dir), mode=pred.mode, backbone=pred.bb.name, head=pred.head_kind,
                    input=dict(shape=[1, pred.frames, pred.size, pred.size, 3], dtype='float32', layout='NTHWC', pixels='RGB 0..255 face crops',
                               crops=pred.params.get('prep_settings'), preprocessing='inside the model'),
                    output='P(fake), shape (1, 1)', threshold=pred.threshold, files={r.format: Path(r.path).name for r in ex.itertuples() if r.path},
-                   int8_calibration=int8_info if 'tflite_int8' in formats else None),
+                   int8_compute=INT8_COMPUTE[int8_compute] if 'tflite_int8' in formats else None, int8_calibration=int8_info if 'tflite_int8' in formats else None),
               out_dir/'export.json')
     if check_faces is None: return ex
     chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in check_faces])
