@@ -791,6 +791,7 @@ def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
 # %% ../nbs/06_predict.ipynb #844c45f5
 def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None, int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
     "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency; `int8_calibration`: training faces to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest', `int8_compute`: 'float' or 'hybrid'"
+    if int8_compute not in INT8_COMPUTE: raise DeepfakeNBError(f"int8_compute {int8_compute!r} is not known; use one of {list(INT8_COMPUTE)}")
     pred = load_predictor(run_dir)
     model = pipeline_model(pred)
     out_dir = Path(out_dir) if out_dir else reports_dir('predict', pred.run_id, 'export')

@@ -162,11 +162,11 @@ def test_resnet50_exports_within_tolerance(tmp_path):
 
 @pytest.mark.parametrize('head', ['attention', 'image', 'bilstm'])
 def test_heads_explain_and_export(demo_run_dir, tmp_path, head):
-    "Heads other than the LSTM: per-frame outputs (attention weights, frame probabilities, prefix scores), Grad-CAM through them, TFLite conversion"
+    "Heads other than the LSTM: per-frame outputs (attention weights, frame probabilities, prefix scores), Grad-CAM through them, TFLite float32 and int8 conversion"
     import keras
     from deepfake_nb.core import load_json, save_json
     from deepfake_nb.models import build_head
-    from deepfake_nb.predict import Predictor, frame_scores, gradcam_maps, unrolled, export_model, check_exports
+    from deepfake_nb.predict import Predictor, frame_scores, gradcam_maps, unrolled, export_model, check_exports, EXPORT_TOLERANCE
     base = Predictor(demo_run_dir)
     faces = base.preprocess(_test_videos(demo_run_dir).path.iloc[0])['faces']
     F = base.features(faces)
@@ -183,6 +183,6 @@ def test_heads_explain_and_export(demo_run_dir, tmp_path, head):
     assert cams.shape == faces.shape[:3] and abs(prob - pred.score(faces)) < 1e-4
     inp = keras.Input((pred.frames, F.shape[1]), batch_size=1)
     model = keras.Model(inp, unrolled(pred.head)(inp))
-    ex = export_model(model, tmp_path/'export', ('tflite',))
-    chk = check_exports(model, ex, [F[None]], repeats=1)
-    assert chk.set_index('format').max_abs_diff['tflite'] <= 1e-4, chk
+    ex = export_model(model, tmp_path/'export', ('tflite', 'tflite_int8'))          # int8: each head's weights through DEQUANTIZE ops
+    chk = check_exports(model, ex, [F[None]], repeats=1).set_index('format')
+    assert chk.max_abs_diff['tflite'] <= 1e-4 and chk.max_abs_diff['tflite_int8'] <= EXPORT_TOLERANCE['tflite_int8'], chk
