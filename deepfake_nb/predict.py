@@ -505,12 +505,20 @@ INT8_COMPUTE = dict(float='int8 weights, float32 compute (dequantized once at lo
                     hybrid='int8 weights, hybrid kernels (activations quantized to int8 per image at run time)')
 _HYBRID_OPS = ('CONV_2D', 'DEPTHWISE_CONV_2D', 'FULLY_CONNECTED')
 
+def _check_int8_compute(int8_compute):
+    if int8_compute not in INT8_COMPUTE: raise DeepfakeNBError(f"int8_compute {int8_compute!r} is not known; use one of {list(INT8_COMPUTE)}")
+
+def _builtin_op(m, op) -> str:
+    "Builtin name (e.g. 'CONV_2D') of operator `op` of the TFLite model object `m` (`flatbuffer_utils`)"
+    from tensorflow.lite.tools.flatbuffer_utils import schema_fb
+    c = m.operatorCodes[op.opcodeIndex]
+    return next(k for k, v in vars(schema_fb.BuiltinOperator).items() if v == max(c.builtinCode, c.deprecatedBuiltinCode) and not k.startswith('_'))
+
 def int8_float_compute(flatbuffer: bytes) -> bytes:
     "A dynamic-range TFLite model (its bytes) with every int8 weight read through a DEQUANTIZE op, run once when the interpreter prepares: the same int8 file, float32 compute"
     from tensorflow.lite.tools import flatbuffer_utils as fu
     S = fu.schema_fb; m = fu.convert_bytearray_to_object(bytearray(flatbuffer))
-    code = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith('_')}
-    op_name = lambda op: code.get(max(m.operatorCodes[op.opcodeIndex].builtinCode, m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode))
+    op_name = lambda op: _builtin_op(m, op)
     dq = S.OperatorCodeT(); dq.builtinCode = dq.deprecatedBuiltinCode = S.BuiltinOperator.DEQUANTIZE; dq.version = 5   # 5: per-channel int8 input
     dq_index = None                                                                                                      # added when first needed
     for g in m.subgraphs:
@@ -538,7 +546,7 @@ def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad: raise DeepfakeNBError(f"unknown export format(s) {bad}; choose from {EXPORT_FORMATS}")
-    if int8_compute not in INT8_COMPUTE: raise DeepfakeNBError(f"int8_compute {int8_compute!r} is not known; use one of {list(INT8_COMPUTE)}")
+    _check_int8_compute(int8_compute)
     rows, tmpdir = [], tempfile.TemporaryDirectory()
     sm = out_dir/EXPORT_FILES['savedmodel'] if 'savedmodel' in formats else Path(tmpdir.name)/'saved_model'
     t0 = time.time()
@@ -791,7 +799,7 @@ def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
 # %% ../nbs/06_predict.ipynb #844c45f5
 def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None, int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
     "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency; `int8_calibration`: training faces to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest', `int8_compute`: 'float' or 'hybrid'"
-    if int8_compute not in INT8_COMPUTE: raise DeepfakeNBError(f"int8_compute {int8_compute!r} is not known; use one of {list(INT8_COMPUTE)}")
+    _check_int8_compute(int8_compute)                     # before the calibration
     pred = load_predictor(run_dir)
     model = pipeline_model(pred)
     out_dir = Path(out_dir) if out_dir else reports_dir('predict', pred.run_id, 'export')
