@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_predict.ipynb #343dc0f2
 from __future__ import annotations
-import os, sys, time, inspect, shutil, subprocess, importlib.util
+import os, sys, time, inspect, shutil, subprocess, importlib.util, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
@@ -22,8 +22,8 @@ __all__ = ['LIST_EXTS', 'EXPORT_FORMATS', 'EXPORT_FILES', 'EXPORT_TOLERANCE', 'I
            'unrolled', 'Predictor', 'load_predictor', 'frame_scores', 'window_scores', 'pipeline_model',
            'pipeline_cam_layer', 'gradcam_maps', 'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'Predictions',
            'predict_video', 'predict_videos', 'int8_float_compute', 'export_model', 'exported_runner', 'check_exports',
-           'gptq_round', 'int8_corrections', 'int8_corrected', 'int8_calibration_faces', 'run_int8_corrections',
-           'export_run', 'demo_inputs']
+           'gptq_round', 'int8_corrections', 'int8_corrected', 'int8_calibration_faces', 'check_videos_faces',
+           'run_int8_corrections', 'export_run', 'demo_inputs']
 
 # %% ../nbs/06_predict.ipynb #d5fee67f
 LIST_EXTS = ('.txt', '.lst', '.list', '.csv')
@@ -618,12 +618,13 @@ def check_exports(model, exports: pd.DataFrame, inputs, repeats=3) -> pd.DataFra
         return np.array(outs), 1000*float(np.median(ts))
     inputs = [np.asarray(x, np.float32) for x in inputs]
     ref, ms = timed(lambda x: model.predict_on_batch(x))
-    rows = [dict(format='keras', size_mb=np.nan, max_abs_diff=0.0, ms_per_video=ms, tolerance=0.0, ok=True)]
+    rows = [dict(format='keras', size_mb=np.nan, max_abs_diff=0.0, mean_abs_diff=0.0, ms_per_video=ms, tolerance=0.0, ok=True)]
     for r in exports.itertuples():
-        if not r.path: rows.append(dict(format=r.format, size_mb=np.nan, max_abs_diff=np.nan, ms_per_video=np.nan, tolerance=EXPORT_TOLERANCE[r.format], ok=None)); continue
+        if not r.path: rows.append(dict(format=r.format, size_mb=np.nan, max_abs_diff=np.nan, mean_abs_diff=np.nan, ms_per_video=np.nan, tolerance=EXPORT_TOLERANCE[r.format], ok=None)); continue
         got, ms = timed(exported_runner(r.format, r.path))
-        d = float(np.max(np.abs(got - ref)))
-        rows.append(dict(format=r.format, size_mb=r.size_mb, max_abs_diff=d, ms_per_video=ms, tolerance=EXPORT_TOLERANCE[r.format], ok=d <= EXPORT_TOLERANCE[r.format]))
+        d = np.abs(got - ref)
+        rows.append(dict(format=r.format, size_mb=r.size_mb, max_abs_diff=float(d.max()), mean_abs_diff=float(d.mean()), ms_per_video=ms,
+                         tolerance=EXPORT_TOLERANCE[r.format], ok=bool(d.max() <= EXPORT_TOLERANCE[r.format])))
     return pd.DataFrame(rows)
 
 # %% ../nbs/06_predict.ipynb #33a2646f
@@ -768,19 +769,34 @@ def int8_corrected(backbone, corrections: dict):
             if c['shift'] is not None: shift(c['shift'])
         yield backbone
 
-def int8_calibration_faces(pred: Predictor, n=128, seed=0):
-    "`(faces, '')`: up to `n` uint8 crops from random frames of the run's training videos (its face cache), or `(None, reason)`"
-    from deepfake_nb.preprocess import face_cache_dir, load_faces, _cache_file
+def _cached_split(pred: Predictor, split: str):
+    "`(cache, video_ids, reason)`: a run's face cache and its `split` videos found there (`reason` says why there are none)"
+    from deepfake_nb.preprocess import face_cache_dir, _cache_file
     p = pred.params
     try: df = _data.load_manifest(p['manifest'])
-    except Exception as e: return None, f"its manifest {p.get('manifest')} cannot be read ({e})"
+    except Exception as e: return None, [], f"its manifest {p.get('manifest')} cannot be read ({e})"
     cache = face_cache_dir(p['dataset'], p['prep_key'])
-    ids = [v for v in df.video_id[df.split == 'train'] if _cache_file(cache, v).exists()]
-    if not ids: return None, f"no face cache of its training videos in {cache} (run 02_preprocess on {p['dataset']})"
+    listed = df.video_id[df.split == split].tolist()
+    ids = [v for v in listed if _cache_file(cache, v).exists()]
+    return cache, ids, '' if ids else f"no face cache of its {len(listed)} {split} videos in {cache} (run 02_preprocess on {p['dataset']})"
+
+def int8_calibration_faces(pred: Predictor, n=128, seed=0):
+    "`(faces, '')`: up to `n` uint8 crops from random frames of the run's training videos (its face cache), or `(None, reason)`"
+    from deepfake_nb.preprocess import load_faces
+    cache, ids, why = _cached_split(pred, 'train')
+    if not ids: return None, why
     rng = np.random.default_rng(seed)
     faces = load_faces(cache, list(rng.permutation(ids)[:n]))
     faces = faces.reshape(-1, *faces.shape[2:])
     return faces[rng.choice(len(faces), min(n, len(faces)), replace=False)], ''
+
+def check_videos_faces(pred: Predictor, n=32, split='val', seed=0):
+    "`(faces, description)`: the cached crops `(N, T, S, S, 3)` of up to `n` random videos of a run's `split` (held out from training), or `(None, reason)`"
+    from deepfake_nb.preprocess import load_faces
+    cache, ids, why = _cached_split(pred, split)
+    if not ids: return None, why
+    pick = sorted(np.random.default_rng(seed).permutation(ids)[:n])
+    return load_faces(cache, pick), f"{len(pick)} {split} videos of {pred.params['dataset']}" + (f' (random {len(pick)} of {len(ids)})' if len(ids) > n else '')
 
 def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
     "`(backbone, corrections, info)`: the int8 calibration of a run's backbone on `n` of its training faces; `corrections` is `None` (and `info` says why) when it cannot be made"
@@ -797,9 +813,11 @@ def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
                           seconds=round(time.time()-t0, 1))
 
 # %% ../nbs/06_predict.ipynb #844c45f5
-def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=None, int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
-    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`; with `check_faces` (a list of `(T, S, S, 3)` uint8 faces) also agreement and latency; `int8_calibration`: training faces to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest', `int8_compute`: 'float' or 'hybrid'"
+def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='val', check_videos=32, int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
+    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`, checked against Keras (agreement, latency) on `check_faces`: 'val' (up to `check_videos` of the run's validation videos), a list of `(T, S, S, 3)` uint8 faces, or None; `int8_calibration`: training faces to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest', `int8_compute`: 'float' or 'hybrid'"
     _check_int8_compute(int8_compute)                     # before the calibration
+    if not (check_faces is None or isinstance(check_faces, str) and check_faces == 'val' or isinstance(check_faces, (list, tuple, np.ndarray))):
+        raise DeepfakeNBError(f"check_faces {check_faces!r} is not known; use 'val', a list of (T, S, S, 3) face arrays, or None")
     pred = load_predictor(run_dir)
     model = pipeline_model(pred)
     out_dir = Path(out_dir) if out_dir else reports_dir('predict', pred.run_id, 'export')
@@ -810,15 +828,30 @@ def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces=Non
     note = (f"{'GPTQ-rounded and ' if int8_info['gptq_layers'] else ''}bias-corrected on {int8_info['faces']} training faces" if int8_weights
             else f"no calibration: {int8_info['reason']}")
     ex = export_model(model, out_dir, formats, int8_weights=int8_weights, int8_note=note, int8_compute=int8_compute)
+    table, agreement = ex, dict(inputs=None, reason='not asked for (check_faces=None)')
+    if isinstance(check_faces, str):
+        check_faces, what = check_videos_faces(pred, check_videos)
+        if check_faces is None:
+            agreement['reason'] = f'no validation videos: {what}'
+            warnings.warn(f"the exports are not checked against the Keras model: {what}; pass check_faces (a list of (T, S, S, 3) face arrays)")
+    elif check_faces is not None: what = f"{len(check_faces)} given video{'s' if len(check_faces) != 1 else ''}"
+    if check_faces is not None:
+        chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in check_faces])
+        table = chk.merge(ex[['format', 'path', 'seconds', 'note']], on='format', how='left')
+        agreement = dict(inputs=what, formats={r.format: dict(max_abs_diff=r.max_abs_diff, mean_abs_diff=r.mean_abs_diff, tolerance=r.tolerance, ok=r.ok,
+                                                              ms_per_video=round(r.ms_per_video, 2)) for r in chk.itertuples() if r.format != 'keras' and r.ok is not None})
+        for f, a in agreement['formats'].items():
+            if not a['ok']: warnings.warn(f"exported {f} ({EXPORT_FILES[f]}) differs from the Keras model by up to {a['max_abs_diff']:.4f} in P(fake) on {what} "
+                                          f"(tolerance {a['tolerance']}); " + ("where P(fake) must agree that closely use the float32 TFLite model" if f == 'tflite_int8'
+                                                                               else "this is a bug in the export: please report it with the run's params.json"))
     save_json(dict(run_id=pred.run_id, run_dir=str(pred.run_dir), mode=pred.mode, backbone=pred.bb.name, head=pred.head_kind,
                    input=dict(shape=[1, pred.frames, pred.size, pred.size, 3], dtype='float32', layout='NTHWC', pixels='RGB 0..255 face crops',
                               crops=pred.params.get('prep_settings'), preprocessing='inside the model'),
                    output='P(fake), shape (1, 1)', threshold=pred.threshold, files={r.format: Path(r.path).name for r in ex.itertuples() if r.path},
-                   int8_compute=INT8_COMPUTE[int8_compute] if 'tflite_int8' in formats else None, int8_calibration=int8_info if 'tflite_int8' in formats else None),
+                   int8_compute=INT8_COMPUTE[int8_compute] if 'tflite_int8' in formats else None, int8_calibration=int8_info if 'tflite_int8' in formats else None,
+                   agreement=agreement),
               out_dir/'export.json')
-    if check_faces is None: return ex
-    chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in check_faces])
-    return chk.merge(ex[['format', 'path', 'seconds', 'note']], on='format', how='left')
+    return table
 
 # %% ../nbs/06_predict.ipynb #064fc102
 def demo_inputs(n_demo=1) -> list[Path]:

@@ -104,6 +104,10 @@ def _export_and_check(rdir, out_dir, per_label):
     print(table[['format', 'size_mb', 'max_abs_diff', 'ms_per_video', 'tolerance', 'ok', 'note']].to_string())
     spec = json.loads((Path(out_dir)/'export.json').read_text())
     assert spec['input']['shape'] == [1, pred.frames, pred.size, pred.size, 3] and spec['threshold'] == pred.threshold
+    rec = spec['agreement']                                          # export.json carries the same measured agreement
+    assert rec['inputs'] == f'{len(faces)} given videos', rec
+    for r in table[(table.format != 'keras') & table.ok.notna()].itertuples():
+        assert rec['formats'][r.format]['max_abs_diff'] == r.max_abs_diff and rec['formats'][r.format]['ok'] == r.ok, (r, rec)
     done = table[(table.format != 'keras') & (table.path.fillna('') != '')].set_index('format')
     expect = {'savedmodel', 'tflite', 'tflite_int8'} | ({'onnx'} if importlib.util.find_spec('tf2onnx') else set())
     assert set(done.index) == expect, table
