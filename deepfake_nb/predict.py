@@ -828,15 +828,16 @@ def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='va
     note = (f"{'GPTQ-rounded and ' if int8_info['gptq_layers'] else ''}bias-corrected on {int8_info['faces']} training faces" if int8_weights
             else f"no calibration: {int8_info['reason']}")
     ex = export_model(model, out_dir, formats, int8_weights=int8_weights, int8_note=note, int8_compute=int8_compute)
-    table, agreement = ex, dict(inputs=None, reason='not asked for (check_faces=None)')
-    if isinstance(check_faces, str):
-        check_faces, what = check_videos_faces(pred, check_videos)
-        if check_faces is None:
-            agreement['reason'] = f'no validation videos: {what}'
+    if check_faces is None: faces, what = None, 'not asked for (check_faces=None)'
+    elif isinstance(check_faces, str):                                                     # 'val'
+        faces, what = check_videos_faces(pred, check_videos)
+        if faces is None:
+            what = f'no validation videos: {what}'
             warnings.warn(f"the exports are not checked against the Keras model: {what}; pass check_faces (a list of (T, S, S, 3) face arrays)")
-    elif check_faces is not None: what = f"{len(check_faces)} given video{'s' if len(check_faces) != 1 else ''}"
-    if check_faces is not None:
-        chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in check_faces])
+    else: faces, what = check_faces, f"{len(check_faces)} given video{'s' if len(check_faces) != 1 else ''}"
+    table, agreement = ex, dict(inputs=None, reason=what)
+    if faces is not None:
+        chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in faces])
         table = chk.merge(ex[['format', 'path', 'seconds', 'note']], on='format', how='left')
         agreement = dict(inputs=what, formats={r.format: dict(max_abs_diff=r.max_abs_diff, mean_abs_diff=r.mean_abs_diff, tolerance=r.tolerance, ok=r.ok,
                                                               ms_per_video=round(r.ms_per_video, 2)) for r in chk.itertuples() if r.format != 'keras' and r.ok is not None})
