@@ -4,26 +4,51 @@
 
 # %% ../nbs/lib/13_pipeline.ipynb #8ba78b53
 from __future__ import annotations
-import argparse, sys, time, os, subprocess, itertools, json
+import argparse, sys, time, os, subprocess, itertools, json, contextlib, logging
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from .core import *
+from .settings import (stage_settings, default_value, defaults, add_options, given, dashes, check_settings, load_settings_file,
+                                  unknown_message, RUN_SETTINGS)
 
 # %% auto #0
-__all__ = ['run_notebook', 'dataset_name', 'run_section', 'run_section_output', 'grid_params', 'visible_gpus', 'run_grid',
-           'run_pipeline', 'render_report', 'load_grid_config', 'main']
+__all__ = ['COMMANDS', 'verbose', 'run_notebook', 'dataset_name', 'run_section', 'run_section_output', 'grid_params',
+           'visible_gpus', 'run_grid', 'run_pipeline', 'render_report', 'parse_command', 'quiet_stderr', 'main']
 
 # %% ../nbs/lib/13_pipeline.ipynb #d62ed231
+def verbose() -> bool:
+    "Whether `deepfake-nb --verbose` asked for everything on the terminal (the kernels' own output, papermill's log)"
+    return os.environ.get('DEEPFAKE_NB_VERBOSE', '') not in ('', '0')
+
+def _kernel_manager(log_file):
+    "A Jupyter kernel manager class whose kernels write their stdout and stderr (what the notebook does not show) to `log_file`"
+    from jupyter_client.manager import AsyncKernelManager
+    class QuietKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw.setdefault('stdout', log_file); kw.setdefault('stderr', log_file)
+            return await super().start_kernel(**kw)
+    return QuietKernelManager
+
 def run_notebook(notebook: str, out: Path, log: Path | None = None, **params) -> Path:
-    "Execute stage notebook `nbs/<notebook>.ipynb` with `params` into `out` (papermill, kernel python3)"
+    "Execute stage notebook `nbs/<notebook>.ipynb` (or a notebook path) with `params` into `out`; the kernel's own output and papermill's log go to `log` (default: `out` as .log)"
     import papermill as pm
-    src = nbs_dir()/f'{notebook}.ipynb'
+    from papermill.exceptions import PapermillExecutionError
+    src = Path(notebook) if str(notebook).endswith('.ipynb') else nbs_dir()/f'{notebook}.ipynb'
     out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+    log = Path(log or out.with_suffix('.log'))
     os.environ.setdefault('DEEPFAKE_NB_HOME', str(project_root()))
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # TensorFlow's C++ start-up notes stay out of the executed notebooks
-    with open(log or os.devnull, 'w') as lf:
-        pm.execute_notebook(str(src), str(out), parameters=params, kernel_name='python3', cwd=str(src.parent),
-                            progress_bar=False, log_output=log is not None, stdout_file=lf, stderr_file=lf)
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    plog, level = logging.getLogger('papermill'), logging.getLogger('papermill').level
+    with open(log, 'w') as lf:
+        h = logging.StreamHandler(sys.stderr if verbose() else lf)
+        h.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+        plog.addHandler(h); plog.setLevel(logging.INFO)
+        quiet = {} if verbose() else dict(kernel_manager_class=_kernel_manager(lf))
+        try: pm.execute_notebook(str(src), str(out), parameters=params, kernel_name='python3', cwd=str(src.parent), progress_bar=False,
+                                 log_output=verbose(), stdout_file=lf, stderr_file=lf, **quiet)
+        except PapermillExecutionError as e:
+            raise DeepfakeNBError(f"{src.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue} (executed notebook: {out}; log: {log})") from None
+        finally: plog.removeHandler(h); plog.setLevel(level)
     return out
 
 def dataset_name(dataset: str, root=None, compression='c23', name=None) -> str:
@@ -32,20 +57,28 @@ def dataset_name(dataset: str, root=None, compression='c23', name=None) -> str:
     return manifest_name(dataset, root, compression, name)
 
 def run_section(nb) -> list:
-    "The cells of notebook `nb` after its (papermill-injected) parameters: the run proper; above them are the stage's library functions"
+    "The cells of notebook `nb` after its (papermill-injected) parameters: the stage's work and results"
     tags = [c.metadata.get('tags', []) for c in nb.cells]
     start = max((i for i, t in enumerate(tags) if 'parameters' in t or 'injected-parameters' in t), default=-1) + 1
     return nb.cells[start:]
 
-def run_section_output(nb_path) -> str:
-    "What the run section (the cells after the parameters) of an executed notebook printed"
-    import nbformat
-    nb = nbformat.read(nb_path, as_version=4)
-    return ''.join(o.get('text', '') for c in run_section(nb) for o in c.get('outputs', [])
-                   if o.get('output_type') == 'stream' and o.get('name') == 'stdout')
+_LIBRARY_CHATTER = ('WARNING:tensorflow:', 'INFO:tensorflow:', 'WARNING:absl:', 'INFO:absl:', 'Downloading data from ')
 
-# %% ../nbs/lib/13_pipeline.ipynb #576efc06
-def grid_params(dataset='demo', backbones=('mobilenetv2', 'resnet50'), heads=('lstm',), seeds=(0,), **train_kw) -> list[dict]:
+def run_section_output(nb_path) -> str:
+    "What the run section (the cells after the parameters) of an executed notebook printed, without TensorFlow's and Keras' own chatter"
+    nb = _read_nb(nb_path)
+    text = ''.join(o.get('text', '') for c in run_section(nb) for o in c.get('outputs', [])
+                   if o.get('output_type') == 'stream' and o.get('name') == 'stdout')
+    return ''.join(l for l in text.splitlines(keepends=True) if not l.startswith(_LIBRARY_CHATTER))
+
+def _read_nb(path):
+    import nbformat
+    return nbformat.read(path, as_version=4)
+
+# %% ../nbs/lib/13_pipeline.ipynb #0a3fadb1
+_R = defaults('run')   # the demo defaults of `deepfake-nb run`, declared in deepfake_nb.settings
+
+def grid_params(dataset=_R.dataset, backbones=_R.backbones, heads=_R.heads, seeds=_R.seeds, **train_kw) -> list[dict]:
     "The full parameters of each run of the grid on manifest `dataset` (checked before anything runs)"
     from deepfake_nb.train import run_params
     return [run_params(dataset=dataset, backbone=b, head=h, seed=s, **train_kw)
@@ -59,7 +92,7 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, l in enumerate(out.splitlines()) if l.startswith('GPU ')]
 
 def _train_cmd(p: dict) -> list[str]:
-    "The `deepfake-nb train` command line of one run (its parameters as JSON, so every training option passes through)"
+    "The `deepfake-nb train` command line of one run (its parameters as JSON, so every training setting passes through)"
     exe = Path(sys.executable).parent/'deepfake-nb'
     return [str(exe) if exe.exists() else 'deepfake-nb', 'train', '--params', json.dumps(p)]
 
@@ -113,34 +146,40 @@ def _last_line(e) -> str:
     lines = [l for l in str(e).strip().splitlines() if l.strip()]
     return lines[-1][:300] if lines else ''
 
-# %% ../nbs/lib/13_pipeline.ipynb #35ffe3e5
+# %% ../nbs/lib/13_pipeline.ipynb #3e8a52d9
 def _say(msg): print(f'[deepfake-nb {time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
-def run_pipeline(dataset='demo', backbones=('mobilenetv2', 'resnet50'), seeds=(0,), heads=('lstm',), force=False, report=True, jobs=1,
-                 root=None, compression='c23', name=None, resume=False, **train_kw) -> dict:
+def _line(text: str, start: str) -> str: return next((l.strip() for l in text.splitlines() if l.strip().startswith(start)), '')
+
+def run_pipeline(dataset=_R.dataset, backbones=_R.backbones, seeds=_R.seeds, heads=_R.heads, force=_R.force, report=_R.report, jobs=_R.jobs,
+                 root=_R.root, compression=_R.compression, name=_R.name, resume=_R.resume, methods=_R.methods, split_seed=_R.split_seed,
+                 num_workers=_R.num_workers, **train_kw) -> dict:
     "Run every stage for `backbones` x `heads` x `seeds` on `dataset` (demo, celebdf, ffpp, dfdc, folder, images or a folder path, read from `root`)"
-    name = dataset_name(dataset, root, compression, name)
+    name = dataset_name(dataset, root or None, compression, name or None)
     grid = grid_params(name, backbones, heads, seeds, **train_kw)   # checked before any work
     t0 = time.time()
     pdir = reports_dir('pipeline', name)
-    _say(f'data: {dataset} -> data/manifests/{name}.csv')
-    run_notebook('01_data', pdir/'01_data.ipynb', pdir/'01_data.log', dataset=dataset, root=str(root or ''), name=name, compression=compression)
-    _say('preprocess: faces')
+    run_notebook('01_data', pdir/'01_data.ipynb', dataset=dataset, root=str(root or ''), name=name, compression=compression, methods=methods,
+                 split_seed=split_seed)
+    _say(f'data: {dataset} -> {data_dir("manifests", name + ".csv")}')
     p0 = grid[0]
-    run_notebook('02_preprocess', pdir/'02_preprocess.ipynb', pdir/'02_preprocess.log', dataset=name, frames=p0['frames'], size=p0['size'],
-                 detector=p0['detector'], margin=p0['margin'])
-    _say(f'train: {len(grid)} run(s)')
+    nb = run_notebook('02_preprocess', pdir/'02_preprocess.ipynb', dataset=name, frames=p0['frames'], size=p0['size'], detector=p0['detector'],
+                      margin=p0['margin'], num_workers=num_workers)
+    printed = run_section_output(nb)
+    _say(f"faces: {_line(printed, 'face found') or 'done'} -> {_line(printed, 'face cache:').removeprefix('face cache:').strip() or nb}")
+    _say(f'train: {len(grid)} run(s), {" ".join(backbones)} x {" ".join(heads)} x seeds {" ".join(map(str, seeds))}')
     out = run_grid(grid, force=force, jobs=jobs, resume=resume)
     runs = out['done'] + out['skipped']
-    if len(runs) >= 2:
-        _say(f'compare: {len(runs)} runs')
-        run_notebook('04_compare', reports_dir('compare', name, '04_compare.ipynb'), reports_dir('compare', name, '04_compare.log'),
-                     dataset=name, runs=' '.join(map(str, runs)))
+    for r in runs: _say(f'  run: {r}')
+    if runs:
+        cmp_nb = reports_dir('compare', name, '04_compare.ipynb')
+        run_notebook('04_compare', cmp_nb, dataset=name, runs=' '.join(map(str, runs)))
         out['stats'] = reports_dir('compare', name, 'stats.json')
+        _say(f"compare: {len(runs)} run(s){'' if len(runs) > 1 else ' (one run: no paired tests)'} -> {out['stats']}")
         if report:
-            _say('report')
             out['report'] = render_report(name)
-    else: _say(f'{len(runs)} complete run(s): a comparison and report need at least 2')
+            _say(f"report -> {out['report']}")
+    else: _say('no complete run: nothing to compare or report')
     _say(f"finished in {time.time()-t0:.0f}s: {len(out['done'])} trained, {len(out['skipped'])} skipped, {len(out['failed'])} failed")
     for r in out['failed']: _say(f'  failed: {r}')
     if 'report' in out: print(out['report'])
@@ -156,172 +195,127 @@ def _offline_template() -> dict:
 def render_report(dataset='demo', out_html=None) -> Path:
     "Execute `05_report` for `dataset` and convert what follows its parameters to a single HTML file with no code cells"
     from nbconvert import HTMLExporter
-    import nbformat
     nb_out = reports_dir('report.ipynb')
     run_notebook('05_report', nb_out, reports_dir('report.log'), dataset=dataset)
     exp = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, **_offline_template())
-    nb = nbformat.read(nb_out, as_version=4)
-    nb.cells = run_section(nb)   # the report proper (above the parameters: the report's library functions)
+    nb = _read_nb(nb_out)
+    nb.cells = run_section(nb)   # the report proper (above the parameters: the title, the Colab cell)
     for c in nb.cells:   # library warnings on stderr belong in the executed notebook, not in the report readers get
         if 'outputs' in c: c.outputs = [o for o in c.outputs if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
     html, _ = exp.from_notebook_node(nb, resources=dict(metadata=dict(name=f'deepfake_nb report: {dataset}')))
     return write_text(out_html or reports_dir('report.html'), html)
 
-# %% ../nbs/lib/13_pipeline.ipynb #e80199b8
+# %% ../nbs/lib/13_pipeline.ipynb #f21b5cdb
 _EXAMPLES = dict(
     run='deepfake-nb run --dataset demo --backbones mobilenetv2 resnet50 --seeds 0 1\n  deepfake-nb run --config grid.yaml --jobs 2',
     data='deepfake-nb data --dataset demo\n  deepfake-nb data --dataset ffpp --root /data/FaceForensics++ --compression c40',
     preprocess='deepfake-nb preprocess --dataset demo --frames 12 --size 160\n  deepfake-nb preprocess --manifest data/manifests/ffpp_c40.csv --detector yunet --detector-model face_detection_yunet_2023mar.onnx --num-workers 4',
-    train='deepfake-nb train --dataset demo --backbone resnet50 --seed 1',
-    compare='deepfake-nb compare --dataset demo',
+    train='deepfake-nb train --dataset demo --backbone resnet50 --seed 1\n  deepfake-nb train --backbone mobilenetv2 --mode finetune --finetune-layers 30 --augment flip,rotate',
+    compare='deepfake-nb compare --dataset demo\n  deepfake-nb compare --dataset demo --threshold-rule eer --n-boot 2000',
     report='deepfake-nb report --dataset demo',
     study='deepfake-nb study --dataset demo\n  deepfake-nb study --dataset celebdf --studies cross_dataset degradations --eval-datasets ffpp_c23 dfdc --degradations jpeg:90,70,50,30 h264:23,30,37',
-    predict='deepfake-nb predict --inputs my_video.mp4 --annotate\n  deepfake-nb predict --inputs videos/ --run_dir reports/runs/demo/<run_id> --windows 3 --export',
+    predict='deepfake-nb predict --inputs my_video.mp4 --annotate --gradcam\n  deepfake-nb predict --inputs videos/ --run-dir reports/runs/demo/<run_id> --windows 3 --export',
 )
+COMMANDS = dict(run=('run', 'everything: data, faces, a grid of backbones x heads x seeds, comparison and report'),
+                data=('data', 'build the manifest of a dataset (and generate the demo); print its path and counts'),
+                preprocess=('preprocess', 'fill the face cache of a dataset and print the face-found rate'),
+                train=('train', 'train one run (03_train) into reports/runs/<dataset>/<run_id>/'),
+                compare=('compare', 'statistics over the complete runs of a dataset (paired tests when there are two or more)'),
+                report=('report', 'render reports/report.html from the comparison of a dataset'),
+                study=('studies', 'generalisation and robustness studies (08_studies) into reports/studies/<dataset>/; the report shows them'),
+                predict=('predict', 'score videos with a trained run: CSV per video, optional per-frame scores, GIF, Grad-CAM, export'))   # command: (stage, help)
 
-def _sub(sub, name, help):
-    return sub.add_parser(name, help=help, description=f'{help}.', epilog=f'example:\n  {_EXAMPLES[name]}',
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+class _Parser(argparse.ArgumentParser):
+    "argparse without abbreviations, whose errors name the valid options instead of repeating a long usage line"
+    def __init__(self, *a, **kw): super().__init__(*a, allow_abbrev=False, **kw)
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message}\n(`{self.prog} --help` lists the options)\n')
 
-def _train_args(p, grid=False):
-    if grid:
-        p.add_argument('--backbones', nargs='+', default=None, help='backbones (default: mobilenetv2 resnet50)')
-        p.add_argument('--heads', nargs='+', default=None, help='temporal heads (default: lstm)')
-        p.add_argument('--seeds', nargs='+', type=int, default=None, help='seeds (default: 0)')
-    else:
-        p.add_argument('--backbone', default='mobilenetv2'); p.add_argument('--head', default='lstm'); p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--weights', default=None, help="'imagenet', 'none' (random init), a weights file, or 'auto' (default)")
-    for k, t in dict(frames=int, size=int, epochs=int, patience=int, batch_size=int, lr=float, units=int, dropout=float, margin=float).items():
-        p.add_argument(f'--{k}', type=t, default=None)
-    p.add_argument('--detector', default=None)
-    p.add_argument('--preset', default=None, help='a named preset of the original studies, e.g. seed-resnet50-lstm (see deepfake_nb.train.PRESETS)')
-    p.add_argument('--mode', default=None, help='frozen (default: head on cached features) or finetune')
-    p.add_argument('--augment', default=None, help='face augmentation, e.g. flip,rotate,zoom (default: none)')
-    p.add_argument('--lr_schedule', '--lr-schedule', default=None, help='plateau (default), cosine or none')
-    p.add_argument('--class_weight', default=None, help="'balanced' (default) or a dict such as \"{0: 1.15, 1: 1.05}\"")
-    p.add_argument('--force', action='store_true', help='re-run complete runs')
-    p.add_argument('--resume', action='store_true', help='an interrupted run goes on from its last epoch checkpoint instead of starting over')
-
-def _parser():
-    p = argparse.ArgumentParser('deepfake-nb', description='Reproducible deepfake video detection: every stage runs its notebook through papermill.')
-    sub = p.add_subparsers(dest='cmd', required=True)
-    r = _sub(sub, 'run', 'everything: data, faces, a grid of backbones x heads x seeds, comparison and report')
-    r.add_argument('--dataset', default=None, help="demo (default), celebdf, ffpp, dfdc, folder, images, or a folder holding real/ and fake/ videos")
-    r.add_argument('--root', default=None, help='the folder holding the dataset (celebdf, ffpp, dfdc, folder, images)')
-    r.add_argument('--compression', default=None, help='FaceForensics++: raw, c23 or c40')
-    r.add_argument('--config', default=None, help='a YAML file with any of the options below (dataset, backbones, heads, seeds, epochs, ...)')
-    r.add_argument('--jobs', type=int, default=1, help='papermill processes at once (each pinned to one GPU when several are visible)')
-    _train_args(r, grid=True)
-    d = _sub(sub, 'data', 'build the manifest of a dataset (and generate the demo); print its path and counts')
-    d.add_argument('--dataset', default='demo', help='demo, celebdf, ffpp, dfdc, folder or images')
-    d.add_argument('--root', default='', help='the folder holding the dataset')
-    d.add_argument('--name', default='', help='manifest name (default: the dataset, ffpp_<compression>, or the folder name)')
-    d.add_argument('--compression', default='c23', help='FaceForensics++: raw, c23 or c40')
-    d.add_argument('--methods', default='', help='FaceForensics++ manipulation methods, comma-separated (default: all)')
-    d.add_argument('--split_seed', '--split-seed', type=int, default=0, help='seed of the identity-disjoint split')
-    pr = _sub(sub, 'preprocess', 'fill the face cache of a dataset and print the face-found rate')
-    pr.add_argument('--manifest', default='', help='a manifest CSV (default: data/manifests/<dataset>.csv)')
-    pr.add_argument('--dataset', default='', help='the manifest name under data/manifests/ (default: the manifest file name, else demo)')
-    pr.add_argument('--detector', default=None, help='haar, yunet or mtcnn')
-    pr.add_argument('--detector_model', '--detector-model', default=None, help='model file of the detector (yunet: face_detection_yunet_2023mar.onnx)')
-    for k, t in dict(frames=int, size=int, margin=float, num_workers=int, shard=int, num_shards=int).items():
-        pr.add_argument(*[f'--{k}'] + ([f'--{k.replace("_", "-")}'] if '_' in k else []), type=t, default=None)
-    t = _sub(sub, 'train', 'train one run (03_train) into reports/runs/<dataset>/<run_id>/'); t.add_argument('--dataset', default='demo')
-    t.add_argument('--params', default=None, help='all parameters of the run as JSON (as the grid runner passes them); overrides the options')
-    _train_args(t)
-    c = _sub(sub, 'compare', 'paired statistics over the complete runs of a dataset'); c.add_argument('--dataset', default='demo')
-    rep = _sub(sub, 'report', 'render reports/report.html from the comparison of a dataset'); rep.add_argument('--dataset', default='demo')
-    st = _sub(sub, 'study', 'generalisation and robustness studies (08_studies) into reports/studies/<dataset>/; the report shows them')
-    st.add_argument('--dataset', default='demo', help='the manifest the studies train on or whose runs they use')
-    st.add_argument('--studies', nargs='+', default=None, help='any of cross_dataset degradations frames cv self_blend (default: all)')
-    st.add_argument('--runs', nargs='+', default=None, help='run directories for cross_dataset and degradations (default: one per backbone and head)')
-    st.add_argument('--eval_datasets', '--eval-datasets', nargs='+', default=None, help="evaluation manifests: demo_b, shared, or names under data/manifests/ (default: demo_b shared)")
-    st.add_argument('--degradations', default=None, help="e.g. 'jpeg:90,50 h264:23,37 blur:2' (default: every degradation at every level)")
-    st.add_argument('--frame_counts', '--frame-counts', nargs='+', type=int, default=None, help='frames study (default: 4 8 12 16 32)')
-    st.add_argument('--cv_folds', '--cv-folds', type=int, default=None, help='folds of the identity-grouped cross-validation (default: 4)')
-    for k, t in dict(backbone=str, weights=str, head=str, frames=int, epochs=int, seed=int).items(): st.add_argument(f'--{k}', type=t, default=None)
-    pd_ = _sub(sub, 'predict', 'score videos with a trained run: CSV per video, optional per-frame scores, GIF, Grad-CAM, export')
-    pd_.add_argument('--inputs', default='', help='a video, a folder (recursive) or a list file')
-    pd_.add_argument('--run_dir', '--run-dir', default='', help='a run directory (default: the complete demo run with the best val AUC)')
-    pd_.add_argument('--out_csv', '--out-csv', default='', help='the per-video CSV (default: reports/predict/<run_id>/predictions.csv)')
-    pd_.add_argument('--windows', type=int, default=0, help='sliding windows: 0 off, n scores windows over n x frames sampled frames')
-    for k, h in dict(per_frame='per-frame scores', annotate='an annotated GIF per video', gradcam='a Grad-CAM PNG per video',
-                     export='export the run: SavedModel, TFLite float32 and int8, ONNX').items():
-        pd_.add_argument(*[f'--{k}'] + ([f'--{k.replace("_", "-")}'] if '_' in k else []), action='store_true', help=h)
+def _parser() -> _Parser:
+    p = _Parser('deepfake-nb', description='Reproducible deepfake video detection: every stage runs its notebook through papermill.')
+    vhelp = "show what TensorFlow, the Jupyter kernels and ffmpeg print (by default it goes to the logs)"
+    p.add_argument('--verbose', action='store_true', help=vhelp)
+    sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
+    for cmd, (stage, help) in COMMANDS.items():
+        s = sub.add_parser(cmd, help=help, description=f'{help}.', epilog=f'example:\n  {_EXAMPLES[cmd]}', usage='%(prog)s [--option VALUE ...]',
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        s.add_argument('--verbose', action='store_true', default=argparse.SUPPRESS, help=vhelp)
+        if cmd == 'run': s.add_argument('--config', metavar='GRID.YAML', help='a YAML file of any of the settings below (command-line options win)')
+        if cmd == 'train': s.add_argument('--params', metavar='JSON', help='the settings of the run as JSON (as the grid runner passes them); options given too win')
+        add_options(s, stage)
+    p.subcommands = sub.choices
     return p
 
-def _given(a, keys): return {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None}
+def parse_command(argv=None) -> tuple[str, dict, argparse.Namespace]:
+    "(command, its settings: defaults <- YAML/JSON <- options given, the parsed namespace) of a `deepfake-nb` command line"
+    p = _parser()
+    a, extra = p.parse_known_args(dashes(list(sys.argv[1:] if argv is None else argv)))
+    sub = p.subcommands[a.cmd]
+    if extra:
+        valid = [o for act in sub._actions for o in act.option_strings if o.startswith('--') and o != '--help' and not o.startswith('--no-')]
+        opts = [x.partition('=')[0] for x in extra if x.startswith('-')]
+        sub.error(unknown_message(opts, valid, 'option(s)').replace('; valid:', '; valid options:') if opts else
+                  f"unexpected argument(s) {' '.join(extra)}: every setting is an option, e.g. --dataset demo")
+    stage = COMMANDS[a.cmd][0]
+    try:
+        base = load_settings_file(a.config, stage) if getattr(a, 'config', None) else {}
+        if getattr(a, 'params', None): base = check_settings(json.loads(a.params), stage, '--params')
+    except json.JSONDecodeError as e: sub.error(f'--params is not JSON: {e}')
+    except DeepfakeNBError as e: sub.error(str(e))
+    values = {s.name: default_value(s) for s in stage_settings(stage, cli=True)} | base | given(a, stage)
+    return a.cmd, values, a
 
-_TRAIN_KEYS = ('weights', 'frames', 'size', 'epochs', 'patience', 'batch_size', 'lr', 'units', 'dropout', 'margin', 'detector', 'class_weight',
-               'preset', 'mode', 'augment', 'lr_schedule')
-
-def _norm_train(kw: dict) -> dict:
-    kw = dict(kw)
-    if isinstance(kw.get('weights'), str) and kw['weights'].lower() == 'none': kw['weights'] = None
-    if isinstance(kw.get('class_weight'), str) and kw['class_weight'].strip().startswith('{'):
-        import ast; kw['class_weight'] = {int(k): float(v) for k, v in ast.literal_eval(kw['class_weight']).items()}
-    return kw
-
-def load_grid_config(path) -> dict:
-    "Options of `deepfake-nb run` from a YAML file"
-    import yaml
-    cfg = yaml.safe_load(Path(path).read_text()) or {}
-    allowed = {'dataset', 'root', 'compression', 'backbones', 'heads', 'seeds', 'jobs', *_TRAIN_KEYS}
-    bad = set(cfg) - allowed
-    if bad: raise DeepfakeNBError(f"{path}: unknown option(s) {sorted(bad)}; allowed: {sorted(allowed)}")
-    return cfg
+@contextlib.contextmanager
+def quiet_stderr(log_path):
+    "Send what C libraries and child processes write to file descriptor 2 (TensorFlow's start-up lines) to `log_path`; Python's `sys.stderr` still reaches the terminal"
+    log_path = Path(log_path); log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    old, lf = sys.stderr, open(log_path, 'a')
+    lf.write(f'--- {time.strftime("%Y-%m-%d %H:%M:%S")} deepfake-nb {" ".join(sys.argv[1:])}\n'); lf.flush()
+    os.dup2(lf.fileno(), 2)
+    sys.stderr = os.fdopen(os.dup(saved), 'w', buffering=1)
+    try: yield log_path
+    finally:
+        sys.stderr.flush(); sys.stderr.close(); sys.stderr = old
+        os.dup2(saved, 2); os.close(saved); lf.close()
 
 def main(argv=None):
     "Entry point of the `deepfake-nb` command"
-    a = _parser().parse_args(argv)
-    try:
-        if a.cmd == 'run':
-            cfg = load_grid_config(a.config) if a.config else {}
-            cfg.update(_given(a, ('dataset', 'root', 'compression', 'backbones', 'heads', 'seeds', *_TRAIN_KEYS)))
-            if a.jobs != 1: cfg['jobs'] = a.jobs
-            kw = _norm_train({k: v for k, v in cfg.items() if k in _TRAIN_KEYS})
-            res = run_pipeline(cfg.get('dataset', 'demo'), cfg.get('backbones', ['mobilenetv2', 'resnet50']), cfg.get('seeds', [0]),
-                               cfg.get('heads', ['lstm']), a.force, jobs=int(cfg.get('jobs', 1)), root=cfg.get('root'),
-                               compression=cfg.get('compression', 'c23'), resume=a.resume, **kw)
-            return 1 if res['failed'] else 0
-        if a.cmd == 'data':
-            name = dataset_name(a.dataset, a.root or None, a.compression, a.name or None)
-            out = run_notebook('01_data', reports_dir('pipeline', name, '01_data.ipynb'), reports_dir('pipeline', name, '01_data.log'),
-                               dataset=a.dataset, root=a.root, name=a.name, compression=a.compression, methods=a.methods, split_seed=a.split_seed)
-            print(run_section_output(out).rstrip()); print(f'executed notebook: {out}')
-        elif a.cmd == 'preprocess':
-            name = a.dataset or (Path(a.manifest).stem if a.manifest else 'demo')
-            kw = _given(a, ('frames', 'size', 'margin', 'num_workers', 'detector', 'detector_model', 'shard', 'num_shards'))
-            out = run_notebook('02_preprocess', reports_dir('pipeline', name, '02_preprocess.ipynb'), reports_dir('pipeline', name, '02_preprocess.log'),
-                               dataset=a.dataset, manifest=a.manifest, **kw)
-            print(run_section_output(out).rstrip()); print(f'executed notebook: {out}')
-        elif a.cmd == 'train':
-            from deepfake_nb.train import run_params, run_dir_for
-            p = (run_params(**json.loads(a.params)) if a.params else
-                 run_params(dataset=a.dataset, backbone=a.backbone, head=a.head, seed=a.seed, **_norm_train(_given(a, _TRAIN_KEYS))))
-            rdir = run_dir_for(p)
-            run_notebook('03_train', rdir/'03_train.ipynb', rdir/'papermill.log', force=a.force, resume=a.resume, **p)
-            print(rdir)
-        elif a.cmd == 'compare':
-            out = run_notebook('04_compare', reports_dir('compare', a.dataset, '04_compare.ipynb'), dataset=a.dataset)
-            print(reports_dir('compare', a.dataset, 'stats.json'))
-        elif a.cmd == 'report': print(render_report(a.dataset))
-        elif a.cmd == 'study':
-            from deepfake_nb.studies import DEGRADATIONS
-            kw = _given(a, ('backbone', 'head', 'frames', 'epochs', 'seed', 'cv_folds'))
-            if a.weights is not None: kw['weights'] = None if a.weights.lower() == 'none' else a.weights
-            for k in ('studies', 'runs', 'eval_datasets', 'frame_counts'):
-                if getattr(a, k) is not None: kw[k] = ' '.join(map(str, getattr(a, k)))
-            kw['degradations'] = a.degradations if a.degradations is not None else ' '.join(f"{k}:{','.join(map(str, v))}" for k, v in DEGRADATIONS.items())
-            kw.setdefault('frame_counts', '4 8 12 16 32')
-            out = run_notebook('08_studies', reports_dir('studies', a.dataset, '08_studies.ipynb'), reports_dir('studies', a.dataset, '08_studies.log'),
-                               dataset=a.dataset, **kw)
-            print(run_section_output(out).rstrip()); print(f'executed notebook: {out}\nthe report (deepfake-nb report --dataset {a.dataset}) shows the studies')
-        elif a.cmd == 'predict':
-            out = reports_dir('predict', f'06_predict-{time.strftime("%Y%m%d-%H%M%S")}.ipynb')
-            run_notebook('06_predict', out, out.with_suffix('.log'), inputs=a.inputs, run_dir=a.run_dir, out_csv=a.out_csv, windows=a.windows,
-                         per_frame=a.per_frame, annotate=a.annotate, gradcam=a.gradcam, export=a.export)
-            print(run_section_output(out).rstrip()); print(f'executed notebook: {out}')
-        return 0
-    except DeepfakeNBError as e:
-        print(f'deepfake-nb: error: {e}', file=sys.stderr); return 2
+    cmd, v, a = parse_command(argv)
+    if a.verbose: os.environ['DEEPFAKE_NB_VERBOSE'] = '1'
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    with (contextlib.nullcontext() if verbose() else quiet_stderr(reports_dir('deepfake-nb.log'))):
+        try: return _dispatch(cmd, v)
+        except DeepfakeNBError as e:
+            print(f'deepfake-nb {cmd}: error: {e}', file=sys.stderr); return 2
+
+def _show(out: Path):
+    print(run_section_output(out).rstrip()); print(f'executed notebook: {out}')
+
+def _dispatch(cmd: str, v: dict) -> int:
+    if cmd == 'run':
+        res = run_pipeline(**v)
+        return 1 if res['failed'] else 0
+    if cmd == 'data':
+        name = dataset_name(v['dataset'], v['root'] or None, v['compression'], v['name'] or None)
+        _show(run_notebook('01_data', reports_dir('pipeline', name, '01_data.ipynb'), **v))
+    elif cmd == 'preprocess':
+        name = v['dataset'] or (Path(v['manifest']).stem if v['manifest'] else 'demo')
+        _show(run_notebook('02_preprocess', reports_dir('pipeline', name, '02_preprocess.ipynb'), **v))
+    elif cmd == 'train':
+        from deepfake_nb.train import run_params, run_dir_for
+        p = run_params(**{k: v[k] for k in RUN_SETTINGS})
+        rdirs = [run_dir_for(run_params(**dict(p, seed=s))) for s in (v['seeds'] or [p['seed']])]
+        run_notebook('03_train', rdirs[0]/'03_train.ipynb', rdirs[0]/'papermill.log', force=v['force'], resume=v['resume'], seeds=v['seeds'], **p)
+        print(*rdirs, sep='\n')
+    elif cmd == 'compare':
+        run_notebook('04_compare', reports_dir('compare', v['dataset'], '04_compare.ipynb'), **v)
+        print(reports_dir('compare', v['dataset'], 'stats.json'))
+    elif cmd == 'report': print(render_report(v['dataset']))
+    elif cmd == 'study':
+        _show(run_notebook('08_studies', reports_dir('studies', v['dataset'], '08_studies.ipynb'), **v))
+        print(f"the report (deepfake-nb report --dataset {v['dataset']}) shows the studies")
+    elif cmd == 'predict':
+        _show(run_notebook('06_predict', reports_dir('predict', f'06_predict-{time.strftime("%Y%m%d-%H%M%S")}.ipynb'), **v))
+    return 0

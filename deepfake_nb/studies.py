@@ -16,8 +16,8 @@ from .stats import delong_auc_ci
 
 # %% auto #0
 __all__ = ['STUDIES', 'DEGRADATIONS', 'SELF_BLEND_SETTINGS', 'study_dir', 'save_study', 'load_study', 'auc_ci', 'at_threshold',
-           'dataset_features', 'fit_predict', 'face_box_in_crop', 'self_blend_faces', 'eval_manifests', 'study_runs',
-           'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations', 'degrade_faces',
+           'auc_cells', 'dataset_features', 'fit_predict', 'face_box_in_crop', 'self_blend_faces', 'eval_manifests',
+           'study_runs', 'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations', 'degrade_faces',
            'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'grouped_kfold', 'cv_study',
            'self_blend_study', 'fig_degradations', 'fig_frames', 'fig_cv', 'fig_auc_bars', 'run_studies']
 
@@ -57,6 +57,12 @@ def at_threshold(y, p, thr) -> dict:
     "Accuracy and balanced accuracy at threshold `thr`"
     m = classification_metrics(np.asarray(y, int), np.asarray(p, float), thr)
     return dict(threshold=float(thr), accuracy=m['accuracy'], balanced_accuracy=m['balanced_accuracy'])
+
+# %% ../nbs/lib/12_studies.ipynb #55c9ef62
+def auc_cells(table: pd.DataFrame) -> list[str]:
+    "A study table's AUCs with their CIs as text, e.g. '0.912 [0.850, 0.970]'"
+    from deepfake_nb.metrics import fmt_ci
+    return [fmt_ci(a, l, h) for a, l, h in zip(table.auc, table.auc_lo, table.auc_hi)]
 
 # %% ../nbs/lib/12_studies.ipynb #562097a3
 def dataset_features(dataset, backbone='mobilenetv2', weights='auto', frames=12, size=160, detector='haar', margin=1.3, progress=False):
@@ -415,9 +421,12 @@ def fig_auc_bars(table: pd.DataFrame, group: str, by: str = 'eval_dataset', titl
     ax.set_ylabel('AUC'); ax.set_ylim(0, 1.05); ax.legend(fontsize=7); ax.set_title(title); fig.tight_layout(); return fig
 
 # %% ../nbs/lib/12_studies.ipynb #75c53076
-def run_studies(dataset='demo', studies=STUDIES, runs='', eval_datasets='demo_b shared', degradations='', frame_counts=(4, 8, 12, 16, 32),
-                cv_folds=4, backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='haar', margin=1.3, seed=0,
-                epochs=30, patience=5) -> dict:
+from .settings import defaults
+_D = defaults('studies')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
+
+def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datasets=_D.eval_datasets, degradations=_D.degradations,
+                frame_counts=_D.frame_counts, cv_folds=_D.cv_folds, backbone=_D.backbone, weights=_D.weights, head=_D.head, frames=_D.frames,
+                size=_D.size, detector=_D.detector, margin=_D.margin, seed=_D.seed, epochs=_D.epochs, patience=_D.patience) -> dict:
     "Run each study in `studies` on `dataset` and save it under `reports/studies/<dataset>/`; return {study: folder}"
     studies = studies.split() if isinstance(studies, str) else list(studies)
     bad = [s for s in studies if s not in STUDIES]

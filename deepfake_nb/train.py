@@ -207,13 +207,16 @@ def presets_table() -> pd.DataFrame:
     return pd.DataFrame([dict(preset=k, **{s: json.dumps(v) if isinstance(v, dict) else v for s, v in p['settings'].items()}) for k, p in PRESETS.items()]).set_index('preset').astype(object).fillna('')
 
 # %% ../nbs/lib/06_train.ipynb #812cf3fc
+from .settings import defaults
 MODES = ('frozen', 'finetune')
+_T = defaults('train')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
 
-def run_params(dataset='demo', backbone='mobilenetv2', head='lstm', weights='auto', frames=12, size=160, detector='haar', margin=1.3,
-               epochs=30, batch_size=16, lr=1e-3, units=64, dropout=0.3, patience=5, class_weight='balanced', seed=0,
-               preset=None, mode='frozen', augment=None, aug_passes=2, lr_schedule='plateau', finetune_layers=20, finetune_lr=1e-5,
-               finetune_from='frozen', deterministic=False, mixed_precision='auto', distribute='auto', norm_floor=1.0) -> dict:
-    "All the settings of a training run, checked and normalised (a `preset` fills those left at their defaults)"
+def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_T.weights, frames=_T.frames, size=_T.size, detector=_T.detector,
+               margin=_T.margin, epochs=_T.epochs, batch_size=_T.batch_size, lr=_T.lr, units=_T.units, dropout=_T.dropout, patience=_T.patience,
+               class_weight=_T.class_weight, seed=_T.seed, preset=_T.preset, mode=_T.mode, augment=_T.augment, aug_passes=_T.aug_passes,
+               lr_schedule=_T.lr_schedule, finetune_layers=_T.finetune_layers, finetune_lr=_T.finetune_lr, finetune_from=_T.finetune_from,
+               deterministic=_T.deterministic, mixed_precision=_T.mixed_precision, distribute=_T.distribute, norm_floor=_T.norm_floor) -> dict:
+    "All the settings of a training run (see `deepfake_nb.settings`), checked and normalised (a `preset` fills those left at their defaults)"
     p = dict(locals())
     if p['preset'] in (None, '', 'none', 'None'): p['preset'] = None
     else:

@@ -1,4 +1,4 @@
-"The README's main job, the grid runner (kill, resume, skip), the report in a browser, and the papermill entry points, on a fresh home."
+"The README's main job, the grid runner (kill, resume, skip), the report in a browser, the papermill entry points, and a quiet console, on a fresh home."
 import os, sys, signal, subprocess, json, time, shutil
 from pathlib import Path
 import pytest
@@ -6,6 +6,10 @@ from conftest import REPO
 
 BIN = Path(sys.executable).parent
 GRID = [str(BIN/'deepfake-nb'), 'run', '--dataset', 'demo', '--backbones', 'mobilenetv2', 'resnet50', '--seeds', '0', '1']
+
+# start-up lines of TensorFlow/absl/oneDNN, Jupyter's kernel warning, ffmpeg on a broken file: the logs get them, the terminal must not
+NOISE = ('absl::InitializeLog', 'oneDNN custom operations', 'cpu_feature_guard', 'Kernel is running over TCP', 'moov atom not found',
+         'TF_ENABLE_ONEDNN_OPTS', 'This TensorFlow binary is optimized')
 
 def _env(home): return dict(os.environ, DEEPFAKE_NB_HOME=str(home))
 
@@ -28,6 +32,7 @@ def test_grid_killed_resumes_then_skips(fresh_home):
     # 2. the same call finishes the rest and ends with the report's path
     r = _run(GRID, fresh_home)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    for n in NOISE: assert n not in r.stdout + r.stderr, f'{n!r} reached the console'
     assert f'{4-n_before} trained, {n_before} skipped, 0 failed' in r.stdout, r.stdout[-2000:]
     report = fresh_home/'reports'/'report.html'
     assert r.stdout.strip().splitlines()[-1] == str(report)
@@ -119,3 +124,23 @@ def test_cli_help_examples():
 def test_train_notebook_has_backbone_parameter():
     import papermill as pm
     assert 'backbone' in pm.inspect_notebook(str(REPO/'nbs'/'03_train.ipynb'))
+
+def test_quiet_console_and_verbose(tmp_path):
+    "A stage command prints what the stage printed and where it wrote; the kernel's start-up noise goes to the stage's log, and --verbose shows it"
+    home = tmp_path/'home'
+    r = _run([str(BIN/'deepfake-nb'), 'data', '--dataset', 'demo'], home, timeout=600)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    for n in NOISE: assert n not in out, f'{n!r} reached the console:\n{out}'
+    assert out.splitlines()[0] == f"manifest: {home/'data'/'manifests'/'demo.csv'}" and len(out.splitlines()) <= 5, out
+    assert 'Kernel is running over TCP' in (home/'reports'/'pipeline'/'demo'/'01_data.log').read_text()   # redirected, not absent
+    v = _run([str(BIN/'deepfake-nb'), 'data', '--dataset', 'demo', '--verbose'], home, timeout=600)
+    assert v.returncode == 0 and 'Kernel is running over TCP' in v.stdout + v.stderr, (v.stdout + v.stderr)[-3000:]
+
+def test_stage_failure_is_one_line(tmp_path):
+    "A stage that fails says which notebook and cell, the error, and where the executed notebook and the log are, without a traceback"
+    r = _run([str(BIN/'deepfake-nb'), 'preprocess', '--manifest', str(tmp_path/'missing.csv')], tmp_path/'home', timeout=600)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('deepfake-nb preprocess: error: 02_preprocess failed in cell ') and 'missing.csv' in err[0], err
+    assert 'executed notebook: ' in err[0] and '02_preprocess.log' in err[0]

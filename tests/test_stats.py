@@ -1,4 +1,4 @@
-"Every statistic of stage 4 against a reference implementation (pROC, statsmodels, SciPy, scikit-learn, brute force), plus property tests."
+"Every statistic and metric of stage 4 against a reference implementation (pROC, statsmodels, SciPy, scikit-learn, brute force), plus property tests; the comparison itself is in test_compare.py."
 import json
 import numpy as np, pandas as pd, pytest
 from scipy import stats as sps
@@ -7,14 +7,11 @@ from scipy.optimize import brentq
 from sklearn import metrics as skm
 from hypothesis import given, settings, assume, strategies as st
 
-from deepfake_nb.core import DeepfakeNBError, home_at, load_json, save_json, reports_dir
 from deepfake_nb.metrics import (classification_metrics, threshold_free_metrics, roc_curve_points, average_precision, eer, eer_threshold,
                                  tpr_at_fpr, reliability_table, expected_calibration_error, youden_threshold, evaluate_scores, bootstrap_indices,
-                                 aggregate_frames, evaluate_frame_levels, fmt_ci)
+                                 aggregate_frames, evaluate_frame_levels)
 from deepfake_nb.stats import (_delong_cov, delong_test, delong_auc_ci, mcnemar_test, wilcoxon_test, wilcoxon_raw_probs, log_losses, holm,
-                               cochran_q, friedman_test, paired_bootstrap_auc, compare_runs, make_synthetic_runs, find_runs,
-                               main_metrics_table, pairs_table, pair_tests_table, seeds_table, ensembles_table, fig_roc_pr, fig_reliability,
-                               fig_critical_difference, RAW_PROB_LABEL)
+                               cochran_q, friedman_test, paired_bootstrap_auc)
 
 
 def _data(seed, n, ties=False):
@@ -198,52 +195,3 @@ def test_frame_levels_aggregate_and_cluster_by_video():
     for h in ['mean', 'max', 'median']:
         assert abs(fl['levels'][f'video_{h}']['threshold_free']['roc_auc'] - skm.roc_auc_score(te.label, te[f'prob_{h}'])) < 1e-12
     assert fl['levels']['frame']['n'] == 4*len(te) and fl['levels']['frame']['bootstrap']['n_clusters'] == len(te)
-
-# ---------------------------------------------------------------- the comparison
-@pytest.fixture(scope='module')
-def synthetic(tmp_path_factory):
-    home = tmp_path_factory.mktemp('stats_home')
-    with home_at(home):
-        dirs = make_synthetic_runs('synthetic', n_videos=400, frames=4)
-        s = compare_runs(dirs, reports_dir('compare', 'synthetic'), n_boot=150)
-        yield home, dirs, s
-
-def test_compare_writes_stats_json_with_all_parts(synthetic):
-    home, dirs, s = synthetic
-    with home_at(home): saved = load_json(reports_dir('compare', 'synthetic', 'stats.json'))
-    for key in ['runs', 'pairs', 'test_set', 'ensembles', 'ensemble_pairs', 'multi', 'seeds', 'readings', 'methods', 'n_boot', 'seed']: assert key in saved, key
-    for q in saved['pairs']:
-        for t in ['delong', 'mcnemar', 'wilcoxon']: assert 0 <= q[t]['p_value'] <= q[t]['p_holm'] <= 1
-        assert {'bootstrap_auc_diff', 'wilcoxon_raw_prob', 'readings'} <= set(q) and q['wilcoxon_raw_prob']['label'] == RAW_PROB_LABEL
-    r = saved['runs'][0]
-    assert set(r['ci']) == {'threshold_free', '0.5', 'val_threshold'} and r['bootstrap']['n_boot'] == 150 and 'frame_level' in r
-    assert saved['multi']['cochran_q'] and saved['multi']['friedman'] and len(saved['ensembles']) == 2
-    assert len(saved['readings']) >= len(saved['runs']) + len(saved['pairs'])
-
-def test_stack_is_fitted_on_val_only(synthetic):
-    home, dirs, s = synthetic
-    with home_at(home):
-        for d in dirs:                                                  # scramble every test prediction
-            pr = pd.read_csv(d/'predictions.csv'); te = pr.split == 'test'
-            pr.loc[te, 'prob'] = np.random.default_rng(1).uniform(0, 1, te.sum()); pr.to_csv(d/'predictions.csv', index=False)
-        s2 = compare_runs(dirs, n_boot=20)
-    for e1, e2 in zip(s['ensembles'], s2['ensembles']):
-        assert e1['threshold'] == e2['threshold'] and e1.get('coef') == e2.get('coef')
-
-def test_compare_refuses_different_test_sets_by_name(tmp_path):
-    with home_at(tmp_path):
-        dirs = make_synthetic_runs('a', n_videos=200)[:2]
-        other = make_synthetic_runs('b', [dict(backbone='xception', head='gru', seed=3, skill=1.)], n_videos=200, split_seed=7)[0]
-        with pytest.raises(DeepfakeNBError, match='xception-gru-s3') as e: compare_runs(dirs + [other])
-        assert 'do not share the test set' in str(e.value)
-
-def test_report_pieces(synthetic):
-    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    _, _, s = synthetic
-    t = main_metrics_table(s); assert list(t.index) == [r['label'] for r in s['runs'] + s['ensembles']]
-    r = s['runs'][0]; assert t.iloc[0]['AUC'] == fmt_ci(r['auc_ci']['auc'], r['auc_ci']['lo'], r['auc_ci']['hi'])
-    p = pairs_table(s); assert {'DeLong p', 'DeLong p (Holm)', 'reading'} <= set(p.columns)
-    assert RAW_PROB_LABEL in pair_tests_table(s).index.get_level_values('test')
-    assert len(ensembles_table(s)) == 2 and len(seeds_table(s)) == 0
-    for f in (fig_roc_pr(s), fig_reliability(s), fig_critical_difference(s)):
-        assert isinstance(f, matplotlib.figure.Figure); plt.close(f)

@@ -1,0 +1,76 @@
+"The comparison of runs (`deepfake_nb.compare`: stats.json, Holm, ensembles fitted on val only, one run) and the report's tables and figures (`deepfake_nb.report`), on synthetic runs."
+import numpy as np, pandas as pd, pytest
+
+from deepfake_nb.core import DeepfakeNBError, home_at, load_json, reports_dir
+from deepfake_nb.metrics import fmt_ci
+from deepfake_nb.stats import RAW_PROB_LABEL
+from deepfake_nb.compare import compare_runs, make_synthetic_runs
+from deepfake_nb.report import (main_metrics_table, pairs_table, pair_tests_table, seeds_table, ensembles_table, mcnemar_tables, multi_table,
+                                frame_level_table, fig_roc_pr, fig_reliability, fig_critical_difference)
+
+
+@pytest.fixture(scope='module')
+def synthetic(tmp_path_factory):
+    home = tmp_path_factory.mktemp('stats_home')
+    with home_at(home):
+        dirs = make_synthetic_runs('synthetic', n_videos=400, frames=4)
+        s = compare_runs(dirs, reports_dir('compare', 'synthetic'), n_boot=150)
+        yield home, dirs, s
+
+def test_compare_writes_stats_json_with_all_parts(synthetic):
+    home, dirs, s = synthetic
+    with home_at(home): saved = load_json(reports_dir('compare', 'synthetic', 'stats.json'))
+    for key in ['runs', 'pairs', 'test_set', 'ensembles', 'ensemble_pairs', 'multi', 'seeds', 'readings', 'methods', 'n_boot', 'seed']: assert key in saved, key
+    for q in saved['pairs']:
+        for t in ['delong', 'mcnemar', 'wilcoxon']: assert 0 <= q[t]['p_value'] <= q[t]['p_holm'] <= 1
+        assert {'bootstrap_auc_diff', 'wilcoxon_raw_prob', 'readings'} <= set(q) and q['wilcoxon_raw_prob']['label'] == RAW_PROB_LABEL
+    r = saved['runs'][0]
+    assert set(r['ci']) == {'threshold_free', '0.5', 'val_threshold'} and r['bootstrap']['n_boot'] == 150 and 'frame_level' in r
+    assert saved['multi']['cochran_q'] and saved['multi']['friedman'] and len(saved['ensembles']) == 2
+    assert len(saved['readings']) >= len(saved['runs']) + len(saved['pairs'])
+
+def test_stack_is_fitted_on_val_only(synthetic):
+    home, dirs, s = synthetic
+    with home_at(home):
+        for d in dirs:                                                  # scramble every test prediction
+            pr = pd.read_csv(d/'predictions.csv'); te = pr.split == 'test'
+            pr.loc[te, 'prob'] = np.random.default_rng(1).uniform(0, 1, te.sum()); pr.to_csv(d/'predictions.csv', index=False)
+        s2 = compare_runs(dirs, n_boot=20)
+    for e1, e2 in zip(s['ensembles'], s2['ensembles']):
+        assert e1['threshold'] == e2['threshold'] and e1.get('coef') == e2.get('coef')
+
+def test_compare_refuses_different_test_sets_by_name(tmp_path):
+    with home_at(tmp_path):
+        dirs = make_synthetic_runs('a', n_videos=200)[:2]
+        other = make_synthetic_runs('b', [dict(backbone='xception', head='gru', seed=3, skill=1.)], n_videos=200, split_seed=7)[0]
+        with pytest.raises(DeepfakeNBError, match='xception-gru-s3') as e: compare_runs(dirs + [other])
+        assert 'do not share the test set' in str(e.value)
+
+def test_report_pieces(synthetic):
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    _, _, s = synthetic
+    t = main_metrics_table(s); assert list(t.index) == [r['label'] for r in s['runs'] + s['ensembles']]
+    r = s['runs'][0]; assert t.iloc[0]['AUC'] == fmt_ci(r['auc_ci']['auc'], r['auc_ci']['lo'], r['auc_ci']['hi'])
+    p = pairs_table(s); assert {'DeLong p', 'DeLong p (Holm)', 'reading'} <= set(p.columns)
+    assert RAW_PROB_LABEL in pair_tests_table(s).index.get_level_values('test')
+    assert len(ensembles_table(s)) == 2 and len(seeds_table(s)) == 0
+    for f in (fig_roc_pr(s), fig_reliability(s), fig_critical_difference(s)):
+        assert isinstance(f, matplotlib.figure.Figure); plt.close(f)
+
+
+def test_one_run(tmp_path):
+    "One run: its metrics as in a comparison with others, no pairs, ensembles or tests between models; the report's tables stay well formed"
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    with home_at(tmp_path):
+        dirs = make_synthetic_runs('one', n_videos=200, frames=3)
+        every, one = compare_runs(dirs, n_boot=60), compare_runs(dirs[1:2], reports_dir('compare', 'one'), n_boot=60)
+        assert load_json(reports_dir('compare', 'one', 'stats.json'))['runs'][0]['run_id'] == every['runs'][1]['run_id']
+        with pytest.raises(DeepfakeNBError, match='got no run'): compare_runs([])
+    r, ref = one['runs'][0], every['runs'][1]
+    for k in ['auc_ci', 'ci', 'threshold_free', 'metrics_val_threshold', 'threshold']: assert r[k] == ref[k], k
+    assert one['pairs'] == one['ensembles'] == one['ensemble_pairs'] == one['multi']['pairwise'] == []
+    assert one['multi']['cochran_q'] is None and 'two or more' in one['readings'][-1]
+    assert list(main_metrics_table(one).index) == [r['label']] and len(frame_level_table(one)) == 5
+    assert len(pairs_table(one)) == len(pair_tests_table(one)) == len(mcnemar_tables(one)) == len(multi_table(one)) == len(ensembles_table(one)) == 0
+    assert fig_critical_difference(one) is None
+    for f in (fig_roc_pr(one), fig_reliability(one)): assert isinstance(f, matplotlib.figure.Figure); plt.close(f)
