@@ -1,7 +1,9 @@
 import shlex
 from configparser import ConfigParser
+from pathlib import Path
 
 import setuptools
+from setuptools.command.build_py import build_py
 
 # note: all settings are in settings.ini; edit there, not here
 config = ConfigParser(delimiters=['='])
@@ -36,6 +38,23 @@ extras = {'dev': dev_requirements, **{k: shlex.split(cfg.get(f'{k}_requirements'
 project_urls = {}
 if cfg.get('doc_host'): project_urls["Documentation"] = cfg['doc_host'] + cfg.get('doc_baseurl', '')
 
+# deepfake_nb: the experiment notebooks (nbs/NN_*.ipynb, which `deepfake-nb` runs through papermill) travel with the package as
+# deepfake_nb/stages/*.ipynb, copied at build time so the repository keeps one copy of each (MANIFEST.in puts them in the sdist)
+class BuildPyWithStages(build_py):
+    "build_py that also copies the experiment notebooks into the built package's `stages/` folder"
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False): return      # an editable install runs the clone's nbs/ (core.nbs_dir)
+        stages = sorted(Path('nbs').glob('[0-9][0-9]_*.ipynb'))
+        if not any(nb.name.startswith('03_train') for nb in stages):
+            raise SystemExit(f"setup.py: no experiment notebooks nbs/NN_*.ipynb under {Path.cwd()}: build from a clone or an sdist "
+                             "made with MANIFEST.in (it includes them)")
+        dest = Path(self.build_lib)/cfg['lib_path']/'stages'
+        self.mkpath(str(dest))
+        for old in dest.glob('*.ipynb'):                      # a notebook renamed or removed since the last build does not linger
+            if not (Path('nbs')/old.name).exists(): old.unlink()
+        for nb in stages: self.copy_file(str(nb), str(dest/nb.name), preserve_mode=False)
+
 setuptools.setup(
     name = cfg['lib_name'],
     license = lic[0],
@@ -59,5 +78,6 @@ setuptools.setup(
         'nbdev': [f'{cfg.get("lib_path")}={cfg.get("lib_path")}._modidx:d']
     },
     project_urls = project_urls,
+    cmdclass = {'build_py': BuildPyWithStages},
     **setup_cfg)
 

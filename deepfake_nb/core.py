@@ -37,11 +37,12 @@ def reports_dir(*parts) -> Path:
     return project_root()/'reports'/Path(*parts) if parts else project_root()/'reports'
 
 def nbs_dir() -> Path:
-    "The folder holding the stage notebooks (the repo's `nbs/`)"
-    for d in [project_root()/'nbs', pkg_dir().parent/'nbs']:
-        if (d/'03_train.ipynb').exists(): return d
-    raise FileNotFoundError(f"No stage notebooks found under {project_root()/'nbs'}: run from a clone of the deepfake_nb repository "
-                            "or set DEEPFAKE_NB_HOME to it")
+    "The experiment notebooks: the clone's `nbs/` beside the package (a clone or editable install), else the package's own copies in `stages/`"
+    clone, packaged = pkg_dir().parent, pkg_dir()/'stages'
+    if (clone/'settings.ini').exists() and (clone/'nbs'/'03_train.ipynb').exists(): return clone/'nbs'
+    if (packaged/'03_train.ipynb').exists(): return packaged
+    raise FileNotFoundError(f"No experiment notebooks in {clone/'nbs'} or {packaged}: the package was built without them; "
+                            "reinstall it from a clone or an sdist (`pip install .` copies nbs/NN_*.ipynb into deepfake_nb/stages/)")
 
 @contextlib.contextmanager
 def home_at(path):
