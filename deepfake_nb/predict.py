@@ -14,7 +14,7 @@ from . import data as _data
 from .data import VIDEO_EXTS
 from . import preprocess as _pp
 from .preprocess import preprocess_video, read_frames
-from .models import get_backbone, build_backbone, feature_cache_path
+from .models import get_backbone, build_backbone, feature_cache_path, saved_init_key, backbone_for_key
 
 # %% auto #0
 __all__ = ['LIST_EXTS', 'LABEL_FOLDERS', 'list_videos', 'known_labels', 'find_run', 'demo_run', 'preprocess_kwargs',
@@ -136,13 +136,13 @@ def load_run_backbone(params: dict):
     name, size, key = params['backbone'], int(params['size']), params['weights_key']
     bb = get_backbone(name)
     if key == 'imagenet': return build_backbone(name, 'imagenet', size)[0]
-    if key.startswith('random'):
+    if saved_init_key(key):
         cands = [Path(params['features']).with_suffix('.weights.h5') if params.get('features') else None,
                  feature_cache_path(params['dataset'], params['prep_key'], name, key).with_suffix('.weights.h5')]
         w = next((c for c in cands if c is not None and c.exists()), None)
         if w is None: raise DeepfakeNBError(f"run {params.get('run_id')}: the randomly initialised {name} weights saved beside its feature cache ({cands[0]}) are missing; "
                                             "re-run its training (deepfake-nb train) to extract the features and save them again")
-        m = bb.build(None, size); m.load_weights(str(w)); return m
+        m = backbone_for_key(name, key, size); m.load_weights(str(w)); return m
     if key.startswith('file-'):
         w = Path(str(params.get('weights')))
         if not w.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its backbone weights file {w} is missing; put it back or re-train the run")

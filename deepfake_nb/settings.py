@@ -71,7 +71,7 @@ SETTINGS = [
     # one training run: the 28 arguments of deepfake_nb.train.run_params (03_train), most of them shared by the grid and the studies
     _S('backbone', 'str', 'mobilenetv2', "CNN backbone, one of deepfake_nb.models.BACKBONES", 'train studies'),
     _S('head', 'str', 'lstm', "temporal head: lstm, gru, bilstm, attention, mean or image", 'train studies', _HEADS),
-    _S('weights', 'str', 'auto', "'imagenet' (download), None (random init), a weights file, or 'auto' (ImageNet if available, else random)",
+    _S('weights', 'str', 'auto', "'imagenet' (download), a weights file, None (plain random init), 'random-highpass' (random init reading high-pass residuals) or 'auto' (ImageNet if available, else random-highpass)",
       'train studies run', none_ok=True),
     _S('frames', 'int', 12, "frames sampled uniformly over each video (1: single-image mode, for photos)", 'preprocess train studies run'),
     _S('size', 'int', 160, "side of the square face crop in pixels (the backbone's input size)", 'preprocess train studies run'),

@@ -185,8 +185,8 @@ PRESETS = {
     'seed-resnext50-lstm': dict(
         settings=dict(backbone='resnext50', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3, patience=2),
         doc="The ResNeXt-50 (32x4d)+LSTM notebook, with ResNeXt-50 written here in Keras (grouped convolutions). keras.applications has "
-            "no ImageNet weights for it: pass weights='/path/to/resnext50.weights.h5', otherwise it starts from random initialisation "
-            "(use mode='finetune' then). Corrected as the others, with ImageNet mean/std preprocessing."),
+            "no ImageNet weights for it: pass weights='/path/to/resnext50.weights.h5', otherwise 'auto' starts from random initialisation reading "
+            "high-pass residuals (weights='random-highpass'; or mode='finetune'). Corrected as the others, with ImageNet mean/std preprocessing."),
     'seed-image-mobilenetv2': dict(
         settings=dict(backbone='mobilenetv2', frames=1, size=224, lr=1e-4, epochs=10, batch_size=32),
         doc="The single-image MobileNetV2 study: one face per video (frames=1) at 224x224, Adam 1e-4, 10 epochs, batch 32. Corrected: "

@@ -81,8 +81,16 @@ def _check_06_predict():
     assert len(ok) >= 2 and ok.prob.between(0, 1).all()
 
 def _check_07_pipeline():
-    from deepfake_nb.core import reports_dir
+    "The demo's default runs learn, offline too: best epoch > 0 and test AUC >= 0.9 for every default backbone"
+    from deepfake_nb.core import reports_dir, load_json
+    from deepfake_nb.settings import defaults
     assert reports_dir('report.html').stat().st_size > 100_000
+    from deepfake_nb.train import run_params, run_dir_for, is_complete
+    for b in defaults('run')['backbones']:
+        r = run_dir_for(run_params(dataset='demo', backbone=b))   # the run `deepfake-nb run` made with the defaults
+        assert is_complete(r), f'no complete default demo run of {b} at {r}'
+        p, m = load_json(r/'params.json'), load_json(r/'metrics.json')
+        assert p['best_epoch'] > 0 and m['test']['roc_auc'] >= 0.9, (b, p['weights_used'], p['best_epoch'], m['test']['roc_auc'])
 
 def _check_08_studies():
     from deepfake_nb.core import shared_dir
