@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/deepfake-nb run --dataset $(DATASET) --backbones $(BACKBONES)
 
 test: install
-	$(BIN)/python -m pytest -ra tests
+	$(BIN)/python -m pytest -ra --durations=25 tests
 
 check: install
 	bash .ci/check_sync

@@ -20,7 +20,8 @@ from .models import get_backbone, build_backbone, feature_cache_path, saved_init
 __all__ = ['LIST_EXTS', 'LABEL_FOLDERS', 'list_videos', 'known_labels', 'find_run', 'demo_run', 'preprocess_kwargs',
            'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled', 'Predictor', 'load_predictor',
            'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer', 'gradcam_maps', 'gradcam_overlay',
-           'gradcam_figure', 'annotate_gif', 'Predictions', 'predict_video', 'predict_videos', 'demo_inputs']
+           'gradcam_figure', 'annotate_gif', 'ReadAhead', 'Predictions', 'predict_video', 'predict_videos',
+           'demo_inputs']
 
 # %% ../nbs/lib/10_predict.ipynb #d5fee67f
 LIST_EXTS = ('.txt', '.lst', '.list', '.csv')
@@ -440,6 +441,28 @@ def annotate_gif(path, rec: dict, running, prob: float, threshold: float, out, m
         frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:], duration=ms, loop=0)
     return out
 
+# %% ../nbs/lib/10_predict.ipynb #185a11ba
+class ReadAhead:
+    "Faces of `paths` read and detected by one background thread, up to `depth` videos ahead of `get`, so the model loads and scores meanwhile"
+    def __init__(self, paths, prep: dict, depth: int = 2):
+        from concurrent.futures import ThreadPoolExecutor
+        self.paths, self.depth, self.futures = list(paths), depth, {}
+        opts = prep.get('detector_options') or {}
+        self.detector = _pp._detector_class(prep['detector'])(**opts)   # its own detector: a detector is never shared between threads
+        self.kw = {k: v for k, v in prep.items() if k not in ('detector', 'detector_options')}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix='read-ahead')
+        for i in range(min(depth, len(self.paths))): self._submit(i)
+    def _read(self, path):
+        t0 = time.time(); rec = preprocess_video(path, detector=self.detector, **self.kw)
+        return rec, time.time() - t0
+    def _submit(self, i): self.futures[i] = self.pool.submit(self._read, self.paths[i])
+    def get(self, i: int):
+        "The future `(faces record, seconds)` of video `i` (in order); queues video `i + depth`"
+        if i + self.depth < len(self.paths) and i + self.depth not in self.futures: self._submit(i + self.depth)
+        return self.futures.pop(i)
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.pool.shutdown(wait=True, cancel_futures=True)
+
 # %% ../nbs/lib/10_predict.ipynb #6ae0fa51
 @dataclass
 class Predictions:
@@ -456,15 +479,16 @@ def _name(path) -> str:
     raw = f'{p.parent.name}_{p.stem}' if p.parent.name else p.stem
     return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in raw)
 
-def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None) -> dict:
-    "Score one video; returns dict(row=..., frames=DataFrame|None, windows=DataFrame|None); errors become the row's `error`"
-    t0 = time.time(); path = Path(path)
+def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None, faces=None) -> dict:
+    "Score one video; returns dict(row=..., frames=DataFrame|None, windows=DataFrame|None); errors become the row's `error`; `faces`: its faces read ahead (`ReadAhead.get`)"
+    t0 = time.time(); path = Path(path); read_s = 0.0   # seconds: reading and detecting (here or ahead) plus scoring
     row = dict(path=str(path), name=_name(path), verdict='', prob=np.nan, threshold=pred.threshold, frames=0, faces_found=0, n_frames=0, seconds=0.0, error='', note='')
     out = dict(row=row, frames=None, windows=None)
     try:
         if not path.exists(): raise DeepfakeNBError(f"{path}: file does not exist; check the path")
         if path.stat().st_size == 0: raise DeepfakeNBError(f"{path}: the file is empty (0 bytes)")
-        rec = pred.preprocess(path)
+        if faces is None: rec = pred.preprocess(path)
+        else: rec, read_s = faces.result(); t0 = time.time()   # waiting for the reader is not work on this video
         row.update(frames=len(rec['found']), faces_found=int(np.sum(rec['found'])), n_frames=int(rec['n_frames']))
         if not np.any(rec['found']): raise DeepfakeNBError(f"{path}: no face found in any of the {len(rec['found'])} sampled frames (detector {pred.prep['detector']}); nothing to score")
         F = pred.features(rec['faces'])
@@ -473,7 +497,7 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_di
     except Exception as e:
         row['error'] = str(e) if isinstance(e, DeepfakeNBError) else f'{type(e).__name__}: {e}'
         row.update(prob=np.nan, verdict='')
-        row['seconds'] = round(time.time() - t0, 3)
+        row['seconds'] = round(read_s + time.time() - t0, 3)
         return out
     notes = []   # the score stands; an extra output that fails is noted, not turned into an error
     def extra(what, fn):
@@ -503,7 +527,7 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_di
     if annotate_dir: extra('GIF', gif)
     if gradcam_dir: extra('Grad-CAM', cam_png)
     row['note'] = '; '.join(notes)
-    row['seconds'] = round(time.time() - t0, 3)
+    row['seconds'] = round(read_s + time.time() - t0, 3)
     return out
 
 # %% ../nbs/lib/10_predict.ipynb #b08481d3
@@ -511,9 +535,13 @@ def _with_suffix(csv: Path, tag: str) -> Path: return csv.with_name(f'{csv.stem}
 
 def predict_videos(inputs, run_dir='', out_csv=None, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None, progress=True) -> Predictions:
     "Score the videos named by `inputs` (see `list_videos`) with the run `run_dir` (see `find_run`), with their true labels where known (see `known_labels`); write `out_csv` (and `*_frames.csv`, `*_windows.csv`) when given"
-    pred = load_predictor(run_dir)
-    paths = list_videos(inputs, VIDEO_EXTS + (getattr(_data, 'IMAGE_EXTS', ()) if pred.frames == 1 else ()))   # single-image runs take photos too
-    res = [predict_video(pred, p, per_frame, windows, annotate_dir, gradcam_dir) for p in tqdm(paths, desc=f'scoring ({pred.run_id})', disable=not progress)]
+    rdir = find_run(run_dir)
+    prep = preprocess_kwargs(load_json(rdir/'params.json'))
+    paths = list_videos(inputs, VIDEO_EXTS + (getattr(_data, 'IMAGE_EXTS', ()) if prep['frames'] == 1 else ()))   # single-image runs take photos too
+    with ReadAhead(paths, prep) as ahead:   # faces are read while the model loads and while the previous video is scored
+        pred = load_predictor(rdir)
+        res = [predict_video(pred, p, per_frame, windows, annotate_dir, gradcam_dir, faces=ahead.get(i))
+               for i, p in enumerate(tqdm(paths, desc=f'scoring ({pred.run_id})', disable=not progress))]
     videos = pd.DataFrame([r['row'] for r in res]).assign(run_id=pred.run_id)
     truth = known_labels(paths, inputs, pred.params.get('manifest'))
     at = videos.columns.get_loc('verdict') + 1

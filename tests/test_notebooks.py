@@ -62,11 +62,12 @@ def _check_03_train():
     for r in runs:
         assert len(pd.read_csv(r/'predictions.csv')) == sum(load_json(r/'params.json')['n_videos'].values())
 
-def _check_04_compare():
+def _check_04_compare(every_run=True):
     from deepfake_nb.core import reports_dir, load_json
     s = load_json(reports_dir('compare', 'demo', 'stats.json'))
     for k in ['runs', 'pairs', 'test_set', 'ensembles', 'ensemble_pairs', 'multi', 'seeds', 'readings']: assert k in s, k
-    assert s['pairs'], 'the demo comparison has no pair'
+    if every_run: assert len(s['runs']) == len(_demo_runs()), 'every complete demo run is compared'
+    assert len(s['pairs']) == len(s['runs'])*(len(s['runs'])-1)//2   # one run (03_train made one): no pair, and no run trained for it
     for q in s['pairs']:
         for t in ['delong', 'mcnemar', 'wilcoxon']: assert 0 <= q[t]['p_value'] <= q[t]['p_holm'] <= 1
         assert q['reading']
@@ -85,6 +86,8 @@ def _check_07_pipeline():
     from deepfake_nb.core import reports_dir, load_json
     from deepfake_nb.settings import defaults
     assert reports_dir('report.html').stat().st_size > 100_000
+    _check_04_compare(every_run=False)   # now on the grid's two default runs: paired tests
+    assert len(load_json(reports_dir('compare', 'demo', 'stats.json'))['pairs']) >= 1
     from deepfake_nb.train import run_params, run_dir_for, is_complete
     for b in defaults('run')['backbones']:
         r = run_dir_for(run_params(dataset='demo', backbone=b))   # the run `deepfake-nb run` made with the defaults
