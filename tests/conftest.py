@@ -20,3 +20,11 @@ def shared():
     d = shared_dir()
     if d is None: pytest.skip('../shared (real test assets) is absent beside the repository')
     return d
+
+# Debian's Chromium, headless, without the background connections this closed network refuses (report and JupyterLab tests)
+CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync']
+
+def launch_chromium(pw, executable):
+    "A headless Chromium browser from Playwright's `pw`, the given executable (never a downloaded browser)"
+    return pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

@@ -6,7 +6,7 @@ off and the test checks that the repository's notebook file is unchanged afterwa
 import os, sys, re, json, time, socket, shutil, hashlib, subprocess, urllib.request
 from pathlib import Path
 import pytest
-from conftest import REPO
+from conftest import REPO, launch_chromium
 
 CHROMIUM = '/usr/bin/chromium' if Path('/usr/bin/chromium').exists() else shutil.which('chromium')
 NOTEBOOK = 'nbs/03_train.ipynb'
@@ -80,8 +80,7 @@ def test_train_notebook_run_all_in_jupyterlab(lab, tmp_path):
     n_code = sum(c['cell_type'] == 'code' for c in json.loads(before)['cells'])
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                               '--disable-background-networking', '--disable-component-update', '--disable-sync'])
+        b = launch_chromium(pw, CHROMIUM)
         page = b.new_page(viewport={'width': 1400, 'height': 1000})
         page_errors = []
         page.on('pageerror', lambda e: page_errors.append(str(e)))

@@ -2,7 +2,7 @@
 import os, sys, signal, subprocess, json, time, shutil
 from pathlib import Path
 import pytest
-from conftest import REPO
+from conftest import REPO, launch_chromium
 
 BIN = Path(sys.executable).parent
 GRID = [str(BIN/'deepfake-nb'), 'run', '--dataset', 'demo', '--backbones', 'mobilenetv2', 'resnet50', '--seeds', '0', '1']
@@ -79,8 +79,7 @@ def test_report_in_headless_chromium(fresh_home, tmp_path):
     assert chromium, 'chromium is not installed (.ci/run installs Debian chromium)'
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium, args=['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-                               '--disable-background-networking', '--disable-component-update', '--disable-sync'])
+        b = launch_chromium(pw, chromium)
         page = b.new_page(viewport={'width': 1280, 'height': 900})
         errors = []
         page.on('pageerror', lambda e: errors.append(str(e)))
