@@ -11,12 +11,12 @@ import numpy as np, pandas as pd, cv2
 from .core import *
 
 # %% auto #0
-__all__ = ['MANIFEST_COLUMNS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'IMAGE_LAYOUTS', 'IMAGE_IDENTITY_REGEX', 'CELEBDF_FOLDERS',
-           'FFPP_METHODS', 'FFPP_COMPRESSIONS', 'ADAPTERS', 'DATASETS', 'check_manifest', 'load_manifest',
-           'blend_params', 'blend_face', 'write_video', 'make_demo_video', 'make_demo_dataset', 'media_files',
-           'link_groups', 'folder_manifest', 'image_folder_manifest', 'celebdf_manifest', 'split_leaks',
-           'ffpp_manifest', 'dfdc_manifest', 'split_groups', 'assign_splits', 'manifest_name', 'build_manifest',
-           'manifest_summary']
+__all__ = ['MANIFEST_COLUMNS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'DEFAULT_IDENTITY_REGEX', 'IMAGE_LAYOUTS', 'IMAGE_IDENTITY_REGEX',
+           'CELEBDF_FOLDERS', 'FFPP_METHODS', 'FFPP_COMPRESSIONS', 'ADAPTERS', 'DATASETS', 'check_manifest',
+           'load_manifest', 'blend_params', 'blend_face', 'write_video', 'make_demo_video', 'make_demo_dataset',
+           'media_files', 'link_groups', 'identity_regex_for', 'folder_manifest', 'image_folder_manifest',
+           'celebdf_manifest', 'split_leaks', 'ffpp_manifest', 'dfdc_manifest', 'split_groups', 'assign_splits',
+           'manifest_name', 'every_video_own_group', 'build_manifest', 'identity_warning', 'manifest_summary']
 
 # %% ../nbs/lib/02_data.ipynb #88006744
 MANIFEST_COLUMNS = ['video_id', 'path', 'label', 'identity', 'group', 'method', 'split']
@@ -192,9 +192,25 @@ def _touch(root, rels):
     return Path(root)
 
 # %% ../nbs/lib/02_data.ipynb #9876fc21
-def folder_manifest(root, identity_regex: str | None = r'^(id\d+)_', method='fake', exts=VIDEO_EXTS, real_dir='real', fake_dir='fake') -> pd.DataFrame:
-    "Manifest rows (without split) for a `root/real`, `root/fake` tree of videos (or of any `exts`)"
+DEFAULT_IDENTITY_REGEX = r'^(id\d+)_'
+
+def identity_regex_for(pattern: str | None, default: str | None = DEFAULT_IDENTITY_REGEX) -> str | None:
+    "The identity regex of an `identity_pattern` setting: '' -> `default`, 'none' -> None (every video its own identity), else `pattern`, checked"
+    if pattern is None: return None
+    p = str(pattern)
+    if p == '': return default
+    if p.strip().lower() in ('none', 'null'): return None
+    fix = (r"write a regular expression whose first group (in parentheses) is the identity in the file name's stem, e.g. '^(id\d+)_' for id3_0001.mp4 "
+           r"or '^([^_]+)_' for alice_01.mp4 (quote it on the command line: --identity-pattern '^([^_]+)_'), or 'none' to make every video its own identity")
+    try: rx = re.compile(p)
+    except re.error as e: raise DeepfakeNBError(f"identity_pattern={p!r} is not a valid regular expression ({e}); {fix}") from None
+    if rx.groups < 1: raise DeepfakeNBError(f"identity_pattern={p!r} has no group, so it names no identity; {fix}")
+    return p
+
+def folder_manifest(root, identity_regex: str | None = DEFAULT_IDENTITY_REGEX, method='fake', exts=VIDEO_EXTS, real_dir='real', fake_dir='fake') -> pd.DataFrame:
+    "Manifest rows (without split) for a `root/real`, `root/fake` tree of videos (or of any `exts`); `identity_regex`'s first matching group is a file's identity"
     root = Path(root)
+    if identity_regex: identity_regex_for(identity_regex)   # checked: it compiles and has a group
     if not root.is_dir(): raise DeepfakeNBError(f"dataset folder {root} does not exist; pass the folder that holds {real_dir}/ and {fake_dir}/")
     rows = []
     for label, sub in ((0, real_dir), (1, fake_dir)):
@@ -410,10 +426,24 @@ def manifest_name(dataset='demo', root=None, compression='c23', name=None) -> st
     if dataset == 'ffpp': return f'ffpp_{compression}'
     return Path(os.path.abspath(root if dataset in ('folder', 'images') and root else dataset)).name
 
+def _identity_kw(kind, identity_pattern, adapter_kw) -> dict:
+    "The adapter's `identity_regex` from an `identity_pattern` setting ('' keeps the adapter's default)"
+    if not identity_pattern: return {}
+    if kind not in ('demo', 'folder', 'images'):
+        raise DeepfakeNBError(f"identity_pattern={identity_pattern!r}: only folder datasets (folder, images, demo) take it; {kind} reads identities from its own "
+                              f"file names or metadata, so leave identity_pattern empty")
+    if 'identity_regex' in adapter_kw: raise DeepfakeNBError("pass identity_pattern or identity_regex, not both")
+    return dict(identity_regex=identity_regex_for(identity_pattern, IMAGE_IDENTITY_REGEX if kind == 'images' else DEFAULT_IDENTITY_REGEX))
+
+def every_video_own_group(df: pd.DataFrame) -> bool:
+    "Whether no two videos of `df` share a group (no identity was found: the videos count as independent)"
+    return len(df) > 1 and df.group.nunique() == len(df)
+
 def build_manifest(dataset='demo', root=None, seed=0, val_frac=0.2, test_frac=0.2, name=None, force=False, compression='c23', methods=None,
-                   eval_only=False, **adapter_kw) -> Path:
-    "Write (once) and return the manifest of `dataset` read from `root` (`compression`, `methods`: FaceForensics++ only; `eval_only`: every video in test)"
+                   eval_only=False, identity_pattern='', **adapter_kw) -> Path:
+    "Write (once) and return the manifest of `dataset` read from `root` (`compression`, `methods`: FaceForensics++ only; `eval_only`: every video in test; `identity_pattern`: folder datasets, see `identity_regex_for`)"
     kind, root = _resolve_dataset(dataset, root)
+    adapter_kw.update(_identity_kw(kind, identity_pattern, adapter_kw))
     if kind == 'demo': root = Path(root) if root else make_demo_dataset()
     elif not root: raise DeepfakeNBError(f"dataset {kind!r} needs root, the folder that holds it (deepfake-nb data --dataset {kind} --root PATH)")
     if kind == 'ffpp': adapter_kw.update(compression=compression, methods=methods)
@@ -437,8 +467,25 @@ def build_manifest(dataset='demo', root=None, seed=0, val_frac=0.2, test_frac=0.
         cols = MANIFEST_COLUMNS + [c for c in df.columns if c not in MANIFEST_COLUMNS]
         with atomic_path(out) as tmp: df[cols].to_csv(tmp, index=False)
         counts = {f"{s}/{'fake' if l else 'real'}": int(n) for (s, l), n in df.groupby(['split', 'label']).size().items()}
-        save_json(dict(dataset=kind, root=str(root), split_settings=split_settings, n=len(df), counts=counts, leaks=len(split_leaks(df))), out.with_suffix('.json'))
+        save_json(dict(dataset=kind, root=str(root), split_settings=split_settings, n=len(df), counts=counts, leaks=len(split_leaks(df)),
+                       every_video_own_group=every_video_own_group(df)), out.with_suffix('.json'))
     return out
+
+def identity_warning(manifest) -> str:
+    "A warning to print when every video of `manifest` (a path) is its own group, else '' (also when there is no manifest)"
+    manifest = Path(manifest); side = manifest.with_suffix('.json')
+    if not manifest.exists(): return ''
+    info = load_json(side) if side.exists() else {}
+    df = load_manifest(manifest)
+    own = info['every_video_own_group'] if 'every_video_own_group' in info else every_video_own_group(df)
+    if not own: return ''
+    chosen = (info.get('split_settings') or {}).get('adapter', {}).get('identity_regex', '') is None
+    return (f"warning: each of the {len(df)} videos of {manifest.stem} is its own group"
+            + (" (identity_pattern 'none')" if chosen else ": no identity was found in the file names") + ". "
+            f"The split cannot keep a person's videos on one side, and the comparison's paired tests and bootstrap CIs will treat the videos as "
+            f"independent (too optimistic when people have several videos). If the file names carry the identity, delete {manifest} and rebuild it "
+            f"with a regular expression whose first group is the identity: deepfake-nb data --dataset {info.get('dataset') or 'folder'} "
+            f"--root {info.get('root') or 'PATH'} --name {manifest.stem} --identity-pattern '^([^_]+)_' (or identity_pattern in 01_data and `deepfake-nb run`).")
 
 def manifest_summary(df: pd.DataFrame) -> pd.DataFrame:
     "Videos and groups per split and class"

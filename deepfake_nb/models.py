@@ -18,8 +18,8 @@ __all__ = ['BACKBONES', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_VERSION', 
            'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images', 'saved_init_key',
            'backbone_for_key', 'build_backbone', 'bn_input_mean_agreement', 'augment_settings', 'augment_video',
            'gpu_details', 'precision_policy', 'is_chief', 'make_strategy', 'compute_setup', 'feature_cache_path',
-           'extract_features', 'backbone_for_features', 'cached_features', 'check_head', 'floor_std', 'build_head',
-           'set_trainable_tail', 'build_finetune_model']
+           'extract_features', 'backbone_for_features', 'feature_scale', 'cached_features', 'check_head', 'floor_std',
+           'build_head', 'set_trainable_tail', 'build_finetune_model']
 
 # %% ../nbs/lib/04_models.ipynb #a3ad61be
 def _keras():
@@ -445,9 +445,25 @@ def backbone_for_features(backbone, weights, size, init_seed, clean_path):
         return model, info.get('weights_used', key), key
     return build_backbone(backbone, weights, size, init_seed)
 
+def _video_msq(path, info, video_ids, chunk_videos=256) -> np.ndarray:
+    "Mean square of each of `video_ids`' raw features: recorded in a clean cache's `info` (`video_msq`), else computed from its stored array"
+    pos = {v: i for i, v in enumerate(info['video_ids'])}
+    idx = np.array([pos[v] for v in video_ids], int)
+    if info.get('video_msq') is not None: return np.asarray(info['video_msq'], np.float64)[idx]
+    arr = np.load(path, mmap_mode='r')                     # a cache made before `video_msq` was recorded: its float16 values times its scale
+    return np.concatenate([np.square(np.asarray(arr[idx[i:i+chunk_videos]], np.float64)).mean(axis=tuple(range(1, arr.ndim)))
+                           for i in range(0, len(idx), chunk_videos)] or [np.zeros(0)]) * info['scale']**2
+
+def feature_scale(info: dict, video_ids) -> float:
+    "RMS of the raw backbone features of `video_ids` (a run's training videos) in the clean feature cache described by `info`"
+    ids = list(video_ids)
+    if not ids: raise DeepfakeNBError("feature_scale: no videos to compute the feature scale from; pass the run's training videos")
+    return float(np.sqrt(_video_msq(Path(info['path']), info, ids).mean())) or 1.0
+
 def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, batch_size=64,
-                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256):
-    "Features of `video_ids` from the cache, extracting (all of them, once) when missing; returns (features float32, info dict)"
+                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256, scale_ids=None):
+    "Features of `video_ids` from the cache (extracting all of them, once, when missing), divided by the RMS of `scale_ids`' features (the training videos; None: `video_ids`); returns (features float32, info)"
+    scale_ids = list(video_ids if scale_ids is None else scale_ids)
     face_dir = face_cache_dir(dataset, prep_key)
     aug = augment_settings(augment) if aug_pass else None
     with file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock')):
@@ -463,16 +479,19 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
             ids = list(video_ids)
             f = np.concatenate([extract_features(load_faces(face_dir, ids[i:i+chunk_videos]), backbone, model, batch_size)
                                 for i in range(0, len(ids), chunk_videos)])
-            scale = float(np.sqrt(np.mean(np.square(f, dtype=np.float64)))) or 1.0
+            msq = np.square(f, dtype=np.float64).mean(axis=tuple(range(1, f.ndim)))   # per video: a run's scale comes from its own training videos
+            scale = float(np.sqrt(msq.mean())) or 1.0                                # storage only: tiny activations survive float16
             _save_features(clean, (f/scale).astype(np.float16))
             if saved_init_key(key):
                 wpath = clean.with_suffix('.weights.h5')
                 with atomic_path(wpath) as tmp: model.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)
             info = dict(video_ids=ids, backbone=backbone, weights_key=key, weights_used=used, scale=scale, size=size, prep_key=prep_key,
                         version=FEATURE_VERSION, params=int(model.count_params()), seconds=round(time.time()-t0, 2), shape=list(f.shape),
-                        cache_key=clean.stem, produced_by=_producer())
+                        cache_key=clean.stem, produced_by=_producer(), video_msq=msq.tolist())
             save_json(info, clean.with_suffix('.json'))
             path = clean
+        clean_info = dict(info, path=str(path))
+        run_scale = feature_scale(clean_info, scale_ids)
         if aug:
             akey = settings_key(aug, 8)
             apath, ainfo = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, akey, aug_pass, size=size)
@@ -484,13 +503,15 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
                                     for i in range(0, len(ids), chunk_videos)])
                 apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass)
                 _save_features(apath, (f/info['scale']).astype(np.float16))
-                ainfo = dict(info, video_ids=ids, augment=aug, aug_key=akey, aug_pass=aug_pass, seconds=round(time.time()-t0, 2),
-                             shape=list(f.shape), cache_key=apath.stem)
+                ainfo = dict({k: v for k, v in info.items() if k != 'video_msq'}, video_ids=ids, augment=aug, aug_key=akey, aug_pass=aug_pass,
+                             seconds=round(time.time()-t0, 2), shape=list(f.shape), cache_key=apath.stem)
                 save_json(ainfo, apath.with_suffix('.json'))
             path, info = apath, ainfo
     arr = np.load(path, mmap_mode='r')
     pos = {v: i for i, v in enumerate(info['video_ids'])}
-    return np.asarray(arr[[pos[v] for v in video_ids]], np.float32), dict(info, path=str(path))
+    X = np.asarray(arr[[pos[v] for v in video_ids]], np.float32) * np.float32(info['scale']/run_scale)   # stored / storage scale -> raw / run scale
+    return X, dict(info, path=str(path), clean_path=clean_info['path'], storage_scale=info['scale'], scale=run_scale,
+                   n_scale_videos=len(scale_ids), scale_videos_key=settings_key(sorted(scale_ids)))
 
 # %% ../nbs/lib/04_models.ipynb #fefdd323
 HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image')

@@ -153,15 +153,17 @@ def _line(text: str, start: str) -> str: return next((l.strip() for l in text.sp
 
 def run_pipeline(dataset=_R.dataset, backbones=_R.backbones, seeds=_R.seeds, heads=_R.heads, force=_R.force, report=_R.report, jobs=_R.jobs,
                  root=_R.root, compression=_R.compression, name=_R.name, resume=_R.resume, methods=_R.methods, split_seed=_R.split_seed,
-                 num_workers=_R.num_workers, **train_kw) -> dict:
+                 num_workers=_R.num_workers, identity_pattern=_R.identity_pattern, **train_kw) -> dict:
     "Run every stage for `backbones` x `heads` x `seeds` on `dataset` (demo, celebdf, ffpp, dfdc, folder, images or a folder path, read from `root`)"
     name = dataset_name(dataset, root or None, compression, name or None)
     grid = grid_params(name, backbones, heads, seeds, **train_kw)   # checked before any work
     t0 = time.time()
     pdir = reports_dir('pipeline', name)
     run_notebook('01_data', pdir/'01_data.ipynb', dataset=dataset, root=str(root or ''), name=name, compression=compression, methods=methods,
-                 split_seed=split_seed)
+                 split_seed=split_seed, identity_pattern=identity_pattern)
     _say(f'data: {dataset} -> {data_dir("manifests", name + ".csv")}')
+    from deepfake_nb.data import identity_warning
+    if warning := identity_warning(data_dir('manifests', name + '.csv')): _say(warning)
     p0 = grid[0]
     nb = run_notebook('02_preprocess', pdir/'02_preprocess.ipynb', dataset=name, frames=p0['frames'], size=p0['size'], detector=p0['detector'],
                       margin=p0['margin'], num_workers=num_workers)
@@ -208,7 +210,7 @@ def render_report(dataset='demo', out_html=None) -> Path:
 # %% ../nbs/lib/13_pipeline.ipynb #f21b5cdb
 _EXAMPLES = dict(
     run='deepfake-nb run --dataset demo --backbones mobilenetv2 resnet50 --seeds 0 1\n  deepfake-nb run --config grid.yaml --jobs 2',
-    data='deepfake-nb data --dataset demo\n  deepfake-nb data --dataset ffpp --root /data/FaceForensics++ --compression c40',
+    data="deepfake-nb data --dataset demo\n  deepfake-nb data --dataset ffpp --root /data/FaceForensics++ --compression c40\n  deepfake-nb data --dataset folder --root /data/mine --identity-pattern '^([^_]+)_'   # alice_01.mp4 -> identity alice",
     preprocess='deepfake-nb preprocess --dataset demo --frames 12 --size 160\n  deepfake-nb preprocess --manifest data/manifests/ffpp_c40.csv --detector yunet --detector-model face_detection_yunet_2023mar.onnx --num-workers 4',
     train='deepfake-nb train --dataset demo --backbone resnet50 --seed 1\n  deepfake-nb train --backbone mobilenetv2 --mode finetune --finetune-layers 30 --augment flip,rotate',
     compare='deepfake-nb compare --dataset demo\n  deepfake-nb compare --dataset demo --threshold-rule eer --n-boot 2000',

@@ -52,6 +52,7 @@ SETTINGS = [
     _S('methods', 'words', '', "FaceForensics++ only: manipulation methods to take; empty takes every one present", 'data run'),
     _S('split_seed', 'int', 0, "seed of the identity-disjoint train/val/test split", 'data run'),
     _S('eval_only', 'bool', False, "put every video in the test split (a dataset only evaluated on, as in cross-dataset studies)", 'data'),
+    _S('identity_pattern', 'str', '', "folder datasets: regular expression whose first group is a file name's identity (e.g. '^(id\\d+)_'); empty: the default ^(id\\d+)_, 'none': every video its own identity", 'data run'),
     # the manifest a later stage reads
     _S('dataset', 'str', '', "manifest name under data/manifests/; empty takes the manifest file's name, or demo", 'preprocess'),
     _S('manifest', 'str', '', "manifest CSV path; empty means data/manifests/<dataset>.csv (the demo's is built on the spot)", 'preprocess'),
@@ -117,6 +118,7 @@ SETTINGS = [
     _S('ensembles', 'str', 'all', "all, none, or sets of run labels or ids: a,b;a,c", 'compare'),
     _S('cluster', 'str', 'auto', "bootstrap clusters: auto (the manifest's group column when present), none, or a manifest column", 'compare'),
     _S('alpha', 'float', 0.05, "significance level (after Holm)", 'compare'),
+    _S('drop_leaking_identities', 'bool', False, "leave out of the comparison the test videos whose identity also appears in train or val (Celeb-DF's official test list shares some)", 'compare'),
     # scoring videos (06_predict)
     _S('inputs', 'str', '', "a video, a folder (recursive) or a list file; empty scores demo videos and the shared clips", 'predict'),
     _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val AUC", 'predict'),

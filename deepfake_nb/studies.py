@@ -10,16 +10,17 @@ import numpy as np, pandas as pd, cv2
 from .core import *
 from .data import load_manifest, build_manifest, make_demo_dataset, blend_face, blend_params
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, load_faces, preprocess_video, usable_videos
-from .models import cached_features, build_backbone, backbone_for_features, extract_features, get_backbone
+from .models import cached_features, build_backbone, backbone_for_features, extract_features, get_backbone, feature_scale
 from .metrics import roc_auc, classification_metrics, youden_threshold, bootstrap_indices
 from .stats import delong_auc_ci
 
 # %% auto #0
-__all__ = ['STUDIES', 'DEGRADATIONS', 'SELF_BLEND_SETTINGS', 'study_dir', 'save_study', 'load_study', 'auc_ci', 'at_threshold',
-           'auc_cells', 'dataset_features', 'fit_predict', 'face_box_in_crop', 'self_blend_faces', 'eval_manifests',
-           'study_runs', 'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations', 'degrade_faces',
-           'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'grouped_kfold', 'cv_study',
-           'self_blend_study', 'fig_degradations', 'fig_frames', 'fig_cv', 'fig_auc_bars', 'run_studies']
+__all__ = ['STUDIES', 'DEGRADATIONS', 'CV_HEADLINE', 'SELF_BLEND_SETTINGS', 'study_dir', 'save_study', 'load_study', 'auc_ci',
+           'at_threshold', 'auc_cells', 'dataset_features', 'fit_predict', 'face_box_in_crop', 'self_blend_faces',
+           'eval_manifests', 'study_runs', 'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations',
+           'degrade_faces', 'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'grouped_kfold',
+           'cv_study', 'cv_summary', 'cv_of', 'cv_text', 'cv_markdown', 'self_blend_study', 'fig_degradations',
+           'fig_frames', 'fig_cv', 'fig_auc_bars', 'run_studies']
 
 # %% ../nbs/lib/12_studies.ipynb #25e31d70
 STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
@@ -65,15 +66,16 @@ def auc_cells(table: pd.DataFrame) -> list[str]:
     return [fmt_ci(a, l, h) for a, l, h in zip(table.auc, table.auc_lo, table.auc_hi)]
 
 # %% ../nbs/lib/12_studies.ipynb #562097a3
-def dataset_features(dataset, backbone='mobilenetv2', weights='auto', frames=12, size=160, detector='haar', margin=1.3, progress=False):
-    "(manifest rows that preprocessed, their features `(N, T, D)`, feature info) of manifest `dataset`; unreadable videos are named and left out"
+def dataset_features(dataset, backbone='mobilenetv2', weights='auto', frames=12, size=160, detector='haar', margin=1.3, progress=False, scale_split='train'):
+    "(manifest rows that preprocessed, their features `(N, T, D)`, feature info) of manifest `dataset`; unreadable videos are named and left out; the features are divided by the RMS of `scale_split`'s (None: every row's)"
     from deepfake_nb.train import manifest_for
     mpath = manifest_for(dataset)                                        # the demo's is built when missing
     df = load_manifest(mpath)
     summ = preprocess_manifest(mpath, frames, size, detector, margin, dataset=dataset, progress=progress)
     df = usable_videos(df, summ, mpath)
     pkey = settings_key(prep_settings(frames, size, detector, margin))
-    X, info = cached_features(dataset, pkey, df.video_id.tolist(), backbone, weights, size)
+    scale_ids = df.video_id[df.split == scale_split].tolist() if scale_split else None
+    X, info = cached_features(dataset, pkey, df.video_id.tolist(), backbone, weights, size, scale_ids=scale_ids)
     return df, X, dict(info, prep_key=pkey)
 
 def fit_predict(Xtr, ytr, Xva, yva, evals: dict, head='lstm', seed=0, epochs=30, patience=5, lr=1e-3, units=64, dropout=0.3, batch_size=16):
@@ -305,15 +307,16 @@ def grouped_kfold(df: pd.DataFrame, k=5, seed=0) -> pd.Series:
 # %% ../nbs/lib/12_studies.ipynb #2d9bf024
 def cv_study(dataset='demo', cv_folds=4, backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='haar', margin=1.3,
              seed=0, n_boot=1000, **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    "Grouped k-fold CV on every video of `dataset` (its split ignored): per-fold table, one prediction per video, pooled AUC with an identity-bootstrap CI"
-    df, X, info = dataset_features(dataset, backbone, weights, frames, size, detector, margin)
+    "Grouped k-fold CV on every video of `dataset` (its split ignored): per-fold table, one prediction per video, summary (`cv_summary`)"
+    df, X, info = dataset_features(dataset, backbone, weights, frames, size, detector, margin, scale_split=None)
     y = df.label.to_numpy(); fold = grouped_kfold(df, cv_folds, seed).to_numpy()
     prob = np.full(len(df), np.nan); rows = []
     for f in range(int(cv_folds)):
         te, va = fold == f, fold == (f+1) % int(cv_folds); tr = ~te & ~va
         if len(set(y[va])) < 2 or len(set(y[tr])) < 2:
             raise DeepfakeNBError(f"cv fold {f}: its val or train folds hold one class only; use fewer folds (cv_folds) or a dataset with more identities")
-        thr, pr = fit_predict(X[tr], y[tr], X[va], y[va], dict(test=X[te]), head=head, seed=seed, **fit_kw)
+        c = np.float32(info['scale']/feature_scale(info, df.video_id[tr]))      # this fold's features divided by its training videos' RMS
+        thr, pr = fit_predict(X[tr]*c, y[tr], X[va]*c, y[va], dict(test=X[te]*c), head=head, seed=seed, **fit_kw)
         prob[te] = pr['test']
         rows.append(dict(fold=f, n_test=int(te.sum()), n_groups=int(df.group[te].nunique()), n_train=int(tr.sum()), **auc_ci(y[te], pr['test']),
                          **at_threshold(y[te], pr['test'], thr)))
@@ -321,10 +324,46 @@ def cv_study(dataset='demo', cv_folds=4, backbone='mobilenetv2', weights='auto',
     idx, meta = bootstrap_indices(y, df.group.to_numpy(), n_boot, seed)
     boots = np.array([roc_auc(y[i], prob[i]) for i in idx])
     t = pd.DataFrame(rows)
-    pooled = dict(auc=roc_auc(y, prob), auc_lo=float(np.nanquantile(boots, 0.025)), auc_hi=float(np.nanquantile(boots, 0.975)), n=len(df),
-                  n_groups=int(df.group.nunique()), folds=int(cv_folds), fold_auc_mean=float(t.auc.mean()), fold_auc_sd=float(t.auc.std(ddof=1)),
-                  bootstrap=meta['method'])
-    return t, preds, pooled
+    summary = cv_summary(t, dict(pooled_auc=roc_auc(y, prob), pooled_auc_lo=float(np.nanquantile(boots, 0.025)), pooled_auc_hi=float(np.nanquantile(boots, 0.975)),
+                                 n=len(df), n_groups=int(df.group.nunique()), bootstrap=meta['method']))
+    return t, preds, summary
+
+CV_HEADLINE = 'mean of per-fold AUCs'
+
+def cv_summary(table: pd.DataFrame, pooled: dict) -> dict:
+    "The CV summary: headline the mean of `table`'s per-fold AUCs with their sd and min-max; `pooled` (AUC of all predictions, its CI) kept as a labelled secondary number"
+    a = table.auc.to_numpy(float); a = a[~np.isnan(a)]
+    k = len(table)
+    f = lambda fn, n=1: float(fn(a)) if len(a) >= n else float('nan')
+    return dict(headline='fold_auc_mean', headline_label=CV_HEADLINE, folds=int(k), n_folds_with_auc=int(len(a)),
+                fold_auc_mean=f(np.mean), fold_auc_sd=f(lambda x: np.std(x, ddof=1), 2), fold_auc_min=f(np.min), fold_auc_max=f(np.max),
+                **{k_: pooled[k_] for k_ in ('pooled_auc', 'pooled_auc_lo', 'pooled_auc_hi')},
+                pooled_label=f"pooled over {k} fold models: mixes different models' scores",
+                **{k_: v for k_, v in pooled.items() if not k_.startswith('pooled_auc')})
+
+def cv_of(info: dict, table: pd.DataFrame | None = None) -> dict:
+    "The CV summary of a saved cv study's `study.json` (`info['cv']`; from an older one's `info['pooled']`, with `table`'s per-fold AUCs)"
+    if 'cv' in info: return info['cv']
+    old = info['pooled']
+    t = table if table is not None else pd.DataFrame(dict(auc=[old['fold_auc_mean']]))
+    return cv_summary(t, dict(pooled_auc=old['auc'], pooled_auc_lo=old['auc_lo'], pooled_auc_hi=old['auc_hi'],
+                              **{k: old[k] for k in ('n', 'n_groups', 'bootstrap') if k in old}))
+
+def cv_text(s: dict) -> str:
+    "One line: the mean of per-fold AUCs (sd, min-max) first, the pooled AUC second and labelled"
+    from deepfake_nb.metrics import fmt_ci
+    return (f"{CV_HEADLINE} {s['fold_auc_mean']:.3f} (sd {s['fold_auc_sd']:.3f}, min-max {s['fold_auc_min']:.3f}-{s['fold_auc_max']:.3f}, "
+            f"{s['n_folds_with_auc']} folds); pooled AUC {fmt_ci(s['pooled_auc'], s['pooled_auc_lo'], s['pooled_auc_hi'])} ({s['pooled_label']})")
+
+def cv_markdown(table: pd.DataFrame, info: dict) -> str:
+    "The report's heading and paragraph for a cv study (`info`: its `study.json`)"
+    from deepfake_nb.metrics import fmt_ci
+    s = cv_of(info, table)
+    return (f"### Grouped {s['folds']}-fold cross-validation\n\nEvery one of the {s.get('n', '?')} videos tested once, by the fold model that never saw "
+            f"its identity ({s.get('n_groups', '?')} groups). **{CV_HEADLINE[0].upper() + CV_HEADLINE[1:]}: {s['fold_auc_mean']:.3f}** "
+            f"(sd {s['fold_auc_sd']:.3f}, min-max {s['fold_auc_min']:.3f}-{s['fold_auc_max']:.3f} over {s['n_folds_with_auc']} folds), each fold's AUC "
+            f"ranking one model's scores. Secondary: the pooled AUC {fmt_ci(s['pooled_auc'], s['pooled_auc_lo'], s['pooled_auc_hi'])} ({s['pooled_label']}; "
+            f"bootstrap: {s.get('bootstrap', '?')}) is no single model's AUC, and moves away from the fold AUCs when the fold models' scores sit on different scales.")
 
 # %% ../nbs/lib/12_studies.ipynb #4234b1ae
 SELF_BLEND_SETTINGS = ('real fakes', 'self-blended only', 'real + self-blended')
@@ -399,12 +438,15 @@ def fig_frames(table: pd.DataFrame):
     ax2 = ax.twinx(); ax2.plot(t.frames, t.s_per_video, color='tab:red', marker='s', label='seconds per video'); ax2.set_ylabel('seconds per video', color='tab:red')
     ax.set_title(f"{t.backbone.iloc[0]}+{t['head'].iloc[0]}"); fig.tight_layout(); return fig
 
-def fig_cv(table: pd.DataFrame, pooled: dict):
-    "Per-fold test AUC with CIs, and the pooled AUC with its identity-bootstrap CI"
+def fig_cv(table: pd.DataFrame, summary: dict):
+    "Per-fold test AUC with CIs; their mean (the headline, band: min-max); the pooled AUC dashed, labelled as mixing the fold models' scores"
     import matplotlib.pyplot as plt
+    s = summary if 'fold_auc_mean' in summary and 'pooled_auc' in summary else cv_of(summary, table)
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.errorbar(table.fold, table.auc, yerr=[table.auc - table.auc_lo, table.auc_hi - table.auc], fmt='o', capsize=3, label='fold (DeLong CI)')
-    ax.axhline(pooled['auc'], color='k', label=f"pooled {pooled['auc']:.3f}"); ax.axhspan(pooled['auc_lo'], pooled['auc_hi'], color='k', alpha=0.1)
+    ax.axhline(s['fold_auc_mean'], color='k', label=f"{CV_HEADLINE} {s['fold_auc_mean']:.3f} (band: min-max)")
+    ax.axhspan(s['fold_auc_min'], s['fold_auc_max'], color='k', alpha=0.1)
+    ax.axhline(s['pooled_auc'], color='grey', ls='--', lw=1, label=f"pooled over {s['folds']} fold models {s['pooled_auc']:.3f} (mixes models)")
     ax.set_xticks(table.fold); ax.set_xlabel('fold'); ax.set_ylabel('test AUC'); ax.set_ylim(0, 1.02); ax.legend(fontsize=8)
     fig.tight_layout(); return fig
 
@@ -439,17 +481,16 @@ def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datas
                     cv_folds=int(cv_folds), **fit)
     out = {}
     for s in studies:
-        t0 = time.time(); info = dict(settings=settings); pooled = None
+        t0 = time.time(); info = dict(settings=settings)
         if s in ('cross_dataset', 'degradations'):
             rds = study_runs(dataset, runs, weights, backbone)
             info['runs'] = [str(r) for r in rds]
             table, preds = cross_dataset_study(rds, evals) if s == 'cross_dataset' else degradation_study(rds, degradations, seed)
             if s == 'degradations': info['encoder'] = video_encoder()[0]
         elif s == 'frames': table, preds = frames_study(dataset, fc, **common, **fit)
-        elif s == 'cv': table, preds, pooled = cv_study(dataset, cv_folds, frames=frames, **common, **fit)
+        elif s == 'cv': table, preds, info['cv'] = cv_study(dataset, cv_folds, frames=frames, **common, **fit)
         else: table, preds = self_blend_study(dataset, evals, frames=frames, **common, **fit)
-        if pooled: info['pooled'] = pooled
         info['seconds'] = round(time.time()-t0, 1)
         out[s] = save_study(dataset, s, table, info, preds)
-        print(f'{s}: {len(table)} rows in {info["seconds"]}s -> {out[s]}')
+        print(f'{s}: {len(table)} rows in {info["seconds"]}s -> {out[s]}' + (f"\n  {cv_text(info['cv'])}" if s == 'cv' else ''))
     return out

@@ -351,16 +351,18 @@ def train_run(force=False, verbose=0, resume=False, **kw) -> Path:
     no_face = summ[summ.no_face_fill == 'centre']
     if len(no_face): print(f"note: {len(no_face)} video(s) have no detected face in any sampled frame; their centre squares are used: {no_face.video_id.tolist()[:5]}")
     t_prep = time.time()
-    X, finfo = cached_features(params['dataset'], pkey, df.video_id.tolist(), params['backbone'], params['weights'], params['size'])
-    t_feat = time.time()
     y = df.label.to_numpy()
     tr, va, te = [(df.split == s).to_numpy() for s in ('train', 'val', 'test')]
-    cache_keys = dict(prep_key=pkey, faces=str(face_cache_dir(params['dataset'], pkey)), features=finfo['cache_key'], augmented=[])
+    train_ids = df.video_id[tr].tolist()                 # the features' scale comes from the training videos only
+    X, finfo = cached_features(params['dataset'], pkey, df.video_id.tolist(), params['backbone'], params['weights'], params['size'], scale_ids=train_ids)
+    t_feat = time.time()
+    cache_keys = dict(prep_key=pkey, faces=str(face_cache_dir(params['dataset'], pkey)), features=finfo['cache_key'], augmented=[],
+                      scale_from='train', n_scale_videos=finfo['n_scale_videos'])
     Xtr, ytr = X[tr], y[tr]
     if params['mode'] == 'frozen' and params['augment'] and params['aug_passes']:
         for k in range(1, params['aug_passes'] + 1):
-            Xa, ainfo = cached_features(params['dataset'], pkey, df.video_id[tr].tolist(), params['backbone'], params['weights'],
-                                        params['size'], augment=params['augment'], aug_pass=k)
+            Xa, ainfo = cached_features(params['dataset'], pkey, train_ids, params['backbone'], params['weights'],
+                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids)
             Xtr, ytr = np.concatenate([Xtr, Xa]), np.concatenate([ytr, y[tr]]); cache_keys['augmented'].append(ainfo['cache_key'])
     t_aug = time.time()
     if params['deterministic']: tf.config.experimental.enable_op_determinism()

@@ -39,6 +39,27 @@ def test_folder_adapter_and_preprocess_on_tiny_videos(tmp_path):
         summ = pd.read_csv(pp.face_cache_dir('clips', pp.prep_key(frames=3, size=32))/'summary.csv')
         assert summ.no_face_frames.sum() == 36
 
+def test_identity_pattern_of_folder_datasets(tmp_path):
+    "identity_pattern: '' the default ^(id\\d+)_, a regex whose first group is the identity, 'none' every video its own group; bad ones refused"
+    from deepfake_nb.data import identity_warning
+    root = touch(tmp_path/'people', [f'{c}/{p}_{j}.mp4' for c in ('real', 'fake') for p in ('alice', 'bob', 'carol', 'dave', 'erin') for j in range(2)])
+    with home_at(tmp_path):
+        m = build_manifest('folder', root, identity_pattern='^([a-z]+)_')
+        df = load_manifest(m)
+        assert df.group.nunique() == 5 and set(df.identity) == {'alice', 'bob', 'carol', 'dave', 'erin'} and not split_leaks(df)
+        assert json.loads(m.with_suffix('.json').read_text())['every_video_own_group'] is False and identity_warning(m) == ''
+        for pattern in ('', 'none'):     # the default finds no id<N>_ here; 'none' asks for it
+            own = build_manifest('folder', root, name=f'own{pattern}', identity_pattern=pattern)
+            assert load_manifest(own).group.nunique() == 20
+            assert json.loads(own.with_suffix('.json').read_text())['every_video_own_group'] is True
+            w = identity_warning(own)
+            assert 'is its own group' in w and 'treat the videos as independent' in w and "--identity-pattern '^([^_]+)_'" in w, w
+        with pytest.raises(DeepfakeNBError, match=r"identity_pattern='\(\[a-z\]' is not a valid regular expression.*first group"):
+            build_manifest('folder', root, name='bad', identity_pattern='([a-z]')
+        with pytest.raises(DeepfakeNBError, match=r"identity_pattern='\^\[a-z\]\+_' has no group.*--identity-pattern"):
+            build_manifest('folder', root, name='bad', identity_pattern='^[a-z]+_')
+        assert not (tmp_path/'data'/'manifests'/'bad.csv').exists()
+
 # ---------------------------------------------------------------- Celeb-DF
 def _celebdf_tree(root, n_ids=12):
     rels = [f'Celeb-real/id{i}_{j:04d}.mp4' for i in range(n_ids) for j in range(3)] + [f'YouTube-real/{k:05d}.mp4' for k in range(10)]

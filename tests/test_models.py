@@ -74,6 +74,39 @@ def test_class_weight_dict_and_augmentation_recorded(tiny):
     assert info['augment']['rotate'] == 5.0 and info['augment']['brightness'] == 0.1 and len(info['cache_keys']['augmented']) == 1
     settings = json.loads(info['rerun']['papermill'].split(" -y '")[1][:-1])
     assert run_id(run_params(**settings)) == rdir.name == info['run_id']
+    # the features' scale is the RMS of the training videos' features (the augmented passes divided by the same number)
+    from deepfake_nb.models import feature_scale
+    preds = pd.read_csv(rdir/'predictions.csv', dtype={'video_id': str})
+    clean = dict(load_json(Path(info['features']).with_suffix('.json')), path=info['features'])
+    assert info['feature_scale'] == pytest.approx(feature_scale(clean, preds.video_id[preds.split == 'train']), rel=1e-9)
+    assert info['cache_keys']['scale_from'] == 'train' and info['cache_keys']['n_scale_videos'] == info['n_videos']['train']
+
+def test_feature_scale_comes_from_the_training_videos_only(tmp_path):
+    "The number a run's features are divided by is the RMS of its training videos' features: darker test faces leave it, darker training faces move it"
+    import shutil
+    from deepfake_nb.core import home_at
+    from deepfake_nb.data import build_manifest, make_demo_dataset, load_manifest
+    from deepfake_nb.preprocess import preprocess_manifest, prep_key, face_cache_dir, save_faces, _cache_file
+    from deepfake_nb.models import cached_features
+    with home_at(tmp_path):
+        m = build_manifest('demo', root=make_demo_dataset(tmp_path/'raw', n_identities=3, videos_per_class=2, n_frames=8), test_frac=0.34, val_frac=0.33)
+        preprocess_manifest(m, frames=2, size=32, progress=False); pk = prep_key(frames=2, size=32)
+        df = load_manifest(m); ids = df.video_id.tolist()
+        train, test = [df.video_id[df.split == s].tolist() for s in ('train', 'test')]
+        def extracted():
+            shutil.rmtree(tmp_path/'data'/'features', ignore_errors=True)           # features extracted again from the faces as they are now
+            X, info = cached_features('demo', pk, ids, 'mobilenetv2', None, 32, scale_ids=train)
+            assert info['n_scale_videos'] == len(train) and np.sqrt(np.mean(X[df.split == 'train']**2)) == pytest.approx(1, abs=0.01)
+            return info
+        def darken(vids):
+            for v in vids:
+                f = _cache_file(face_cache_dir('demo', pk), v); rec = dict(np.load(f)); rec['faces'] = rec['faces'] // 4; save_faces(f, rec)
+        before = extracted()
+        darken(test); after_test = extracted()
+        assert after_test['storage_scale'] != before['storage_scale']              # the test videos' features did change
+        assert after_test['scale'] == pytest.approx(before['scale'], rel=1e-5)     # the run's scale did not
+        darken(train); after_train = extracted()
+        assert abs(after_train['scale']/before['scale'] - 1) > 0.01
 
 @slow
 @pytest.mark.parametrize('name', ['resnet50', 'xception', 'efficientnetb0', 'efficientnetb4', 'efficientnetv2b0', 'inceptionv3',

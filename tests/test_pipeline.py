@@ -136,6 +136,19 @@ def test_quiet_console_and_verbose(tmp_path):
     v = _run([str(BIN/'deepfake-nb'), 'data', '--dataset', 'demo', '--verbose'], home, timeout=600)
     assert v.returncode == 0 and 'Kernel is running over TCP' in v.stdout + v.stderr, (v.stdout + v.stderr)[-3000:]
 
+def test_data_warns_when_every_video_is_its_own_group(tmp_path):
+    "`deepfake-nb data` on a folder whose file names carry no identity prints the warning; --identity-pattern groups the videos"
+    for c in ('real', 'fake'):
+        for p in ('alice', 'bob', 'carol', 'dave', 'erin'):
+            for j in range(2): f = tmp_path/'people'/c/f'{p}_{j}.mp4'; f.parent.mkdir(parents=True, exist_ok=True); f.touch()
+    base = [str(BIN/'deepfake-nb'), 'data', '--dataset', 'folder', '--root', str(tmp_path/'people')]
+    r = _run(base, tmp_path/'home', timeout=600)
+    assert r.returncode == 0 and 'warning: each of the 20 videos of people is its own group' in r.stdout and '--identity-pattern' in r.stdout, r.stdout + r.stderr[-2000:]
+    r = _run(base + ['--name', 'people_ids', '--identity-pattern', '^([a-z]+)_'], tmp_path/'home', timeout=600)
+    assert r.returncode == 0 and 'warning' not in r.stdout and '5 groups' in r.stdout, r.stdout + r.stderr[-2000:]
+    r = _run(base + ['--name', 'x', '--identity-pattern', '^[a-z]+_'], tmp_path/'home', timeout=600)
+    assert r.returncode == 2 and "identity_pattern='^[a-z]+_' has no group" in r.stderr, r.stderr[-2000:]
+
 def test_stage_failure_is_one_line(tmp_path):
     "A stage that fails says which notebook and cell, the error, and where the executed notebook and the log are, without a traceback"
     r = _run([str(BIN/'deepfake-nb'), 'preprocess', '--manifest', str(tmp_path/'missing.csv')], tmp_path/'home', timeout=600)

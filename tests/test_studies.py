@@ -32,3 +32,57 @@ def test_self_blend_uses_the_demo_generators_blend(tmp_path, monkeypatch):
     assert len(calls) == 4                                                     # one blend per frame of a demo fake
     data.make_demo_video(tmp_path/'r.mp4', look, False, 1, n_frames=4)
     assert len(calls) == 4                                                     # none for a real clip
+
+
+def _cv_fixture(monkeypatch, n=48):
+    "cv_study on made-up features (no backbone, no training): each fold 'model' scores on its own scale, as different fold models can"
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(dict(video_id=[f'v{i}' for i in range(n)], label=np.tile([0, 1], n//2), group=[f'id{i % 12}' for i in range(n)], split='train'))
+    X = rng.normal(0, 1, (n, 2, 3)).astype(np.float32) + df.label.to_numpy()[:, None, None]*1.5
+    info = dict(scale=2.0, video_ids=df.video_id.tolist(), video_msq=(np.arange(n) + 1.0).tolist(), path='unused')
+    seen = []
+    def fit(Xtr, ytr, Xva, yva, evals, head='lstm', seed=0, **kw):
+        seen.append(Xtr.copy())
+        return 0.5, {k: (1/(1+np.exp(-v.mean((1, 2)))) + len(seen) - 1)/4 for k, v in evals.items()}   # fold f's scores in [f/4, (f+1)/4]
+    monkeypatch.setattr(studies, 'dataset_features', lambda *a, **k: (df, X, info))
+    monkeypatch.setattr(studies, 'fit_predict', fit)
+    return df, X, seen
+
+
+def test_cv_headline_is_the_mean_of_the_per_fold_aucs(monkeypatch):
+    df, X, seen = _cv_fixture(monkeypatch)
+    t, preds, s = studies.cv_study('x', 4, n_boot=200)
+    assert s['headline'] == 'fold_auc_mean' and s['headline_label'] == 'mean of per-fold AUCs'
+    assert s[s['headline']] == pytest.approx(t.auc.mean()) and s['fold_auc_sd'] == pytest.approx(t.auc.std(ddof=1))
+    assert (s['fold_auc_min'], s['fold_auc_max']) == (t.auc.min(), t.auc.max()) and s['n_folds_with_auc'] == 4
+    # the pooled AUC ranks four models' scores together: kept, labelled, secondary (here far below every fold's AUC)
+    assert s['pooled_auc'] < s['fold_auc_min'] and s['pooled_label'] == "pooled over 4 fold models: mixes different models' scores"
+    assert s['pooled_auc_lo'] <= s['pooled_auc'] <= s['pooled_auc_hi'] and 'auc' not in s
+    line = studies.cv_text(s)
+    assert line.startswith(f"mean of per-fold AUCs {t.auc.mean():.3f} (sd ") and line.index('pooled over 4 fold models') > line.index('min-max')
+    md = studies.cv_markdown(t, dict(cv=s))
+    assert md.startswith('### Grouped 4-fold cross-validation') and f'**Mean of per-fold AUCs: {t.auc.mean():.3f}**' in md
+
+
+def test_cv_folds_scale_features_by_their_own_training_videos(monkeypatch):
+    "Each fold's features are divided by the RMS of that fold's training videos (from the cache's per-video mean squares), not of every video"
+    df, X, seen = _cv_fixture(monkeypatch)
+    studies.cv_study('x', 4, n_boot=50)
+    fold = studies.grouped_kfold(df, 4).to_numpy()
+    msq = np.arange(len(df)) + 1.0
+    for f in range(4):
+        tr = (fold != f) & (fold != (f+1) % 4)
+        np.testing.assert_allclose(seen[f], X[tr]*2.0/np.sqrt(msq[tr].mean()), rtol=1e-5)
+
+
+def test_run_studies_saves_and_prints_the_cv_headline(monkeypatch, tmp_path, capsys):
+    from deepfake_nb.core import home_at
+    _cv_fixture(monkeypatch)
+    with home_at(tmp_path):
+        studies.run_studies('x', 'cv', cv_folds=4)
+        t, info = studies.load_study('x', 'cv')
+    assert 'pooled' not in info and info['cv']['fold_auc_mean'] == pytest.approx(t.auc.mean())
+    assert 'mean of per-fold AUCs' in capsys.readouterr().out
+    assert studies.cv_of(info, t) == info['cv']
+    old = dict(pooled=dict(auc=0.7, auc_lo=0.6, auc_hi=0.8, n=48, n_groups=12, folds=4, fold_auc_mean=0.9, fold_auc_sd=0.1, bootstrap='b'))
+    assert studies.cv_of(old, t)['fold_auc_mean'] == pytest.approx(t.auc.mean()) and studies.cv_of(old, t)['pooled_auc'] == 0.7   # older study.json
