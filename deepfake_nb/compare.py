@@ -13,13 +13,15 @@ from .core import *
 from .metrics import (check_binary, classification_metrics, youden_threshold, choose_threshold, THRESHOLD_RULES,
                                  evaluate_scores, evaluate_frame_levels, fmt_ci)
 from .stats import (delong_auc_ci, delong_test, mcnemar_test, wilcoxon_test, wilcoxon_raw_probs, RAW_PROB_LABEL, log_losses, holm,
-                               paired_bootstrap_auc, cochran_q, friedman_test, model_ranks, nemenyi_cd, pairwise_holm, no_difference_groups)
+                               paired_bootstrap_auc, cochran_q, friedman_test, model_ranks, nemenyi_cd, pairwise_holm, no_difference_groups,
+                               paired_tests, datta_satten, FEW_CLUSTERS)
 
 # %% auto #0
 __all__ = ['PRED_COLUMNS', 'MIN_CLUSTERS', 'SEED_METRICS', 'load_run', 'find_runs', 'load_frame_predictions', 'video_ids_hash',
-           'make_synthetic_runs', 'identity_clusters', 'check_same_test_set', 'pair_reading', 'mcnemar_reading',
-           'wilcoxon_reading', 'bootstrap_reading', 'raw_prob_reading', 'run_reading', 'ensemble_mean', 'fit_stack',
-           'stack_predict', 'multi_model_tests', 'seed_statistics', 'compare_runs']
+           'make_synthetic_runs', 'identity_clusters', 'leaking_test_videos', 'check_same_test_set', 'pair_reading',
+           'mcnemar_reading', 'wilcoxon_reading', 'bootstrap_reading', 'raw_prob_reading', 'run_reading',
+           'ensemble_mean', 'fit_stack', 'stack_predict', 'multi_model_tests', 'seed_statistics', 'tests_used',
+           'compare_runs']
 
 # %% ../nbs/lib/08_compare.ipynb #85cfafee
 PRED_COLUMNS = ['video_id', 'split', 'label', 'prob']
@@ -61,8 +63,11 @@ _SYNTH_SPECS = [dict(backbone='mobilenetv2', head='lstm', seed=0, skill=1.0),
                 dict(backbone='resnet50', head='lstm', seed=0, skill=1.8),
                 dict(backbone='xception', head='lstm', seed=0, skill=1.1)]
 
+_SYNTH_PREP = dict(frames=12, size=160, detector='synthetic (no faces: made-up scores)', margin=1.3)
+_SYNTH_TRAIN = dict(frames=12, size=160, lr=1e-3, epochs=2, epochs_run=2, best_epoch=1, class_weight='balanced', mode='synthetic')
+
 def make_synthetic_runs(dataset: str = 'synthetic', specs: list | None = None, n_videos: int = 600, split_seed: int = 0,
-                        frames: int = 0, videos_per_identity: int = 10) -> list:
+                        frames: int = 0, videos_per_identity: int = 10, identity_effect: float = 0.0) -> list:
     "Write complete run directories with synthetic predictions (one per spec: backbone, head, seed, skill); return their paths"
     specs = specs or _SYNTH_SPECS
     rng = np.random.default_rng(split_seed)
@@ -81,14 +86,16 @@ def make_synthetic_runs(dataset: str = 'synthetic', specs: list | None = None, n
     for s in specs:
         run_id = f"{s['backbone']}-{s['head']}-s{s.get('seed', 0)}"
         r = np.random.default_rng([split_seed, int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)])
-        logit = (2*label - 1)*(s['skill'] - 0.8*hard) + r.normal(0, 1, n_videos)   # hard videos are hard for every model
+        own = identity_effect*r.normal(0, 1, n_id)[ident]                           # identities this model finds easy or hard
+        logit = (2*label - 1)*(s['skill'] - 0.8*hard + own) + r.normal(0, 1, n_videos)   # hard videos are hard for every model
         prob = 1/(1 + np.exp(-logit))
         d = reports_dir('runs', dataset, run_id); d.mkdir(parents=True, exist_ok=True)
         pr = pd.DataFrame(dict(video_id=ids, split=split, label=label, prob=prob.round(6)))
         val = pr[pr.split == 'val']
         params = dict(backbone=s['backbone'], head=s['head'], seed=s.get('seed', 0), dataset=dataset, run_id=run_id,
                       weights_used='synthetic', manifest=str(mpath), manifest_hash=f'synthetic{split_seed}', test_hash=video_ids_hash(test_ids),
-                      threshold=youden_threshold(val.label, val.prob))
+                      threshold=youden_threshold(val.label, val.prob), prep_key='synthetic', prep_settings=_SYNTH_PREP, **_SYNTH_TRAIN,
+                      n_videos=pr.split.value_counts().to_dict())
         save_json(params, d/'params.json')
         with atomic_path(d/'predictions.csv') as tmp: pr.to_csv(tmp, index=False)
         if frames:
@@ -96,7 +103,7 @@ def make_synthetic_runs(dataset: str = 'synthetic', specs: list | None = None, n
             fr = pd.DataFrame(dict(video_id=np.repeat(ids, frames), frame=np.tile(np.arange(frames)*5, n_videos), prob=(1/(1 + np.exp(-fl))).ravel().round(6)))
             with atomic_path(d/'frame_predictions.csv') as tmp: fr.to_csv(tmp, index=False)
         test = pr[pr.split == 'test']
-        save_json(dict(test=classification_metrics(test.label, test.prob, params['threshold'])), d/'metrics.json')
+        save_json(dict(test=classification_metrics(test.label, test.prob, 0.5), test_val_threshold=classification_metrics(test.label, test.prob, params['threshold'])), d/'metrics.json')
         with atomic_path(d/'history.csv') as tmp: pd.DataFrame(dict(epoch=[0, 1], loss=[.69, .5], val_loss=[.69, .55])).to_csv(tmp, index=False)
         save_json(env_info(synthetic=True), d/'env.json')
         save_json(dict(finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')), d/'complete.json')
@@ -106,8 +113,8 @@ def make_synthetic_runs(dataset: str = 'synthetic', specs: list | None = None, n
 # %% ../nbs/lib/08_compare.ipynb #dc4b4d5b
 MIN_CLUSTERS = 10
 
-def identity_clusters(runs: list, video_ids, cluster: str = 'auto', min_clusters: int = MIN_CLUSTERS):
-    "Identity cluster of each of `video_ids` from the runs' manifest (or `None`), and a dict saying what was used"
+def identity_clusters(runs: list, video_ids, cluster: str = 'auto', min_clusters: int = MIN_CLUSTERS, labels=None):
+    "Identity cluster of each of `video_ids` from the runs' manifest (or `None`), and a dict saying what was used and why"
     if cluster in (None, 'none', ''): return None, dict(clustered=False, reason='clustering switched off (cluster=none)')
     mpath = next((r['params'].get('manifest') for r in runs if r['params'].get('manifest')), None)
     if not mpath or not Path(mpath).exists():
@@ -122,13 +129,32 @@ def identity_clusters(runs: list, video_ids, cluster: str = 'auto', min_clusters
     ids = [str(v) for v in video_ids]; miss = [v for v in ids if v not in m]
     if miss: return None, dict(clustered=False, reason=f'{len(miss)} test video(s) not in {mpath} (e.g. {miss[:2]}): videos treated as independent')
     g = np.array([m[v] or f'__video_{v}' for v in ids])               # an empty identity is its own cluster
-    k = len(set(g))
-    if k == len(g): return None, dict(clustered=False, column=col, reason=f"every test video has its own '{col}': nothing to cluster")
-    if cluster == 'auto' and k < min_clusters:
-        return None, dict(clustered=False, column=col, n_clusters=k, warning=(
-            f"only {k} identity clusters ('{col}') in the test set, too few for a cluster bootstrap: videos are resampled as independent, "
-            f"so the intervals ignore that videos of one identity go together and are likely too narrow"))
-    return g, dict(clustered=True, column=col, manifest=str(mpath), n_clusters=k)
+    k = len(set(g)); info = dict(column=col, manifest=str(mpath), n_clusters=k)
+    if k == len(g): return None, dict(info, clustered=False, every_video_own_cluster=True, reason=(
+        f"every test video has its own '{col}': videos treated as independent. If one person appears in several videos, the identity is missing from "
+        f"the manifest (folder datasets: deepfake-nb data --identity-pattern REGEX) and the paired tests are likely too optimistic"))
+    if labels is not None:
+        y = np.asarray(labels); kf, kr = len(set(g[y == 1])), len(set(g[y == 0]))
+        if min(kf, kr) < 2: return None, dict(info, clustered=False, warning=(
+            f"the test set's fakes come from {kf} identity cluster(s) and its reals from {kr}: no cluster-aware test is possible, videos are treated as independent "
+            f"and every p-value is likely too small"))
+    sizes = pd.Series(g).value_counts()
+    info.update(clustered=True, largest_cluster=int(sizes.iloc[0]), few=k < min_clusters, bootstrap_clustered=cluster != 'auto' or k >= min_clusters)
+    if info['few']: info['warning'] = (
+        f"only {k} identity clusters ('{col}') in the test set: the tests have little power, and the verdicts rely on the exact cluster permutation test "
+        f"(its smallest possible p is {2/2**k:.2g})" + ('' if info['bootstrap_clustered'] else
+        "; the bootstrap intervals resample videos as independent (a cluster bootstrap over so few identities is rougher still), so they are likely too narrow"))
+    return g, info
+
+def leaking_test_videos(runs: list, video_ids) -> dict:
+    "Test videos whose identity (the manifest's `group`) also has videos in train or val, as the runs' manifest records it"
+    mpath = next((r['params'].get('manifest') for r in runs if r['params'].get('manifest')), None)
+    if not mpath or not Path(mpath).exists(): return dict(checked=False, reason=f'manifest {mpath!r} not found', n_videos=0, video_ids=[], groups=[])
+    man = pd.read_csv(mpath, dtype=str, keep_default_na=False)
+    if 'group' not in man or (man.group == '').all(): return dict(checked=False, reason=f'{mpath} has no group column', n_videos=0, video_ids=[], groups=[])
+    leak = set(man.group[(man.split != 'test') & (man.group != '')]) & set(man.group[man.split == 'test'])
+    g = dict(zip(man.video_id, man.group)); vids = sorted(v for v in map(str, video_ids) if g.get(v) in leak)
+    return dict(checked=True, n_videos=len(vids), video_ids=vids, groups=sorted({g[v] for v in vids}), n_groups=len({g[v] for v in vids}))
 
 # %% ../nbs/lib/08_compare.ipynb #8a502da7
 def _run_labels(params: list) -> list:
@@ -165,9 +191,10 @@ def check_same_test_set(runs: list) -> pd.DataFrame:
 def _fmt_p(p): return 'NaN' if p != p else (f'{p:.2g}' if p >= 0.001 else '< 0.001')
 
 def pair_reading(la: str, lb: str, dl: dict, alpha: float = 0.05) -> str:
-    "One plain sentence on the AUC difference of runs `la` and `lb` (DeLong result dict with `p_holm`)"
+    "One plain sentence on the AUC difference of runs `la` and `lb` (the AUC test's result dict, with `p_holm`)"
+    if dl['p_value'] != dl['p_value']: return f"{la} vs {lb}: AUC difference {dl['diff']:+.3f}, no test possible: {dl.get('message') or 'the p-value is undefined'}"
     hi, lo, d, (c0, c1) = (la, lb, dl['diff'], dl['ci_diff']) if dl['diff'] >= 0 else (lb, la, -dl['diff'], [-dl['ci_diff'][1], -dl['ci_diff'][0]])
-    nums = f"difference {d:.3f}, 95% CI {c0:.3f} to {c1:.3f}, DeLong p = {_fmt_p(dl['p_value'])}"
+    nums = f"difference {d:.3f}, 95% CI {c0:.3f} to {c1:.3f}, {dl.get('test', 'DeLong')} p = {_fmt_p(dl['p_value'])}"
     if dl['p_holm'] < alpha: return f"{hi} has higher AUC than {lo}: {nums}, significant after Holm"
     if dl['p_value'] < alpha: return f"{hi} has higher AUC than {lo} before correction ({nums}), but not after Holm (p = {_fmt_p(dl['p_holm'])}): no significant difference"
     return f"{hi} vs {lo}: no significant difference in AUC ({nums})"
@@ -182,7 +209,7 @@ def mcnemar_reading(la: str, lb: str, m: dict, alpha: float = 0.05) -> str:
     "One sentence on McNemar's test of runs `la` and `lb` (result dict, with `p_holm` when corrected)"
     b, c, ph = m['b'], m['c'], m.get('p_holm', m['p_value'])
     head = f"At their validation-chosen thresholds, {la} is right where {lb} is wrong on {b} test video(s), and the reverse on {c}"
-    test = f"McNemar {'exact' if m['method'] == 'exact' else 'chi-square'} p = {_fmt_p(m['p_value'])}"
+    test = f"{m.get('test') or ('McNemar exact' if m['method'] == 'exact' else 'McNemar chi-square')} p = {_fmt_p(m['p_value'])}"
     if b == c: return f"{head}: the same number of errors ({test})."
     if ph < alpha: return f"{head}: {la if b > c else lb} makes fewer errors ({test}, significant after Holm)."
     return f"{head} ({test}): {_holm_words(m['p_value'], ph, alpha)} in error rate."
@@ -192,7 +219,7 @@ def wilcoxon_reading(la: str, lb: str, w: dict, alpha: float = 0.05) -> str:
     if w['n_nonzero'] == 0: return f"{la} and {lb} have identical per-video log losses."
     ph = w.get('p_holm', w['p_value']); md = w['median_diff']
     closer = la if md < 0 else lb
-    nums = f"median loss difference {abs(md):.3f}, Wilcoxon p = {_fmt_p(w['p_value'])}"
+    nums = f"median loss difference {abs(md):.3f}, {w.get('test', 'Wilcoxon')} p = {_fmt_p(w['p_value'])}"
     if ph < alpha: return f"Per-video log loss: {closer} is usually closer to the truth ({nums}, significant after Holm)."
     return f"Per-video log loss: {_holm_words(w['p_value'], ph, alpha)} between {la} and {lb} ({nums})."
 
@@ -267,21 +294,21 @@ def _evaluate_model(y, p, thr, groups, n_boot, seed, level) -> dict:
                 auc_ci_bootstrap=dict(auc=dl.auc, lo=lo, hi=hi, se=ev['se']['threshold_free']['roc_auc'], level=level, method='bootstrap: ' + ev['bootstrap']['method']),
                 threshold_free=ev['threshold_free'], ci=ev['ci'], se=ev['se'], bootstrap=ev['bootstrap'], reliability=ev['reliability'], curves=ev['curves'])
 
-def _compare_pair(y, A: dict, B: dict, groups, n_boot, seed, level, family) -> dict:
-    "Every paired test of models `A` and `B` ({label, run_id, p, threshold})"
-    mc = mcnemar_test(y, A['p'] >= A['threshold'], B['p'] >= B['threshold'])
-    return dict(a=A['label'], b=B['label'], run_id_a=A['run_id'], run_id_b=B['run_id'], family=family,
-                delong=asdict(delong_test(y, A['p'], B['p'], level)),
-                mcnemar=dict(asdict(mc), threshold_a=A['threshold'], threshold_b=B['threshold'],
-                             rows=[f"{A['label']} right", f"{A['label']} wrong"], cols=[f"{B['label']} right", f"{B['label']} wrong"]),
-                wilcoxon=asdict(wilcoxon_test(y, A['p'], B['p'])),
+def _compare_pair(y, A: dict, B: dict, groups, boot_groups, n_boot, seed, level, family) -> dict:
+    "Every paired test of models `A` and `B` ({label, run_id, p, threshold}): cluster-aware when `groups` are given, the independent-video results kept beside"
+    t = paired_tests(y, A['p'], B['p'], A['threshold'], B['threshold'], groups, level, seed)
+    t['mcnemar'].update(threshold_a=A['threshold'], threshold_b=B['threshold'], rows=[f"{A['label']} right", f"{A['label']} wrong"],
+                        cols=[f"{B['label']} right", f"{B['label']} wrong"])
+    return dict(a=A['label'], b=B['label'], run_id_a=A['run_id'], run_id_b=B['run_id'], family=family, **t,
                 wilcoxon_raw_prob=dict(asdict(wilcoxon_raw_probs(A['p'], B['p'])), label=RAW_PROB_LABEL),
-                bootstrap_auc_diff=asdict(paired_bootstrap_auc(y, A['p'], B['p'], groups, n_boot, seed, level)))
+                bootstrap_auc_diff=asdict(paired_bootstrap_auc(y, A['p'], B['p'], boot_groups, n_boot, seed, level)))
 
 def _finish_pairs(pairs: list, alpha: float):
-    "Holm within this family of pairs for DeLong, McNemar and Wilcoxon, then the readings"
+    "Holm within this family of pairs for DeLong, McNemar and Wilcoxon (cluster-aware, and the independent-video ones apart), then the readings"
     for t in ['delong', 'mcnemar', 'wilcoxon']:
         for q, ph in zip(pairs, holm([q[t]['p_value'] for q in pairs])): q[t]['p_holm'] = float(ph)
+        ind = [q for q in pairs if 'independent' in q]
+        for q, ph in zip(ind, holm([q['independent'][t]['p_value'] for q in ind])): q['independent'][t]['p_holm'] = float(ph)
     for q in pairs:
         a, b = q['a'], q['b']
         q['reading'] = pair_reading(a, b, q['delong'], alpha)
@@ -290,13 +317,15 @@ def _finish_pairs(pairs: list, alpha: float):
     return pairs
 
 # %% ../nbs/lib/08_compare.ipynb #cdc5fd81
-def multi_model_tests(y, models: list, alpha: float = 0.05) -> dict:
-    "Mean ranks (per-video log loss), Cochran's Q and Friedman (k >= 3), pairwise Wilcoxon and McNemar with Holm, no-difference groups"
+def _perm_words(r): return f" (permuting the models within {r.n_clusters} identity clusters)" if r.n_clusters else ''
+
+def multi_model_tests(y, models: list, alpha: float = 0.05, groups=None) -> dict:
+    "Mean ranks (per-video log loss), Cochran's Q and Friedman (k >= 3), pairwise Wilcoxon and McNemar with Holm, no-difference groups; `groups`: cluster-aware"
     labs = [m['label'] for m in models]; k = len(labs)
     L = np.stack([log_losses(y, m['p']) for m in models], 1)
     ranks = dict(zip(labs, model_ranks(L).mean(0).tolist()))
     order = sorted(labs, key=ranks.get)
-    pw = pairwise_holm(y, {m['label']: m['p'] for m in models}, {m['label']: m['threshold'] for m in models})
+    pw = pairwise_holm(y, {m['label']: m['p'] for m in models}, {m['label']: m['threshold'] for m in models}, groups)
     out = dict(models=labs, n=len(y), k=k, mean_ranks=ranks, rank_order=order, pairwise=pw, groups=no_difference_groups(order, pw, alpha),
                nemenyi_cd=nemenyi_cd(k, len(y), alpha) if k >= 2 else None, cochran_q=None, friedman=None, readings={})
     if k < 2:
@@ -306,12 +335,12 @@ def multi_model_tests(y, models: list, alpha: float = 0.05) -> dict:
         out['reason'] = f'{k} models: the omnibus tests need 3 or more; the pairwise tests are the test'
         return out
     C = np.stack([(m['p'] >= m['threshold']) == y for m in models], 1).astype(int)
-    cq, fr = cochran_q(C), friedman_test(L)
+    cq, fr = cochran_q(C, groups), friedman_test(L, groups)
     out.update(cochran_q=asdict(cq), friedman=asdict(fr))
     out['readings'] = dict(
-        cochran_q=f"Cochran's Q over the {k} models' right/wrong decisions at their val-chosen thresholds: Q = {cq.statistic:.2f}, df {cq.df}, p = {_fmt_p(cq.p_value)}: "
+        cochran_q=f"Cochran's Q over the {k} models' right/wrong decisions at their val-chosen thresholds: Q = {cq.statistic:.2f}, df {cq.df}, p = {_fmt_p(cq.p_value)}{_perm_words(cq)}: "
                   + ('their error rates differ.' if cq.p_value < alpha else 'no significant difference in error rates.'),
-        friedman=f"Friedman test on per-video log losses of {k} models: chi-square {fr.statistic:.2f}, df {fr.df}, p = {_fmt_p(fr.p_value)}: "
+        friedman=f"Friedman test on per-video log losses of {k} models: chi-square {fr.statistic:.2f}, df {fr.df}, p = {_fmt_p(fr.p_value)}{_perm_words(fr)}: "
                  + ('they differ' if fr.p_value < alpha else 'no significant difference') + '; mean ranks (1 = lowest loss): ' + ', '.join(f'{l} {ranks[l]:.2f}' for l in order) + '.')
     return out
 
@@ -321,7 +350,7 @@ SEED_METRICS = [('threshold_free', m) for m in ['roc_auc', 'average_precision', 
 
 def _metric(rec, sec, m): return rec['threshold_free'][m] if sec == 'threshold_free' else rec['metrics_val_threshold'][m]
 
-def seed_statistics(y, records: list, probs: list, alpha: float = 0.05) -> dict:
+def seed_statistics(y, records: list, probs: list, alpha: float = 0.05, groups=None) -> dict:
     "Backbones (backbone+head) with several seeds: mean/sd of each metric; pairs of backbones: tests paired by seed"
     by, dup = {}, []
     for i, r in enumerate(records):
@@ -348,18 +377,20 @@ def seed_statistics(y, records: list, probs: list, alpha: float = 0.05) -> dict:
         d = auc_a - auc_b
         t_p = float(stats.ttest_rel(auc_a, auc_b).pvalue) if np.ptp(d) > 0 else (1.0 if d[0] == 0 else 0.0)
         dl = np.mean([log_losses(y, probs[sa[s]]) - log_losses(y, probs[sb[s]]) for s in common], 0)
-        w = stats.wilcoxon(dl) if (dl != 0).any() else None
+        if not (dl != 0).any(): w = None
+        elif groups is None: w = stats.wilcoxon(dl); w = dict(statistic=float(w.statistic), p_value=float(w.pvalue), method='Wilcoxon signed-rank')
+        else: T, _, p, K = datta_satten(dl, groups); w = dict(statistic=T, p_value=p, method=f'clustered signed-rank (Datta & Satten 2008, {K} clusters)')
         out['pairs'].append(dict(a=na, b=nb, seeds=common, auc_diff_per_seed=d.tolist(), auc_diff_mean=float(d.mean()), auc_diff_sd=float(d.std(ddof=1)),
-                                 ttest_p=t_p, video_loss_wilcoxon=dict(statistic=float(w.statistic) if w else 0.0, p_value=float(w.pvalue) if w else 1.0,
-                                                                      median_diff=float(np.median(dl)))))
+                                 ttest_p=t_p, video_loss_wilcoxon=dict(w or dict(statistic=0.0, p_value=1.0, method='no difference'), median_diff=float(np.median(dl)))))
     for t, key in [('ttest', lambda q: q['ttest_p']), ('video_loss_wilcoxon', lambda q: q['video_loss_wilcoxon']['p_value'])]:
         for q, ph in zip(out['pairs'], holm([key(q) for q in out['pairs']])): q[f'{t}_p_holm'] = float(ph)
+    wname = 'Wilcoxon' if groups is None else 'clustered Wilcoxon'
     for q in out['pairs']:
         w = q['video_loss_wilcoxon']; closer = q['a'] if w['median_diff'] < 0 else q['b']
         q['reading'] = (f"Paired by seed ({len(q['seeds'])} seeds), AUC({q['a']}) - AUC({q['b']}) = {q['auc_diff_mean']:.3f} ± {q['auc_diff_sd']:.3f}, "
                         f"paired t-test p = {_fmt_p(q['ttest_p'])} ({_holm_words(q['ttest_p'], q['ttest_p_holm'], alpha)}); per-video log loss averaged over seeds: "
-                        + (f"{closer} is usually closer to the truth (Wilcoxon p = {_fmt_p(w['p_value'])}, significant after Holm)." if q['video_loss_wilcoxon_p_holm'] < alpha
-                           else f"Wilcoxon p = {_fmt_p(w['p_value'])}, {_holm_words(w['p_value'], q['video_loss_wilcoxon_p_holm'], alpha)}."))
+                        + (f"{closer} is usually closer to the truth ({wname} p = {_fmt_p(w['p_value'])}, significant after Holm)." if q['video_loss_wilcoxon_p_holm'] < alpha
+                           else f"{wname} p = {_fmt_p(w['p_value'])}, {_holm_words(w['p_value'], q['video_loss_wilcoxon_p_holm'], alpha)}."))
         out['readings'].append(q['reading'])
     return out
 
@@ -431,57 +462,102 @@ def _ensemble_records(runs, labels, run_ids, models, sets, y, threshold_rule, st
     return ens, ens_models
 
 # %% ../nbs/lib/08_compare.ipynb #e52a4216
-def _methods(n_boot, seed, threshold_rule, stack_C) -> dict:
+def _methods(n_boot, seed, threshold_rule, stack_C, clusters=None) -> dict:
     "How each number of `stats.json` was computed, in words"
-    return dict(auc_ci='DeLong (Sun & Xu midranks, as pROC), and the percentile bootstrap',
-                bootstrap=f'{n_boot} percentile-bootstrap resamples (seed {seed}), stratified by class; whole identity clusters when the manifest has them; the same resamples for every model',
+    cl = (clusters or {}).get('clustered'); k = (clusters or {}).get('n_clusters')
+    few = f'; with fewer than {FEW_CLUSTERS} clusters the p-value is the exact cluster permutation test\'s (the asymptotic one kept as p_value_asymptotic)'
+    return dict(tests=tests_used(clusters or {}),
+                auc_ci='DeLong (Sun & Xu midranks, as pROC), and the percentile bootstrap',
+                bootstrap=f'{n_boot} percentile-bootstrap resamples (seed {seed}), stratified by class; whole identity clusters when the manifest has {MIN_CLUSTERS} or more in the test set; the same resamples for every model',
                 thresholds=f'0.5, and each model\'s threshold chosen on the val split ({threshold_rule}); never chosen on test',
-                delong='paired two-sided DeLong test of AUC(a) = AUC(b); treats videos as independent (see the clustered paired bootstrap)',
-                mcnemar='right/wrong of each model at its own val-chosen threshold; table rows = model a, columns = model b; exact binomial below 25 discordant videos, else chi-square with continuity correction',
-                wilcoxon='signed-rank test of per-video log losses (probabilities clipped to [1e-7, 1-1e-7]); median_diff = loss(a) - loss(b)',
+                delong=('paired two-sided test of AUC(a) = AUC(b): ' + (f"Obuchowski's (1997) clustered DeLong over {k} identity clusters" + few if cl else 'DeLong; treats videos as independent')),
+                mcnemar=('right/wrong of each model at its own val-chosen threshold; table rows = model a, columns = model b; ' +
+                         (f'clustered over {k} identities (Durkalski et al. 2003; exact sign-flip of the cluster totals below 25 discordant clusters)' + few if cl
+                          else 'exact binomial below 25 discordant videos, else chi-square with continuity correction')),
+                wilcoxon=('signed-rank test of per-video log losses (probabilities clipped to [1e-7, 1-1e-7]); median_diff = loss(a) - loss(b); ' +
+                          (f'clustered over {k} identities (Datta & Satten 2008)' + few if cl else 'videos independent')),
+                independent='with identity clusters, each pair also keeps the three tests treating videos as independent (`independent`, Holm-adjusted in the same families): a secondary column, not a verdict',
                 wilcoxon_raw_prob='signed-rank test of raw P(fake) pairs, as in the original study; shown for comparison only',
                 bootstrap_auc_diff='paired bootstrap of AUC(a) - AUC(b) on the same resamples; p = twice the share of replicates beyond 0',
                 holm='Holm step-down, separately for each test: over the pairs of runs; over the pairs involving an ensemble; over all pairs of models in `multi`',
-                multi="Cochran's Q on right/wrong and Friedman on per-video log losses (from 3 models), then pairwise Wilcoxon and McNemar with Holm",
-                seeds='mean and sd over seeds; per-seed paired t-test of AUC; Wilcoxon of per-video log-loss differences averaged over paired seeds',
+                multi="Cochran's Q on right/wrong and Friedman on per-video log losses (from 3 models), then pairwise Wilcoxon and McNemar with Holm" +
+                      (f'; p-values by permuting the models within each of the {k} identity clusters (2000 permutations)' if cl else ''),
+                seeds='mean and sd over seeds; per-seed paired t-test of AUC; Wilcoxon of per-video log-loss differences averaged over paired seeds' +
+                      (' (clustered, Datta & Satten)' if cl else ''),
                 ensembles=f'mean of members\' P(fake); logistic regression on members\' logits fitted on the val split (C = {stack_C}), threshold from out-of-fold val predictions')
 
 # %% ../nbs/lib/08_compare.ipynb #87e5fe3c
+def _drop_test_videos(run, vids: set):
+    "`run` with the test rows of `vids` left out of its predictions (in memory)"
+    pr = run['predictions']; return dict(run, predictions=pr[~((pr.split == 'test') & pr.video_id.astype(str).isin(vids))])
+
+def tests_used(clusters: dict) -> str:
+    "One sentence: which paired tests gave the verdicts, on how many identity clusters"
+    if not clusters.get('clustered'):
+        return ("Verdicts come from tests that treat every test video as independent (DeLong, McNemar, Wilcoxon): "
+                + (clusters.get('reason') or clusters.get('warning') or 'no identity clusters') + '.')
+    k, col = clusters['n_clusters'], clusters['column']
+    if clusters.get('few'):
+        return (f"Verdicts come from the exact cluster permutation test over {k} identity clusters ('{col}'; AUC, accuracy and log loss): with fewer than "
+                f"{FEW_CLUSTERS} identities the tests have little power (the smallest possible p is {2/2**k:.2g}). Independent-video p-values are a secondary column.")
+    return (f"Verdicts come from cluster-aware tests over {k} identity clusters ('{col}', up to {clusters['largest_cluster']} test videos each): "
+            f"clustered DeLong (Obuchowski 1997), clustered McNemar (Durkalski et al. 2003), clustered Wilcoxon (Datta & Satten 2008), and Cochran's Q and Friedman "
+            f"by permuting models within identities. Independent-video p-values are kept as a secondary column.")
+
+def _weights_warning(runs, labels):
+    w = {lab: str(r['params'].get('weights_used')) for r, lab in zip(runs, labels) if r['params'].get('weights_used') is not None}
+    if len(set(w.values())) > 1:
+        return ("the runs used different backbone weights (" + ', '.join(f'{k}: {v}' for k, v in w.items()) +
+                "): a difference between them may come from the weights rather than the architecture; compare runs with the same weights")
+
 def compare_runs(run_dirs, out_dir=None, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, threshold_rule: str = 'youden',
-                 ensembles='all', cluster: str = 'auto', level: float = 0.95, stack_C: float = 1.0) -> dict:
-    "Per-run metrics with CIs, paired tests of every pair (Holm), many-model tests, seeds, ensembles; written to `out_dir/stats.json`. One run: its metrics and reading only"
+                 ensembles='all', cluster: str = 'auto', level: float = 0.95, stack_C: float = 1.0, drop_leaking_identities: bool = False) -> dict:
+    "Per-run metrics with CIs, paired tests of every pair (cluster-aware, Holm), many-model tests, seeds, ensembles; written to `out_dir/stats.json`. One run: its metrics and reading only"
     run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs: raise DeepfakeNBError("compare_runs got no run; pass run directories written by 03_train (train one with deepfake-nb train --dataset <dataset>)")
-    runs = [load_run(d) for d in run_dirs]
-    test = check_same_test_set(runs); y = test.label.values.astype(int); vids = test.video_id.values
-    labels = _run_labels([r['params'] for r in runs]); run_ids = [r['params']['run_id'] for r in runs]; warns = []
-    groups, clusters = identity_clusters(runs, vids, cluster)
-    kw = dict(groups=groups, n_boot=n_boot, seed=seed, level=level)
-    if 'warning' in clusters: warns.append(clusters['warning'])
-    if groups is not None and clusters['n_clusters'] < MIN_CLUSTERS:
-        warns.append(f"only {clusters['n_clusters']} identity clusters in the test set (cluster={cluster!r}): the clustered bootstrap intervals rest on {clusters['n_clusters']} independent units and are rough")
-    per_run, models = map(list, zip(*[_run_record(r, lab, y, vids, groups, threshold_rule, warns, n_boot, seed, level) for r, lab in zip(runs, labels)]))
+    runs = [load_run(d) for d in run_dirs]; warns = []
+    test = check_same_test_set(runs)
+    leaks = leaking_test_videos(runs, test.video_id.values)
+    if leaks['n_videos']:
+        leaks['dropped'] = bool(drop_leaking_identities)
+        if drop_leaking_identities:
+            runs = [_drop_test_videos(r, set(leaks['video_ids'])) for r in runs]; test = check_same_test_set(runs)
+            warns.append(f"{leaks['n_videos']} test video(s) of {leaks['n_groups']} identities also seen in train or val were left out (drop_leaking_identities)")
+        else: warns.append(f"{leaks['n_videos']} test video(s) belong to {leaks['n_groups']} identities that also have videos in train or val "
+                           f"(e.g. {leaks['groups'][:3]}); the models may have seen these faces. deepfake-nb compare --drop-leaking-identities leaves them out")
+    y = test.label.values.astype(int); vids = test.video_id.values
+    labels = _run_labels([r['params'] for r in runs]); run_ids = [r['params']['run_id'] for r in runs]
+    groups, clusters = identity_clusters(runs, vids, cluster, labels=y)
+    boot_groups = groups if clusters.get('bootstrap_clustered') else None
+    for key in ['warning', 'reason']:
+        if key in clusters and (key == 'warning' or clusters.get('every_video_own_cluster')): warns.append(clusters[key])
+    if w := _weights_warning(runs, labels): warns.append(w)
+    per_run, models = map(list, zip(*[_run_record(r, lab, y, vids, boot_groups, threshold_rule, warns, n_boot, seed, level) for r, lab in zip(runs, labels)]))
     mh = sorted({str(r['params'].get('manifest_hash')) for r in runs})
     if len(mh) > 1: warns.append(f"runs come from different manifests {mh} (same test set): training data may differ")
-    pairs = _finish_pairs([_compare_pair(y, models[i], models[j], groups, n_boot, seed, level, 'runs')
+    pairs = _finish_pairs([_compare_pair(y, models[i], models[j], groups, boot_groups, n_boot, seed, level, 'runs')
                            for i, j in itertools.combinations(range(len(runs)), 2)], alpha)
-    ens, ens_models = _ensemble_records(runs, labels, run_ids, models, _parse_ensembles(ensembles, labels, run_ids), y, threshold_rule, stack_C, warns, **kw)
+    ens, ens_models = _ensemble_records(runs, labels, run_ids, models, _parse_ensembles(ensembles, labels, run_ids), y, threshold_rule, stack_C, warns,
+                                        groups=boot_groups, n_boot=n_boot, seed=seed, level=level)
     allm = models + ens_models
-    ens_pairs = _finish_pairs([_compare_pair(y, allm[i], allm[j], groups, n_boot, seed, level, 'ensembles')
+    ens_pairs = _finish_pairs([_compare_pair(y, allm[i], allm[j], groups, boot_groups, n_boot, seed, level, 'ensembles')
                                for i, j in itertools.combinations(range(len(allm)), 2) if j >= len(models)], alpha)
-    multi = multi_model_tests(y, allm, alpha)
-    seeds = seed_statistics(y, per_run, [m['p'] for m in models], alpha)
+    multi = multi_model_tests(y, allm, alpha, groups)
+    seeds = seed_statistics(y, per_run, [m['p'] for m in models], alpha, groups)
     hashes = {r['params'].get('test_hash') for r in runs} - {None}
-    readings = ([r['reading'] for r in per_run + ens] + [t for q in pairs for t in q['readings'].values()] + [q['reading'] for q in ens_pairs]
+    clusters['tests'] = tests_used(clusters)
+    readings = ([r['reading'] for r in per_run + ens] + ([clusters['tests']] if len(allm) > 1 else [])
+                + [t for q in pairs for t in q['readings'].values()] + [q['reading'] for q in ens_pairs]
                 + list(multi['readings'].values())
                 + seeds['readings'] + [r['frame_level']['reading'] for r in per_run if 'frame_level' in r])
     if len(runs) == 1: readings.append(f"One run ({labels[0]}): paired tests and tests between models need two or more runs on the same test videos.")
     res = dict(dataset=runs[0]['params'].get('dataset'), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                alpha=alpha, n_boot=n_boot, seed=seed, level=level, threshold_rule=threshold_rule,
                test_set=dict(n=len(y), n_real=int((y == 0).sum()), n_fake=int(y.sum()),
-                             hash=hashes.pop() if len(hashes) == 1 else video_ids_hash(test.video_id), manifest_hashes=mh, clusters=clusters),
+                             hash=hashes.pop() if len(hashes) == 1 and not (drop_leaking_identities and leaks['n_videos']) else video_ids_hash(test.video_id),
+                             manifest_hashes=mh, clusters=clusters, leaking=leaks),
                runs=per_run, pairs=pairs, ensembles=ens, ensemble_pairs=ens_pairs, multi=multi, seeds=seeds,
                frame_level_runs=[r['label'] for r in per_run if 'frame_level' in r], readings=readings, warnings=warns,
-               methods=_methods(n_boot, seed, threshold_rule, stack_C))
+               methods=_methods(n_boot, seed, threshold_rule, stack_C, clusters))
     if out_dir is not None: save_json(res, Path(out_dir)/'stats.json')
     return res

@@ -132,30 +132,40 @@ def runs_table(stats: dict) -> pd.DataFrame:
 def _pairs(stats, ensembles): return stats['pairs'] + (stats.get('ensemble_pairs', []) if ensembles else [])
 
 PAIRS_COLUMNS = ['a', 'b', 'family', 'AUC diff', 'CI lo', 'CI hi', 'DeLong p', 'DeLong p (Holm)', 'bootstrap CI lo', 'bootstrap CI hi', 'McNemar b', 'McNemar c',
-                 'McNemar p', 'McNemar p (Holm)', 'Wilcoxon median diff', 'Wilcoxon p', 'Wilcoxon p (Holm)', 'reading']
+                 'McNemar p', 'McNemar p (Holm)', 'Wilcoxon median diff', 'Wilcoxon p', 'Wilcoxon p (Holm)', 'tests',
+                 'DeLong p (videos independent)', 'McNemar p (videos independent)', 'Wilcoxon p (videos independent)', 'reading']
+
+def _independent_p(q, t): return q['independent'][t]['p_value'] if 'independent' in q else None
 
 def pairs_table(stats: dict, ensembles: bool = False) -> pd.DataFrame:
-    "One row per pair of runs (and of ensembles with `ensembles=True`): AUC difference with DeLong and bootstrap CIs, raw and Holm p-values of each test, and the reading"
+    "One row per pair of runs (and of ensembles with `ensembles=True`): AUC difference with its CIs, raw and Holm p-values of each test (cluster-aware when the test set has identity clusters, named in `tests`), the independent-video p-values, and the reading"
     rows = []
     for q in _pairs(stats, ensembles):
         d, m, w = q['delong'], q['mcnemar'], q['wilcoxon']; bd = q.get('bootstrap_auc_diff', {})
         rows.append({'a': q['a'], 'b': q['b'], 'family': q.get('family', 'runs'), 'AUC diff': d['diff'], 'CI lo': d['ci_diff'][0], 'CI hi': d['ci_diff'][1],
                      'DeLong p': d['p_value'], 'DeLong p (Holm)': d['p_holm'], 'bootstrap CI lo': bd.get('lo'), 'bootstrap CI hi': bd.get('hi'),
                      'McNemar b': m['b'], 'McNemar c': m['c'], 'McNemar p': m['p_value'], 'McNemar p (Holm)': m['p_holm'], 'Wilcoxon median diff': w['median_diff'],
-                     'Wilcoxon p': w['p_value'], 'Wilcoxon p (Holm)': w['p_holm'], 'reading': q['reading']})
+                     'Wilcoxon p': w['p_value'], 'Wilcoxon p (Holm)': w['p_holm'], 'tests': ' / '.join(x.get('test', '') for x in (d, m, w)),
+                     **{f'{n} p (videos independent)': _independent_p(q, t) for t, n in [('delong', 'DeLong'), ('mcnemar', 'McNemar'), ('wilcoxon', 'Wilcoxon')]},
+                     'reading': q['reading']})
     return pd.DataFrame(rows, columns=PAIRS_COLUMNS)
 
 def pair_tests_table(stats: dict, ensembles: bool = False) -> pd.DataFrame:
-    "One row per pair and test (DeLong, paired bootstrap, McNemar, Wilcoxon on log loss, and the original study's raw-probability Wilcoxon), with its reading"
+    "One row per pair and test (the AUC test, paired bootstrap, the error-rate test, the log-loss test, the original study's raw-probability Wilcoxon), with the independent-video p beside the cluster-aware one, and its reading"
     rows = []
     for q in _pairs(stats, ensembles):
         pair = f"{q['a']} vs {q['b']}"; d, bd, m, w, wr = q['delong'], q['bootstrap_auc_diff'], q['mcnemar'], q['wilcoxon'], q['wilcoxon_raw_prob']
-        rows += [dict(pair=pair, test='DeLong (AUC)', estimate=fmt_ci(d['diff'], *d['ci_diff']), statistic=d['z'], p=d['p_value'], p_holm=d['p_holm'], reading=q['readings']['delong']),
-                 dict(pair=pair, test='paired bootstrap (AUC)', estimate=fmt_ci(bd['diff'], bd['lo'], bd['hi']), statistic=None, p=bd['p_value'], p_holm=None, reading=q['readings']['bootstrap']),
-                 dict(pair=pair, test=f"McNemar ({m['method']})", estimate=f"b {m['b']}, c {m['c']}", statistic=m['statistic'], p=m['p_value'], p_holm=m['p_holm'], reading=q['readings']['mcnemar']),
-                 dict(pair=pair, test='Wilcoxon (per-video log loss)', estimate=f"{w['median_diff']:+.3f}", statistic=w['statistic'], p=w['p_value'], p_holm=w['p_holm'], reading=q['readings']['wilcoxon']),
-                 dict(pair=pair, test=RAW_PROB_LABEL, estimate=f"{wr['median_diff']:+.3f}", statistic=wr['statistic'], p=wr['p_value'], p_holm=None, reading=q['readings']['wilcoxon_raw_prob'])]
-    return pd.DataFrame(rows, columns=['pair', 'test', 'estimate', 'statistic', 'p', 'p_holm', 'reading']).rename(columns={'p_holm': 'p (Holm)'}).set_index(['pair', 'test'])
+        name = lambda x, default: x.get('test', default)
+        rows += [dict(pair=pair, test=f"{name(d, 'DeLong')} (AUC)", estimate=fmt_ci(d['diff'], *d['ci_diff']), statistic=d['z'], p=d['p_value'], p_holm=d['p_holm'],
+                      p_ind=_independent_p(q, 'delong'), reading=q['readings']['delong']),
+                 dict(pair=pair, test='paired bootstrap (AUC)', estimate=fmt_ci(bd['diff'], bd['lo'], bd['hi']), statistic=None, p=bd['p_value'], p_holm=None, p_ind=None, reading=q['readings']['bootstrap']),
+                 dict(pair=pair, test=f"{name(m, 'McNemar ' + m['method'])} (errors)", estimate=f"b {m['b']}, c {m['c']}", statistic=m['statistic'], p=m['p_value'], p_holm=m['p_holm'],
+                      p_ind=_independent_p(q, 'mcnemar'), reading=q['readings']['mcnemar']),
+                 dict(pair=pair, test=f"{name(w, 'Wilcoxon')} (per-video log loss)", estimate=f"{w['median_diff']:+.3f}", statistic=w['statistic'], p=w['p_value'], p_holm=w['p_holm'],
+                      p_ind=_independent_p(q, 'wilcoxon'), reading=q['readings']['wilcoxon']),
+                 dict(pair=pair, test=RAW_PROB_LABEL, estimate=f"{wr['median_diff']:+.3f}", statistic=wr['statistic'], p=wr['p_value'], p_holm=None, p_ind=None, reading=q['readings']['wilcoxon_raw_prob'])]
+    return (pd.DataFrame(rows, columns=['pair', 'test', 'estimate', 'statistic', 'p', 'p_holm', 'p_ind', 'reading'])
+            .rename(columns={'p_holm': 'p (Holm)', 'p_ind': 'p (videos independent)'}).set_index(['pair', 'test']))
 
 def mcnemar_tables(stats: dict, ensembles: bool = False) -> pd.DataFrame:
     "Every pair's McNemar 2x2 table the right way round (rows: model a right/wrong, columns: model b right/wrong), stacked"

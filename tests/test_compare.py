@@ -74,3 +74,20 @@ def test_one_run(tmp_path):
     assert len(pairs_table(one)) == len(pair_tests_table(one)) == len(mcnemar_tables(one)) == len(multi_table(one)) == len(ensembles_table(one)) == 0
     assert fig_critical_difference(one) is None
     for f in (fig_roc_pr(one), fig_reliability(one)): assert isinstance(f, matplotlib.figure.Figure); plt.close(f)
+
+
+def test_clustered_synthetic_report_takes_verdicts_from_cluster_aware_tests(tmp_path):
+    "Two equally skilled runs whose identity effects differ: the report's verdicts, Holm and sentences come from the clustered tests, and it says so"
+    import re, html as H
+    from deepfake_nb.pipeline import render_report
+    with home_at(tmp_path):
+        dirs = make_synthetic_runs('clustered', [dict(backbone='mobilenetv2', head='lstm', skill=1.2), dict(backbone='resnet50', head='lstm', skill=1.2)],
+                                   n_videos=1800, identity_effect=1.0)
+        s = compare_runs(dirs, reports_dir('compare', 'clustered'), n_boot=100)
+        text = H.unescape(re.sub(r'<[^>]+>', ' ', render_report('clustered').read_text()))
+    q = s['pairs'][0]
+    assert [q[t]['test'] for t in ['delong', 'mcnemar', 'wilcoxon']] == ['clustered DeLong', 'clustered McNemar', 'clustered Wilcoxon']
+    assert q['delong']['p_holm'] == q['delong']['p_value'] and q['independent']['delong']['test'] == 'DeLong'
+    assert 'Verdicts come from cluster-aware tests over 36 identity clusters' in text and 'p (videos independent)' in text
+    assert q['reading'] in text and 'clustered DeLong p =' in q['reading']
+    assert "permuting the models within 36 identity clusters" in text       # Cochran's Q and Friedman, over the 2 runs and 2 ensembles

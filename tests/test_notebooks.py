@@ -68,9 +68,11 @@ def _check_04_compare(every_run=True):
     for k in ['runs', 'pairs', 'test_set', 'ensembles', 'ensemble_pairs', 'multi', 'seeds', 'readings']: assert k in s, k
     if every_run: assert len(s['runs']) == len(_demo_runs()), 'every complete demo run is compared'
     assert len(s['pairs']) == len(s['runs'])*(len(s['runs'])-1)//2   # one run (03_train made one): no pair, and no run trained for it
+    cl = s['test_set']['clusters']; assert cl['tests'].startswith('Verdicts come from'), cl   # the report says which tests decided
     for q in s['pairs']:
-        for t in ['delong', 'mcnemar', 'wilcoxon']: assert 0 <= q[t]['p_value'] <= q[t]['p_holm'] <= 1
-        assert q['reading']
+        for t in ['delong', 'mcnemar', 'wilcoxon']:
+            assert 0 <= q[t]['p_value'] <= q[t]['p_holm'] <= 1 or (q[t]['p_value'] != q[t]['p_value'] and q[t]['message']), q[t]
+        assert q['reading'] and ('independent' in q) == cl['clustered']
     for r in s['runs']: assert r['bootstrap']['n_boot'] == 1000 and set(r['ci']) == {'threshold_free', '0.5', 'val_threshold'}
 
 def _check_06_predict():
