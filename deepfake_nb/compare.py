@@ -139,9 +139,9 @@ def identity_clusters(runs: list, video_ids, cluster: str = 'auto', min_clusters
             f"the test set's fakes come from {kf} identity cluster(s) and its reals from {kr}: no cluster-aware test is possible, videos are treated as independent "
             f"and every p-value is likely too small"))
     sizes = pd.Series(g).value_counts()
-    info.update(clustered=True, largest_cluster=int(sizes.iloc[0]), few=k < min_clusters, bootstrap_clustered=cluster != 'auto' or k >= min_clusters)
+    info.update(clustered=True, largest_cluster=int(sizes.iloc[0]), few=k < FEW_CLUSTERS, bootstrap_clustered=cluster != 'auto' or k >= min_clusters)
     if info['few']: info['warning'] = (
-        f"only {k} identity clusters ('{col}') in the test set: the tests have little power, and the verdicts rely on the exact cluster permutation test "
+        f"only {k} identity clusters ('{col}') in the test set: " + ('the tests have little power, and ' if k < min_clusters else '') + "the verdicts rely on the exact cluster permutation test "
         f"(its smallest possible p is {2/2**k:.2g})" + ('' if info['bootstrap_clustered'] else
         "; the bootstrap intervals resample videos as independent (a cluster bootstrap over so few identities is rougher still), so they are likely too narrow"))
     return g, info
@@ -499,7 +499,8 @@ def tests_used(clusters: dict) -> str:
     k, col = clusters['n_clusters'], clusters['column']
     if clusters.get('few'):
         return (f"Verdicts come from the exact cluster permutation test over {k} identity clusters ('{col}'; AUC, accuracy and log loss): with fewer than "
-                f"{FEW_CLUSTERS} identities the tests have little power (the smallest possible p is {2/2**k:.2g}). Independent-video p-values are a secondary column.")
+                f"{FEW_CLUSTERS} identities the asymptotic clustered tests are unreliable" + (f", and with fewer than {MIN_CLUSTERS} the tests have little power" if k < MIN_CLUSTERS else '')
+                + f" (the smallest possible p is {2/2**k:.2g}). Independent-video p-values are a secondary column.")
     return (f"Verdicts come from cluster-aware tests over {k} identity clusters ('{col}', up to {clusters['largest_cluster']} test videos each): "
             f"clustered DeLong (Obuchowski 1997), clustered McNemar (Durkalski et al. 2003), clustered Wilcoxon (Datta & Satten 2008), and Cochran's Q and Friedman "
             f"by permuting models within identities. Independent-video p-values are kept as a secondary column.")

@@ -333,7 +333,7 @@ def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
     return float(q*np.sqrt(k*(k + 1)/(6*n)))
 
 # %% ../nbs/lib/07_stats.ipynb #62b7a0bd
-FEW_CLUSTERS = 10     # below this many clusters the asymptotic clustered tests have little to stand on: verdicts come from the permutation test
+FEW_CLUSTERS = 16     # below this many clusters the asymptotic clustered tests are unreliable (bench/bench_cluster_stats.py): verdicts come from the exact permutation test
 
 _TEST_NAMES = [('clustered DeLong', 'clustered DeLong'), ('DeLong', 'DeLong'), ('clustered exact', 'clustered exact McNemar'), ('clustered chi2', 'clustered McNemar'),
                ('exact', 'exact McNemar'), ('chi2', 'McNemar'), ('clustered signed-rank', 'clustered Wilcoxon'), ('Wilcoxon', 'Wilcoxon')]
