@@ -4,14 +4,16 @@
 
 # %% ../nbs/lib/00_core.ipynb #d98d706d
 from __future__ import annotations
-import os, sys, json, hashlib, platform, subprocess, tempfile, random, contextlib, datetime, fcntl
+import os, sys, json, hashlib, platform, subprocess, tempfile, random, contextlib, datetime, fcntl, socket, threading, time
+from types import SimpleNamespace
 from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['pkg_dir', 'project_root', 'data_dir', 'reports_dir', 'nbs_dir', 'home_at', 'in_colab', 'colab_setup', 'shared_dir',
-           'atomic_path', 'write_text', 'save_json', 'load_json', 'file_lock', 'settings_key', 'file_hash',
-           'seed_everything', 'git_commit', 'device_info', 'env_info', 'DeepfakeNBError']
+__all__ = ['LOCKS_HELD_ENV', 'pkg_dir', 'project_root', 'data_dir', 'reports_dir', 'nbs_dir', 'home_at', 'in_colab',
+           'colab_setup', 'shared_dir', 'atomic_path', 'write_text', 'save_json', 'load_json', 'DeepfakeNBError',
+           'LockBusy', 'pid_alive', 'lock_owner', 'describe_owner', 'file_lock', 'settings_key', 'file_hash',
+           'seed_everything', 'git_commit', 'device_info', 'env_info']
 
 # %% ../nbs/lib/00_core.ipynb #94a9ed4f
 def pkg_dir() -> Path:
@@ -114,15 +116,122 @@ def load_json(path):
     "Read a JSON file"
     return json.loads(Path(path).read_text())
 
+# %% ../nbs/lib/00_core.ipynb #be5c821e
+class DeepfakeNBError(ValueError):
+    "A problem with the user's input or settings; the message names the input, the problem and the fix"
+
+class LockBusy(DeepfakeNBError):
+    "`file_lock` with a `timeout` found the lock still held: `.owner` is the holder's record (host, pid, since, what), `.path` the lock file"
+    def __init__(self, msg, path, owner):
+        super().__init__(msg); self.path, self.owner = Path(path), owner
+
 # %% ../nbs/lib/00_core.ipynb #1a358f52
+def pid_alive(pid) -> bool:
+    "Whether process `pid` runs on this machine (a zombie, dead but not yet reaped by its parent, does not)"
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass                   # exists, owned by another user
+    except (TypeError, ValueError, OverflowError): return False
+    try: return Path(f'/proc/{int(pid)}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError): return True      # no /proc (macOS): it exists
+
+def _read_owner(fd) -> dict | None:
+    try: return json.loads(os.pread(fd, 65536, 0).decode() or 'null')
+    except (ValueError, OSError): return None
+
+def lock_owner(path) -> dict | None:
+    "The holder recorded in lock file `path` (host, pid, since, what), or None: no lock file, or no record in it"
+    try: fd = os.open(path, os.O_RDONLY)
+    except OSError: return None
+    try: return _read_owner(fd)
+    finally: os.close(fd)
+
+def describe_owner(owner: dict | None) -> str:
+    "'pid 123 on host h since 2025-01-01T12:00:00+00:00' (with ', no longer running' when that pid is gone on this host)"
+    if not owner: return 'another process (it has not recorded itself yet)'
+    gone = owner.get('host') == socket.gethostname() and not pid_alive(owner.get('pid'))
+    return f"pid {owner.get('pid')} on host {owner.get('host')} since {owner.get('since')}{', no longer running' if gone else ''}"
+
+def _same_file(fd, path) -> bool:
+    try: a, b = os.fstat(fd), os.stat(path)
+    except FileNotFoundError: return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+def _flock(fd, path, deadline) -> bool:
+    "Lock `fd`: wait until `deadline` (time.monotonic; None: for ever); False when it passed"
+    try:
+        if deadline is None: fcntl.flock(fd, fcntl.LOCK_EX); return True
+        while True:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline: return False
+                time.sleep(max(0.0, min(0.1, deadline - time.monotonic())))
+    except OSError as e:
+        if isinstance(e, BlockingIOError): raise
+        raise DeepfakeNBError(f"cannot lock {path}: {e}. The filesystem does not support flock(); put the suite's home (DEEPFAKE_NB_HOME) on "
+                              "one that does (a local disk, NFS mounted with locking, Lustre mounted with -o flock)") from None
+
+_HELD = threading.local()   # the lock files this thread holds: file_lock is re-entrant within a thread
+LOCKS_HELD_ENV = 'DEEPFAKE_NB_LOCKS_HELD'   # lock files a parent process holds for this one (os.pathsep-separated), e.g. the grid for its `deepfake-nb train` child
+
 @contextlib.contextmanager
-def file_lock(path: str | Path):
-    "An exclusive advisory lock on `path` (created if needed) for the duration of the block"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+def file_lock(path: str | Path, timeout: float | None = None, what: str | None = None, say=print):
+    """An exclusive lock on `path` (created if needed, removed on release) for the duration of the block; yields the lock's state.
+
+    The holder records itself in the file (host, pid, start time, `what`) so others can name it. `timeout`: None waits as long as needed
+    (`say`ing once whom it waits for), 0 does not wait, a number waits that many seconds; then `LockBusy` names the holder. A holder that
+    was killed releases the lock with its process (the OS drops `flock` locks); its record stays in the file, and the next holder says it
+    takes over. Re-entrant within a thread, and for a child process whose parent holds the lock for it (`$DEEPFAKE_NB_LOCKS_HELD` lists
+    it); other threads and processes wait.
+
+    NFS: `flock` is advisory, per filesystem. On a local disk it excludes every process of the machine; on NFS, Linux emulates it with
+    POSIX locks the server arbitrates, so it holds across nodes (a dead node's lock goes when its lease expires, about 90 s with NFSv4);
+    on a filesystem mounted without lock support (NFS `nolock` or `local_lock=all`, Lustre without `-o flock`) it only excludes the
+    processes of one node: give overlapping cluster jobs separate homes there, or keep one writer per run."""
+    path = Path(path).absolute()
+    held = _HELD.__dict__.setdefault('paths', set())
+    if str(path) in held or str(path) in os.environ.get(LOCKS_HELD_ENV, '').split(os.pathsep):
+        yield SimpleNamespace(path=path, owner=None, waited=0.0, took_over=None, reentrant=True); return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    what = what or str(path)
+    t0 = time.monotonic(); deadline = None if timeout is None else t0 + max(0.0, float(timeout))
+    owner, said = None, False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); got = True
+            except BlockingIOError: got = False
+            except OSError: got = _flock(fd, path, None)        # names the filesystem problem
+            if not got:
+                for _ in range(20):                              # the holder may be between truncating and writing its record
+                    if (owner := _read_owner(fd)) or not _same_file(fd, path): break
+                    time.sleep(0.05)
+                if deadline is not None and time.monotonic() >= deadline: got = False
+                else:
+                    if say and not said: say(f"waiting for {what}: in use by {describe_owner(owner)} (lock file {path})"); said = True
+                    got = _flock(fd, path, deadline)
+                if not got:
+                    raise LockBusy(f"{what} is in use by {describe_owner(owner)} (lock file {path}); wait for it to finish, or run this again "
+                                   "with a longer timeout (None: wait as long as needed)", path, owner)
+            if _same_file(fd, path): break                       # else its last holder removed it meanwhile: lock the file now at `path`
+        except BaseException:
+            os.close(fd); raise
+        os.close(fd)
+    took_over = _read_owner(fd)                                  # a record left behind: its holder ended without releasing the lock
+    if took_over and say:
+        for _ in range(40):                                      # a killed holder drops its locks a moment before its process is gone
+            if took_over.get('host') != socket.gethostname() or not pid_alive(took_over.get('pid')): break
+            time.sleep(0.05)
+        say(f"note: {what}: taking over the lock left by {describe_owner(took_over)}, which ended without releasing it (lock file {path})")
+    me = dict(host=socket.gethostname(), pid=os.getpid(), since=datetime.datetime.now().astimezone().isoformat(timespec='seconds'), what=what)
+    os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0)
+    held.add(str(path))
+    try: yield SimpleNamespace(path=path, owner=owner, waited=round(time.monotonic()-t0, 3), took_over=took_over, reentrant=False)
+    finally:
+        held.discard(str(path))
+        try:
+            if _same_file(fd, path): os.unlink(path)             # removed while still held: a waiter re-opens the path (see above)
+        finally: os.close(fd)                                    # releases the lock
 
 # %% ../nbs/lib/00_core.ipynb #0e946b75
 def settings_key(settings: dict, n: int = 10) -> str:
@@ -178,7 +287,3 @@ def env_info(**extra) -> dict:
         except PackageNotFoundError: pass
     return dict(packages=vers, device=device_info(), git_commit=git_commit(),
                 time=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'), **extra)
-
-# %% ../nbs/lib/00_core.ipynb #be5c821e
-class DeepfakeNBError(ValueError):
-    "A problem with the user's input or settings; the message names the input, the problem and the fix"

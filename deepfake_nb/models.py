@@ -14,12 +14,13 @@ try: import keras
 except ImportError: keras = None
 
 # %% auto #0
-__all__ = ['BACKBONES', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_VERSION', 'HEADS', 'Backbone', 'get_backbone', 'resnet18',
-           'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images', 'saved_init_key',
-           'backbone_for_key', 'build_backbone', 'bn_input_mean_agreement', 'augment_settings', 'augment_video',
-           'gpu_details', 'precision_policy', 'is_chief', 'make_strategy', 'compute_setup', 'feature_cache_path',
-           'extract_features', 'backbone_for_features', 'feature_scale', 'cached_features', 'check_head', 'floor_std',
-           'build_head', 'set_trainable_tail', 'build_finetune_model']
+__all__ = ['BACKBONES', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_VERSION', 'HEADS', 'FLOAT16_FEATURE_RMS', 'Backbone',
+           'get_backbone', 'resnet18', 'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images',
+           'saved_init_key', 'backbone_for_key', 'build_backbone', 'bn_input_mean_agreement', 'augment_settings',
+           'augment_video', 'gpu_details', 'precision_policy', 'is_chief', 'make_strategy', 'compute_setup',
+           'feature_cache_path', 'extract_features', 'backbone_for_features', 'feature_scale', 'cached_features',
+           'feature_shard_path', 'extract_feature_shard', 'merge_feature_shards', 'check_head', 'floor_std',
+           'build_head', 'set_trainable_tail', 'keep_float32', 'backbone_needs_float32', 'build_finetune_model']
 
 # %% ../nbs/lib/04_models.ipynb #a3ad61be
 def _keras():
@@ -185,6 +186,7 @@ if keras is not None:
     class HighPassResidual(keras.layers.Layer):
         "The image minus its Gaussian blur (`sigma` pixels, reflected borders), per channel: the high-frequency residual that resampling and blending disturb"
         def __init__(self, sigma=1.0, **kw):
+            kw.setdefault('dtype', 'float32')      # under mixed precision too: a small difference of large pixel values
             super().__init__(**kw); self.sigma = float(sigma)
             r = max(1, math.ceil(3*self.sigma)); t = np.arange(-r, r+1)
             g = np.exp(-t**2/(2*self.sigma**2)); self.radius, self.taps = r, (g/g.sum()).astype(np.float32)
@@ -357,8 +359,9 @@ def is_chief() -> bool:
 
 _STRATEGIES = {}
 def make_strategy(distribute='auto'):
-    "(strategy, name): 'auto' picks MultiWorkerMirrored (TF_CONFIG with >1 workers), Mirrored (>1 GPU) or the default strategy"
+    "(strategy, name): 'auto' picks MultiWorkerMirrored (TF_CONFIG with >1 workers), Mirrored (>1 GPU) or the default strategy; a `tf.distribute.Strategy` is used as given"
     import tensorflow as tf
+    if isinstance(distribute, tf.distribute.Strategy): return distribute, type(distribute).__name__
     if distribute not in ('auto', 'none', None, 'mirrored', 'multiworker'):
         raise DeepfakeNBError(f"distribute={distribute!r}: use 'auto', 'none', 'mirrored' or 'multiworker'")
     n_gpu = len(tf.config.list_physical_devices('GPU'))
@@ -366,7 +369,10 @@ def make_strategy(distribute='auto'):
     elif distribute == 'mirrored' or (distribute == 'auto' and n_gpu > 1): name = 'MirroredStrategy'
     else: return tf.distribute.get_strategy(), 'default'
     if name not in _STRATEGIES:   # one per process: TensorFlow allows a single multi-worker strategy
-        _STRATEGIES[name] = getattr(tf.distribute, name)() if name == 'MirroredStrategy' else tf.distribute.MultiWorkerMirroredStrategy()
+        if name == 'MirroredStrategy':   # every GPU; with none, every logical CPU (one, unless configured so: the GPU path exercised on a CPU)
+            _STRATEGIES[name] = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices('GPU')] or
+                                                               [d.name for d in tf.config.list_logical_devices('CPU')])
+        else: _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
     return _STRATEGIES[name], name
 
 @contextlib.contextmanager
@@ -426,6 +432,18 @@ def _save_features(path, arr):
     path.with_suffix('.json').unlink(missing_ok=True)
     with atomic_path(path) as tmp, open(tmp, 'wb') as fh: np.save(fh, arr)
 
+def _store_clean(clean, f, ids, rec, seconds, save_weights=None, **extra) -> dict:
+    "Write raw features `f` of `ids` as the clean cache at `clean` (float16, divided by their RMS) and its record (`rec` and `extra` added); `save_weights(path)` writes a random initialisation's weights beside it"
+    msq = np.square(f, dtype=np.float64).mean(axis=tuple(range(1, f.ndim)))   # per video: a run's scale comes from its own training videos
+    scale = float(np.sqrt(msq.mean())) or 1.0                                # storage only: tiny activations survive float16
+    _save_features(clean, (f/scale).astype(np.float16))
+    if save_weights is not None:
+        with atomic_path(clean.with_suffix('.weights.h5')) as tmp: save_weights(tmp)
+    info = dict(video_ids=list(ids), **rec, scale=scale, version=FEATURE_VERSION, seconds=round(seconds, 2), shape=list(f.shape),
+                cache_key=clean.stem, produced_by=_producer(), video_msq=msq.tolist(), **extra)
+    save_json(info, clean.with_suffix('.json'))
+    return info
+
 def _producer() -> dict:
     "Versions of what computes features (recorded with every feature cache)"
     from importlib.metadata import version
@@ -468,6 +486,9 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
     aug = augment_settings(augment) if aug_pass else None
     with file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock')):
         path, info = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, size=size)
+        for parts in ([] if path is not None else _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size)):
+            path, info = _merge_shards_locked(parts, video_ids)           # a sharded extraction (extract_feature_shard) whose last shard is in
+            if path is not None: break
         clean = None
         if path is None or aug:
             t0 = time.time()
@@ -479,16 +500,9 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
             ids = list(video_ids)
             f = np.concatenate([extract_features(load_faces(face_dir, ids[i:i+chunk_videos]), backbone, model, batch_size)
                                 for i in range(0, len(ids), chunk_videos)])
-            msq = np.square(f, dtype=np.float64).mean(axis=tuple(range(1, f.ndim)))   # per video: a run's scale comes from its own training videos
-            scale = float(np.sqrt(msq.mean())) or 1.0                                # storage only: tiny activations survive float16
-            _save_features(clean, (f/scale).astype(np.float16))
-            if saved_init_key(key):
-                wpath = clean.with_suffix('.weights.h5')
-                with atomic_path(wpath) as tmp: model.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)
-            info = dict(video_ids=ids, backbone=backbone, weights_key=key, weights_used=used, scale=scale, size=size, prep_key=prep_key,
-                        version=FEATURE_VERSION, params=int(model.count_params()), seconds=round(time.time()-t0, 2), shape=list(f.shape),
-                        cache_key=clean.stem, produced_by=_producer(), video_msq=msq.tolist())
-            save_json(info, clean.with_suffix('.json'))
+            def save_weights(tmp): model.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)
+            info = _store_clean(clean, f, ids, dict(backbone=backbone, weights_key=key, weights_used=used, size=size, prep_key=prep_key,
+                                                    params=int(model.count_params())), time.time()-t0, save_weights if saved_init_key(key) else None)
             path = clean
         clean_info = dict(info, path=str(path))
         run_scale = feature_scale(clean_info, scale_ids)
@@ -513,6 +527,114 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
     return X, dict(info, path=str(path), clean_path=clean_info['path'], storage_scale=info['scale'], scale=run_scale,
                    n_scale_videos=len(scale_ids), scale_videos_key=settings_key(sorted(scale_ids)))
 
+# %% ../nbs/lib/04_models.ipynb #f5a1d2c2
+def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards) -> Path:
+    "Shard `shard` of `num_shards` of the raw (float32) features of the video list whose `settings_key` is `list_key`"
+    return data_dir('features', dataset, prep_key, 'shards', f'{backbone}-{weights_key}-{list_key}.shard{shard}of{num_shards}.npy')
+
+def _weights_digest(model) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for w in model.get_weights(): h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()[:16]
+
+def _shard_parts(first: Path) -> list[Path]:
+    "The `.npy` paths of every shard of the set whose shard 0 is `first`"
+    stem, _, n = first.name.removesuffix('.npy').rpartition('.shard0of')
+    return [first.with_name(f'{stem}.shard{i}of{n}.npy') for i in range(int(n))]
+
+def _merge_shards_locked(parts: list[Path], video_ids=None):
+    "Merge the shard set `parts` into the clean feature cache, under the caller's feature lock; (path, info), or (None, None) while a shard is missing"
+    if not all(p.exists() and p.with_suffix('.json').exists() for p in parts): return None, None
+    recs = [load_json(p.with_suffix('.json')) for p in parts]
+    r0 = recs[0]
+    same = ('dataset', 'backbone', 'weights_key', 'size', 'prep_key', 'version', 'list_key', 'num_shards', 'weights_digest')
+    for p, r in zip(parts, recs):
+        if [r.get(k) for k in same] != [r0.get(k) for k in same]:
+            raise DeepfakeNBError(f"feature shard {p} was made with other settings than {parts[0]} "
+                                  f"({ {k: (r.get(k), r0.get(k)) for k in same if r.get(k) != r0.get(k)} }); delete {p.parent} and extract every shard again")
+    order = sorted((pos, v, i, j) for i, r in enumerate(recs) for j, (v, pos) in enumerate(zip(r['video_ids'], r['positions'])))
+    ids = [v for _, v, _, _ in order]
+    if video_ids is not None and not set(video_ids) <= set(ids): return None, None
+    dataset, prep_key = r0['dataset'], r0['prep_key']
+    clean = feature_cache_path(dataset, prep_key, r0['backbone'], r0['weights_key'])
+    if clean.exists() and clean.with_suffix('.json').exists():     # merged meanwhile (or extracted unsharded): keep it when it holds these videos
+        info = load_json(clean.with_suffix('.json'))
+        if _cache_matches(clean, info, ids, r0['backbone'], r0['weights_key'], prep_key, r0['size']): return clean, info
+    import shutil
+    arrs = [np.load(p, mmap_mode='r') for p in parts]
+    f = np.empty((len(ids), *arrs[0].shape[1:]), np.float32)
+    for k, (_, _, i, j) in enumerate(order): f[k] = arrs[i][j]
+    w = parts[0].with_suffix('.weights.h5')
+    rec = {k: r0[k] for k in ('backbone', 'weights_key', 'weights_used', 'size', 'prep_key', 'params')}
+    info = _store_clean(clean, f, ids, rec, sum(r['seconds'] for r in recs), (lambda tmp: shutil.copyfile(w, tmp)) if w.exists() else None,
+                        shards=len(parts))
+    del arrs
+    for p in parts:
+        for q in (p, p.with_suffix('.json'), p.with_suffix('.weights.h5')): q.unlink(missing_ok=True)
+    return clean, info
+
+def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size) -> list[list[Path]]:
+    "Shard sets of `backbone` features (made with these settings) whose every shard exists"
+    keys = _candidate_keys(weights, init_seed)
+    out = []
+    for first in sorted(data_dir('features', dataset, prep_key, 'shards').glob(f'{backbone}-*.shard0of*.npy')):
+        try: r = load_json(first.with_suffix('.json'))
+        except (OSError, ValueError): continue
+        if r.get('weights_key') in keys and r.get('size') == size and r.get('version') == FEATURE_VERSION and r.get('prep_key') == prep_key:
+            parts = _shard_parts(first)
+            if all(p.exists() and p.with_suffix('.json').exists() for p in parts): out.append(parts)
+    return out
+
+def _features_lock(dataset, prep_key, backbone):
+    return file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock'))
+
+def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, shard=0, num_shards=1,
+                          batch_size=64, init_seed=0, chunk_videos=256, skip=()) -> dict:
+    """Frozen features of shard `shard` of `num_shards` of `video_ids` (every `num_shards`-th from the `shard`-th, as preprocessing shards them,
+    less the videos in `skip`: those that could not be preprocessed) into a shard file; the process that finds every shard there merges them
+    into the clean cache `cached_features` reads, identical to an unsharded extraction. Returns dict(shard, merged: the cache path or None, videos, seconds)"""
+    if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 to num_shards-1")
+    shard, num_shards = int(shard), int(num_shards)
+    ids, skip = list(video_ids), set(skip)
+    pos = {v: i for i, v in enumerate(ids)}
+    if len(pos) != len(ids): raise DeepfakeNBError(f"extract_feature_shard: video_ids repeat {len(ids) - len(pos)} video(s); pass each video once")
+    mine = [v for v in ids[shard::num_shards] if v not in skip]
+    t0 = time.time()
+    if num_shards == 1 or not mine:
+        if mine: cached_features(dataset, prep_key, mine, backbone, weights, size, batch_size, init_seed=init_seed, chunk_videos=chunk_videos)
+        path, _ = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size)
+        return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))
+    with _features_lock(dataset, prep_key, backbone):
+        path, info = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size)
+    if path is not None: return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))   # already cached
+    model, used, key = build_backbone(backbone, weights, size, init_seed)
+    lkey = settings_key(ids)
+    sp = feature_shard_path(dataset, prep_key, backbone, key, lkey, shard, num_shards)
+    with file_lock(sp.with_suffix('.lock')):                      # one process per shard; a second one reuses its file
+        rec = load_json(sp.with_suffix('.json')) if sp.exists() and sp.with_suffix('.json').exists() else None
+        if rec is None or rec.get('video_ids') != mine or rec.get('size') != size or rec.get('version') != FEATURE_VERSION:
+            face_dir = face_cache_dir(dataset, prep_key)
+            f = np.concatenate([extract_features(load_faces(face_dir, mine[i:i+chunk_videos]), backbone, model, batch_size)
+                                for i in range(0, len(mine), chunk_videos)])
+            sp.with_suffix('.json').unlink(missing_ok=True)
+            with atomic_path(sp) as tmp, open(tmp, 'wb') as fh: np.save(fh, f)
+            if saved_init_key(key):
+                with atomic_path(sp.with_suffix('.weights.h5')) as tmp:
+                    model.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)
+            save_json(dict(video_ids=mine, positions=[pos[v] for v in mine], dataset=dataset, backbone=backbone, weights_key=key, weights_used=used, size=size,
+                           prep_key=prep_key, version=FEATURE_VERSION, params=int(model.count_params()), list_key=lkey, shard=shard,
+                           num_shards=num_shards, n_list=len(ids), weights_digest=_weights_digest(model), seconds=round(time.time()-t0, 2),
+                           shape=list(f.shape), produced_by=_producer()), sp.with_suffix('.json'))
+    with _features_lock(dataset, prep_key, backbone):
+        merged, _ = _merge_shards_locked(_shard_parts(sp.with_name(sp.name.replace(f'.shard{shard}of', '.shard0of'))))
+    return dict(shard=sp, merged=merged, videos=len(mine), seconds=round(time.time()-t0, 2))
+
+def merge_feature_shards(dataset, prep_key, backbone='mobilenetv2', weights='auto', size=160, init_seed=0) -> list[Path]:
+    "Merge every complete shard set of `backbone` features (these settings) into its clean cache, under the feature lock; returns the caches written or found"
+    with _features_lock(dataset, prep_key, backbone):
+        return [p for parts in _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size) for p in [_merge_shards_locked(parts)[0]] if p]
+
 # %% ../nbs/lib/04_models.ipynb #fefdd323
 HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image')
 
@@ -528,6 +650,7 @@ if keras is not None:
     class BackbonePreprocess(keras.layers.Layer):
         "A backbone's `preprocess_input` as a layer (RGB 0..255 in), so a fine-tuned model takes raw faces"
         def __init__(self, backbone='mobilenetv2', **kw):
+            kw.setdefault('dtype', 'float32')      # pixels in float32 under mixed precision too; the backbone casts its own input
             super().__init__(**kw); self.backbone = backbone
         def call(self, x): return _preprocess_fn(get_backbone(self.backbone).module)(keras.ops.cast(x, self.compute_dtype))
         def get_config(self): return dict(super().get_config(), backbone=self.backbone)
@@ -548,7 +671,7 @@ def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_dat
     check_head(head)
     if frames == 1: head = 'image'
     inp = k.Input((frames, dim))
-    norm = L.Normalization(axis=-1)
+    norm = L.Normalization(axis=-1, dtype='float32')       # float32 under mixed precision: raw features may be far from 1
     if norm_data is not None:
         norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, dim)); floor_std(norm, norm_floor)
     x = norm(inp)
@@ -580,11 +703,34 @@ def set_trainable_tail(backbone_model, k: int) -> int:
     for i, l in enumerate(layers): l.trainable = i >= cut and not isinstance(l, L.BatchNormalization)
     return len(backbone_model.trainable_weights)
 
+FLOAT16_FEATURE_RMS = (1e-2, 1e3)    # the feature RMS a backbone needs to run in float16 (normal numbers: 6.1e-5 to 65504)
+
+def _all_layers(model):
+    for l in model.layers:
+        yield l
+        if isinstance(l, _keras().Model): yield from _all_layers(l)
+
+def keep_float32(model):
+    "Make every layer of `model` compute in float32 (its variables are float32 under mixed precision too); before the model is first called"
+    for l in [model, *_all_layers(model)]: l.dtype_policy = 'float32'
+    return model
+
+def backbone_needs_float32(scale, policy) -> bool:
+    "Whether a backbone whose features (in float32) have RMS `scale` must run in float32 under `policy`: they would leave float16's range"
+    lo, hi = FLOAT16_FEATURE_RMS
+    return policy == 'mixed_float16' and not lo <= float(scale) <= hi
+
 def build_finetune_model(backbone: str, backbone_model, head_model, frames: int, size: int, scale=1.0, trainable_layers=20):
-    "`(T, S, S, 3)` RGB 0..255 -> P(fake): TimeDistributed(preprocess + backbone), divided by `scale`, then `head_model`"
+    "`(T, S, S, 3)` RGB 0..255 -> P(fake): TimeDistributed(preprocess + backbone), divided by `scale` (float32), then `head_model`; see `backbone_needs_float32`"
     k = _keras(); L = k.layers
     set_trainable_tail(backbone_model, trainable_layers)
+    if backbone_needs_float32(scale, backbone_model.dtype_policy.name):
+        why = '; a random initialisation shrinks its activations layer by layer' if scale < FLOAT16_FEATURE_RMS[0] else ''
+        print(f"note: {backbone}'s features have RMS {float(scale):.2g}, outside the range float16 holds ({FLOAT16_FEATURE_RMS[0]:g} to "
+              f"{FLOAT16_FEATURE_RMS[1]:g}{why}): under mixed precision it runs in float32, the head in mixed_float16")
+        keep_float32(backbone_model)
     fin = k.Input((size, size, 3))
-    frame = k.Model(fin, L.Rescaling(1/float(scale))(backbone_model(BackbonePreprocess(backbone)(fin))), name=f'{backbone}_frame')
+    feats = L.Rescaling(1/float(scale), dtype='float32', name='feature_scale')(backbone_model(BackbonePreprocess(backbone)(fin)))
+    frame = k.Model(fin, feats, name=f'{backbone}_frame')
     inp = k.Input((frames, size, size, 3))
-    return k.Model(inp, head_model(L.TimeDistributed(frame, name='frames')(inp)), name=f'{backbone}_{head_model.name}_finetune')
+    return k.Model(inp, head_model(L.TimeDistributed(frame, name='frames', dtype='float32')(inp)), name=f'{backbone}_{head_model.name}_finetune')

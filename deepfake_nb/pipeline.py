@@ -12,8 +12,9 @@ from .settings import (stage_settings, default_value, defaults, add_options, giv
                                   unknown_message, RUN_SETTINGS)
 
 # %% auto #0
-__all__ = ['COMMANDS', 'verbose', 'run_notebook', 'dataset_name', 'run_section', 'run_section_output', 'grid_params',
-           'visible_gpus', 'run_grid', 'run_pipeline', 'render_report', 'parse_command', 'quiet_stderr', 'main']
+__all__ = ['COMMANDS', 'verbose', 'notebook_lock', 'run_notebook', 'dataset_name', 'run_section', 'run_section_output',
+           'grid_params', 'visible_gpus', 'run_grid', 'run_pipeline', 'render_report', 'parse_command', 'quiet_stderr',
+           'main']
 
 # %% ../nbs/lib/13_pipeline.ipynb #d62ed231
 def verbose() -> bool:
@@ -29,8 +30,16 @@ def _kernel_manager(log_file):
             return await super().start_kernel(**kw)
     return QuietKernelManager
 
+def _note(msg): print(f'[deepfake-nb {time.strftime("%H:%M:%S")}] {msg}', flush=True)
+
+def _notebook_lock_path(out) -> Path: return (Path(out).parent/f'.{Path(out).name}.lock').absolute()
+
+def notebook_lock(out, timeout=None, what=None, say=_note):
+    "The lock of executed notebook `out` (`core.file_lock` on `.<name>.lock` beside it): one process at a time executes a stage into it, and reads it back"
+    return file_lock(_notebook_lock_path(out), timeout=timeout, what=what or f'the executed notebook {out}', say=say)
+
 def run_notebook(notebook: str, out: Path, log: Path | None = None, **params) -> Path:
-    "Execute stage notebook `nbs/<notebook>.ipynb` (or a notebook path) with `params` into `out`; the kernel's own output and papermill's log go to `log` (default: `out` as .log)"
+    "Execute stage notebook `nbs/<notebook>.ipynb` (or a notebook path) with `params` into `out` (holding `notebook_lock(out)`); the kernel's own output and papermill's log go to `log` (default: `out` as .log)"
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     src = Path(notebook) if str(notebook).endswith('.ipynb') else nbs_dir()/f'{notebook}.ipynb'
@@ -39,7 +48,7 @@ def run_notebook(notebook: str, out: Path, log: Path | None = None, **params) ->
     os.environ.setdefault('DEEPFAKE_NB_HOME', str(project_root()))
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     plog, level = logging.getLogger('papermill'), logging.getLogger('papermill').level
-    with open(log, 'w') as lf:
+    with notebook_lock(out), open(log, 'w') as lf:
         h = logging.StreamHandler(sys.stderr if verbose() else lf)
         h.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
         plog.addHandler(h); plog.setLevel(logging.INFO)
@@ -96,14 +105,20 @@ def _train_cmd(p: dict) -> list[str]:
     exe = Path(sys.executable).parent/'deepfake-nb'
     return [str(exe) if exe.exists() else 'deepfake-nb', 'train', '--params', json.dumps(p)]
 
-def _run_one(p: dict, force: bool, gpu: str | None, resume: bool = False) -> str:
-    from deepfake_nb.train import run_dir_for
+def _run_one(p: dict, force: bool, gpu: str | None, resume: bool = False, wait: bool = True, say=print) -> str:
+    "Train run `p` in a papermill kernel ('done'), or find it trained by another process meanwhile ('reused'); without `wait`, `LockBusy` when another process is on it"
+    from deepfake_nb.train import run_dir_for, is_complete, run_lock
     rdir = run_dir_for(p)
-    if gpu is None:
-        run_notebook('03_train', rdir/'03_train.ipynb', rdir/'papermill.log', force=force, resume=resume, **p)
-        return 'done'
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu)
-    r = subprocess.run(_train_cmd(p) + (['--force'] if force else []) + (['--resume'] if resume else []), env=env, capture_output=True, text=True)
+    was_complete = is_complete(rdir, p)
+    nb = rdir/'03_train.ipynb'
+    with notebook_lock(nb, None if wait else 0, f"run {p['dataset']}/{rdir.name}", say) as lk:   # another grid (or deepfake-nb train) on this run
+        with run_lock(rdir, wait, say): pass                  # ... or train_run called from Python in another process
+        if is_complete(rdir, p) and not (force and was_complete): return 'reused'
+        if gpu is None:
+            run_notebook('03_train', nb, rdir/'papermill.log', force=force, resume=resume, **p)
+            return 'done'
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu, **{LOCKS_HELD_ENV: str(lk.path)})   # the child executes the notebook under this lock
+        r = subprocess.run(_train_cmd(p) + (['--force'] if force else []) + (['--resume'] if resume else []), env=env, capture_output=True, text=True)
     if r.returncode: raise RuntimeError((r.stderr or r.stdout).strip().splitlines()[-1] if (r.stderr or r.stdout).strip() else f'exit {r.returncode}')
     return 'done'
 
@@ -119,26 +134,36 @@ def run_grid(params_list: list[dict], force=False, jobs=1, progress=True, resume
     t0 = time.time()
     bar = tqdm(total=len(params_list), initial=len(res['skipped']), desc='runs', disable=not progress, file=sys.stdout)
     def _label(p): return f"{p['backbone']}+{p['head']} seed {p['seed']}"
-    def _finish(p, err=None):
+    def _write(msg): tqdm.write(msg, file=sys.stdout)
+    def _finish(p, err=None, status='done'):
         rdir = run_dir_for(p)
-        if err is None: res['done'].append(rdir)
+        if err is None and status == 'reused':
+            res['skipped'].append(rdir); _write(f"{_label(p)}: trained by another process meanwhile; reused ({rdir})")
+        elif err is None: res['done'].append(rdir)
         else:
             res['failed'].append(rdir)
-            tqdm.write(f"FAILED {_label(p)}: {err} (executed notebook: {rdir/'03_train.ipynb'}, log: {rdir/'papermill.log'})", file=sys.stdout)
+            _write(f"FAILED {_label(p)}: {err} (executed notebook: {rdir/'03_train.ipynb'}, log: {rdir/'papermill.log'})")
         bar.update(1); bar.set_postfix_str(f'{_label(p)} {"ok" if err is None else "failed"}; elapsed {time.time()-t0:.0f}s')
-    if jobs <= 1:
-        for p in todo:
-            bar.set_postfix_str(f'running {_label(p)}')
-            try: _run_one(p, force, None, resume); _finish(p)
-            except Exception as e: _finish(p, f'{type(e).__name__}: {_last_line(e)}')
-    else:
-        gpus = visible_gpus()
-        with ThreadPoolExecutor(jobs) as ex:
-            futs = {ex.submit(_run_one, p, force, gpus[i % len(gpus)] if gpus else '', resume): p for i, p in enumerate(todo)}
-            for f in as_completed(futs):
-                p = futs[f]
-                try: f.result(); _finish(p)
-                except Exception as e: _finish(p, f'{type(e).__name__}: {_last_line(e)}')
+    def _outcome(p, result, later):
+        try: status = result()
+        except LockBusy as e:
+            later.append(p); _write(f"{_label(p)}: being trained elsewhere, by {describe_owner(e.owner)}; back to it after the others")
+        except Exception as e: _finish(p, f'{type(e).__name__}: {_last_line(e)}')
+        else: _finish(p, status=status)
+    gpus = visible_gpus() if jobs > 1 else []
+    def _gpu(i): return None if jobs <= 1 else gpus[i % len(gpus)] if gpus else ''
+    def _pass(batch, wait):
+        later = []
+        if jobs <= 1:
+            for p in batch:
+                bar.set_postfix_str(f'{"waiting for" if wait else "running"} {_label(p)}')
+                _outcome(p, lambda: _run_one(p, force, None, resume, wait, _write), later)
+        else:
+            with ThreadPoolExecutor(jobs) as ex:
+                futs = {ex.submit(_run_one, p, force, _gpu(i), resume, wait, _write): p for i, p in enumerate(batch)}
+                for f in as_completed(futs): _outcome(futs[f], f.result, later)
+        return later
+    _pass(_pass(todo, False), True)      # runs another process is training are left for last, then waited for
     bar.close()
     return res
 
@@ -165,9 +190,10 @@ def run_pipeline(dataset=_R.dataset, backbones=_R.backbones, seeds=_R.seeds, hea
     from deepfake_nb.data import identity_warning
     if warning := identity_warning(data_dir('manifests', name + '.csv')): _say(warning)
     p0 = grid[0]
-    nb = run_notebook('02_preprocess', pdir/'02_preprocess.ipynb', dataset=name, frames=p0['frames'], size=p0['size'], detector=p0['detector'],
-                      margin=p0['margin'], num_workers=num_workers)
-    printed = run_section_output(nb)
+    with notebook_lock(pdir/'02_preprocess.ipynb'):          # read back before another process on this home executes it again
+        nb = run_notebook('02_preprocess', pdir/'02_preprocess.ipynb', dataset=name, frames=p0['frames'], size=p0['size'], detector=p0['detector'],
+                          margin=p0['margin'], num_workers=num_workers)
+        printed = run_section_output(nb)
     _say(f"faces: {_line(printed, 'face found') or 'done'} -> {_line(printed, 'face cache:').removeprefix('face cache:').strip() or nb}")
     _say(f'train: {len(grid)} run(s), {" ".join(backbones)} x {" ".join(heads)} x seeds {" ".join(map(str, seeds))}')
     out = run_grid(grid, force=force, jobs=jobs, resume=resume)
@@ -198,9 +224,10 @@ def render_report(dataset='demo', out_html=None) -> Path:
     "Execute `05_report` for `dataset` and convert what follows its parameters to a single HTML file with no code cells"
     from nbconvert import HTMLExporter
     nb_out = reports_dir('report.ipynb')
-    run_notebook('05_report', nb_out, reports_dir('report.log'), dataset=dataset)
+    with notebook_lock(nb_out):                               # read back before another process on this home executes it again
+        run_notebook('05_report', nb_out, reports_dir('report.log'), dataset=dataset)
+        nb = _read_nb(nb_out)
     exp = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, **_offline_template())
-    nb = _read_nb(nb_out)
     nb.cells = run_section(nb)   # the report proper (above the parameters: the title, the Colab cell)
     for c in nb.cells:   # library warnings on stderr belong in the executed notebook, not in the report readers get
         if 'outputs' in c: c.outputs = [o for o in c.outputs if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
@@ -211,8 +238,8 @@ def render_report(dataset='demo', out_html=None) -> Path:
 _EXAMPLES = dict(
     run='deepfake-nb run --dataset demo --backbones mobilenetv2 resnet50 --seeds 0 1\n  deepfake-nb run --config grid.yaml --jobs 2',
     data="deepfake-nb data --dataset demo\n  deepfake-nb data --dataset ffpp --root /data/FaceForensics++ --compression c40\n  deepfake-nb data --dataset folder --root /data/mine --identity-pattern '^([^_]+)_'   # alice_01.mp4 -> identity alice",
-    preprocess='deepfake-nb preprocess --dataset demo --frames 12 --size 160\n  deepfake-nb preprocess --manifest data/manifests/ffpp_c40.csv --detector yunet --detector-model face_detection_yunet_2023mar.onnx --num-workers 4',
-    train='deepfake-nb train --dataset demo --backbone resnet50 --seed 1\n  deepfake-nb train --backbone mobilenetv2 --mode finetune --finetune-layers 30 --augment flip,rotate',
+    preprocess='deepfake-nb preprocess --dataset demo --frames 12 --size 160\n  deepfake-nb preprocess --manifest data/manifests/ffpp_c40.csv --detector yunet --detector-model face_detection_yunet_2023mar.onnx --num-workers 4\n  deepfake-nb preprocess --dataset celebdf --shard 3 --num-shards 16 --features mobilenetv2 resnet50   # one array job of 16 (examples/slurm_preprocess.sh)',
+    train='deepfake-nb train --dataset demo --backbone resnet50 --seed 1\n  deepfake-nb train --backbone mobilenetv2 --mode finetune --finetune-layers 30 --augment flip,rotate\n  TF_CONFIG=... deepfake-nb train --dataset celebdf --worker-timeout 300   # on every worker of a cluster (examples/slurm_train.sh)',
     compare='deepfake-nb compare --dataset demo\n  deepfake-nb compare --dataset demo --threshold-rule eer --n-boot 2000',
     report='deepfake-nb report --dataset demo',
     study='deepfake-nb study --dataset demo\n  deepfake-nb study --dataset celebdf --studies cross_dataset degradations --eval-datasets ffpp_c23 dfdc --degradations jpeg:90,70,50,30 h264:23,30,37',
@@ -282,12 +309,23 @@ def quiet_stderr(log_path):
         sys.stderr.flush(); sys.stderr.close(); sys.stderr = old
         os.dup2(saved, 2); os.close(saved); lf.close()
 
+def _is_chief() -> bool:
+    "Whether this process may write under reports/: not a non-chief worker of a multi-worker `TF_CONFIG` cluster (`models.is_chief`, without importing TensorFlow)"
+    if not os.environ.get('TF_CONFIG'): return True
+    try: cfg = json.loads(os.environ['TF_CONFIG'])
+    except ValueError: return True
+    task, cluster = cfg.get('task') or {}, cfg.get('cluster') or {}
+    if not task or len(cluster.get('worker', [])) + len(cluster.get('chief', [])) <= 1: return True
+    return task.get('type') == 'chief' or (task.get('type') == 'worker' and int(task.get('index', 0)) == 0 and not cluster.get('chief'))
+
 def main(argv=None):
     "Entry point of the `deepfake-nb` command"
     cmd, v, a = parse_command(argv)
     if a.verbose: os.environ['DEEPFAKE_NB_VERBOSE'] = '1'
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    with (contextlib.nullcontext() if verbose() else quiet_stderr(reports_dir('deepfake-nb.log'))):
+    import tempfile
+    log = reports_dir('deepfake-nb.log') if _is_chief() else Path(tempfile.gettempdir())/f'deepfake-nb-worker{os.getpid()}.log'   # a non-chief worker: not under reports/
+    with (contextlib.nullcontext() if verbose() else quiet_stderr(log)):
         try: return _dispatch(cmd, v)
         except DeepfakeNBError as e:
             print(f'deepfake-nb {cmd}: error: {e}', file=sys.stderr); return 2
@@ -304,12 +342,19 @@ def _dispatch(cmd: str, v: dict) -> int:
         _show(run_notebook('01_data', reports_dir('pipeline', name, '01_data.ipynb'), **v))
     elif cmd == 'preprocess':
         name = v['dataset'] or (Path(v['manifest']).stem if v['manifest'] else 'demo')
-        _show(run_notebook('02_preprocess', reports_dir('pipeline', name, '02_preprocess.ipynb'), **v))
+        out = '02_preprocess.ipynb' if v['num_shards'] == 1 else f"02_preprocess.shard{v['shard']}of{v['num_shards']}.ipynb"   # shards run at once
+        _show(run_notebook('02_preprocess', reports_dir('pipeline', name, out), **v))
     elif cmd == 'train':
         from deepfake_nb.train import run_params, run_dir_for
         p = run_params(**{k: v[k] for k in RUN_SETTINGS})
         rdirs = [run_dir_for(run_params(**dict(p, seed=s))) for s in (v['seeds'] or [p['seed']])]
-        run_notebook('03_train', rdirs[0]/'03_train.ipynb', rdirs[0]/'papermill.log', force=v['force'], resume=v['resume'], seeds=v['seeds'], **p)
+        if not _is_chief():   # another worker of a multi-worker cluster: it trains with the chief, in this process; only the chief writes under reports/
+            from deepfake_nb.train import train_seeds, worker_name
+            train_seeds(v['seeds'] or [p['seed']], force=v['force'], resume=v['resume'], worker_timeout=v['worker_timeout'], **p)
+            print(f"{worker_name()}: trained with the chief, which writes the run directory:", *rdirs, sep='\n')
+            return 0
+        run_notebook('03_train', rdirs[0]/'03_train.ipynb', rdirs[0]/'papermill.log', force=v['force'], resume=v['resume'], seeds=v['seeds'],
+                     worker_timeout=v['worker_timeout'], **p)
         print(*rdirs, sep='\n')
     elif cmd == 'compare':
         run_notebook('04_compare', reports_dir('compare', v['dataset'], '04_compare.ipynb'), **v)

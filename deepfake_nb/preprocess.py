@@ -332,14 +332,20 @@ def _error_text(path, e) -> str:
     msg = f'{type(e).__name__}: {e}'
     return msg if str(path) in msg else f'{path}: {msg}'
 
-def _work(job) -> dict:
+def _entry_lock(out: Path) -> Path: return Path(out).parent/f'.{Path(out).name}.lock'   # beside the entry, removed once written
+
+def _work(job, wait=True) -> dict | None:
+    "Crop one video into its cache entry, holding the entry's lock; None (without `wait`) when another process is writing that entry"
     vid, path, out, params, key, reuse = job
-    if reuse and out.exists() and (s := _cached_summary(out, key)) is not None:   # another process may have written it meanwhile
-        return dict(video_id=vid, cached=True, error='', **s)
-    try: rec = preprocess_video(path, **params)
-    except Exception as e: return dict(video_id=vid, cached=False, error=_error_text(path, e), frames=0, faces_found=0, n_frames=0)
-    save_faces(out, dict(rec, prep_key=np.array(key), prep_version=np.array(PREP_VERSION)))
-    return dict(video_id=vid, cached=False, error='', **_summary(rec))
+    try:
+        with file_lock(_entry_lock(out), timeout=None if wait else 0, say=None):
+            if reuse and out.exists() and (s := _cached_summary(out, key)) is not None:   # another process has written it meanwhile
+                return dict(video_id=vid, cached=True, error='', **s)
+            try: rec = preprocess_video(path, **params)
+            except Exception as e: return dict(video_id=vid, cached=False, error=_error_text(path, e), frames=0, faces_found=0, n_frames=0)
+            save_faces(out, dict(rec, prep_key=np.array(key), prep_version=np.array(PREP_VERSION)))
+            return dict(video_id=vid, cached=False, error='', **_summary(rec))
+    except LockBusy: return None
 
 def _init_worker():
     cv2.setNumThreads(1)   # one process per core: no thread oversubscription
@@ -379,11 +385,15 @@ def preprocess_manifest(manifest_path, frames=12, size=160, detector='haar', mar
         else: done.append(dict(video_id=j[0], cached=True, error='', **s))
     jobs = rest
     bar = dict(total=len(jobs), desc=f'faces ({detector})', disable=not progress or not jobs)
-    if num_workers > 1 and len(jobs) > 1:
-        import deepfake_nb.preprocess as mod   # workers import the package's functions (a notebook's own copies cannot be pickled)
-        with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'), initializer=mod._init_worker) as ex:
-            rows = list(tqdm(ex.map(mod._work, jobs, chunksize=max(1, min(8, len(jobs)//(8*num_workers)))), **bar))
-    else: rows = [_work(j) for j in tqdm(jobs, **bar)]
+    def run(jobs, wait, bar):
+        if num_workers > 1 and len(jobs) > 1:
+            import deepfake_nb.preprocess as mod   # workers import the package's functions (a notebook's own copies cannot be pickled)
+            with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'), initializer=mod._init_worker) as ex:
+                return list(tqdm(ex.map(mod._work, jobs, [wait]*len(jobs), chunksize=max(1, min(8, len(jobs)//(8*num_workers)))), **bar))
+        return [_work(j, wait) for j in tqdm(jobs, **bar)]
+    rows = run(jobs, False, bar)                  # entries another process is writing (a second job on this cache) are left for later...
+    busy = [j for j, r in zip(jobs, rows) if r is None]
+    if busy: rows = [r for r in rows if r is not None] + run(busy, True, dict(bar, total=len(busy)))   # ...then waited for and read
     summ = pd.DataFrame(done + rows, columns=['video_id', 'cached', 'error', 'frames', 'faces_found', 'no_face_frames', 'no_face_fill', 'n_frames'])
     summ['error'] = summ.error.fillna('')
     summ = todo[['video_id', 'label', 'split']].merge(summ, on='video_id')

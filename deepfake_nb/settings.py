@@ -82,6 +82,8 @@ SETTINGS = [
     _S('num_workers', 'int', 1, "processes decoding videos in parallel", 'preprocess run'),
     _S('shard', 'int', 0, "this job's share of the videos: shard i of num_shards (cluster array jobs)", 'preprocess'),
     _S('num_shards', 'int', 1, "how many shards the videos are split into", 'preprocess'),
+    _S('features', 'words', '', "backbones whose frozen features this job also extracts, for its shard of the videos (merged into the feature cache once every shard has them); empty: faces only", 'preprocess'),
+    _S('weights', 'str', 'auto', "with features: the backbones' weights, as in training: 'auto', 'imagenet', a weights file, None or 'random-highpass'", 'preprocess', none_ok=True),
     _S('epochs', 'int', 30, "maximum epochs (early stopping on val loss)", 'train studies run'),
     _S('batch_size', 'int', 16, "videos per batch and replica", 'train run'),
     _S('lr', 'float', 1e-3, "Adam learning rate of the head", 'train run'),
@@ -108,6 +110,7 @@ SETTINGS = [
     _S('seeds', 'ints', None, "a list of seeds trains one run per seed (overrides seed)", 'train', none_ok=True),
     _S('force', 'bool', False, "retrain even when a complete run with these parameters exists", 'train run pipeline'),
     _S('resume', 'bool', False, "go on from the last epoch checkpoint of an interrupted run (same parameters) instead of starting over", 'train run'),
+    _S('worker_timeout', 'int', 120, "multi-worker training (TF_CONFIG): seconds a worker may be missing (not started yet, or silent) before the others stop with an error", 'train'),
     _S('jobs', 'int', 1, "papermill processes at once (each pinned to one GPU when several are visible)", 'run pipeline'),
     _S('report', 'bool', True, "render reports/report.html after the comparison", 'run'),
     # the comparison (04_compare)
@@ -153,7 +156,7 @@ def defaults(stage: str) -> AttrDict:
     "{name: default} of every setting of `stage` (also as attributes: `defaults('train').epochs`)"
     return AttrDict({s.name: default_value(s) for s in stage_settings(stage)})
 
-RUN_SETTINGS = tuple(s.name for s in stage_settings('train') if s.name not in ('seeds', 'force', 'resume', 'drive_root'))   # run_params' arguments
+RUN_SETTINGS = tuple(s.name for s in stage_settings('train') if s.name not in ('seeds', 'force', 'resume', 'worker_timeout', 'drive_root'))   # run_params' arguments
 STUDY_SETTINGS = tuple(s.name for s in stage_settings('studies') if s.name != 'drive_root')                                  # run_studies' arguments
 
 # %% ../nbs/lib/01_settings.ipynb #80c9b9ac

@@ -15,9 +15,10 @@ from .metrics import classification_metrics, youden_threshold
 
 # %% auto #0
 __all__ = ['LR_SCHEDULES', 'PRESETS', 'MODES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for',
-           'array_dataset', 'epoch_batches', 'resumable_fit', 'fit_head', 'get_preset', 'presets_table', 'run_params',
-           'run_id', 'run_dir_for', 'is_complete', 'video_dataset', 'fit_finetune', 'manifest_for', 'rerun_command',
-           'train_run', 'train_seeds', 'train_demo_runs']
+           'nonfinite_message', 'nonfinite_stop', 'array_dataset', 'epoch_batches', 'resumable_fit', 'fit_head',
+           'get_preset', 'presets_table', 'run_params', 'run_id', 'run_dir_for', 'is_complete', 'video_dataset',
+           'fit_finetune', 'cluster_size', 'multiworker', 'worker_name', 'multiworker_strategy', 'worker_lost_message',
+           'manifest_for', 'rerun_command', 'train_seeds', 'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -43,6 +44,31 @@ def class_weight_for(cw, y) -> dict | None:
     if cw == 'balanced': return balanced_class_weight(y)
     return None if cw is None else {int(k): v for k, v in cw.items()}
 
+# %% ../nbs/lib/06_train.ipynb #h21nan02
+def nonfinite_message(what, value, epoch, stage='head', lr=None, policy='float32') -> str:
+    "The error of a fit whose `what` (loss, val_loss) became `value` at `epoch`: the likely cause and the fix"
+    flag = '--finetune-lr' if stage == 'finetune' else '--lr'
+    lower = f"a lower learning rate ({flag}{'' if lr is None else f', now {lr:g}; try {lr/10:g}'})"
+    head = f"{stage} stage: {what} is {value} at epoch {epoch} (precision {policy}); the model diverged. "
+    if policy == 'mixed_float16':
+        return head + (f"Under mixed precision this is most likely a float16 overflow: rerun with --mixed-precision float32 "
+                       f"(mixed_precision=False); if it diverges in float32 too, use {lower}.")
+    return head + f"Most likely the learning rate is too high: rerun with {lower}; also check the inputs for NaN or infinite values."
+
+def nonfinite_stop():
+    "A callback raising `DeepfakeNBError` (see `nonfinite_message`) at the end of the first epoch whose training or validation loss is NaN or infinite"
+    import keras
+    class NonFiniteLossStop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            bad = [(k, float(v)) for k, v in (logs or {}).items() if k in ('loss', 'val_loss') and not np.isfinite(float(v))]
+            if not bad: return
+            self.model.stop_training = True
+            try: lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            except Exception: lr = None
+            stage = 'finetune' if self.model.name.endswith('_finetune') else 'head'
+            raise DeepfakeNBError(nonfinite_message(*bad[0], epoch, stage, lr, self.model.dtype_policy.name))
+    return NonFiniteLossStop()
+
 # %% ../nbs/lib/06_train.ipynb #a87eed84
 LR_SCHEDULES = ('plateau', 'cosine', 'none')
 
@@ -61,7 +87,7 @@ def _optimizer(lr, lr_schedule, epochs, steps_per_epoch):
 
 def _callbacks(patience, lr_schedule):
     import keras
-    cb = [keras.callbacks.EarlyStopping('val_loss', patience=patience, restore_best_weights=True)]
+    cb = [nonfinite_stop(), keras.callbacks.EarlyStopping('val_loss', patience=patience, restore_best_weights=True)]
     if lr_schedule == 'plateau': cb.append(keras.callbacks.ReduceLROnPlateau('val_loss', factor=0.5, patience=max(1, patience // 2), min_lr=1e-7))
     return cb
 
@@ -308,6 +334,117 @@ def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, fr
                          video_dataset(face_dir, ids_va, yva, gb), epochs, None, patience, lr_schedule, class_weight_for(class_weight, ytr),
                          verbose, checkpoint_dir, resume, strategy)
 
+# %% ../nbs/lib/06_train.ipynb #mw210002
+import os, contextlib
+def _cluster() -> dict:
+    try: return json.loads(os.environ.get('TF_CONFIG') or '{}')
+    except ValueError: raise DeepfakeNBError(f"TF_CONFIG is not JSON: {os.environ['TF_CONFIG'][:200]!r}; see examples/slurm_train.sh for its form") from None
+
+def cluster_size() -> int:
+    "How many workers (chief included) the `TF_CONFIG` cluster has; 0 without one"
+    c = _cluster().get('cluster', {})
+    return len(c.get('worker', [])) + len(c.get('chief', []))
+
+def multiworker(distribute='auto') -> bool:
+    "Whether a run with this `distribute` setting trains with `MultiWorkerMirroredStrategy` (a `TF_CONFIG` cluster of several workers, or asked for)"
+    return distribute == 'multiworker' or (distribute == 'auto' and cluster_size() > 1)
+
+def worker_name() -> str:
+    "This process's task in the `TF_CONFIG` cluster ('worker 1', 'chief 0'), or 'single process'"
+    t = _cluster().get('task') or {}
+    return f"{t.get('type', 'worker')} {int(t.get('index', 0))}" if t else 'single process'
+
+def _keras_multiworker_fixes():
+    """Mend, once, two defects of Keras 3's TensorFlow trainer under `MultiWorkerMirroredStrategy` (keras-team/keras#20585): it builds a model
+    from `strategy.reduce` of a whole batch structure, which that strategy refuses (here: from the dataset's element spec), and it averages each step's logs with `axis=0`, which fails on scalars"""
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as T
+    if getattr(T, '_deepfake_nb_multiworker', False): return
+    reduce, build = T.reduce_per_replica, T.TensorFlowTrainer._maybe_symbolic_build
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ('auto', 'mean') and T._collective_all_reduce_multi_worker(strategy):   # the mean over every replica, element by element
+            return tree.map_structure(lambda v: strategy.reduce('MEAN', v, axis=None) if T._is_per_replica_instance(v) else v, values)
+        return reduce(values, strategy, reduction)
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None or not T._collective_all_reduce_multi_worker(self._distribute_strategy):
+            return build(self, iterator, data_batch)
+        if iterator is not None: data_batch = iterator.data_adapter.get_tf_dataset().element_spec   # shapes only: drawing a batch would advance a reshuffling dataset
+        with self.distribute_strategy.scope(): self._symbolic_build(data_batch=data_batch)
+    T.reduce_per_replica, T.TensorFlowTrainer._maybe_symbolic_build, T._deepfake_nb_multiworker = reduce_per_replica, _maybe_symbolic_build, True
+
+def _coordinate(timeout):
+    "Have TensorFlow's coordination service wait `timeout` s for every worker to join, and declare a worker lost after `timeout` s without its heartbeat"
+    from tensorflow.python.eager import context
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2 as cc
+    import tensorflow as tf
+    ctx = context.context()
+    if ctx.coordination_service is not None: return
+    spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    ms = int(timeout * 1000)
+    ctx.configure_coordination_service('standalone', multi_worker_util.coordination_leader(spec), cluster_register_timeout_in_ms=ms, heartbeat_timeout_in_ms=ms,
+                                       coordinated_jobs=[cc.CoordinatedJob(name=j, num_tasks=spec.num_tasks(j)) for j in ('chief', 'worker') if j in spec.jobs])
+    ctx._coordination_service_config.cluster_register_with_barrier = True   # the start waits for everyone, `timeout` at most
+
+_MULTIWORKER = {}
+def multiworker_strategy(worker_timeout=120):
+    "This process's `MultiWorkerMirroredStrategy` (one per process), made before any other TensorFlow op; workers wait `worker_timeout` s for one another (see above)"
+    import tensorflow as tf
+    from . import models
+    if 'strategy' not in _MULTIWORKER:
+        s = models._STRATEGIES.get('MultiWorkerMirroredStrategy')     # made already by models.make_strategy
+        if s is None:
+            if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout < 10:
+                raise DeepfakeNBError(f"worker_timeout={worker_timeout!r} must be a number of seconds, at least 10 (TensorFlow's heartbeats are seconds apart)")
+            if cluster_size() > 1:
+                try: _coordinate(worker_timeout)
+                except Exception as e: print(f"note: TensorFlow's coordination service could not be configured ({type(e).__name__}: {e}); its own timeouts apply")
+            try: s = tf.distribute.MultiWorkerMirroredStrategy()
+            except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+                c = _cluster().get('cluster', {})
+                raise DeepfakeNBError(f"{worker_name()}: not every worker of the TF_CONFIG cluster ({', '.join(c.get('chief', []) + c.get('worker', []))}) joined within "
+                                      f"worker_timeout={worker_timeout} s. Start the same `deepfake-nb train` command on every worker, each with its own task index, "
+                                      f"check that these addresses are reachable from every node, or give a longer --worker-timeout "
+                                      f"(TensorFlow: {str(e).strip().splitlines()[0][:200]})") from None
+            models._STRATEGIES['MultiWorkerMirroredStrategy'] = s
+        _keras_multiworker_fixes()
+        _MULTIWORKER['strategy'] = s
+    return _MULTIWORKER['strategy']
+
+def worker_lost_message(error, worker_timeout=120) -> str:
+    "The message of a multi-worker run whose collectives failed with TensorFlow `error` (a worker gone): which worker, why, and how to go on"
+    import re
+    text, t = str(error), _cluster().get('task') or {}
+    me = f"/job:{t.get('type')}/replica:0/task:{t.get('index')}"
+    tasks = [x for x in dict.fromkeys(re.findall(r'/job:\w+/replica:\d+/task:\d+', text)) if x != me]
+    who = f"{'worker' if len(tasks) == 1 else 'workers'} {', '.join(tasks)}" if tasks else 'another worker'
+    first = re.sub(r'\{\{[^}]*\}\}\s*', '', next((l.strip() for l in text.splitlines() if l.strip()), type(error).__name__))
+    return (f"multi-worker training stopped on {worker_name()}: {who} stopped responding (killed, crashed, out of memory or its node lost; "
+            f"a silent worker is given worker_timeout={worker_timeout} s). Every worker must run to the end. Start every worker again with the same "
+            f"command and --resume: they go on from the chief's last epoch checkpoint (a longer --worker-timeout tolerates slow nodes). TensorFlow: {first[:300]}")
+
+@contextlib.contextmanager
+def _worker_scope(rdir, resume=False, mw=False, worker_timeout=120):
+    "Yields the epoch-checkpoint folder: the chief's in its run directory (made ready), another worker's in a scratch folder of its own, removed at the end; a lost worker becomes `DeepfakeNBError`"
+    import tensorflow as tf, shutil, tempfile
+    scratch = None
+    if is_chief():
+        rdir.mkdir(parents=True, exist_ok=True)
+        (rdir/'complete.json').unlink(missing_ok=True)    # from here on the directory is a run in progress (with checkpoint/)
+        ckpt = rdir/'checkpoint'
+        if not resume: shutil.rmtree(ckpt, ignore_errors=True)
+    else:                                                 # nothing under reports/: the chief's checkpoint is read (to resume), never written
+        scratch = Path(tempfile.mkdtemp(prefix=f"deepfake_nb-{worker_name().replace(' ', '')}-"))
+        ckpt = scratch/'checkpoint'
+        if resume and (rdir/'checkpoint').is_dir(): shutil.copytree(rdir/'checkpoint', ckpt)
+    try: yield ckpt
+    except tf.errors.OpError as e:
+        if mw and (isinstance(e, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError, tf.errors.CancelledError))
+                   or 'ollective' in str(e)): raise DeepfakeNBError(worker_lost_message(e, worker_timeout)) from None
+        raise
+    finally:
+        if scratch is not None: shutil.rmtree(scratch, ignore_errors=True)
+
 # %% ../nbs/lib/06_train.ipynb #d99c6732
 def manifest_for(dataset) -> Path:
     "The manifest of `dataset` (the demo's is built when missing)"
@@ -330,12 +467,14 @@ def _check_splits(df, where, fix):
             have = 'no videos' if not labs else f"only {'real' if labs == [0] else 'fake'} videos"
             raise DeepfakeNBError(f"{where}: split '{s}' has {have}; training needs real and fake videos in train, val and test. {fix}")
 
-def train_run(force=False, verbose=0, resume=False, **kw) -> Path:
-    "Train one run (see `run_params` for the settings) and write its run directory; reuse it when complete; `resume`: go on from the last epoch checkpoint"
+def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -> Path:
+    "The work of `train_run` (below), done while it holds the run directory's lock"
     import tensorflow as tf, shutil
     params = run_params(**kw)
     rdir = run_dir_for(params)
     if is_complete(rdir, params) and not force: return rdir
+    mw = multiworker(params['distribute'])
+    if mw: multiworker_strategy(worker_timeout)      # first: before any other TensorFlow op of this process (make_strategy then finds it)
     t0 = time.time()
     mpath = manifest_for(params['dataset'])
     df = load_manifest(mpath)
@@ -366,12 +505,8 @@ def train_run(force=False, verbose=0, resume=False, **kw) -> Path:
             Xtr, ytr = np.concatenate([Xtr, Xa]), np.concatenate([ytr, y[tr]]); cache_keys['augmented'].append(ainfo['cache_key'])
     t_aug = time.time()
     if params['deterministic']: tf.config.experimental.enable_op_determinism()
-    rdir.mkdir(parents=True, exist_ok=True)
-    (rdir/'complete.json').unlink(missing_ok=True)    # from here on the directory is a run in progress (with checkpoint/)
-    ckpt = rdir/'checkpoint'
-    if not resume: shutil.rmtree(ckpt, ignore_errors=True)
     resumed = {}
-    with compute_setup(params['mixed_precision'], params['distribute']) as cs:
+    with _worker_scope(rdir, resume, mw, worker_timeout) as ckpt, compute_setup(params['mixed_precision'], 'multiworker' if mw else params['distribute']) as cs:
         hp = dict(head=params['head'], units=params['units'], dropout=params['dropout'], epochs=params['epochs'], batch_size=params['batch_size'],
                   patience=params['patience'], class_weight=params['class_weight'], seed=params['seed'], verbose=verbose,
                   lr_schedule=params['lr_schedule'], strategy=cs['strategy'])
@@ -435,10 +570,33 @@ def train_run(force=False, verbose=0, resume=False, **kw) -> Path:
     save_json(dict(params=params, run_id=info['run_id']), rdir/'complete.json')
     return rdir
 
-def train_seeds(seeds=(0,), force=False, verbose=0, resume=False, **kw) -> list[Path]:
+def train_seeds(seeds=(0,), force=False, verbose=0, resume=False, worker_timeout=120, **kw) -> list[Path]:
     "One run per seed in `seeds` (same settings otherwise)"
-    return [train_run(force=force, verbose=verbose, resume=resume, **dict(kw, seed=int(s))) for s in seeds]
+    return [train_run(force=force, verbose=verbose, resume=resume, worker_timeout=worker_timeout, **dict(kw, seed=int(s))) for s in seeds]
 
 def train_demo_runs(backbones=('mobilenetv2', 'resnet50'), **kw) -> list[Path]:
     "The demo's runs, one per backbone (reused when complete)"
     return [train_run(dataset='demo', backbone=b, **kw) for b in backbones]
+
+# %% ../nbs/lib/06_train.ipynb #h21lock02
+def run_lock_path(rdir) -> Path:
+    "The lock file of run directory `rdir`: beside it, hidden (`.<run_id>.lock`), so the directory itself holds only the run"
+    rdir = Path(rdir); return rdir.parent/f'.{rdir.name}.lock'
+
+def run_lock(rdir, wait=True, say=print):
+    "Hold the lock of run directory `rdir` (`core.file_lock`): `wait` True waits for the process training it, False does not (`LockBusy` names that process: host, pid, since when), a number waits that many seconds"
+    timeout = None if wait is True or wait is None else 0 if wait is False else float(wait)
+    return file_lock(run_lock_path(rdir), timeout=timeout, what=f'run {Path(rdir).parent.name}/{Path(rdir).name}', say=say)
+
+def train_run(force=False, verbose=0, resume=False, wait=True, worker_timeout=120, **kw) -> Path:
+    "Train one run (see `run_params` for the settings) and write its run directory; reuse it when complete; `resume`: go on from the last epoch checkpoint; `wait`: see `run_lock`"
+    params = run_params(**kw)
+    rdir = run_dir_for(params)
+    was_complete = is_complete(rdir, params)
+    if was_complete and not force: return rdir
+    if not is_chief(): return _train_run(force, verbose, resume, worker_timeout, **kw)   # multi-worker: the chief holds the lock for the cluster
+    with run_lock(rdir, wait) as lk:
+        if is_complete(rdir, params) and not (force and was_complete):    # another process trained it while this one waited
+            if lk.owner: print(f"run {rdir.name}: trained meanwhile by {describe_owner(lk.owner)}; reusing it")
+            return rdir
+        return _train_run(force, verbose, resume, worker_timeout, **kw)

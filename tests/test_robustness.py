@@ -362,6 +362,40 @@ def test_training_killed_then_resumed_from_its_checkpoint(ref, tmp_path, monkeyp
     assert load_json(rdir/'metrics.json')['test']['roc_auc'] == pytest.approx(load_json(ref['rdir']/'metrics.json')['test']['roc_auc'])
 
 
+def test_run_killed_while_another_process_waits_is_taken_over_and_resumed(ref, tmp_path):
+    "Process A trains a run; B (the same run, resume=True) waits for its lock; A is SIGKILLed mid-training: B says it takes over and finishes the run"
+    import deepfake_nb.train as T
+    home = tmp_path/'home'
+    _copy_data(ref['home'], home)
+    with home_at(home): rdir = T.run_dir_for(T.run_params(**RUN))
+    code_a = f'''
+        import time, keras, deepfake_nb.train as T
+        class Stall(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 2: time.sleep(600)                  # stalls before epoch 2's checkpoint: the last one is epoch 1's
+        cbs = T._callbacks
+        T._callbacks = lambda *a, **k: cbs(*a, **k) + [Stall()]
+        T.train_run(**{RUN!r})
+    '''
+    state = rdir/'checkpoint'/'head'/'state.json'
+    a = _spawn(home, code_a, tmp_path/'a.log')
+    t0 = time.time()
+    while not (state.exists() and load_json(state)['epoch'] >= 1):
+        assert a.poll() is None and time.time()-t0 < 240, (tmp_path/'a.log').read_text()[-3000:]
+        time.sleep(0.1)
+    log_b = tmp_path/'b.log'
+    b = subprocess.Popen([PY, '-u', '-c', f'import deepfake_nb.train as T; T.train_run(resume=True, **{RUN!r})'], env=_env(home), cwd=REPO,
+                         stdout=open(log_b, 'w'), stderr=subprocess.STDOUT, start_new_session=True)
+    _kill_when(a, lambda: 'waiting for run tiny/' in log_b.read_text(), tmp_path/'a.log')   # B is blocked on A's lock: now kill A
+    assert b.wait(300) == 0, log_b.read_text()[-3000:]
+    out = log_b.read_text()
+    assert f'in use by pid {a.pid} on host' in out and f'taking over the lock left by pid {a.pid}' in out and 'no longer running' in out, out[-3000:]
+    assert T.is_complete(rdir) and not (rdir/'checkpoint').exists() and not T.run_lock_path(rdir).exists()
+    assert load_json(rdir/'params.json')['resumed'] == {'head': 2}                 # B went on from A's last checkpoint (epoch 1)
+    h, h0 = pd.read_csv(rdir/'history.csv'), pd.read_csv(ref['rdir']/'history.csv')
+    np.testing.assert_allclose(h.val_loss, h0.val_loss, rtol=1e-6)               # the same run an uninterrupted process makes
+
+
 # ---------------------------------------------------------------- two processes at once
 
 def test_two_processes_preprocess_and_extract_at_once(ref, tmp_path):
