@@ -107,10 +107,12 @@ def find_run(run_dir='', dataset='demo') -> Path:
     return max(runs, key=val_auc)
 
 def demo_run(backbone='mobilenetv2') -> Path:
-    "A complete demo run of `backbone` (the first found), trained with the default settings when there is none"
-    for d in sorted(reports_dir('runs', 'demo').glob(f'{backbone}-*')):
-        if (d/'complete.json').exists() and (d/'model.keras').exists() and load_json(d/'params.json').get('backbone') == backbone: return d
-    from deepfake_nb.train import train_run
+    "A complete frozen demo run of `backbone`: the one of the default settings when it exists, else the first found, else trained with the defaults"
+    from deepfake_nb.train import train_run, run_params, run_dir_for
+    default = run_dir_for(run_params(dataset='demo', backbone=backbone))
+    for d in [default] + sorted(reports_dir('runs', 'demo').glob(f'{backbone}-*')):
+        if (d/'complete.json').exists() and (d/'model.keras').exists() and load_json(d/'params.json').get('backbone') == backbone \
+           and load_json(d/'params.json').get('mode', 'frozen') == 'frozen': return d
     print(f'no complete demo run of {backbone}: training one (about a minute on a laptop CPU)')
     return train_run(dataset='demo', backbone=backbone)
 
