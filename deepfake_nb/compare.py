@@ -530,8 +530,8 @@ def compare_runs(run_dirs, out_dir=None, alpha: float = 0.05, n_boot: int = 1000
     labels = _run_labels([r['params'] for r in runs]); run_ids = [r['params']['run_id'] for r in runs]
     groups, clusters = identity_clusters(runs, vids, cluster, labels=y)
     boot_groups = groups if clusters.get('bootstrap_clustered') else None
-    for key in ['warning', 'reason']:
-        if key in clusters and (key == 'warning' or clusters.get('every_video_own_cluster')): warns.append(clusters[key])
+    if 'warning' in clusters: warns.append(clusters['warning'])
+    if clusters.get('every_video_own_cluster'): warns.append(clusters['reason'])
     if w := _weights_warning(runs, labels): warns.append(w)
     per_run, models = map(list, zip(*[_run_record(r, lab, y, vids, boot_groups, threshold_rule, warns, n_boot, seed, level) for r, lab in zip(runs, labels)]))
     mh = sorted({str(r['params'].get('manifest_hash')) for r in runs})
