@@ -66,6 +66,7 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(),
     include_package_data = True,
+    package_data = {cfg['lib_path']: ['assets/*']},      # deepfake_nb: the YuNet model and its licence (MANIFEST.in puts them in the sdist)
     install_requires = requirements,
     extras_require=extras,
     dependency_links = cfg.get('dep_links','').split(),

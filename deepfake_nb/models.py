@@ -14,10 +14,11 @@ try: import keras
 except ImportError: keras = None
 
 # %% auto #0
-__all__ = ['BACKBONES', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_VERSION', 'HEADS', 'FLOAT16_FEATURE_RMS', 'Backbone',
-           'get_backbone', 'resnet18', 'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images',
-           'saved_init_key', 'backbone_for_key', 'build_backbone', 'bn_input_mean_agreement', 'augment_settings',
-           'augment_video', 'gpu_details', 'precision_policy', 'is_chief', 'make_strategy', 'compute_setup',
+__all__ = ['BACKBONES', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_LAYERS', 'BLOCK_STRIDES', 'FEATURE_VERSION', 'HEADS',
+           'FLOAT16_FEATURE_RMS', 'Backbone', 'get_backbone', 'resnet18', 'resnext50', 'meso4', 'load_legacy_h5',
+           'meso4_classifier', 'load_images', 'saved_init_key', 'backbone_for_key', 'build_backbone',
+           'bn_input_mean_agreement', 'augment_settings', 'augment_video', 'gpu_details', 'precision_policy',
+           'is_chief', 'make_strategy', 'compute_setup', 'check_feature_layers', 'block_layer_names', 'feature_model',
            'feature_cache_path', 'extract_features', 'backbone_for_features', 'feature_scale', 'cached_features',
            'feature_shard_path', 'extract_feature_shard', 'merge_feature_shards', 'check_head', 'floor_std',
            'build_head', 'set_trainable_tail', 'keep_float32', 'backbone_needs_float32', 'build_finetune_model']
@@ -386,10 +387,119 @@ def compute_setup(mixed_precision='auto', distribute='auto'):
     try: yield dict(strategy=strategy, strategy_name=name, replicas=int(strategy.num_replicas_in_sync), policy=policy, gpus=gpu_details())
     finally: k.mixed_precision.set_global_policy(old)
 
+# %% ../nbs/lib/04_models.ipynb #e4ce00d7
+FEATURE_LAYERS = ('final', 'blocks')
+BLOCK_STRIDES = (8, 16)
+_BLOCK_RECORD = ('feature_layers', 'block_layers', 'block_strides', 'block_dims', 'block_scales')
+
+def check_feature_layers(feature_layers) -> str:
+    "`feature_layers` if it is 'final' or 'blocks', else an error naming both"
+    if feature_layers not in FEATURE_LAYERS:
+        raise DeepfakeNBError(f"feature_layers={feature_layers!r}: use 'final' (the backbone's pooled final-layer features) or 'blocks' "
+                              f"(the pooled outputs of its last blocks at strides {BLOCK_STRIDES} and its final features, concatenated)")
+    return feature_layers
+
+def _layer_stride(op) -> int:
+    "How much `op` downsamples: its `strides` (convolutions, pooling), the product over a nested Sequential, its own graph's for a nested model, else 1"
+    k = _keras()
+    if isinstance(op, k.Sequential): return int(np.prod([_layer_stride(l) for l in op.layers]))
+    if isinstance(op, k.Model):
+        st, _ = _graph_strides(op)
+        return max(st[o._keras_history.operation.name] for o in op.outputs)
+    s = getattr(op, 'strides', None)
+    if s is None: return 1
+    return int(s[0] if isinstance(s, (tuple, list)) else s)
+
+def _graph_strides(model):
+    "(stride of each operation's output relative to the input, parents of each operation) in the graph of a functional `model`"
+    names, mine = {o.name for o in model.operations}, getattr(model, '_nodes', None)    # the keys of this graph's nodes (a layer may be in others)
+    parents, st = {}, {}
+    for o in model.operations:                               # in graph order (by depth): parents first
+        ps = [t._keras_history.operation.name for i, n in enumerate(o._inbound_nodes) if mine is None or f'{id(o)}_ib-{i}' in mine
+              for t in _keras().tree.flatten(n.input_tensors)]
+        parents[o.name] = list(dict.fromkeys(p for p in ps if p in names))
+        st[o.name] = max([st[p] for p in parents[o.name]] or [1]) * _layer_stride(o)
+    return st, parents
+
+def _blocks(model, strides=BLOCK_STRIDES) -> list[tuple[int, str]]:
+    "(stride, operation name) of the block outputs of `model` at each of `strides` that it has"
+    st, parents = _graph_strides(model)
+    children = {n: [] for n in st}
+    for n, ps in parents.items():
+        for p in ps: children[p].append(n)
+    sources = [n for n, ps in parents.items() if not ps]
+    sink = model.outputs[0]._keras_history.operation.name
+    def on_every_path(v):                                    # removing v disconnects the output from the inputs
+        seen = {v, *sources}; stack = [s for s in sources if s != v]
+        while stack:
+            n = stack.pop()
+            if n == sink: return False
+            for c in children[n]:
+                if c not in seen: seen.add(c); stack.append(c)
+        return True
+    out = []
+    for s in strides:
+        for o in reversed(model.operations):
+            if st[o.name] == s and len(o.output.shape) == 4 and not isinstance(o, _keras().layers.ZeroPadding2D) and on_every_path(o.name):
+                out.append((s, o.name)); break
+    return out
+
+def block_layer_names(model, strides=BLOCK_STRIDES) -> list[str]:
+    """The outputs of `model`'s blocks at `strides` (8 and 16: a quarter and a half of the way down a stride-32 backbone): for each stride, the
+    last operation in graph order whose 4-D output has that stride relative to the input (the `strides` of convolutions and pooling multiplied
+    along the graph, so the choice does not depend on the input size) and through which every path from input to output passes (a block's
+    output, not a branch inside an Inception module or a squeeze-excite gate), zero padding excepted. A backbone without such an output at
+    some stride gives fewer blocks: Meso-4 pools by 2, 2, 2 and 4, so it has a stride-8 block and none at stride 16."""
+    return [n for _, n in _blocks(model, strides)]
+
+def _probe_images(size, n=8, seed=0) -> np.ndarray:
+    "A fixed batch of synthetic images with a natural (1/f) amplitude spectrum, RGB 0..255 float32 `(n, size, size, 3)`: calibration independent of any data set"
+    rng = np.random.default_rng(seed)
+    f = np.sqrt(np.fft.fftfreq(size)[:, None]**2 + np.fft.fftfreq(size)[None, :]**2)
+    z = np.fft.ifft2(np.fft.fft2(rng.normal(size=(n, 3, size, size)), axes=(-2, -1)) / np.maximum(f, 1/size), axes=(-2, -1)).real
+    z = (z - z.mean(axis=(1, 2, 3), keepdims=True)) / z.std(axis=(1, 2, 3), keepdims=True)
+    return np.clip(128 + 48*z, 0, 255).transpose(0, 2, 3, 1).astype(np.float32)
+
+def feature_model(backbone: str, backbone_model, feature_layers='final', block_scales=None):
+    """The frozen-feature model of `feature_layers`: 'final' gives `backbone_model` itself (its pooled final features); 'blocks' maps the same
+    images to the global-average-pooled outputs of its blocks (`block_layer_names`) and its final features, each part multiplied by its
+    `block_scales` entry, concatenated. `block_scales` None: 1/RMS of each part on `_probe_images` (the backbone's preprocessing), so parts
+    whose magnitudes differ by up to 1e7 (random-init MobileNetV2) meet on equal terms; the model's `feature_blocks` records the choice"""
+    check_feature_layers(feature_layers)
+    if feature_layers == 'final': return backbone_model
+    k = _keras(); L = k.layers
+    blocks = _blocks(backbone_model)          # (stride, name) of each block
+    ops = {o.name: o for o in backbone_model.operations}
+    parts = [L.GlobalAveragePooling2D(dtype='float32', name=f'block_s{s}_pool')(ops[n].output) for s, n in blocks] + [backbone_model.outputs[0]]
+    if block_scales is None:
+        probe = get_backbone(backbone).preprocess(_probe_images(int(backbone_model.input.shape[1])))
+        outs = k.Model(backbone_model.input, parts).predict(probe, verbose=0)
+        rms = [float(np.sqrt(np.mean(np.square(o, dtype=np.float64)))) for o in outs]
+        block_scales = [1/r if r > 0 else 1.0 for r in rms]
+    if len(block_scales) != len(parts):
+        raise DeepfakeNBError(f"block_scales has {len(block_scales)} entries but {backbone} has {len(parts)} parts (blocks {[n for _, n in blocks]} and its final features)")
+    scaled = [L.Rescaling(float(c), dtype='float32', name=f'block_s{s}_scale')(x) for (s, _), x, c in zip(blocks, parts, block_scales)]
+    scaled.append(L.Rescaling(float(block_scales[-1]), dtype='float32', name='final_scale')(parts[-1]))
+    m = k.Model(backbone_model.input, L.Concatenate(dtype='float32', name='block_features')(scaled), name=f'{backbone_model.name}_blocks')
+    final = backbone_model.outputs[0]._keras_history.operation.name
+    m.feature_blocks = dict(feature_layers='blocks', block_layers=[n for _, n in blocks] + [final],
+                            block_strides=[s for s, _ in blocks] + [_graph_strides(backbone_model)[0][final]],
+                            block_dims=[int(x.shape[-1]) for x in parts], block_scales=[float(c) for c in block_scales])
+    return m
+
+def _layers_record(model, feature_layers) -> dict:
+    "What a feature cache's record says about its `feature_layers`"
+    return json.loads(json.dumps(dict(model.feature_blocks))) if feature_layers == 'blocks' else dict(feature_layers='final')   # plain lists
+
+def _is_blocks_model(model) -> bool: return any(l.name == 'block_features' for l in model.layers)
+
 # %% ../nbs/lib/04_models.ipynb #dab68758
-def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, aug_pass=0) -> Path:
+def _layers_tag(feature_layers) -> str: return '' if check_feature_layers(feature_layers) == 'final' else f'-{feature_layers}'
+
+def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, aug_pass=0, feature_layers='final') -> Path:
+    "`<backbone>-<weights_key>.npy` ('final' features), `<backbone>-<weights_key>-blocks.npy` ('blocks'), with `-aug<key>-p<k>` for an augmented pass"
     suffix = f'-aug{aug_key}-p{aug_pass}' if aug_key and aug_pass else ''
-    return data_dir('features', dataset, prep_key, f'{backbone}-{weights_key}{suffix}.npy')
+    return data_dir('features', dataset, prep_key, f'{backbone}-{weights_key}{_layers_tag(feature_layers)}{suffix}.npy')
 
 def extract_features(faces, backbone: str, model, batch_size=64, augment=None, seeds=None) -> np.ndarray:
     "Frozen-backbone embeddings `(N, T, D)` float32 of faces `(N, T, S, S, 3)`, augmented per video (seed `seeds[i]`) when `augment` is set"
@@ -410,21 +520,22 @@ def _candidate_keys(weights, init_seed=0):
 
 FEATURE_VERSION = 2
 
-def _cache_matches(path, info, video_ids, backbone, key, prep_key, size) -> bool:
+def _cache_matches(path, info, video_ids, backbone, key, prep_key, size, feature_layers='final') -> bool:
     "Whether the cache at `path` (described by `info`) was made by these settings, holds `video_ids`, and its array fits its record"
     want = dict(backbone=backbone, weights_key=key, prep_key=prep_key, size=size, version=FEATURE_VERSION)
     if any(info.get(k) != v for k, v in want.items()) or not set(video_ids) <= set(info.get('video_ids', [])): return False
+    if info.get('feature_layers', 'final') != feature_layers: return False      # a record without it: made before 'blocks' existed
     try: return np.load(path, mmap_mode='r').shape[0] == len(info['video_ids'])
     except Exception: return False
 
-def _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, aug_key=None, aug_pass=0, size=None):
+def _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, aug_key=None, aug_pass=0, size=None, feature_layers='final'):
     "The cache (path, info) holding `video_ids` made with exactly these settings, or (None, None): a stale or partial one is not reused"
     for key in _candidate_keys(weights, init_seed):
-        path = feature_cache_path(dataset, prep_key, backbone, key, aug_key, aug_pass)
+        path = feature_cache_path(dataset, prep_key, backbone, key, aug_key, aug_pass, feature_layers)
         if path.exists() and path.with_suffix('.json').exists():
             try: info = load_json(path.with_suffix('.json'))
             except ValueError: continue
-            if _cache_matches(path, info, video_ids, backbone, key, prep_key, info.get('size') if size is None else size): return path, info
+            if _cache_matches(path, info, video_ids, backbone, key, prep_key, info.get('size') if size is None else size, feature_layers): return path, info
     return None, None
 
 def _save_features(path, arr):
@@ -453,15 +564,25 @@ def _producer() -> dict:
         except Exception: pass
     return out
 
-def backbone_for_features(backbone, weights, size, init_seed, clean_path):
-    "The backbone that made the clean cache at `clean_path`: a random initialisation is rebuilt from its record with its saved weights"
+def backbone_for_features(backbone, weights, size, init_seed, clean_path, feature_layers=None):
+    """The feature model that made the clean cache at `clean_path` (`feature_model` of its `feature_layers`, None: its record's, with its
+    record's `block_scales`): a random initialisation is rebuilt from its record with its saved weights. Returns (model, weights_used, weights_key)"""
     clean_path = Path(clean_path); rec, w = clean_path.with_suffix('.json'), clean_path.with_suffix('.weights.h5')
     info = load_json(rec) if rec.exists() else {}
+    made = info.get('feature_layers', 'final') if info else None
+    layers = check_feature_layers(feature_layers or made or 'final')
+    if made is not None and layers != made:
+        raise DeepfakeNBError(f"feature cache {clean_path} holds feature_layers={made!r} features, not {layers!r}; pass feature_layers={made!r} "
+                              f"(or None: the cache's own), or the path of a {layers!r} cache")
     key = info.get('weights_key', '')
     if saved_init_key(key) and w.exists():      # whatever 'auto' would give now (the network may be back): the cache's own backbone
-        model = backbone_for_key(backbone, key, size); model.load_weights(str(w))
-        return model, info.get('weights_used', key), key
-    return build_backbone(backbone, weights, size, init_seed)
+        model = backbone_for_key(backbone, key, size); model.load_weights(str(w)); used = info.get('weights_used', key)
+    else: model, used, key = build_backbone(backbone, weights, size, init_seed)
+    fm = feature_model(backbone, model, layers, info.get('block_scales') if layers == 'blocks' else None)
+    if layers == 'blocks' and info.get('block_dims') not in (None, fm.feature_blocks['block_dims']):
+        raise DeepfakeNBError(f"feature cache {clean_path} has blocks of sizes {info['block_dims']} but {backbone} gives {fm.feature_blocks['block_dims']} now; "
+                              f"delete {clean_path} and its .json to extract its features again")
+    return fm, used, key
 
 def _video_msq(path, info, video_ids, chunk_videos=256) -> np.ndarray:
     "Mean square of each of `video_ids`' raw features: recorded in a clean cache's `info` (`video_msq`), else computed from its stored array"
@@ -479,43 +600,47 @@ def feature_scale(info: dict, video_ids) -> float:
     return float(np.sqrt(_video_msq(Path(info['path']), info, ids).mean())) or 1.0
 
 def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, batch_size=64,
-                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256, scale_ids=None):
-    "Features of `video_ids` from the cache (extracting all of them, once, when missing), divided by the RMS of `scale_ids`' features (the training videos; None: `video_ids`); returns (features float32, info)"
+                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256, scale_ids=None, feature_layers='final'):
+    """Features of `video_ids` from the cache (extracting all of them, once, when missing), divided by the RMS of `scale_ids`' features (the training
+    videos; None: `video_ids`); `feature_layers` 'final' or 'blocks' (`feature_model`), each its own cache; returns (features float32, info)"""
+    check_feature_layers(feature_layers)
     scale_ids = list(video_ids if scale_ids is None else scale_ids)
     face_dir = face_cache_dir(dataset, prep_key)
     aug = augment_settings(augment) if aug_pass else None
     with file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock')):
-        path, info = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, size=size)
-        for parts in ([] if path is not None else _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size)):
+        path, info = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, size=size, feature_layers=feature_layers)
+        for parts in ([] if path is not None else _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers)):
             path, info = _merge_shards_locked(parts, video_ids)           # a sharded extraction (extract_feature_shard) whose last shard is in
             if path is not None: break
         clean = None
         if path is None or aug:
             t0 = time.time()
             if path is None:
-                model, used, key = build_backbone(backbone, weights, size, init_seed)
-                clean = feature_cache_path(dataset, prep_key, backbone, key)
-            else: model, used, key = backbone_for_features(backbone, weights, size, init_seed, path); clean = path
+                bmodel, used, key = build_backbone(backbone, weights, size, init_seed)
+                model = feature_model(backbone, bmodel, feature_layers)
+                clean = feature_cache_path(dataset, prep_key, backbone, key, feature_layers=feature_layers)
+            else: model, used, key = backbone_for_features(backbone, weights, size, init_seed, path, feature_layers); clean = path
         if path is None:
             ids = list(video_ids)
             f = np.concatenate([extract_features(load_faces(face_dir, ids[i:i+chunk_videos]), backbone, model, batch_size)
                                 for i in range(0, len(ids), chunk_videos)])
-            def save_weights(tmp): model.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)
+            def save_weights(tmp): bmodel.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)   # the backbone's
             info = _store_clean(clean, f, ids, dict(backbone=backbone, weights_key=key, weights_used=used, size=size, prep_key=prep_key,
-                                                    params=int(model.count_params())), time.time()-t0, save_weights if saved_init_key(key) else None)
+                                                    params=int(model.count_params()), **_layers_record(model, feature_layers)),
+                                time.time()-t0, save_weights if saved_init_key(key) else None)
             path = clean
         clean_info = dict(info, path=str(path))
         run_scale = feature_scale(clean_info, scale_ids)
         if aug:
             akey = settings_key(aug, 8)
-            apath, ainfo = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, akey, aug_pass, size=size)
+            apath, ainfo = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, akey, aug_pass, size=size, feature_layers=feature_layers)
             if apath is not None and (ainfo.get('augment') != aug or ainfo.get('scale') != info['scale']): apath = None   # made from another clean cache
             if apath is None:
                 t0 = time.time(); ids = list(video_ids)
                 seeds = [[aug_pass, int(settings_key(v, 8), 16)] for v in ids]     # one seed per (pass, video), independent of order
                 f = np.concatenate([extract_features(load_faces(face_dir, ids[i:i+chunk_videos]), backbone, model, batch_size, aug, seeds[i:i+chunk_videos])
                                     for i in range(0, len(ids), chunk_videos)])
-                apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass)
+                apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass, feature_layers)
                 _save_features(apath, (f/info['scale']).astype(np.float16))
                 ainfo = dict({k: v for k, v in info.items() if k != 'video_msq'}, video_ids=ids, augment=aug, aug_key=akey, aug_pass=aug_pass,
                              seconds=round(time.time()-t0, 2), shape=list(f.shape), cache_key=apath.stem)
@@ -528,9 +653,9 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
                    n_scale_videos=len(scale_ids), scale_videos_key=settings_key(sorted(scale_ids)))
 
 # %% ../nbs/lib/04_models.ipynb #f5a1d2c2
-def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards) -> Path:
-    "Shard `shard` of `num_shards` of the raw (float32) features of the video list whose `settings_key` is `list_key`"
-    return data_dir('features', dataset, prep_key, 'shards', f'{backbone}-{weights_key}-{list_key}.shard{shard}of{num_shards}.npy')
+def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards, feature_layers='final') -> Path:
+    "Shard `shard` of `num_shards` of the raw (float32) `feature_layers` features of the video list whose `settings_key` is `list_key`"
+    return data_dir('features', dataset, prep_key, 'shards', f'{backbone}-{weights_key}{_layers_tag(feature_layers)}-{list_key}.shard{shard}of{num_shards}.npy')
 
 def _weights_digest(model) -> str:
     import hashlib
@@ -548,7 +673,7 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
     if not all(p.exists() and p.with_suffix('.json').exists() for p in parts): return None, None
     recs = [load_json(p.with_suffix('.json')) for p in parts]
     r0 = recs[0]
-    same = ('dataset', 'backbone', 'weights_key', 'size', 'prep_key', 'version', 'list_key', 'num_shards', 'weights_digest')
+    same = ('dataset', 'backbone', 'weights_key', 'size', 'prep_key', 'version', 'list_key', 'num_shards', 'weights_digest', 'feature_layers', 'block_dims')
     for p, r in zip(parts, recs):
         if [r.get(k) for k in same] != [r0.get(k) for k in same]:
             raise DeepfakeNBError(f"feature shard {p} was made with other settings than {parts[0]} "
@@ -556,17 +681,17 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
     order = sorted((pos, v, i, j) for i, r in enumerate(recs) for j, (v, pos) in enumerate(zip(r['video_ids'], r['positions'])))
     ids = [v for _, v, _, _ in order]
     if video_ids is not None and not set(video_ids) <= set(ids): return None, None
-    dataset, prep_key = r0['dataset'], r0['prep_key']
-    clean = feature_cache_path(dataset, prep_key, r0['backbone'], r0['weights_key'])
+    dataset, prep_key, layers = r0['dataset'], r0['prep_key'], r0.get('feature_layers', 'final')
+    clean = feature_cache_path(dataset, prep_key, r0['backbone'], r0['weights_key'], feature_layers=layers)
     if clean.exists() and clean.with_suffix('.json').exists():     # merged meanwhile (or extracted unsharded): keep it when it holds these videos
         info = load_json(clean.with_suffix('.json'))
-        if _cache_matches(clean, info, ids, r0['backbone'], r0['weights_key'], prep_key, r0['size']): return clean, info
+        if _cache_matches(clean, info, ids, r0['backbone'], r0['weights_key'], prep_key, r0['size'], layers): return clean, info
     import shutil
     arrs = [np.load(p, mmap_mode='r') for p in parts]
     f = np.empty((len(ids), *arrs[0].shape[1:]), np.float32)
     for k, (_, _, i, j) in enumerate(order): f[k] = arrs[i][j]
     w = parts[0].with_suffix('.weights.h5')
-    rec = {k: r0[k] for k in ('backbone', 'weights_key', 'weights_used', 'size', 'prep_key', 'params')}
+    rec = {k: r0[k] for k in ('backbone', 'weights_key', 'weights_used', 'size', 'prep_key', 'params', *_BLOCK_RECORD) if k in r0}
     info = _store_clean(clean, f, ids, rec, sum(r['seconds'] for r in recs), (lambda tmp: shutil.copyfile(w, tmp)) if w.exists() else None,
                         shards=len(parts))
     del arrs
@@ -574,14 +699,15 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
         for q in (p, p.with_suffix('.json'), p.with_suffix('.weights.h5')): q.unlink(missing_ok=True)
     return clean, info
 
-def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size) -> list[list[Path]]:
+def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers='final') -> list[list[Path]]:
     "Shard sets of `backbone` features (made with these settings) whose every shard exists"
     keys = _candidate_keys(weights, init_seed)
     out = []
     for first in sorted(data_dir('features', dataset, prep_key, 'shards').glob(f'{backbone}-*.shard0of*.npy')):
         try: r = load_json(first.with_suffix('.json'))
         except (OSError, ValueError): continue
-        if r.get('weights_key') in keys and r.get('size') == size and r.get('version') == FEATURE_VERSION and r.get('prep_key') == prep_key:
+        if r.get('weights_key') in keys and r.get('size') == size and r.get('version') == FEATURE_VERSION and r.get('prep_key') == prep_key \
+           and r.get('feature_layers', 'final') == feature_layers:
             parts = _shard_parts(first)
             if all(p.exists() and p.with_suffix('.json').exists() for p in parts): out.append(parts)
     return out
@@ -590,10 +716,11 @@ def _features_lock(dataset, prep_key, backbone):
     return file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock'))
 
 def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, shard=0, num_shards=1,
-                          batch_size=64, init_seed=0, chunk_videos=256, skip=()) -> dict:
+                          batch_size=64, init_seed=0, chunk_videos=256, skip=(), feature_layers='final') -> dict:
     """Frozen features of shard `shard` of `num_shards` of `video_ids` (every `num_shards`-th from the `shard`-th, as preprocessing shards them,
     less the videos in `skip`: those that could not be preprocessed) into a shard file; the process that finds every shard there merges them
-    into the clean cache `cached_features` reads, identical to an unsharded extraction. Returns dict(shard, merged: the cache path or None, videos, seconds)"""
+    into the clean cache `cached_features` reads, identical to an unsharded extraction (of `feature_layers` features). Returns dict(shard, merged: the cache path or None, videos, seconds)"""
+    check_feature_layers(feature_layers)
     if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 to num_shards-1")
     shard, num_shards = int(shard), int(num_shards)
     ids, skip = list(video_ids), set(skip)
@@ -602,18 +729,21 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', 
     mine = [v for v in ids[shard::num_shards] if v not in skip]
     t0 = time.time()
     if num_shards == 1 or not mine:
-        if mine: cached_features(dataset, prep_key, mine, backbone, weights, size, batch_size, init_seed=init_seed, chunk_videos=chunk_videos)
-        path, _ = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size)
+        if mine: cached_features(dataset, prep_key, mine, backbone, weights, size, batch_size, init_seed=init_seed, chunk_videos=chunk_videos,
+                                 feature_layers=feature_layers)
+        path, _ = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size, feature_layers=feature_layers)
         return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))
     with _features_lock(dataset, prep_key, backbone):
-        path, info = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size)
+        path, info = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size, feature_layers=feature_layers)
     if path is not None: return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))   # already cached
-    model, used, key = build_backbone(backbone, weights, size, init_seed)
+    bmodel, used, key = build_backbone(backbone, weights, size, init_seed)
+    model = feature_model(backbone, bmodel, feature_layers)
     lkey = settings_key(ids)
-    sp = feature_shard_path(dataset, prep_key, backbone, key, lkey, shard, num_shards)
+    sp = feature_shard_path(dataset, prep_key, backbone, key, lkey, shard, num_shards, feature_layers)
     with file_lock(sp.with_suffix('.lock')):                      # one process per shard; a second one reuses its file
         rec = load_json(sp.with_suffix('.json')) if sp.exists() and sp.with_suffix('.json').exists() else None
-        if rec is None or rec.get('video_ids') != mine or rec.get('size') != size or rec.get('version') != FEATURE_VERSION:
+        if rec is None or rec.get('video_ids') != mine or rec.get('size') != size or rec.get('version') != FEATURE_VERSION \
+           or rec.get('feature_layers', 'final') != feature_layers:
             face_dir = face_cache_dir(dataset, prep_key)
             f = np.concatenate([extract_features(load_faces(face_dir, mine[i:i+chunk_videos]), backbone, model, batch_size)
                                 for i in range(0, len(mine), chunk_videos)])
@@ -621,19 +751,20 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', 
             with atomic_path(sp) as tmp, open(tmp, 'wb') as fh: np.save(fh, f)
             if saved_init_key(key):
                 with atomic_path(sp.with_suffix('.weights.h5')) as tmp:
-                    model.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)
+                    bmodel.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)
             save_json(dict(video_ids=mine, positions=[pos[v] for v in mine], dataset=dataset, backbone=backbone, weights_key=key, weights_used=used, size=size,
                            prep_key=prep_key, version=FEATURE_VERSION, params=int(model.count_params()), list_key=lkey, shard=shard,
-                           num_shards=num_shards, n_list=len(ids), weights_digest=_weights_digest(model), seconds=round(time.time()-t0, 2),
-                           shape=list(f.shape), produced_by=_producer()), sp.with_suffix('.json'))
+                           num_shards=num_shards, n_list=len(ids), weights_digest=_weights_digest(bmodel), seconds=round(time.time()-t0, 2),
+                           shape=list(f.shape), produced_by=_producer(), **_layers_record(model, feature_layers)), sp.with_suffix('.json'))
     with _features_lock(dataset, prep_key, backbone):
         merged, _ = _merge_shards_locked(_shard_parts(sp.with_name(sp.name.replace(f'.shard{shard}of', '.shard0of'))))
     return dict(shard=sp, merged=merged, videos=len(mine), seconds=round(time.time()-t0, 2))
 
-def merge_feature_shards(dataset, prep_key, backbone='mobilenetv2', weights='auto', size=160, init_seed=0) -> list[Path]:
-    "Merge every complete shard set of `backbone` features (these settings) into its clean cache, under the feature lock; returns the caches written or found"
+def merge_feature_shards(dataset, prep_key, backbone='mobilenetv2', weights='auto', size=160, init_seed=0, feature_layers='final') -> list[Path]:
+    "Merge every complete shard set of `backbone`'s `feature_layers` features (these settings) into its clean cache, under the feature lock; returns the caches written or found"
     with _features_lock(dataset, prep_key, backbone):
-        return [p for parts in _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size) for p in [_merge_shards_locked(parts)[0]] if p]
+        return [p for parts in _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers)
+                for p in [_merge_shards_locked(parts)[0]] if p]
 
 # %% ../nbs/lib/04_models.ipynb #fefdd323
 HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image')
@@ -723,6 +854,9 @@ def backbone_needs_float32(scale, policy) -> bool:
 def build_finetune_model(backbone: str, backbone_model, head_model, frames: int, size: int, scale=1.0, trainable_layers=20):
     "`(T, S, S, 3)` RGB 0..255 -> P(fake): TimeDistributed(preprocess + backbone), divided by `scale` (float32), then `head_model`; see `backbone_needs_float32`"
     k = _keras(); L = k.layers
+    if _is_blocks_model(backbone_model) and trainable_layers != 0:
+        raise DeepfakeNBError(f"{backbone}: feature_layers='blocks' is for frozen mode (mode='frozen'); fine-tune with feature_layers='final', "
+                              f"or pass trainable_layers=0 to wrap a frozen 'blocks' run's backbone and head as one model")
     set_trainable_tail(backbone_model, trainable_layers)
     if backbone_needs_float32(scale, backbone_model.dtype_policy.name):
         why = '; a random initialisation shrinks its activations layer by layer' if scale < FLOAT16_FEATURE_RMS[0] else ''

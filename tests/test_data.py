@@ -214,7 +214,7 @@ def test_image_layouts_and_single_frame_mode(shared, tmp_path):
         x1, x3 = pp.load_faces(c1, s1.video_id), pp.load_faces(c3, s3.video_id)
     assert (s1.error == '').all() and (s1.n_frames == 1).all() and x1.shape == (26, 1, 64, 64, 3)
     assert x3.shape == (26, 3, 64, 64, 3) and (x3 == x1).all()                  # frames > 1 repeats the photo
-    print(f'haar finds a face in {s1.faces_found.sum()} of 26 photos')
+    print(f'yunet (the default detector) finds a face in {s1.faces_found.sum()} of 26 photos')
     assert s1.faces_found.sum() >= 13, s1
 
 # ---------------------------------------------------------------- detectors on hand-drawn boxes
@@ -226,8 +226,7 @@ MEASURED = dict(haar=(0.837, 0.947), yunet=(0.977, 0.977), mtcnn=(1.0, 1.0))
 def test_detector_recall_precision_on_dlib_boxes(shared, name):
     items = pp.load_dlib_boxes(shared/'data/faces/dlib/training.xml') + pp.load_dlib_boxes(shared/'data/faces/dlib/testing.xml')
     assert sum(len(b) for _, b in items) == 43
-    opts = dict(model=shared/'weights'/'yunet'/'yunet_s_640_640.onnx') if name == 'yunet' else {}
-    det = pp.get_detector(name, **opts)
+    det = pp.get_detector(name)                                                  # yunet: the packaged model
     q = pp.evaluate_detector(det, items)
     rec, prec = MEASURED[name]
     assert q['recall'] >= rec - 0.05 and q['precision'] >= prec - 0.05, q
@@ -252,14 +251,15 @@ def test_cache_key_changes_with_crop_settings_only(tmp_path):
         first = pp.preprocess_manifest(m, frames=4, size=48, progress=False)
         assert not first.cached.any()
         # workers, shards and the dataset's manifest location do not change the crops: everything comes from the cache
-        for kw in (dict(num_workers=2), dict(shard=1, num_shards=2), dict(detector_options=dict(scale_factor=1.1, max_side=640))):
+        for kw in (dict(num_workers=2), dict(shard=1, num_shards=2), dict(detector='yunet', detector_options=dict(score_threshold=0.8, max_side=640), landmarks=True)):
             assert pp.preprocess_manifest(m, frames=4, size=48, progress=False, **kw).cached.all(), kw
         # every crop-changing setting gives a new cache
-        for kw in (dict(frames=5), dict(size=40), dict(margin=1.5), dict(detector_options=dict(min_neighbors=3))):
+        for kw in (dict(frames=5), dict(size=40), dict(margin=1.5), dict(detector_options=dict(score_threshold=0.7)), dict(detector='haar'), dict(landmarks=False), dict(align=True)):
             assert not pp.preprocess_manifest(m, **{**dict(frames=4, size=48), **kw}, progress=False).cached.any(), kw
     keys = {pp.prep_key(**kw) for kw in (dict(), dict(frames=13), dict(size=161), dict(margin=1.31), dict(detector='yunet', detector_options=dict(model=_any_file(tmp_path))),
-                                        dict(detector_options=dict(max_side=641)), dict(detector_options=dict(scale_factor=1.2)))}
-    assert len(keys) == 7
+                                        dict(detector_options=dict(max_side=641)), dict(detector='haar'), dict(detector='haar', detector_options=dict(scale_factor=1.2)),
+                                        dict(landmarks=False), dict(align=True))}
+    assert len(keys) == 10
 
 def _any_file(d):
     p = Path(d)/'m.onnx'; p.write_bytes(b'x'); return p

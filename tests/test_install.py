@@ -62,6 +62,11 @@ def test_installed_cli_from_empty_folder(new_env, tmp_path):
     assert Path(stages) == new_site/'deepfake_nb'/'stages', stages
     assert sorted(p.name for p in Path(stages).glob('*.ipynb')) == sorted(p.name for p in (REPO/'nbs').glob('[0-9][0-9]_*.ipynb'))
     assert Path(kernel_py).parent == py.parent, kernel_py
+    # the default face detector's model ships inside the installed package, byte for byte OpenCV Zoo's file
+    from deepfake_nb.preprocess import YUNET_FILE, YUNET_SHA256
+    from deepfake_nb.core import file_hash
+    onnx = new_site/'deepfake_nb'/'assets'/YUNET_FILE
+    assert onnx.is_file() and file_hash(onnx, 64) == YUNET_SHA256 and (onnx.parent/'LICENSE.yunet').is_file(), sorted(onnx.parent.glob('*'))
     # `deepfake-nb data` in an empty folder: that folder is the home
     empty = tmp_path/'empty'; empty.mkdir()
     r = subprocess.run([env_dir/'bin'/'deepfake-nb', 'data', '--dataset', 'demo'], env=env, cwd=empty, capture_output=True, text=True, timeout=300)
@@ -80,6 +85,7 @@ def test_sdist_carries_setup_inputs_and_notebooks(src_copy, tmp_path):
     _sh([sys.executable, 'setup.py', '-q', 'sdist', '-d', tmp_path], cwd=src_copy)
     (sdist,) = tmp_path.glob('*.tar.gz')
     with tarfile.open(sdist) as t: names = {n.split('/', 1)[1] for n in t.getnames() if '/' in n}
-    want = {'settings.ini', 'README.md', 'setup.py', *(f'nbs/{p.name}' for p in (REPO/'nbs').glob('[0-9][0-9]_*.ipynb'))}
+    want = {'settings.ini', 'README.md', 'setup.py', 'deepfake_nb/assets/face_detection_yunet_2023mar.onnx', 'deepfake_nb/assets/LICENSE.yunet',
+            *(f'nbs/{p.name}' for p in (REPO/'nbs').glob('[0-9][0-9]_*.ipynb'))}
     assert len(want) > 8 and want <= names, sorted(want - names)
     assert not any(n.startswith('nbs/lib/') for n in names)            # library notebooks are the package's source, not its data

@@ -43,6 +43,35 @@ def test_every_backbone_builds():
             f = m.predict(x, verbose=0)
             assert f.shape == (2, bb.dim) and np.isfinite(f).all()
 
+
+BLOCK_DIMS = dict(mobilenetv2=[192, 576, 1280], resnet50=[512, 1024, 2048], xception=[256, 728, 2048], efficientnetb0=[240, 672, 1280],
+                  efficientnetb4=[336, 960, 1792], efficientnetv2b0=[192, 672, 1280], inceptionv3=[288, 768, 2048], densenet121=[256, 512, 1024],
+                  convnext_tiny=[192, 384, 768], mobilenetv3large=[240, 672, 960], resnet18=[128, 256, 512], resnext50=[512, 1024, 2048], meso4=[16, 16])
+BLOCK_NAMES = dict(mobilenetv2=['block_6_expand_relu', 'block_13_expand_relu'], resnet50=['conv3_block4_out', 'conv4_block6_out'],
+                   inceptionv3=['mixed2', 'mixed7'], densenet121=['pool3_conv', 'pool4_conv'], resnet18=['layer2_1_out', 'layer3_1_out'],
+                   resnext50=['layer2_3_out', 'layer3_5_out'], meso4=['bn4'], **{b: ['block4a_expand_activation', 'block6a_expand_activation']
+                   for b in ('efficientnetb0', 'efficientnetb4', 'efficientnetv2b0')})
+
+def test_every_backbone_gives_blocks_at_strides_8_and_16():
+    "feature_layers='blocks': every backbone's chosen outputs have spatial strides 8 and 16 (Meso-4: 8 only) and add dimensions to its final features"
+    import math
+    from deepfake_nb.models import BACKBONES, build_backbone, block_layer_names, feature_model
+    assert set(BLOCK_DIMS) == set(BACKBONES)
+    for name, bb in BACKBONES.items():
+        s = dict(xception=96, inceptionv3=139).get(name, 64)        # sizes whose maps still halve cleanly at each stride
+        m, *_ = build_backbone(name, None, s)
+        names = block_layer_names(m)
+        if name in BLOCK_NAMES: assert names == BLOCK_NAMES[name], (name, names)
+        ops = {o.name: o for o in m.operations}
+        measured = [2**round(math.log2(s/ops[n].output.shape[1])) for n in names]
+        assert measured == ([8] if name == 'meso4' else [8, 16]), (name, names, measured)
+        fm = feature_model(name, m, 'blocks', block_scales=[1.0]*(len(names) + 1))    # unit scales: no calibration pass here (the notebook tests it)
+        assert fm.feature_blocks['block_dims'] == BLOCK_DIMS[name] and fm.feature_blocks['block_layers'][:-1] == names, name
+        assert fm.output_shape == (None, sum(BLOCK_DIMS[name])) and sum(BLOCK_DIMS[name]) > bb.dim == BLOCK_DIMS[name][-1]
+        f = np.asarray(fm(bb.preprocess(np.random.default_rng(0).integers(0, 255, (1, s, s, 3))), training=False))
+        assert f.shape == (1, sum(BLOCK_DIMS[name])) and np.isfinite(f).all(), name
+
+
 def test_unknown_names_fail_with_valid_names():
     from deepfake_nb.core import DeepfakeNBError
     from deepfake_nb.train import run_params
