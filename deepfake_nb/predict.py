@@ -14,7 +14,7 @@ from . import data as _data
 from .data import VIDEO_EXTS
 from . import preprocess as _pp
 from .preprocess import preprocess_video, read_frames
-from .models import get_backbone, build_backbone, feature_cache_path, saved_init_key, backbone_for_key
+from .models import get_backbone, build_backbone, feature_cache_path, saved_init_key, backbone_for_key, feature_model
 
 # %% auto #0
 __all__ = ['LIST_EXTS', 'LABEL_FOLDERS', 'list_videos', 'known_labels', 'find_run', 'demo_run', 'preprocess_kwargs',
@@ -126,6 +126,7 @@ def preprocess_kwargs(params: dict) -> dict:
     "The face-crop settings of a run as `preprocess_video` keyword arguments, read from its `params.json`"
     ps = params.get('prep_settings') or {k: params[k] for k in ('frames', 'size', 'detector', 'margin')}
     kw = dict(frames=int(ps['frames']), size=int(ps['size']), detector=ps['detector'], margin=float(ps['margin']))
+    if ps.get('align'): kw['align'] = True          # the run's crops were rotated to level eyes: so are the ones it scores
     opts = ps.get('detector_options') or {}
     if opts and 'detector_options' in inspect.signature(preprocess_video).parameters:
         dets = getattr(_pp, 'DETECTORS', None) or getattr(_pp, '_DETECTORS', {})
@@ -135,7 +136,17 @@ def preprocess_kwargs(params: dict) -> dict:
     return kw
 
 def load_run_backbone(params: dict):
-    "The frozen backbone of a run, with the weights its cached features were extracted with"
+    "The frozen backbone of a run, with the weights its cached features were extracted with (for `feature_layers='blocks'`: its pooled blocks, scaled as in training)"
+    m = _plain_run_backbone(params)
+    if params.get('feature_layers', 'final') == 'final': return m
+    scales = params.get('block_scales')
+    if scales is None:
+        rec = Path(str(params.get('features'))).with_suffix('.json')
+        if not rec.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its block scales are neither in params.json nor in its feature cache record {rec}; re-train the run")
+        scales = load_json(rec).get('block_scales')
+    return feature_model(params['backbone'], m, params['feature_layers'], scales)
+
+def _plain_run_backbone(params: dict):
     name, size, key = params['backbone'], int(params['size']), params['weights_key']
     bb = get_backbone(name)
     if key == 'imagenet': return build_backbone(name, 'imagenet', size)[0]
@@ -252,7 +263,7 @@ class Predictor:
 
     def preprocess(self, path, frames=None) -> dict:
         "Faces of the video at `path`, cut with the run's settings (`frames` sampled frames; default the run's)"
-        return preprocess_video(path, **dict(self.prep, frames=int(frames or self.frames)))
+        return preprocess_video(path, **dict(self.prep, frames=int(frames or self.frames)), landmarks=False)   # scoring needs no landmarks
 
     def features(self, faces) -> np.ndarray:
         "Scaled frame features `(T, D)` of uint8 faces `(T, S, S, 3)`, exactly as the head saw them in training"
@@ -455,7 +466,7 @@ class ReadAhead:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix='read-ahead')
         for i in range(min(depth, len(self.paths))): self._submit(i)
     def _read(self, path):
-        t0 = time.time(); rec = preprocess_video(path, detector=self.detector, **self.kw)
+        t0 = time.time(); rec = preprocess_video(path, detector=self.detector, landmarks=False, **self.kw)
         return rec, time.time() - t0
     def _submit(self, i): self.futures[i] = self.pool.submit(self._read, self.paths[i])
     def get(self, i: int):

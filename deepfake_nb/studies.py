@@ -8,7 +8,7 @@ import time, json, shutil, subprocess, tempfile, os
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from .core import *
-from .data import load_manifest, build_manifest, make_demo_dataset, blend_face, blend_params
+from .data import load_manifest, build_manifest, make_demo_dataset
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, load_faces, preprocess_video, usable_videos
 from .models import cached_features, build_backbone, backbone_for_features, extract_features, get_backbone, feature_scale
 from .metrics import roc_auc, classification_metrics, youden_threshold, bootstrap_indices
@@ -16,11 +16,11 @@ from .stats import delong_auc_ci
 
 # %% auto #0
 __all__ = ['STUDIES', 'DEGRADATIONS', 'CV_HEADLINE', 'SELF_BLEND_SETTINGS', 'study_dir', 'save_study', 'load_study', 'auc_ci',
-           'at_threshold', 'auc_cells', 'dataset_features', 'fit_predict', 'face_box_in_crop', 'self_blend_faces',
-           'eval_manifests', 'study_runs', 'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations',
-           'degrade_faces', 'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'grouped_kfold',
-           'cv_study', 'cv_summary', 'cv_of', 'cv_text', 'cv_markdown', 'self_blend_study', 'fig_degradations',
-           'fig_frames', 'fig_cv', 'fig_auc_bars', 'run_studies']
+           'at_threshold', 'auc_cells', 'dataset_features', 'fit_predict', 'eval_manifests', 'study_runs',
+           'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations', 'degrade_faces',
+           'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'grouped_kfold', 'cv_study',
+           'cv_summary', 'cv_of', 'cv_text', 'cv_markdown', 'self_blend_study', 'fig_degradations', 'fig_frames',
+           'fig_cv', 'fig_auc_bars', 'run_studies']
 
 # %% ../nbs/lib/12_studies.ipynb #25e31d70
 STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
@@ -66,16 +66,17 @@ def auc_cells(table: pd.DataFrame) -> list[str]:
     return [fmt_ci(a, l, h) for a, l, h in zip(table.auc, table.auc_lo, table.auc_hi)]
 
 # %% ../nbs/lib/12_studies.ipynb #562097a3
-def dataset_features(dataset, backbone='mobilenetv2', weights='auto', frames=12, size=160, detector='haar', margin=1.3, progress=False, scale_split='train'):
+def dataset_features(dataset, backbone='mobilenetv2', weights='auto', frames=12, size=160, detector='yunet', margin=1.3, progress=False, scale_split='train',
+                     feature_layers='final', align=False):
     "(manifest rows that preprocessed, their features `(N, T, D)`, feature info) of manifest `dataset`; unreadable videos are named and left out; the features are divided by the RMS of `scale_split`'s (None: every row's)"
     from deepfake_nb.train import manifest_for
     mpath = manifest_for(dataset)                                        # the demo's is built when missing
     df = load_manifest(mpath)
-    summ = preprocess_manifest(mpath, frames, size, detector, margin, dataset=dataset, progress=progress)
+    summ = preprocess_manifest(mpath, frames, size, detector, margin, dataset=dataset, progress=progress, align=align)
     df = usable_videos(df, summ, mpath)
-    pkey = settings_key(prep_settings(frames, size, detector, margin))
+    pkey = settings_key(prep_settings(frames, size, detector, margin, align=align))
     scale_ids = df.video_id[df.split == scale_split].tolist() if scale_split else None
-    X, info = cached_features(dataset, pkey, df.video_id.tolist(), backbone, weights, size, scale_ids=scale_ids)
+    X, info = cached_features(dataset, pkey, df.video_id.tolist(), backbone, weights, size, scale_ids=scale_ids, feature_layers=feature_layers)
     return df, X, dict(info, prep_key=pkey)
 
 def fit_predict(Xtr, ytr, Xva, yva, evals: dict, head='lstm', seed=0, epochs=30, patience=5, lr=1e-3, units=64, dropout=0.3, batch_size=16):
@@ -86,20 +87,6 @@ def fit_predict(Xtr, ytr, Xva, yva, evals: dict, head='lstm', seed=0, epochs=30,
     prob = lambda X: model.predict(np.asarray(X, np.float32), verbose=0).ravel().astype(float) if len(X) else np.zeros(0)
     thr = youden_threshold(np.asarray(yva), prob(Xva))
     return thr, {k: prob(X) for k, X in evals.items()}
-
-# %% ../nbs/lib/12_studies.ipynb #facafec6
-def face_box_in_crop(size: int, margin=1.3) -> tuple:
-    "The detected face's box (x, y, w, h) inside a square crop of side `size` cut with `margin`"
-    s = size/margin
-    return ((size-s)/2, (size-s)/2, s, s)
-
-def self_blend_faces(faces, seed: int, margin=1.3, **ranges) -> np.ndarray:
-    "Self-blended fake of one video's real face crops `(T, S, S, 3)` uint8; `ranges` override `blend_params`' ranges"
-    faces = np.asarray(faces)
-    rng = np.random.default_rng(seed)
-    params = blend_params(rng, **{'scale': (0.96, 1.04), **ranges})
-    box = face_box_in_crop(faces.shape[1], margin)
-    return np.stack([np.clip(blend_face(f, box, params, rng), 0, 255).round().astype(np.uint8) for f in faces])
 
 # %% ../nbs/lib/12_studies.ipynb #bdaac0e6
 def eval_manifests(names) -> list[str]:
@@ -158,9 +145,9 @@ def score_dataset(pred, dataset) -> pd.DataFrame:
     df = load_manifest(mpath); df = df[df.split == 'test']
     kw = pred.prep
     summ = preprocess_manifest(mpath, kw['frames'], kw['size'], kw['detector'], kw['margin'], dataset=dataset, progress=False,
-                               detector_options=kw.get('detector_options'))
+                               detector_options=kw.get('detector_options'), align=kw.get('align', False))
     ok = usable_videos(df, summ[summ.video_id.isin(df.video_id)], mpath)
-    cache = face_cache_dir(dataset, settings_key(prep_settings(kw['frames'], kw['size'], kw['detector'], kw['margin'], kw.get('detector_options'))))
+    cache = face_cache_dir(dataset, settings_key(prep_settings(kw['frames'], kw['size'], kw['detector'], kw['margin'], kw.get('detector_options'), align=kw.get('align', False))))
     probs = score_faces(pred, load_faces(cache, ok.video_id.tolist()))
     return ok[['video_id', 'label']].assign(prob=probs).reset_index(drop=True)
 
@@ -267,21 +254,21 @@ def degradation_study(run_dirs, degradations=None, seed=0) -> tuple[pd.DataFrame
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #069726ba
-def frames_study(dataset='demo', frame_counts=(4, 8, 12, 16, 32), backbone='mobilenetv2', weights='auto', head='lstm', size=160, detector='haar',
-                 margin=1.3, seed=0, n_timing=4, **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
+def frames_study(dataset='demo', frame_counts=(4, 8, 12, 16, 32), backbone='mobilenetv2', weights='auto', head='lstm', size=160, detector='yunet',
+                 margin=1.3, seed=0, n_timing=4, align=False, **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Test AUC and seconds per video of `backbone`+`head` against the number of sampled frames"
     rows, preds = [], []
     model = None
     for k in [int(k) for k in frame_counts]:
-        df, X, info = dataset_features(dataset, backbone, weights, k, size, detector, margin)
+        df, X, info = dataset_features(dataset, backbone, weights, k, size, detector, margin, align=align)
         if model is None: model, *_ = backbone_for_features(backbone, weights, size, 0, Path(info['path']))
         y = df.label.to_numpy(); m = {s: (df.split == s).to_numpy() for s in ('train', 'val', 'test')}
         thr, pr = fit_predict(X[m['train']], y[m['train']], X[m['val']], y[m['val']], dict(test=X[m['test']]), head=head, seed=seed, **fit_kw)
         te = df[m['test']]
         t_prep = t_feat = 0.0
-        warm = preprocess_video(te.path.iloc[0], k, size, detector, margin); extract_features(warm['faces'][None], backbone, model)   # untimed: tracing, caches
+        warm = preprocess_video(te.path.iloc[0], k, size, detector, margin, align=align); extract_features(warm['faces'][None], backbone, model)   # untimed: tracing, caches
         for path in te.path[:n_timing]:                                  # seconds per video, nothing cached
-            t0 = time.perf_counter(); rec = preprocess_video(path, k, size, detector, margin)
+            t0 = time.perf_counter(); rec = preprocess_video(path, k, size, detector, margin, align=align)
             t1 = time.perf_counter(); extract_features(rec['faces'][None], backbone, model)
             t_prep += t1 - t0; t_feat += time.perf_counter() - t1
         n_t = max(1, min(n_timing, len(te)))
@@ -305,10 +292,10 @@ def grouped_kfold(df: pd.DataFrame, k=5, seed=0) -> pd.Series:
     return df.group.map(fold).astype(int)
 
 # %% ../nbs/lib/12_studies.ipynb #2d9bf024
-def cv_study(dataset='demo', cv_folds=4, backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='haar', margin=1.3,
-             seed=0, n_boot=1000, **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def cv_study(dataset='demo', cv_folds=4, backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='yunet', margin=1.3,
+             seed=0, n_boot=1000, align=False, **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     "Grouped k-fold CV on every video of `dataset` (its split ignored): per-fold table, one prediction per video, summary (`cv_summary`)"
-    df, X, info = dataset_features(dataset, backbone, weights, frames, size, detector, margin, scale_split=None)
+    df, X, info = dataset_features(dataset, backbone, weights, frames, size, detector, margin, scale_split=None, align=align)
     y = df.label.to_numpy(); fold = grouped_kfold(df, cv_folds, seed).to_numpy()
     prob = np.full(len(df), np.nan); rows = []
     for f in range(int(cv_folds)):
@@ -371,40 +358,44 @@ SELF_BLEND_SETTINGS = ('real fakes', 'self-blended only', 'real + self-blended')
 def _faces_features(faces, backbone, model, scale) -> np.ndarray:
     return extract_features(faces, backbone, model)/scale
 
-def self_blend_study(dataset='demo', eval_datasets=(), backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='haar',
-                     margin=1.3, seed=0, **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "AUC on real fakes (test split and `eval_datasets`) of heads trained with real fakes, with self-blended fakes only, and with both"
-    df, X, info = dataset_features(dataset, backbone, weights, frames, size, detector, margin)
-    model, *_ = backbone_for_features(backbone, weights, size, 0, Path(info['path']))
-    cache = face_cache_dir(dataset, info['prep_key'])
-    y = df.label.to_numpy(); sp = df.split.to_numpy()
-    sbi = {}
-    for s in ('train', 'val'):                                           # a self-blended fake of every real train and val video
-        ids = df.video_id[(sp == s) & (y == 0)].tolist()
-        faces = np.stack([self_blend_faces(load_faces(cache, [v])[0], int(settings_key([seed, v], 8), 16), margin) for v in ids])
-        sbi[s] = _faces_features(faces, backbone, model, info['scale'])
-    evals = {'test': X[sp == 'test']}
-    ev_y = {'test': y[sp == 'test']}; ev_ids = {'test': df.video_id[sp == 'test'].tolist()}; ev_name = {'test': dataset}
-    for e in eval_datasets:
-        edf = load_manifest(data_dir('manifests', f'{e}.csv')); edf = edf[edf.split == 'test']
-        summ = preprocess_manifest(data_dir('manifests', f'{e}.csv'), frames, size, detector, margin, dataset=e, progress=False)
-        ok = usable_videos(edf, summ[summ.video_id.isin(edf.video_id)], e)
-        evals[e] = _faces_features(load_faces(face_cache_dir(e, info['prep_key']), ok.video_id.tolist()), backbone, model, info['scale'])
-        ev_y[e] = ok.label.to_numpy(); ev_ids[e] = ok.video_id.tolist(); ev_name[e] = e
-    tr, va = sp == 'train', sp == 'val'
-    rtr, rva = tr & (y == 0), va & (y == 0)
-    z = lambda n: np.zeros(n, int); o = lambda n: np.ones(n, int)
-    data = {'real fakes': (X[tr], y[tr], X[va], y[va]),
-            'self-blended only': (np.concatenate([X[rtr], sbi['train']]), np.r_[z(rtr.sum()), o(len(sbi['train']))],
-                                  np.concatenate([X[rva], sbi['val']]), np.r_[z(rva.sum()), o(len(sbi['val']))]),
-            'real + self-blended': (np.concatenate([X[tr], sbi['train']]), np.r_[y[tr], o(len(sbi['train']))], X[va], y[va])}
+def self_blend_study(dataset='demo', eval_datasets=(), backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='yunet',
+                     margin=1.3, seed=0, align=False, sbi_per_video=2, feature_layers=('final', 'blocks'), **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "AUC on real fakes (test split and `eval_datasets`) of heads trained with real fakes, with self-blended fakes only, and with both, on each of `feature_layers`"
+    from deepfake_nb.train import sbi_features
     rows, preds = [], []
-    for name, (Xt, yt, Xv, yv) in data.items():
-        thr, pr = fit_predict(Xt, yt, Xv, yv, evals, head=head, seed=seed, **fit_kw)
-        for e, pe in pr.items():
-            rows.append(dict(training=name, eval_dataset=ev_name[e], domain='in-domain' if e == 'test' else 'cross-domain', n=len(pe),
-                             n_fake=int(ev_y[e].sum()), n_train=len(yt), n_train_fake=int(yt.sum()), **auc_ci(ev_y[e], pe), **at_threshold(ev_y[e], pe, thr)))
-            preds.append(pd.DataFrame(dict(video_id=ev_ids[e], label=ev_y[e], prob=pe, training=name, eval_dataset=ev_name[e])))
+    evals_named = [e for e in eval_datasets if e != dataset]
+    if len(evals_named) < len(list(eval_datasets)): print(f"self_blend: eval dataset {dataset!r} is the study's own dataset: its test split is the in-domain row")
+    for fl in ([feature_layers] if isinstance(feature_layers, str) else list(feature_layers)):
+        df, X, info = dataset_features(dataset, backbone, weights, frames, size, detector, margin, feature_layers=fl, align=align)
+        model, *_ = backbone_for_features(backbone, weights, size, 0, Path(info['clean_path']))
+        y = df.label.to_numpy(); sp = df.split.to_numpy()
+        sb = dict(dataset=dataset, prep_key=info['prep_key'], clean_info=info, backbone=backbone, weights=weights, size=size, scale=info['scale'])
+        ids = lambda m: df.video_id[m].tolist()
+        tr, va = sp == 'train', sp == 'val'
+        rtr, rva = tr & (y == 0), va & (y == 0)
+        def pairs(m, copies):   # SBI pairs (target: real, self-blend: fake) of the real videos `m`, `copies` of each
+            ps = [sbi_features(video_ids=ids(m), copy=c, **sb)[:2] for c in copies]
+            return np.concatenate([x for t, b in ps for x in (t, b)]), np.concatenate([np.r_[np.zeros(len(t), int), np.ones(len(b), int)] for t, b in ps])
+        (sbi_tr, sbi_tr_y), (sbi_va, sbi_va_y) = pairs(rtr, range(1, int(sbi_per_video)+1)), pairs(rva, [1])
+        evals = {'test': X[sp == 'test']}
+        ev_y = {'test': y[sp == 'test']}; ev_ids = {'test': ids(sp == 'test')}; ev_name = {'test': dataset}
+        for e in evals_named:
+            edf = load_manifest(data_dir('manifests', f'{e}.csv')); edf = edf[edf.split == 'test']
+            summ = preprocess_manifest(data_dir('manifests', f'{e}.csv'), frames, size, detector, margin, dataset=e, progress=False, align=align)
+            ok = usable_videos(edf, summ[summ.video_id.isin(edf.video_id)], e)
+            evals[e] = _faces_features(load_faces(face_cache_dir(e, info['prep_key']), ok.video_id.tolist()), backbone, model, info['scale'])
+            ev_y[e] = ok.label.to_numpy(); ev_ids[e] = ok.video_id.tolist(); ev_name[e] = e
+        z = lambda n: np.zeros(n, int)
+        data = {'real fakes': (X[tr], y[tr], X[va], y[va]),
+                'self-blended only': (np.concatenate([X[rtr], sbi_tr]), np.r_[z(rtr.sum()), sbi_tr_y], np.concatenate([X[rva], sbi_va]), np.r_[z(rva.sum()), sbi_va_y]),
+                'real + self-blended': (np.concatenate([X[tr], sbi_tr]), np.r_[y[tr], sbi_tr_y], X[va], y[va])}
+        for name, (Xt, yt, Xv, yv) in data.items():
+            thr, pr = fit_predict(Xt, yt, Xv, yv, evals, head=head, seed=seed, **fit_kw)
+            for e, pe in pr.items():
+                rows.append(dict(training=name, features=fl, eval_dataset=ev_name[e], domain='in-domain' if e == 'test' else 'cross-domain', n=len(pe),
+                                 n_fake=int(ev_y[e].sum()), n_train=len(yt), n_train_fake=int(yt.sum()), feature_dim=int(X.shape[-1]),
+                                 **auc_ci(ev_y[e], pe), **at_threshold(ev_y[e], pe, thr)))
+                preds.append(pd.DataFrame(dict(video_id=ev_ids[e], label=ev_y[e], prob=pe, training=name, features=fl, eval_dataset=ev_name[e])))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #6bf7695c
@@ -453,6 +444,12 @@ def fig_cv(table: pd.DataFrame, summary: dict):
 def fig_auc_bars(table: pd.DataFrame, group: str, by: str = 'eval_dataset', title=''):
     "Grouped bars of AUC (with CI) per `group` value and `by` value"
     import matplotlib.pyplot as plt
+    if 'features' in table and table.duplicated([group, by]).any() and group != 'features':   # one bar per (group, feature layers)
+        table = table.assign(**{group: table[group].astype(str) + ' (' + table['features'].astype(str) + ')'})
+    dup = table.duplicated([group, by])
+    if dup.any():
+        print(f"fig_auc_bars: {int(dup.sum())} row(s) repeat a ({group}, {by}) pair; the first of each is drawn: {table.loc[dup, [group, by]].values.tolist()[:3]}")
+        table = table[~dup]
     gs, bs = list(dict.fromkeys(table[group])), list(dict.fromkeys(table[by]))
     fig, ax = plt.subplots(figsize=(max(4, 1.4*len(gs)*max(1, len(bs))/2), 3.2)); w = 0.8/max(1, len(bs))
     for j, b in enumerate(bs):
@@ -468,14 +465,17 @@ _D = defaults('studies')   # the demo defaults, declared with each setting's hel
 
 def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datasets=_D.eval_datasets, degradations=_D.degradations,
                 frame_counts=_D.frame_counts, cv_folds=_D.cv_folds, backbone=_D.backbone, weights=_D.weights, head=_D.head, frames=_D.frames,
-                size=_D.size, detector=_D.detector, margin=_D.margin, seed=_D.seed, epochs=_D.epochs, patience=_D.patience) -> dict:
+                size=_D.size, detector=_D.detector, margin=_D.margin, seed=_D.seed, epochs=_D.epochs, patience=_D.patience, align=_D.align) -> dict:
     "Run each study in `studies` on `dataset` and save it under `reports/studies/<dataset>/`; return {study: folder}"
     studies = studies.split() if isinstance(studies, str) else list(studies)
     bad = [s for s in studies if s not in STUDIES]
     if bad: raise DeepfakeNBError(f"unknown study {bad}; choose from {', '.join(STUDIES)}")
     fc = [int(k) for k in (frame_counts.split() if isinstance(frame_counts, str) else frame_counts)]
-    evals = eval_manifests(eval_datasets) if {'cross_dataset', 'self_blend'} & set(studies) else []
-    common = dict(backbone=backbone, weights=weights, head=head, size=size, detector=detector, margin=margin, seed=seed)
+    names = eval_datasets.split() if isinstance(eval_datasets, str) else list(eval_datasets or [])
+    if dataset in names:   # its own test split is already every study's in-domain row
+        print(f"eval dataset {dataset!r} is the studied dataset: its test split is the in-domain row, not a second evaluation set"); names.remove(dataset)
+    evals = eval_manifests(names) if {'cross_dataset', 'self_blend'} & set(studies) else []
+    common = dict(backbone=backbone, weights=weights, head=head, size=size, detector=detector, margin=margin, seed=seed, align=bool(align))
     fit = dict(epochs=int(epochs), patience=int(patience))
     settings = dict(common, frames=frames, runs=runs, eval_datasets=evals, degradations=parse_degradations(degradations), frame_counts=fc,
                     cv_folds=int(cv_folds), **fit)

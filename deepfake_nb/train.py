@@ -9,16 +9,18 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
 from .data import load_manifest, build_manifest
-from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos
+from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces
 from .models import *
+from .models import _save_features
 from .metrics import classification_metrics, youden_threshold
 
 # %% auto #0
-__all__ = ['LR_SCHEDULES', 'PRESETS', 'MODES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for',
+__all__ = ['LR_SCHEDULES', 'PRESETS', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for',
            'nonfinite_message', 'nonfinite_stop', 'array_dataset', 'epoch_batches', 'resumable_fit', 'fit_head',
-           'get_preset', 'presets_table', 'run_params', 'run_id', 'run_dir_for', 'is_complete', 'video_dataset',
-           'fit_finetune', 'cluster_size', 'multiworker', 'worker_name', 'multiworker_strategy', 'worker_lost_message',
-           'manifest_for', 'rerun_command', 'train_seeds', 'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
+           'get_preset', 'presets_table', 'run_params', 'run_id', 'run_dir_for', 'is_complete', 'load_sbi_pair',
+           'video_dataset', 'fit_finetune', 'sbi_cache_path', 'sbi_features', 'cluster_size', 'multiworker',
+           'worker_name', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command', 'train_seeds',
+           'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -235,13 +237,15 @@ def presets_table() -> pd.DataFrame:
 # %% ../nbs/lib/06_train.ipynb #812cf3fc
 from .settings import defaults
 MODES = ('frozen', 'finetune')
+FAKES = ('real', 'sbi', 'both')   # training fakes: the dataset's, self-blended copies of its real training videos, or both
 _T = defaults('train')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
 
 def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_T.weights, frames=_T.frames, size=_T.size, detector=_T.detector,
                margin=_T.margin, epochs=_T.epochs, batch_size=_T.batch_size, lr=_T.lr, units=_T.units, dropout=_T.dropout, patience=_T.patience,
                class_weight=_T.class_weight, seed=_T.seed, preset=_T.preset, mode=_T.mode, augment=_T.augment, aug_passes=_T.aug_passes,
                lr_schedule=_T.lr_schedule, finetune_layers=_T.finetune_layers, finetune_lr=_T.finetune_lr, finetune_from=_T.finetune_from,
-               deterministic=_T.deterministic, mixed_precision=_T.mixed_precision, distribute=_T.distribute, norm_floor=_T.norm_floor) -> dict:
+               deterministic=_T.deterministic, mixed_precision=_T.mixed_precision, distribute=_T.distribute, norm_floor=_T.norm_floor,
+               fakes=_T.fakes, sbi_per_video=_T.sbi_per_video, feature_layers=_T.feature_layers, align=_T.align) -> dict:
     "All the settings of a training run (see `deepfake_nb.settings`), checked and normalised (a `preset` fills those left at their defaults)"
     p = dict(locals())
     if p['preset'] in (None, '', 'none', 'None'): p['preset'] = None
@@ -254,7 +258,11 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
     if p['mode'] not in MODES: raise DeepfakeNBError(f"unknown mode {p['mode']!r}; valid modes: {', '.join(MODES)}")
     if p['lr_schedule'] not in LR_SCHEDULES: raise DeepfakeNBError(f"unknown lr_schedule {p['lr_schedule']!r}; valid: {', '.join(LR_SCHEDULES)}")
     if p['finetune_from'] not in ('frozen', 'scratch'): raise DeepfakeNBError(f"finetune_from={p['finetune_from']!r}: use 'frozen' or 'scratch'")
-    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'finetune_layers'):
+    if p['fakes'] not in FAKES: raise DeepfakeNBError(f"fakes={p['fakes']!r}: use 'real' (the dataset's fakes), 'sbi' (self-blended images only) or 'both'")
+    if p['feature_layers'] not in FEATURE_LAYERS: raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r}: use one of {', '.join(FEATURE_LAYERS)}")
+    if p['feature_layers'] != 'final' and p['mode'] == 'finetune':
+        raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains through the backbone's last layer): use mode='frozen' or feature_layers='final'")
+    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'finetune_layers', 'sbi_per_video'):
         v = p[name]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or (v < 0 and name != 'finetune_layers'):
             raise DeepfakeNBError(f"parameter {name}={v!r} must be a non-negative integer (e.g. papermill -p {name} 10)")
@@ -269,7 +277,8 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
     p['weights'] = None if p['weights'] is None else str(p['weights'])
     p['class_weight'] = normalize_class_weight(p['class_weight'])
     p['augment'] = augment_settings(p['augment'])
-    p['deterministic'] = bool(p['deterministic'])
+    p['deterministic'], p['align'] = bool(p['deterministic']), bool(p['align'])
+    if p['fakes'] != 'real' and p['sbi_per_video'] < 1: raise DeepfakeNBError(f"sbi_per_video={p['sbi_per_video']} with fakes={p['fakes']!r}: at least 1 self-blended copy per real training video")
     p['mixed_precision'] = 'auto' if p['mixed_precision'] == 'auto' else precision_policy(p['mixed_precision'])
     if p['distribute'] is None: p['distribute'] = 'none'
     if p['distribute'] not in ('auto', 'none', 'mirrored', 'multiworker'): raise DeepfakeNBError(f"distribute={p['distribute']!r}: use 'auto', 'none', 'mirrored' or 'multiworker'")
@@ -288,35 +297,60 @@ def is_complete(run_dir, params=None) -> bool:
     return f.exists() and (params is None or load_json(f).get('params') == params)
 
 # %% ../nbs/lib/06_train.ipynb #b16a5237
-def video_dataset(face_dir, video_ids, labels=None, batch_size=2, augment=None, shuffle=False, seed=0):
-    "`tf.data` over cached faces: load (parallel), augment (training), batch, prefetch; items `(T, S, S, 3)` float32 0..255"
+def _video_seed(video_id) -> int: return int(settings_key(str(video_id), 8), 16)   # one number per video, independent of order
+
+def load_sbi_pair(face_file, video_seed, draw=0) -> np.ndarray:
+    "One SBI training pair `(2, T, S, S, 3)` uint8 of the cached real video `face_file`: its target (the real image, label 0) and its self-blended fake (label 1), one draw per (video, `draw`)"
+    from deepfake_nb.sbi import self_blend_video
+    with np.load(face_file) as z:
+        if 'landmarks' not in z.files:
+            raise DeepfakeNBError(f"{face_file} has no facial landmarks, which self-blended fakes need; re-run preprocessing with this version of deepfake_nb (it caches them)")
+        faces, lms = z['faces'], z['landmarks']
+    blends, _, targets = self_blend_video(faces, lms, seed=[int(video_seed), int(draw)], return_target=True)
+    return np.stack([targets, blends])       # as SBI trains: when the altered copy is the target, the real example is that altered target
+
+def video_dataset(face_dir, video_ids, labels=None, batch_size=2, augment=None, shuffle=False, seed=0, sbi_ids=(), sbi_redraw=True):
+    "`tf.data` over cached faces: load (parallel), augment (training), batch, prefetch; items `(T, S, S, 3)` float32 0..255. `sbi_ids`: real videos that each add an SBI pair (target labelled 0, then its self-blend labelled 1), blended anew every epoch (`sbi_redraw`) or the same each time"
     import tensorflow as tf
-    files = [str(Path(face_dir)/f'{v}.npz') for v in video_ids]
-    first = np.load(files[0])['faces']
-    def load(f): return np.load(f.decode() if isinstance(f, bytes) else str(f))['faces']
-    def tf_load(f):
-        x = tf.numpy_function(load, [f], tf.uint8); x.set_shape(first.shape); return x
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if labels is not None: ds = tf.data.Dataset.zip((ds, tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.float32))))
-    if shuffle: ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    video_ids, sbi_ids = list(video_ids), list(sbi_ids)
+    if sbi_ids and labels is None and video_ids: raise DeepfakeNBError("video_dataset: self-blended pairs (sbi_ids) need the labels of video_ids")
+    if not video_ids and labels is not None and len(labels): raise DeepfakeNBError("video_dataset: labels without video_ids")
+    path = lambda v: str(Path(face_dir)/f'{v}.npz')
+    shape = np.load(path((video_ids + sbi_ids)[0]))['faces'].shape
     aug = augment_settings(augment)
-    if aug:
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))
-        def fn(item, r):
-            f, *lab = item if labels is not None else (item,)
-            x = augment_video(tf_load(f), aug, tf.stack([r, tf.constant(seed, tf.int64)]))
-            return (x, lab[0]) if lab else x
-    else:
-        def fn(*item):
-            x = tf.cast(tf_load(item[0]), tf.float32)
-            return (x, item[1]) if len(item) > 1 else x
-    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def finish(x, r, lab):
+        x = augment_video(x, aug, tf.stack([r, tf.constant(seed, tf.int64)])) if aug else tf.cast(x, tf.float32)
+        return (x, lab) if lab is not None else x
+    def pipeline(items, fn):
+        ds = tf.data.Dataset.zip(items)
+        if shuffle: ds = ds.shuffle(len(items[0]), seed=seed, reshuffle_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))   # one draw per video and epoch
+        return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    parts, weights = [], []
+    if video_ids:
+        def plain(item, r):
+            f, *lab = item
+            x = tf.numpy_function(lambda f: np.load(f.decode())['faces'], [f], tf.uint8); x.set_shape(shape)
+            return finish(x, r, lab[0] if lab else None)
+        items = (tf.data.Dataset.from_tensor_slices([path(v) for v in video_ids]),)
+        if labels is not None: items += (tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.float32)),)
+        parts.append(pipeline(items, plain)); weights.append(len(video_ids))
+    if sbi_ids:
+        def pair(item, r):
+            f, vseed = item
+            x = tf.numpy_function(lambda f, s, r: load_sbi_pair(f.decode(), s, r if sbi_redraw else 0), [f, vseed, r], tf.uint8); x.set_shape((2, *shape))
+            x = tf.stack([finish(x[0], r, None), finish(x[1], r, None)])         # the pair augmented alike
+            return (x, tf.constant([0., 1.])) if labels is not None else x
+        items = (tf.data.Dataset.from_tensor_slices([path(v) for v in sbi_ids]), tf.data.Dataset.from_tensor_slices(np.array([_video_seed(v) for v in sbi_ids], np.int64)))
+        parts.append(pipeline(items, pair).unbatch()); weights.append(2*len(sbi_ids))
+    if len(parts) == 1: ds = parts[0]
+    else: ds = tf.data.Dataset.sample_from_datasets(parts, [w/sum(weights) for w in weights], seed=seed, stop_on_empty_dataset=False)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, frames, head_model, scale, feature_path=None,
                  trainable_layers=20, lr=1e-5, epochs=10, batch_size=2, patience=5, class_weight='balanced', augment=None, seed=0,
-                 verbose=0, lr_schedule='plateau', strategy=None, checkpoint_dir=None, resume=False):
-    "Train `TimeDistributed(backbone)` + `head_model` end to end on cached faces; return (model, history DataFrame)"
+                 verbose=0, lr_schedule='plateau', strategy=None, checkpoint_dir=None, resume=False, sbi_train_ids=(), sbi_val_ids=()):
+    "Train `TimeDistributed(backbone)` + `head_model` end to end on cached faces (plus self-blended fakes of `sbi_train_ids`, new blends every epoch, and fixed ones of `sbi_val_ids`); return (model, history DataFrame)"
     import keras, tensorflow as tf
     seed_everything(seed)
     strategy = strategy or tf.distribute.get_strategy()
@@ -326,13 +360,47 @@ def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, fr
             if feature_path: bm, *_ = backbone_for_features(backbone, weights, size, 0, Path(feature_path))
             else: bm, *_ = build_backbone(backbone, weights, size)
             model = build_finetune_model(backbone, bm, head_model, frames, size, scale, trainable_layers)
-            model.compile(_optimizer(lr, lr_schedule, epochs, -(-len(ids_tr) // gb)), 'binary_crossentropy',
+            model.compile(_optimizer(lr, lr_schedule, epochs, -(-(len(ids_tr) + len(sbi_train_ids)) // gb)), 'binary_crossentropy',
                           metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
         return model
     ytr = np.asarray(ytr, np.float32)
-    return resumable_fit(build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed+e0),
-                         video_dataset(face_dir, ids_va, yva, gb), epochs, None, patience, lr_schedule, class_weight_for(class_weight, ytr),
+    y_all = np.r_[ytr, np.ones(len(sbi_train_ids), np.float32)]
+    return resumable_fit(build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed+e0, sbi_ids=sbi_train_ids),
+                         video_dataset(face_dir, ids_va, yva, gb, sbi_ids=sbi_val_ids, sbi_redraw=False), epochs, None, patience, lr_schedule, class_weight_for(class_weight, y_all),
                          verbose, checkpoint_dir, resume, strategy)
+
+# %% ../nbs/lib/06_train.ipynb #sbi20002
+def sbi_cache_path(clean_path, copy: int) -> Path:
+    "Where the features of self-blended copy `copy` live: beside the clean cache they were made with"
+    from deepfake_nb.sbi import SBI_VERSION
+    clean = Path(clean_path)
+    return clean.with_name(f'{clean.stem}-sbi{SBI_VERSION}-c{copy}.npy')
+
+def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbone='mobilenetv2', weights='auto', size=160, scale=None,
+                 batch_size=64, chunk_videos=64):
+    "Frozen features of SBI pair `copy` of each real video of `video_ids` (cached once), divided by `scale` (the run's; default the storage scale): (targets `(N, T, D)`, labelled real; self-blends `(N, T, D)`, labelled fake; info)"
+    path = sbi_cache_path(clean_info['clean_path'], copy)
+    ids, clean = list(video_ids), Path(clean_info['clean_path'])
+    storage = float(clean_info['storage_scale'])
+    with file_lock(path.parent/f'.{clean.stem}-sbi.lock'):
+        rec = path.with_suffix('.json')
+        info = load_json(rec) if rec.exists() and path.exists() else None
+        if info is None or not set(ids) <= set(info['video_ids']) or info.get('storage_scale') != storage:
+            t0 = time.time()
+            model, *_ = backbone_for_features(backbone, weights, size, 0, clean)     # the backbone (and layers) that made the clean cache
+            face_dir = face_cache_dir(dataset, prep_key)
+            def pairs(part):   # (2n, T, S, S, 3): each video's target, then its self-blend
+                return np.concatenate([load_sbi_pair(Path(face_dir)/f'{v}.npz', _video_seed(v), copy) for v in part])
+            f = np.concatenate([extract_features(pairs(ids[i:i+chunk_videos]), backbone, model, batch_size) for i in range(0, len(ids), chunk_videos)])
+            f = f.reshape(len(ids), 2, *f.shape[1:])                                     # (N, target | self-blend, T, D)
+            _save_features(path, (f/storage).astype(np.float16))
+            from deepfake_nb.sbi import SBI_VERSION
+            info = dict(video_ids=ids, clean_cache=clean.stem, storage_scale=storage, sbi_version=SBI_VERSION, copy=int(copy), shape=list(f.shape),
+                        seconds=round(time.time()-t0, 2), cache_key=path.stem)
+            save_json(info, rec)
+    arr = np.load(path, mmap_mode='r'); pos = {v: i for i, v in enumerate(info['video_ids'])}
+    X = np.asarray(arr[[pos[v] for v in ids]], np.float32) * np.float32(storage/(scale or storage))
+    return X[:, 0], X[:, 1], info
 
 # %% ../nbs/lib/06_train.ipynb #mw210002
 import os, contextlib
@@ -480,9 +548,9 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
     df = load_manifest(mpath)
     _check_splits(df, mpath, "Add videos of the missing class, or rebuild the manifest with other val_frac/test_frac (deepfake_nb.data.build_manifest(..., force=True)).")
     split_hash = settings_key(sorted(zip(df.video_id, df.split)))
-    pset = prep_settings(params['frames'], params['size'], params['detector'], params['margin'])
+    pset = prep_settings(params['frames'], params['size'], params['detector'], params['margin'], align=params['align'])
     pkey = settings_key(pset)
-    summ = preprocess_manifest(mpath, **{k: pset[k] for k in ('frames', 'size', 'detector', 'margin')}, dataset=params['dataset'])
+    summ = preprocess_manifest(mpath, **{k: pset[k] for k in ('frames', 'size', 'detector', 'margin', 'align')}, dataset=params['dataset'])
     bad = summ[summ.error != '']
     df = usable_videos(df, summ, mpath)
     _check_splits(df, f"{mpath} after leaving out the {len(bad)} video(s) that could not be preprocessed ({bad.video_id.tolist()[:5]})",
@@ -493,16 +561,33 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
     y = df.label.to_numpy()
     tr, va, te = [(df.split == s).to_numpy() for s in ('train', 'val', 'test')]
     train_ids = df.video_id[tr].tolist()                 # the features' scale comes from the training videos only
-    X, finfo = cached_features(params['dataset'], pkey, df.video_id.tolist(), params['backbone'], params['weights'], params['size'], scale_ids=train_ids)
+    fakes = params['fakes']
+    rtr, rva = tr & (y == 0), va & (y == 0)
+    if fakes == 'sbi': train_ids = df.video_id[rtr].tolist()   # no real fake is trained on, nor sets the features' scale
+    X, finfo = cached_features(params['dataset'], pkey, df.video_id.tolist(), params['backbone'], params['weights'], params['size'], scale_ids=train_ids,
+                               feature_layers=params['feature_layers'])
     t_feat = time.time()
     cache_keys = dict(prep_key=pkey, faces=str(face_cache_dir(params['dataset'], pkey)), features=finfo['cache_key'], augmented=[],
-                      scale_from='train', n_scale_videos=finfo['n_scale_videos'])
-    Xtr, ytr = X[tr], y[tr]
+                      scale_from='train real videos' if fakes == 'sbi' else 'train', n_scale_videos=finfo['n_scale_videos'], sbi=[])
+    base = rtr if fakes == 'sbi' else tr
+    Xtr, ytr, Xva, yva = X[base], y[base], X[va], y[va]
+    sbi_val = None
+    if fakes != 'real':                     # SBI pairs of the real training (and, for 'sbi', validation) videos: target real, self-blend fake
+        sb = dict(dataset=params['dataset'], prep_key=pkey, clean_info=finfo, backbone=params['backbone'], weights=params['weights'], size=params['size'], scale=finfo['scale'])
+        pair = lambda t, b: (np.concatenate([t, b]), np.r_[np.zeros(len(t), int), np.ones(len(b), int)])
+        for c in range(1, params['sbi_per_video'] + 1 if params['mode'] == 'frozen' else 2):
+            Xt, Xb, sinfo = sbi_features(video_ids=df.video_id[rtr].tolist(), copy=c, **sb)
+            Xp, yp = pair(Xt, Xb); Xtr, ytr = np.concatenate([Xtr, Xp]), np.r_[ytr, yp]; cache_keys['sbi'].append(sinfo['cache_key'])
+        if fakes == 'sbi':
+            Xt, Xb, _ = sbi_features(video_ids=df.video_id[rva].tolist(), copy=1, **sb)
+            sbi_val, sbi_val_y = pair(Xt, Xb)
+            Xva, yva = np.concatenate([X[rva], sbi_val]), np.r_[np.zeros(rva.sum(), int), sbi_val_y]
+    Xnorm = Xtr                             # the head standardises with the training examples (before augmented passes)
     if params['mode'] == 'frozen' and params['augment'] and params['aug_passes']:
         for k in range(1, params['aug_passes'] + 1):
             Xa, ainfo = cached_features(params['dataset'], pkey, train_ids, params['backbone'], params['weights'],
-                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids)
-            Xtr, ytr = np.concatenate([Xtr, Xa]), np.concatenate([ytr, y[tr]]); cache_keys['augmented'].append(ainfo['cache_key'])
+                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids, feature_layers=params['feature_layers'])
+            Xtr, ytr = np.concatenate([Xtr, Xa]), np.concatenate([ytr, y[base]]); cache_keys['augmented'].append(ainfo['cache_key'])
     t_aug = time.time()
     if params['deterministic']: tf.config.experimental.enable_op_determinism()
     resumed = {}
@@ -511,23 +596,30 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
                   patience=params['patience'], class_weight=params['class_weight'], seed=params['seed'], verbose=verbose,
                   lr_schedule=params['lr_schedule'], strategy=cs['strategy'])
         if params['mode'] == 'frozen' or params['finetune_from'] == 'frozen':
-            model, hist = fit_head(Xtr, ytr, X[va], y[va], lr=params['lr'], norm_data=X[tr], norm_floor=params['norm_floor'], checkpoint_dir=ckpt/'head', resume=resume, **hp)
+            model, hist = fit_head(Xtr, ytr, Xva, yva, lr=params['lr'], norm_data=Xnorm, norm_floor=params['norm_floor'], checkpoint_dir=ckpt/'head', resume=resume, **hp)
             if hist.attrs.get('resumed_at') is not None: resumed['head'] = hist.attrs['resumed_at']
             hist['stage'] = 'head'
         else:
             with cs['strategy'].scope():
-                model = build_head(params['head'], params['frames'], X.shape[2], params['units'], params['dropout'], norm_data=X[tr], norm_floor=params['norm_floor'])
+                model = build_head(params['head'], params['frames'], X.shape[2], params['units'], params['dropout'], norm_data=Xnorm, norm_floor=params['norm_floor'])
             hist = pd.DataFrame()
         if params['mode'] == 'finetune':
             fdir = face_cache_dir(params['dataset'], pkey)
-            model, hist_ft = fit_finetune(fdir, df.video_id[tr].tolist(), y[tr], df.video_id[va].tolist(), y[va], params['backbone'],
+            ft_tr, ft_va = (rtr, rva) if fakes == 'sbi' else (tr, va)
+            sbi_ids = dict(sbi_train_ids=df.video_id[rtr].tolist() if fakes != 'real' else [], sbi_val_ids=df.video_id[rva].tolist() if fakes == 'sbi' else [])
+            model, hist_ft = fit_finetune(fdir, df.video_id[ft_tr].tolist(), y[ft_tr], df.video_id[ft_va].tolist(), y[ft_va], params['backbone'],
                                           params['weights'], params['size'], params['frames'], model, finfo['scale'], finfo['path'],
                                           params['finetune_layers'], params['finetune_lr'], augment=params['augment'],
-                                          checkpoint_dir=ckpt/'finetune', resume=resume, **{k: v for k, v in hp.items() if k not in ('head', 'units', 'dropout')})
+                                          checkpoint_dir=ckpt/'finetune', resume=resume, **sbi_ids, **{k: v for k, v in hp.items() if k not in ('head', 'units', 'dropout')})
             if hist_ft.attrs.get('resumed_at') is not None: resumed['finetune'] = hist_ft.attrs['resumed_at']
             hist = pd.concat([hist, hist_ft.assign(stage='finetune')], ignore_index=True); hist.index.name = 'epoch'
             prob = model.predict(video_dataset(fdir, df.video_id.tolist(), None, params['batch_size']*cs['replicas']), verbose=0).ravel().astype(float)
-        else: prob = model.predict(X, verbose=0).ravel().astype(float)
+            if fakes == 'sbi':                # the fixed validation pairs, in order: each video's target, then its self-blend
+                sbi_prob = model.predict(video_dataset(fdir, [], None, params['batch_size']*cs['replicas'], sbi_ids=df.video_id[rva].tolist(), sbi_redraw=False), verbose=0).ravel()
+                sbi_val_y = np.tile([0, 1], int(rva.sum()))
+        else:
+            prob = model.predict(X, verbose=0).ravel().astype(float)
+            if fakes == 'sbi': sbi_prob = model.predict(sbi_val, verbose=0).ravel()
         t_fit = time.time()
         frame_prob = None
         if params['head'] == 'image' and params['mode'] == 'frozen' and params['frames'] > 1:
@@ -535,8 +627,11 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
             frame_prob = keras.Model(model.inputs, model.get_layer('frame_prob').output).predict(X, verbose=0)[..., 0]
     if not is_chief(): return rdir            # a multi-worker cluster: the chief writes the run directory
     preds = df[['video_id', 'split', 'label']].assign(prob=prob)
-    thr = youden_threshold(y[va], prob[va])
-    metrics = dict(threshold=thr, threshold_rule='youden on val',
+    if fakes == 'sbi':                      # no real fake chooses the threshold either: the real val videos and their self-blended copies
+        thr = youden_threshold(np.r_[np.zeros(rva.sum(), int), sbi_val_y], np.r_[prob[rva], sbi_prob])
+        rule = 'youden on val (its real videos and their self-blended copies)'
+    else: thr, rule = youden_threshold(y[va], prob[va]), 'youden on val'
+    metrics = dict(threshold=thr, threshold_rule=rule,
                    test=classification_metrics(y[te], prob[te], 0.5), test_val_threshold=classification_metrics(y[te], prob[te], thr),
                    val=classification_metrics(y[va], prob[va], 0.5))
     with atomic_path(rdir/'predictions.csv') as tmp: preds.to_csv(tmp, index=False)
@@ -556,7 +651,7 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
                 split_file=str(mpath), split_file_hash=file_hash(mpath), split_hash=split_hash,
                 split_settings=load_json(mjson) if mjson.exists() else None, cache_keys=cache_keys,
                 preset_doc=get_preset(params['preset'])['doc'] if params['preset'] else None,
-                features=finfo['path'], feature_scale=finfo['scale'], backbone_params=finfo['params'],
+                features=finfo['path'], feature_scale=finfo['scale'], block_scales=finfo.get('block_scales'), backbone_params=finfo['params'],
                 head_params=int(model.count_params()), epochs_run=len(hist), best_epoch=int(last.val_loss.idxmin()), resumed=resumed or None,
                 n_videos={s: int((df.split == s).sum()) for s in ('train', 'val', 'test')}, n_train_examples=int(len(Xtr)),
                 faces_found=int(summ.faces_found.sum()), frames_sampled=int(summ.frames.sum()), compute=compute,

@@ -48,7 +48,7 @@ def _check_01_data():
 def _check_02_preprocess():
     from deepfake_nb.core import data_dir
     from deepfake_nb.preprocess import preprocess_manifest
-    s = preprocess_manifest(data_dir('manifests', 'demo.csv'), 12, 160, 'haar', 1.3, dataset='demo')   # all cached by the notebook
+    s = preprocess_manifest(data_dir('manifests', 'demo.csv'), 12, 160, 'yunet', 1.3, dataset='demo')   # all cached by the notebook (its defaults)
     assert s.cached.all(), 'the notebook did not fill the face cache'
     assert s.faces_found.sum()/s.frames.sum() >= 0.9 and (s.error == '').all()
 

@@ -67,6 +67,8 @@ def test_studies_papermill_then_report(fresh_home, tmp_path):
     assert len(cv) == 64 and cv.video_id.is_unique and (cv.groupby('group').fold.nunique() == 1).all()
     sb = pd.read_csv(studies/'self_blend'/'table.csv')
     assert set(sb.eval_dataset) == {'demo', 'demo_b'} and set(sb.training) == {'real fakes', 'self-blended only', 'real + self-blended'} and sb.auc.notna().all()
+    assert set(sb.features) == {'final', 'blocks'} and len(sb) == 2*3*2                  # each training on final-layer and intermediate-block features
+    assert (sb[sb.features == 'blocks'].feature_dim.min() > sb[sb.features == 'final'].feature_dim.max())
     r = _run([str(BIN/'deepfake-nb'), 'report', '--dataset', 'demo'], fresh_home)
     assert r.returncode == 0, r.stderr[-3000:]
     html = (fresh_home/'reports'/'report.html').read_text()

@@ -13,11 +13,12 @@ BIN = Path(sys.executable).parent
 NOISE = ('absl::InitializeLog', 'oneDNN custom operations', 'cpu_feature_guard', 'Kernel is running over TCP', 'moov atom not found',
          'TF_ENABLE_ONEDNN_OPTS', 'This TensorFlow binary is optimized')
 
-# a non-default, valid value of each of the 28 training settings, and how `deepfake-nb run` spells it (backbone -> backbones, ...)
-NON_DEFAULT = dict(dataset='celebdf', backbone='resnet50', head='gru', weights=None, frames=8, size=128, detector='yunet', margin=1.5, epochs=3,
+# a non-default, valid value of each of the 32 training settings, and how `deepfake-nb run` spells it (backbone -> backbones, ...)
+NON_DEFAULT = dict(dataset='celebdf', backbone='resnet50', head='gru', weights=None, frames=8, size=128, detector='haar', margin=1.5, epochs=3,
                    batch_size=8, lr=0.01, units=32, dropout=0.1, patience=2, class_weight={0: 1.15, 1: 1.05}, seed=3, preset='seed-resnet50-lstm',
                    mode='finetune', augment='flip,rotate', aug_passes=1, lr_schedule='cosine', finetune_layers=5, finetune_lr=1e-4,
-                   finetune_from='scratch', deterministic=True, mixed_precision=False, distribute='none', norm_floor=0.5)
+                   finetune_from='scratch', deterministic=True, mixed_precision=False, distribute='none', norm_floor=0.5,
+                   fakes='sbi', sbi_per_video=3, feature_layers='blocks', align=True)
 GRID_KEY = dict(backbone='backbones', head='heads', seed='seeds')
 
 def test_non_default_values_cover_run_params():
@@ -163,9 +164,9 @@ def test_params_json_from_the_grid_runner_is_accepted():
     from deepfake_nb.train import run_params
     assert run_params(**{k: values[k] for k in RUN_SETTINGS}) == p
 
-# what train_run records in params.json besides the 28 settings (the run's identity, provenance and measurements)
+# what train_run records in params.json besides the 32 settings (the run's identity, provenance and measurements)
 RECORDED = {'run_id', 'weights_used', 'weights_key', 'threshold', 'prep_key', 'prep_settings', 'manifest', 'manifest_hash', 'test_hash',
-            'split_file', 'split_file_hash', 'split_hash', 'split_settings', 'cache_keys', 'preset_doc', 'features', 'feature_scale',
+            'split_file', 'split_file_hash', 'split_hash', 'split_settings', 'cache_keys', 'preset_doc', 'features', 'feature_scale', 'block_scales',
             'backbone_params', 'head_params', 'epochs_run', 'best_epoch', 'resumed', 'n_videos', 'n_train_examples', 'faces_found',
             'frames_sampled', 'compute', 'rerun', 'seconds'}
 

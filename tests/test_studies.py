@@ -1,4 +1,4 @@
-"Generalisation studies: grouped k-fold never splits an identity, and self-blended fakes share the demo generator's blending function."
+"Generalisation studies: grouped k-fold never splits an identity, self-blended training fakes are the published SBI, the cv headline."
 import numpy as np, pandas as pd, pytest
 from hypothesis import given, settings, strategies as st
 from deepfake_nb import data, studies
@@ -22,16 +22,22 @@ def test_grouped_kfold_keeps_identities_whole(n_groups, k, seed, data_):
     assert fold.tolist() == studies.grouped_kfold(df, k, seed).tolist()        # deterministic
 
 
-def test_self_blend_uses_the_demo_generators_blend(tmp_path, monkeypatch):
-    assert studies.blend_face is data.blend_face and studies.blend_params is data.blend_params
-    calls = []
-    real_blend = data.blend_face
-    monkeypatch.setattr(data, 'blend_face', lambda *a, **k: calls.append(1) or real_blend(*a, **k))
-    look = data._identity_look(np.random.default_rng(0))
-    data.make_demo_video(tmp_path/'f.mp4', look, True, 1, n_frames=4)
-    assert len(calls) == 4                                                     # one blend per frame of a demo fake
-    data.make_demo_video(tmp_path/'r.mp4', look, False, 1, n_frames=4)
-    assert len(calls) == 4                                                     # none for a real clip
+def test_training_fakes_are_the_published_sbi_not_the_demo_blend(tmp_path, monkeypatch):
+    "`--fakes sbi` and the self_blend study blend with deepfake_nb.sbi (landmark masks, SBI pairs), never the demo generator's blend_face"
+    from deepfake_nb import train, sbi, preprocess
+    calls, real = [], sbi.self_blend_video
+    monkeypatch.setattr(sbi, 'self_blend_video', lambda *a, **k: calls.append(k.get('seed')) or real(*a, **k))
+    root = data.make_demo_dataset(tmp_path/'demo', n_identities=1, videos_per_class=1, n_frames=8)   # (its fakes: the demo blend)
+    monkeypatch.setattr(data, 'blend_face', lambda *a, **k: pytest.fail('the demo blend made a training fake'))
+    rec = preprocess.preprocess_video(root/'real'/'id0_0000.mp4', frames=3, size=96)
+    np.savez(tmp_path/'v.npz', faces=rec['faces'], landmarks=rec['landmarks'])
+    pair = train.load_sbi_pair(tmp_path/'v.npz', 7, 1)
+    assert pair.shape == (2, 3, 96, 96, 3) and pair.dtype == np.uint8 and calls == [[7, 1]]
+    assert np.abs(pair[1].astype(int) - pair[0]).mean() > 0.5                           # the self-blend differs from its target
+    np.testing.assert_array_equal(train.load_sbi_pair(tmp_path/'v.npz', 7, 1), pair)       # one draw per (video, draw): frozen copies are stable
+    assert not np.array_equal(train.load_sbi_pair(tmp_path/'v.npz', 7, 2)[1], pair[1])  # a new draw (fine-tuning: every epoch) blends anew
+    np.savez(tmp_path/'old.npz', faces=rec['faces'])                                    # a cache entry made before landmarks were cached
+    with pytest.raises(DeepfakeNBError, match='re-run preprocessing'): train.load_sbi_pair(tmp_path/'old.npz', 7, 1)
 
 
 def _cv_fixture(monkeypatch, n=48):
