@@ -279,6 +279,8 @@ def _val_threshold(params: dict, val: pd.DataFrame, rule: str, warns: list):
     two = val.label.nunique() == 2
     vt = {r: (choose_threshold(val.label.values, val.prob.values, r) if two else None) for r in THRESHOLD_RULES}
     stored = params.get('threshold')
+    if rule == 'youden' and stored is not None and params.get('fakes') == 'sbi':   # trained without real fakes: chosen without them too
+        return float(stored), "youden on val's real videos and their self-blended copies (stored by 03_train; no real fake seen)", vt
     if rule == 'youden' and stored is not None:
         if two and abs(stored - vt['youden']) > 1e-6:
             warns.append(f"{params['run_id']}: params.json threshold {stored:.6f} differs from Youden on its val predictions ({vt['youden']:.6f}); the stored one is used")

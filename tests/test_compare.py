@@ -91,3 +91,15 @@ def test_clustered_synthetic_report_takes_verdicts_from_cluster_aware_tests(tmp_
     assert 'Verdicts come from cluster-aware tests over 36 identity clusters' in text and 'p (videos independent)' in text
     assert q['reading'] in text and 'clustered DeLong p =' in q['reading']
     assert "permuting the models within 36 identity clusters" in text       # Cochran's Q and Friedman, over the 2 runs and 2 ensembles
+
+
+def test_sbi_run_keeps_its_threshold_chosen_without_real_fakes():
+    "A run trained with fakes='sbi' chose its threshold on val's real videos and their self-blends: compare keeps it, and says so, without the mismatch warning"
+    import pandas as pd
+    from deepfake_nb.compare import _val_threshold
+    val = pd.DataFrame(dict(label=[0, 0, 1, 1], prob=[0.1, 0.2, 0.8, 0.9]))
+    warns = []
+    thr, src, vt = _val_threshold(dict(run_id='r', threshold=0.35, fakes='sbi'), val, 'youden', warns)
+    assert thr == 0.35 and 'self-blended' in src and not warns and vt['youden'] != 0.35
+    thr, src, _ = _val_threshold(dict(run_id='r', threshold=0.35, fakes='real'), val, 'youden', warns)
+    assert thr == 0.35 and len(warns) == 1 and 'differs' in warns[0]          # a real-fake run whose stored threshold disagrees: warned
