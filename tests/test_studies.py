@@ -92,3 +92,18 @@ def test_run_studies_saves_and_prints_the_cv_headline(monkeypatch, tmp_path, cap
     assert studies.cv_of(info, t) == info['cv']
     old = dict(pooled=dict(auc=0.7, auc_lo=0.6, auc_hi=0.8, n=48, n_groups=12, folds=4, fold_auc_mean=0.9, fold_auc_sd=0.1, bootstrap='b'))
     assert studies.cv_of(old, t)['fold_auc_mean'] == pytest.approx(t.auc.mean()) and studies.cv_of(old, t)['pooled_auc'] == 0.7   # older study.json
+
+
+def test_study_dataset_named_as_its_own_eval_set(monkeypatch, capsys):
+    "`deepfake-nb study --dataset D --studies self_blend --eval-datasets D ...`: D's test split is the in-domain row, not a second (duplicate) eval set"
+    from pathlib import Path
+    seen = {}
+    monkeypatch.setattr(studies, 'eval_manifests', lambda names: seen.setdefault('names', list(names)))
+    def fake_study(dataset, evals, **kw):
+        seen['evals'] = list(evals)
+        t = pd.DataFrame(dict(training=['real fakes']*2, features=['final']*2, eval_dataset=[dataset, 'demo_b'], auc=[.6, .7], auc_lo=[.5]*2, auc_hi=[.8]*2))
+        return t, pd.DataFrame(dict(video_id=['v'], label=[0], prob=[.5]))
+    monkeypatch.setattr(studies, 'self_blend_study', fake_study)
+    monkeypatch.setattr(studies, 'save_study', lambda *a, **k: Path('unused'))
+    studies.run_studies(dataset='mine', studies='self_blend', eval_datasets='mine demo_b')
+    assert seen['names'] == ['demo_b'] and seen['evals'] == ['demo_b'] and 'studied dataset' in capsys.readouterr().out
