@@ -62,7 +62,7 @@ SETTINGS = [
     _S('studies', 'words', ' '.join(_STUDIES), "the studies to run, any of: " + ' '.join(_STUDIES), 'studies', _STUDIES),
     _S('runs', 'words', '', "run directories for cross_dataset and degradations; empty: one per backbone and head of dataset", 'studies'),
     _S('eval_datasets', 'words', 'demo_b shared', "evaluation manifests: demo_b, shared (the ../shared clips) or manifest names", 'studies'),
-    _S('degradations', 'words', 'jpeg:50 h264:40 blur:1.5 noise:10 downscale:3', "kind:levels; empty: every one of DEGRADATIONS at every level", 'studies'),
+    _S('degradations', 'words', 'jpeg:50 h264:40 noise:10', "kind:levels; empty: every one of DEGRADATIONS at every level", 'studies'),
     _S('frame_counts', 'words', '4 12', "the frames study's frame counts (the full study: 4 8 12 16 32)", 'studies'),
     _S('cv_folds', 'int', 4, "folds of the identity-grouped cross-validation", 'studies'),
     # the grid (`deepfake-nb run`, 07_pipeline): one run per backbone x head x seed

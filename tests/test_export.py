@@ -47,6 +47,9 @@ def test_exports_agree_with_keras(demo_run_dir, tmp_path):
     assert info['gptq_layers'] == info['bias_corrected_layers'] == 48, info     # MobileNetV2: 48 1x1 and depthwise convolutions of 1024 weights or more
 
 
+slow = pytest.mark.skipif(not os.environ.get('DEEPFAKE_NB_SLOW'), reason='slow (90 s to 2 minutes on 2 cores): set DEEPFAKE_NB_SLOW=1 to run')
+
+@slow   # 90 s: a full ImageNet demo run and three int8 exports
 def test_int8_calibration_on_imagenet_mobilenetv2(shared, suite_home, tmp_path):
     "MobileNetV2 with the shared ImageNet weights, trained on the demo, all 16 demo test videos: the calibrated int8 model (GPTQ rounding, bias correction, float compute) is within 0.02 of Keras; calibration beats plain int8 with either compute"
     from deepfake_nb.core import home_at
@@ -75,7 +78,6 @@ def test_int8_calibration_on_imagenet_mobilenetv2(shared, suite_home, tmp_path):
     assert d1 < d0 and d2 < d0 and d2 <= EXPORT_TOLERANCE['tflite_int8'], (d0, d1, d2)
 
 
-slow = pytest.mark.skipif(not os.environ.get('DEEPFAKE_NB_SLOW'), reason='slow (about 2 minutes on 2 cores): set DEEPFAKE_NB_SLOW=1 to run')
 
 @slow
 def test_resnet50_exports_within_tolerance(tmp_path):
