@@ -226,6 +226,8 @@ PRESETS = {
             "no ImageNet weights in keras.applications: pass a weights file or train with mode='finetune')."),
 }
 
+for _p in PRESETS.values(): _p['settings'].setdefault('detector', 'haar')   # the original notebooks cut their faces with OpenCV's Haar cascade
+
 def get_preset(name) -> dict:
     "The preset `name`, or an error listing the valid names"
     if name not in PRESETS: raise DeepfakeNBError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
