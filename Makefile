@@ -11,9 +11,14 @@ DATASET ?= demo
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
+# KerasHub (the vit_b16 backbone) goes in with --no-deps, after the dependencies the ViT uses: KerasHub requires tensorflow-text, which
+# requires the full `tensorflow` distribution, a second package writing the same `tensorflow/` folder as tensorflow-cpu. pip then reports
+# that keras-hub lacks tensorflow-text (and sentencepiece); nothing here uses them. (`pip install ".[vit]"` is for a full-tensorflow install.)
 $(VENV)/.installed: $(BIN)/activate setup.py settings.ini constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e ".[$(TF_EXTRA),dev]"
+	$(BIN)/pip install -q -c constraints.txt regex tokenizers kagglehub kagglesdk
+	$(BIN)/pip install -q -c constraints.txt --no-deps keras-hub || echo 'note: KerasHub (the vit_b16 backbone) is not installed: it needs Python >= 3.11'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

@@ -33,8 +33,9 @@ if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_require
 min_python = cfg['min_python']
 lic = licenses.get(cfg['license'].lower(), (cfg['license'], None))
 dev_requirements = (cfg.get('dev_requirements') or '').split()
-# deepfake_nb: TensorFlow is an extra, so Colab keeps its own build: `[cpu]` (tensorflow-cpu) or `[gpu]` (tensorflow[and-cuda])
-extras = {'dev': dev_requirements, **{k: shlex.split(cfg.get(f'{k}_requirements', '')) for k in ('cpu', 'gpu')}}
+# deepfake_nb: TensorFlow is an extra, so Colab keeps its own build: `[cpu]` (tensorflow-cpu) or `[gpu]` (tensorflow[and-cuda]);
+# `[vit]` (KerasHub, the ViT-B/16 backbone) where the full `tensorflow` is installed (the Makefile installs KerasHub --no-deps over tensorflow-cpu)
+extras = {'dev': dev_requirements, **{k: shlex.split(cfg.get(f'{k}_requirements', '')) for k in ('cpu', 'gpu', 'vit')}}
 project_urls = {}
 if cfg.get('doc_host'): project_urls["Documentation"] = cfg['doc_host'] + cfg.get('doc_baseurl', '')
 

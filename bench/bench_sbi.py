@@ -34,7 +34,7 @@ from deepfake_nb.data import load_manifest
 from deepfake_nb.preprocess import preprocess_manifest, usable_videos, face_cache_dir, load_faces
 from deepfake_nb.models import cached_features, backbone_for_features, extract_features
 from deepfake_nb.studies import dataset_features, eval_manifests, fit_predict, auc_ci
-from deepfake_nb.train import sbi_features, train_run
+from deepfake_nb.train import sbi_pairs, train_run
 from deepfake_nb.metrics import fmt_ci
 
 sd = shared_dir()
@@ -49,9 +49,7 @@ for fl in ('final', 'blocks'):
     scale, pkey = info['scale'], info['prep_key']
     y, sp = df.label.to_numpy(), df.split.to_numpy()
     sb = lambda ds, ci: dict(dataset=ds, prep_key=pkey, clean_info=ci, backbone=a.backbone, weights=weights, size=a.size, scale=scale)
-    def pairs(ds, ci, ids, copies):
-        ps = [sbi_features(video_ids=ids, copy=c, **sb(ds, ci))[:2] for c in copies]
-        return np.concatenate([x for t, b in ps for x in (t, b)]), np.concatenate([np.r_[np.zeros(len(t)), np.ones(len(b))] for t, b in ps]).astype(int)
+    def pairs(ds, ci, ids, copies): return sbi_pairs(ids, copies, **sb(ds, ci))[:2]
     shared = {}
     for e in evals:                                      # the shared clips: features on the demo's scale; their real clips' SBI pairs
         edf = load_manifest(data_dir('manifests', f'{e}.csv'))

@@ -88,7 +88,10 @@ def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8
             with int8_weights(): model.export(str(src), format='tf_saved_model', verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(str(src))
         if fmt == 'tflite_int8': conv.optimizations = [tf.lite.Optimize.DEFAULT]   # dynamic range: int8 weights
-        flat = conv.convert()
+        try: flat = conv.convert()
+        except Exception as e:          # a model TFLite's builtin ops cannot hold: said in its row, the other formats go on
+            rows.append(dict(format=fmt, path='', seconds=round(time.time()-t0, 2), note=f'failed: TFLite cannot convert this model ({type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ""})'))
+            continue
         if fmt == 'tflite_int8' and int8_compute == 'float': flat = int8_float_compute(flat)
         p = out_dir/EXPORT_FILES[fmt]
         with atomic_path(p) as tmp: Path(tmp).write_bytes(flat)
@@ -103,8 +106,12 @@ def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8
             r = subprocess.run([sys.executable, '-m', 'tf2onnx.convert', '--saved-model', str(sm), '--output', str(p), '--opset', '17'],
                                capture_output=True, text=True, timeout=900)
             ok = r.returncode == 0 and p.exists()
-            rows.append(dict(format='onnx', path=str(p) if ok else '', seconds=round(time.time()-t0, 2),
-                             note='' if ok else 'failed: ' + (r.stderr.strip().splitlines() or ['?'])[-1][:300]))
+            note = '' if ok else 'failed: ' + (r.stderr.strip().splitlines() or ['?'])[-1][:300]
+            if ok and importlib.util.find_spec('onnxruntime') is not None:   # tf2onnx can write ops ONNX lacks (e.g. Erfc): load it to be sure
+                import onnxruntime as ort
+                try: ort.InferenceSession(str(p), providers=['CPUExecutionProvider'])
+                except Exception as e: ok, note = False, f'failed: tf2onnx wrote a model ONNX Runtime cannot load ({str(e)[:300]})'
+            rows.append(dict(format='onnx', path=str(p) if ok else '', seconds=round(time.time()-t0, 2), note=note))
     tmpdir.cleanup()
     df = pd.DataFrame(rows)
     df['size_mb'] = [_size_mb(Path(p)) if p else np.nan for p in df.path]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/lib/04_models.ipynb #be4b9d28
 from __future__ import annotations
-import os, json, math, time, socket, contextlib
+import os, re, json, math, time, socket, contextlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -14,14 +14,17 @@ try: import keras
 except ImportError: keras = None
 
 # %% auto #0
-__all__ = ['BACKBONES', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_LAYERS', 'BLOCK_STRIDES', 'FEATURE_VERSION', 'HEADS',
-           'FLOAT16_FEATURE_RMS', 'Backbone', 'get_backbone', 'resnet18', 'resnext50', 'meso4', 'load_legacy_h5',
-           'meso4_classifier', 'load_images', 'saved_init_key', 'backbone_for_key', 'build_backbone',
-           'bn_input_mean_agreement', 'augment_settings', 'augment_video', 'gpu_details', 'precision_policy',
-           'is_chief', 'make_strategy', 'compute_setup', 'check_feature_layers', 'block_layer_names', 'feature_model',
-           'feature_cache_path', 'extract_features', 'backbone_for_features', 'feature_scale', 'cached_features',
-           'feature_shard_path', 'extract_feature_shard', 'merge_feature_shards', 'check_head', 'floor_std',
-           'build_head', 'set_trainable_tail', 'keep_float32', 'backbone_needs_float32', 'build_finetune_model']
+__all__ = ['BACKBONES', 'VIT_PRESET', 'VIT_B16', 'VIT_INSTALL', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_LAYERS',
+           'MAP_HEADS', 'BLOCK_STRIDES', 'FEATURE_VERSION', 'HEADS', 'FLOAT16_FEATURE_RMS', 'Backbone', 'get_backbone',
+           'resnet18', 'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images', 'saved_init_key',
+           'backbone_for_key', 'build_backbone', 'bn_input_mean_agreement', 'vit_layer', 'vit_units',
+           'resize_positions', 'copy_vit_weights', 'check_vit_preprocessing', 'vit_b16', 'augment_settings',
+           'augment_video', 'gpu_details', 'precision_policy', 'is_chief', 'make_strategy', 'compute_setup',
+           'map_channels', 'is_maps', 'check_feature_layers', 'block_layer_names', 'feature_model', 'map_layer_name',
+           'projection_kernel', 'map_model', 'feature_cache_path', 'extract_features', 'backbone_for_features',
+           'feature_scale', 'cached_features', 'feature_shard_path', 'extract_feature_shard', 'merge_feature_shards',
+           'check_head', 'floor_std', 'build_head', 'set_trainable_tail', 'keep_float32', 'backbone_needs_float32',
+           'build_finetune_model']
 
 # %% ../nbs/lib/04_models.ipynb #a3ad61be
 def _keras():
@@ -30,10 +33,11 @@ def _keras():
     return keras
 
 def _preprocess_fn(module: str):
-    "The `preprocess_input` of a backbone family: a keras.applications module name, 'torch' (ImageNet mean/std) or 'unit' (x/255)"
+    "The `preprocess_input` of a backbone family: a keras.applications module name, 'torch' (ImageNet mean/std), 'unit' (x/255) or 'vit' (x/127.5 - 1)"
     k = _keras()
     if module == 'torch': return lambda x: k.applications.imagenet_utils.preprocess_input(x, mode='torch')
     if module == 'unit': return lambda x: x / 255.0
+    if module == 'vit': return lambda x: x / 127.5 - 1.0         # Google's ViT (mean 0.5, std 0.5 of x/255), as KerasHub's ImageNet presets
     return getattr(k.applications, module).preprocess_input
 
 @dataclass
@@ -41,21 +45,22 @@ class Backbone:
     "A feature extractor: `build(weights, size)` gives a Keras model (image -> vector of `dim`); `preprocess` maps RGB 0..255 to its input range"
     name: str
     ctor: str           # keras.applications constructor name, or a builder function of this module
-    module: str         # keras.applications module holding preprocess_input, or 'torch' / 'unit'
+    module: str         # keras.applications module holding preprocess_input, or 'torch' / 'unit' / 'vit'
     dim: int            # feature size
     label: str
     size: int = 224     # native input size
     min_size: int = 32
-    source: str = 'keras.applications'
+    source: str = 'keras.applications'   # or 'deepfake_nb' (written here), 'keras_hub' (KerasHub, imported on first use)
     def preprocess(self, x):
         "Numpy RGB 0..255 -> this backbone's input range (float32)"
         return np.asarray(_preprocess_fn(self.module)(np.asarray(x, np.float32).copy()), np.float32)
     @property
-    def has_imagenet(self) -> bool: return self.source == 'keras.applications'
+    def has_imagenet(self) -> bool: return self.source in ('keras.applications', 'keras_hub')
     def build(self, weights=None, size=160, highpass=False):
-        "The backbone without its classifier, global-average pooled (`weights` None or 'imagenet'); `highpass`: it reads its input's `HighPassResidual`"
+        "The backbone without its classifier, global-average pooled (`weights` None or 'imagenet'; KerasHub's also a file); `highpass`: it reads its input's `HighPassResidual`"
         k = _keras()
         if size < self.min_size: raise DeepfakeNBError(f"size {size} is too small for {self.name}: it needs at least {self.min_size}x{self.min_size} inputs (native {self.size})")
+        if self.source == 'keras_hub': return globals()[self.ctor]((size, size, 3), highpass=highpass, weights=weights)
         if self.source != 'keras.applications': return globals()[self.ctor]((size, size, 3), highpass=highpass)
         if not highpass: return getattr(k.applications, self.ctor)(weights=weights, include_top=False, input_shape=(size, size, 3), pooling='avg')
         inp = k.Input((size, size, 3))
@@ -77,6 +82,7 @@ BACKBONES = {b.name: b for b in [
     Backbone('resnet18', 'resnet18', 'torch', 512, 'ResNet-18', 224, source='deepfake_nb'),
     Backbone('resnext50', 'resnext50', 'torch', 2048, 'ResNeXt-50 (32x4d)', 224, source='deepfake_nb'),
     Backbone('meso4', 'meso4', 'unit', 16, 'Meso-4 (MesoNet)', 256, source='deepfake_nb'),
+    Backbone('vit_b16', 'vit_b16', 'vit', 768, 'ViT-B/16', 224, source='keras_hub'),
 ]}
 
 def get_backbone(name: str) -> Backbone:
@@ -238,18 +244,23 @@ def build_backbone(name: str, weights='auto', size=160, init_seed=0):
             m, used, key = build_backbone(name, 'random-highpass', size, init_seed)
             return m, f'{used} (no ImageNet weights for {name} in keras.applications)', key
         try:
-            with _socket_timeout(30): return bb.build('imagenet', size), 'ImageNet (keras.applications)', 'imagenet'
+            src = 'keras.applications' if bb.source == 'keras.applications' else f"KerasHub {VIT_PRESET}" + (f", position grid resized to {size} px" if size != bb.size else '')
+            with _socket_timeout(30): return bb.build('imagenet', size), f'ImageNet ({src})', 'imagenet'
         except DeepfakeNBError: raise
         except Exception as e:
             if weights == 'auto':
                 print(f"note: ImageNet weights for {name} are not available offline ({type(e).__name__}); using random initialisation reading high-pass residuals")
                 m, used, key = build_backbone(name, 'random-highpass', size, init_seed)
                 return m, f'{used} (ImageNet weights unavailable offline)', key
+            hint = (f"weights='/path/to/model.weights.h5' (KerasHub's {VIT_PRESET} preset, fetched where there is a network with "
+                    f"kagglehub.model_download('keras/vit/keras/{VIT_PRESET}'))" if bb.source == 'keras_hub' else
+                    f"weights='/path/to/{name}_notop.weights.h5' (a Keras weights file for include_top=False)")
             raise DeepfakeNBError(f"ImageNet weights for {name} could not be downloaded ({type(e).__name__}: {str(e)[:200]}). "
                                   f"With no network, use weights='random-highpass' (random initialisation reading high-pass residuals), None "
-                                  f"(plain random initialisation) or weights='/path/to/{name}_notop.weights.h5' (a Keras weights file for include_top=False)") from None
+                                  f"(plain random initialisation) or {hint}") from None
     p = Path(weights)
     if not p.exists(): raise DeepfakeNBError(f"weights {weights!r} is neither 'imagenet', 'auto', 'random-highpass', None nor an existing file; pass one of those")
+    if bb.source == 'keras_hub': return bb.build(str(p), size), f'file {p.name} (sha256 {file_hash(p, 12)})', f'file-{file_hash(p, 10)}'   # it reads its files itself
     m = bb.build(None, size)
     try: m.load_weights(str(p))
     except Exception as e:
@@ -269,6 +280,145 @@ def bn_input_mean_agreement(model, x) -> float:
     outs = probe.predict(x, verbose=0)
     cors = [np.corrcoef(o.reshape(-1, o.shape[-1]).mean(0), np.asarray(l.moving_mean))[0, 1] for o, l in zip(outs, bns)]
     return float(np.nanmedian(cors))
+
+# %% ../nbs/lib/04_models.ipynb #8b2dfe0e
+VIT_PRESET = 'vit_base_patch16_224_imagenet'       # KerasHub's ImageNet-1k ViT-B/16, 224x224 (Kaggle Models)
+VIT_B16 = dict(patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072)
+VIT_INSTALL = ("pip install regex tokenizers kagglehub && pip install --no-deps 'keras-hub>=0.32' (what `make install` does: keras-hub's "
+               "tensorflow-text requirement would install the full `tensorflow` distribution over tensorflow-cpu), or pip install "
+               "'deepfake_nb[vit]' where the full tensorflow is installed (Colab)")
+
+def _keras_hub():
+    "KerasHub, imported on first use, or an error naming how to install it"
+    try: import keras_hub
+    except Exception as e:
+        raise DeepfakeNBError(f"the vit_b16 backbone needs KerasHub, which cannot be imported here ({type(e).__name__}: {str(e)[:150]}); "
+                              f"install it: {VIT_INSTALL}") from None
+    return keras_hub
+
+if keras is not None:
+    @keras.saving.register_keras_serializable('deepfake_nb')
+    class KerasHubViT(keras.layers.Layer):
+        """KerasHub's `ViTBackbone` (`config`: its settings) as one layer whose trainable tail is part of its config: `set_tail(k)` trains its
+        last `k` units (`units`), and a saved fine-tuning model reloads with the same ones training (KerasHub's own config does not keep them)"""
+        def __init__(self, image_shape=(224, 224, 3), config=None, tail=None, **kw):
+            super().__init__(**kw)
+            self.image_shape, self.config, self.tail = tuple(int(v) for v in image_shape), dict(config or {}), tail
+            self.vit = _keras_hub().models.ViTBackbone(image_shape=self.image_shape, use_class_token=True, dtype=self.dtype_policy, **self.config)
+            if tail is not None: self.set_tail(tail)
+        def units(self) -> list:
+            "Its layers with weights, in order: the patch embedding (class token and positions too), each transformer block, the final LayerNorm"
+            enc = self.vit.get_layer('vit_encoder')
+            return [self.vit.get_layer('vit_patching_and_embedding'), *enc.encoder_layers, enc.layer_norm]
+        def set_tail(self, k):
+            "Train its last `k` units (all when k < 0), freeze the others"
+            self.tail = int(k); units = self.units(); cut = 0 if k < 0 else max(0, len(units) - k)
+            for i, l in enumerate(units): l.trainable = i >= cut
+        def call(self, x): return self.vit(x)
+        def compute_output_shape(self, input_shape): return self.vit.compute_output_shape(input_shape)
+        def get_config(self): return dict(super().get_config(), image_shape=list(self.image_shape), config=self.config, tail=self.tail)
+
+def vit_layer(model):
+    "The `KerasHubViT` among `model`'s layers, or None"
+    return next((l for l in model.layers if type(l).__name__ == 'KerasHubViT'), None)
+
+def _is_vit(model) -> bool:
+    "Whether `model` is a `vit_b16` backbone or a feature model made from one (it has the `vit_tokens` operation)"
+    return any(l.name == 'vit_tokens' for l in model.layers)
+
+def vit_units(model) -> list:
+    "The layers with weights of the KerasHub ViT among `model`'s layers, in order: its patch embedding (class token and positions too), each transformer block, its final LayerNorm"
+    vl = vit_layer(model)
+    if vl is None: raise DeepfakeNBError(f"{model.name} holds no KerasHub ViT")
+    return vl.units()
+
+def resize_positions(pos, grid: int) -> np.ndarray:
+    """ViT position embeddings `(1 + g*g, C)` (the class token's first) for a `grid` x `grid` patch grid: the class token's kept and the
+    g x g grid resized bicubically, antialiased when it shrinks (as timm does when a ViT runs at another size)"""
+    pos = np.asarray(pos, np.float32); pos = pos.reshape(pos.shape[-2:])
+    n, c = pos.shape; g = math.isqrt(n - 1)
+    if g*g != n - 1: raise DeepfakeNBError(f"position embeddings of {n} positions are not a class token and a square grid of patches")
+    if g == grid: return pos.copy()
+    img = _keras().ops.image.resize(pos[1:].reshape(1, g, g, c), (grid, grid), interpolation='bicubic', antialias=grid < g)
+    return np.concatenate([pos[:1], np.asarray(img, np.float32).reshape(grid*grid, c)])
+
+def copy_vit_weights(src, dst) -> int:
+    "Copy every weight of the KerasHub ViTBackbone `src` into `dst` (the same architecture at any input size), the position grid resized (`resize_positions`); returns how many"
+    if [w.path for w in src.weights] != [w.path for w in dst.weights]:
+        raise DeepfakeNBError(f"{src.name} and {dst.name} are different ViTs (their weights differ); pass a ViT-B/16 backbone's weights")
+    for s, d in zip(src.weights, dst.weights):
+        v = np.asarray(_keras().ops.convert_to_numpy(s), np.float32)
+        if s.path.endswith('position_embedding/embeddings'): v = resize_positions(v, math.isqrt(int(d.shape[0]) - 1))
+        if tuple(v.shape) != tuple(d.shape): raise DeepfakeNBError(f"{s.path}: shape {tuple(v.shape)} does not fit {tuple(d.shape)}; pass a ViT-B/16 backbone's weights")
+        d.assign(v)
+    return len(dst.weights)
+
+def _vit_file_positions(path):
+    "How many position embeddings a KerasHub ViTBackbone's own weights file holds (its patch embedding at the top level), or None for another file"
+    import h5py
+    found = []
+    try:
+        with h5py.File(path, 'r') as f: f.visititems(lambda n, o: found.append((n, o.shape)) if n.endswith('position_embedding/vars/0') else None)
+    except OSError: return None
+    return int(found[0][1][0]) if len(found) == 1 and found[0][0].count('layers/') == 1 else None
+
+def check_vit_preprocessing(converter):
+    "Stop when a KerasHub image `converter` maps pixels otherwise than `vit_b16`'s preprocessing, x/127.5 - 1 (checked on constant images)"
+    h, w = converter.image_size or (16, 16)
+    x = np.stack([np.full((h, w, 3), v, np.float32) for v in (0, 255)] + [np.tile(255*np.eye(3, dtype=np.float32)[i], (h, w, 1)) for i in range(3)])
+    got = np.asarray(converter(x), np.float32)[:, h//2, w//2]
+    want = get_backbone('vit_b16').preprocess(x)[:, h//2, w//2]
+    if not np.allclose(got, want, atol=2e-3):
+        raise DeepfakeNBError(f"KerasHub's image converter for {VIT_PRESET} maps black and white pixels to {got[0].round(4).tolist()} and "
+                              f"{got[1].round(4).tolist()}, but vit_b16 preprocesses with x/127.5 - 1 ({want[0].tolist()}, {want[1].tolist()}): "
+                              f"the preset's normalisation differs from the one ViT-B/16 was trained with (mean and std 0.5 of x/255). If the converter is "
+                              f"right, set the 'vit' preprocessing of deepfake_nb.models._preprocess_fn to it; to use the weights as they are, pass the "
+                              f"preset folder's model.weights.h5 as weights (a file is not checked)")
+
+def _vit_imagenet():
+    "KerasHub's ImageNet ViT-B/16 (`VIT_PRESET`, 224x224, downloaded from Kaggle once), after checking its image converter preprocesses as `vit_b16` does"
+    kh = _keras_hub()
+    src = kh.models.ViTBackbone.from_preset(VIT_PRESET)
+    try: conv = kh.layers.ViTImageConverter.from_preset(VIT_PRESET)
+    except Exception as e:
+        conv = None; print(f"note: {VIT_PRESET} has no image converter to check vit_b16's preprocessing (x/127.5 - 1) against ({type(e).__name__})")
+    if conv is not None: check_vit_preprocessing(conv)
+    return src
+
+def _patch_grid(tokens):
+    "ViT tokens `(1 + h*w, C)` (the class token first) -> the patch tokens laid out as their `(h, w, C)` grid (the `patch_grid` operation)"
+    L = _keras().layers
+    n, c = int(tokens.shape[1]) - 1, int(tokens.shape[2]); g = math.isqrt(n)
+    return L.Reshape((g, g, c), name='patch_grid')(L.Cropping1D((1, 0), name='patch_tokens')(tokens))
+
+def vit_b16(input_shape=(224, 224, 3), highpass=False, weights=None, config=None):
+    """ViT-B/16 (KerasHub's `ViTBackbone`) without its classifier: the class token of its last layer after the final LayerNorm (768 features).
+    `weights`: None (random), 'imagenet' (`VIT_PRESET`, its position grid resized to this size) or a weights file: this model's, or a KerasHub
+    ViT backbone's at any size. `config`: `ViTBackbone` settings (default `VIT_B16`); `highpass`: it reads its input's `HighPassResidual`"""
+    k = _keras(); L = k.layers
+    cfg = dict(VIT_B16 if config is None else config); p = int(cfg['patch_size']); size = int(input_shape[0])
+    if size != input_shape[1] or size % p:
+        raise DeepfakeNBError(f"size {size}: ViT-B/16 cuts each face into {p}x{p} patches, so its size must be a multiple of {p} "
+                              f"(e.g. {max(2, round(size/p))*p}; native 224)")
+    kh = _keras_hub(); src, n_file = None, None
+    if isinstance(weights, str) and weights == 'imagenet': src = _vit_imagenet()
+    elif weights is not None: n_file = _vit_file_positions(weights)
+    if n_file:                                       # a KerasHub ViT backbone's own file, at the size it was saved at
+        src = kh.models.ViTBackbone(image_shape=(p*math.isqrt(n_file - 1),)*2 + (3,), use_class_token=True, **cfg)
+        try: src.load_weights(str(weights))
+        except Exception as e: raise DeepfakeNBError(f"weights file {weights} is a KerasHub ViT's but not ViT-B/16's: {str(e)[:200]}") from None
+    vit = KerasHubViT((size, size, 3), cfg, name='vit_backbone')
+    copied = src is not None
+    if copied: copy_vit_weights(src, vit.vit); del src
+    inp, x = _input(input_shape, highpass)
+    tokens = L.Identity(name='vit_tokens')(vit(x))
+    cls = L.Flatten(name='class_token')(L.Cropping1D((0, int(tokens.shape[1]) - 1), name='class_token_crop')(tokens))
+    m = k.Model(inp, cls, name='vit_b16')
+    if weights is not None and not copied:           # this model's own weights file
+        try: m.load_weights(str(weights))
+        except Exception as e:
+            raise DeepfakeNBError(f"weights file {weights} fits neither vit_b16 at {size}x{size} nor a KerasHub ViT-B/16 backbone: {str(e)[:200]}") from None
+    return m
 
 # %% ../nbs/lib/04_models.ipynb #6adee27a
 AUGMENTATIONS = dict(flip=0.5, rotate=10.0, zoom=0.1, brightness=0.1, contrast=0.1, jpeg=60.0, blur=1.0)
@@ -388,15 +538,27 @@ def compute_setup(mixed_precision='auto', distribute='auto'):
     finally: k.mixed_precision.set_global_policy(old)
 
 # %% ../nbs/lib/04_models.ipynb #e4ce00d7
-FEATURE_LAYERS = ('final', 'blocks')
+FEATURE_LAYERS = ('final', 'blocks', 'maps')
+MAP_HEADS = ('convlstm', 'conv3d', 'spacetime')      # the heads that read feature maps (feature_layers 'maps' or 'maps-c<N>')
 BLOCK_STRIDES = (8, 16)
 _BLOCK_RECORD = ('feature_layers', 'block_layers', 'block_strides', 'block_dims', 'block_scales')
 
+def map_channels(feature_layers) -> int:
+    "N of `'maps-c<N>'` (the last feature map through a frozen 1x1 projection to N channels), else 0"
+    m = re.fullmatch(r'maps-c([1-9][0-9]*)', feature_layers) if isinstance(feature_layers, str) else None
+    return int(m.group(1)) if m else 0
+
+def is_maps(feature_layers) -> bool:
+    "Whether `feature_layers` asks for feature maps (`'maps'` or `'maps-c<N>'`) rather than pooled features"
+    return feature_layers == 'maps' or map_channels(feature_layers) > 0
+
 def check_feature_layers(feature_layers) -> str:
-    "`feature_layers` if it is 'final' or 'blocks', else an error naming both"
-    if feature_layers not in FEATURE_LAYERS:
-        raise DeepfakeNBError(f"feature_layers={feature_layers!r}: use 'final' (the backbone's pooled final-layer features) or 'blocks' "
-                              f"(the pooled outputs of its last blocks at strides {BLOCK_STRIDES} and its final features, concatenated)")
+    "`feature_layers` if it is 'final', 'blocks', 'maps' or 'maps-c<N>', else an error naming them"
+    if feature_layers not in FEATURE_LAYERS and not is_maps(feature_layers):
+        raise DeepfakeNBError(f"feature_layers={feature_layers!r}: use 'final' (the backbone's pooled final-layer features), 'blocks' "
+                              f"(the pooled outputs of its last blocks at strides {BLOCK_STRIDES} and its final features, concatenated), "
+                              f"'maps' (its last feature map before pooling, for the heads {', '.join(MAP_HEADS)}) or 'maps-c<N>' "
+                              f"(that map through a frozen 1x1 projection to N channels, e.g. 'maps-c256')")
     return feature_layers
 
 def _layer_stride(op) -> int:
@@ -467,6 +629,10 @@ def feature_model(backbone: str, backbone_model, feature_layers='final', block_s
     whose magnitudes differ by up to 1e7 (random-init MobileNetV2) meet on equal terms; the model's `feature_blocks` records the choice"""
     check_feature_layers(feature_layers)
     if feature_layers == 'final': return backbone_model
+    if is_maps(feature_layers): return map_model(backbone, backbone_model, map_channels(feature_layers))
+    if _is_vit(backbone_model):
+        raise DeepfakeNBError(f"{backbone} is a Vision Transformer: it has no convolutional blocks at strides {BLOCK_STRIDES} (every layer keeps the "
+                              f"same 16-pixel patch tokens); use feature_layers='final' (its class token) or 'maps' (its patch tokens as a grid)")
     k = _keras(); L = k.layers
     blocks = _blocks(backbone_model)          # (stride, name) of each block
     ops = {o.name: o for o in backbone_model.operations}
@@ -487,11 +653,45 @@ def feature_model(backbone: str, backbone_model, feature_layers='final', block_s
                             block_dims=[int(x.shape[-1]) for x in parts], block_scales=[float(c) for c in block_scales])
     return m
 
+def _out_rank(op) -> int:
+    try: return len(op.output.shape)
+    except Exception: return 0           # a layer used more than once has no single output
+
+def map_layer_name(model) -> str:
+    "The operation giving `model`'s last feature map: the last one in graph order with a 4-D output (what its global pooling reads); a ViT's: its tokens, `vit_tokens`"
+    if _is_vit(model): return 'vit_tokens'          # `map_model` lays out its patch tokens as their grid
+    names = [o.name for o in model.operations if not isinstance(o, _keras().layers.InputLayer) and _out_rank(o) == 4]
+    if not names: raise DeepfakeNBError(f"{model.name} has no 4-D feature map for the map heads; use a convolutional backbone")
+    return names[-1]
+
+def projection_kernel(channels: int, n: int, seed=0) -> np.ndarray:
+    "A fixed `(channels, n)` matrix with orthonormal columns (QR of a seeded Gaussian, signs fixed): a random 1x1 projection that keeps each channel's RMS on average"
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(channels, n)))
+    return (q * np.sign(np.diag(r))).astype(np.float32)
+
+def map_model(backbone: str, backbone_model, channels=0):
+    """`backbone_model`'s last feature map `(h, w, C)` (the grid before its global pooling: 5x5x1280 for MobileNetV2 at 160 px) instead of
+    its pooled features; `channels` > 0 adds a frozen 1x1 projection to that many channels (`projection_kernel`); `feature_blocks` records it"""
+    k = _keras(); L = k.layers
+    name = map_layer_name(backbone_model)
+    x = {o.name: o for o in backbone_model.operations}[name].output
+    if len(x.shape) == 3: x = _patch_grid(x)         # a ViT's tokens: its patch tokens as their (size/16, size/16, 768) grid
+    c = int(x.shape[-1])
+    if channels:
+        if channels >= c: raise DeepfakeNBError(f"maps-c{channels}: {backbone}'s last feature map has {c} channels; project to fewer (e.g. 'maps-c{max(1, c//4)}') or use 'maps'")
+        proj = L.Conv2D(channels, 1, use_bias=False, trainable=False, dtype='float32', name='map_projection')
+        x = proj(x); proj.set_weights([projection_kernel(c, channels)[None, None]])
+    m = k.Model(backbone_model.input, L.Activation('linear', dtype='float32', name='map_features')(x), name=f'{backbone_model.name}_maps')
+    m.feature_blocks = dict(feature_layers=f'maps-c{channels}' if channels else 'maps', map_layer=name, map_shape=[int(v) for v in m.output.shape[1:]],
+                            map_channels=int(channels), backbone_channels=c)
+    return m
+
 def _layers_record(model, feature_layers) -> dict:
     "What a feature cache's record says about its `feature_layers`"
-    return json.loads(json.dumps(dict(model.feature_blocks))) if feature_layers == 'blocks' else dict(feature_layers='final')   # plain lists
+    return json.loads(json.dumps(dict(model.feature_blocks))) if feature_layers != 'final' else dict(feature_layers='final')   # plain lists
 
 def _is_blocks_model(model) -> bool: return any(l.name == 'block_features' for l in model.layers)
+def _is_maps_model(model) -> bool: return any(l.name == 'map_features' for l in model.layers)
 
 # %% ../nbs/lib/04_models.ipynb #dab68758
 def _layers_tag(feature_layers) -> str: return '' if check_feature_layers(feature_layers) == 'final' else f'-{feature_layers}'
@@ -502,13 +702,13 @@ def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, a
     return data_dir('features', dataset, prep_key, f'{backbone}-{weights_key}{_layers_tag(feature_layers)}{suffix}.npy')
 
 def extract_features(faces, backbone: str, model, batch_size=64, augment=None, seeds=None) -> np.ndarray:
-    "Frozen-backbone embeddings `(N, T, D)` float32 of faces `(N, T, S, S, 3)`, augmented per video (seed `seeds[i]`) when `augment` is set"
+    "Frozen-backbone embeddings `(N, T, D)` (feature maps: `(N, T, h, w, C)`) float32 of faces `(N, T, S, S, 3)`, augmented per video (seed `seeds[i]`) when `augment` is set"
     bb = get_backbone(backbone)
     faces = np.asarray(faces)
     if augment: faces = np.stack([np.asarray(augment_video(f, augment, s)) for f, s in zip(faces, seeds)])
     n, t = faces.shape[:2]
     out = model.predict(bb.preprocess(faces.reshape(n*t, *faces.shape[2:])), batch_size=batch_size, verbose=0)
-    return np.asarray(out, np.float32).reshape(n, t, -1)
+    return np.asarray(out, np.float32).reshape(n, t, *np.shape(out)[1:])
 
 # %% ../nbs/lib/04_models.ipynb #906d23ae
 def _candidate_keys(weights, init_seed=0):
@@ -767,7 +967,7 @@ def merge_feature_shards(dataset, prep_key, backbone='mobilenetv2', weights='aut
                 for p in [_merge_shards_locked(parts)[0]] if p]
 
 # %% ../nbs/lib/04_models.ipynb #fefdd323
-HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image')
+HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image') + MAP_HEADS
 
 if keras is not None:
     @keras.saving.register_keras_serializable('deepfake_nb')
@@ -776,6 +976,21 @@ if keras is not None:
         def build(self, input_shape):
             self.pos = self.add_weight(shape=tuple(input_shape[1:]), initializer=keras.initializers.RandomNormal(stddev=0.02), name='pos')
         def call(self, x): return x + keras.ops.cast(self.pos, x.dtype)
+
+    @keras.saving.register_keras_serializable('deepfake_nb')
+    def gelu_tanh(x):
+        "GELU in its tanh form: ONNX has no `erfc`, which the exact form exports to"
+        return keras.activations.gelu(x, approximate=True)
+
+    @keras.saving.register_keras_serializable('deepfake_nb')
+    class SpaceTimePositions(keras.layers.Layer):
+        "Adds learned time (one per frame) and space (one per map cell) embeddings to `(T, S, units)` tokens"
+        def build(self, input_shape):
+            t, s, d = input_shape[1:]
+            init = keras.initializers.RandomNormal(stddev=0.02)
+            self.time = self.add_weight(shape=(t, 1, d), initializer=init, name='time')
+            self.space = self.add_weight(shape=(1, s, d), initializer=init, name='space')
+        def call(self, x): return x + keras.ops.cast(self.time, x.dtype) + keras.ops.cast(self.space, x.dtype)
 
     @keras.saving.register_keras_serializable('deepfake_nb')
     class BackbonePreprocess(keras.layers.Layer):
@@ -796,16 +1011,46 @@ def floor_std(norm, norm_floor=1.0):
     norm.adapt_variance.assign(np.maximum(v, norm_floor**2 * v.mean()).astype(np.float32)); norm.finalize_state()
     return norm
 
+def _map_head(x, head, units, dropout, num_heads, depth=1):
+    "The body of a map head on standardised feature maps `(T, h, w, C)`: a 1x1 projection to `units`, then ConvLSTM, (2+1)D convolution or divided space-time attention; pooled `(units,)`"
+    L = _keras().layers
+    x = L.Dense(units, activation='relu', name='map_reduce')(L.Dropout(dropout)(x))        # a trainable 1x1 convolution, per frame and cell
+    if head == 'convlstm':
+        return L.GlobalAveragePooling2D()(L.ConvLSTM2D(units, 3, padding='same', name='convlstm')(x))   # its last state, (h, w, units)
+    if head == 'conv3d':                                                                   # (2+1)D: space, then time, with a residual
+        y = L.Conv3D(units, (1, 3, 3), padding='same', activation='relu', name='conv_space')(x)
+        y = L.Conv3D(units, (3, 1, 1), padding='same', activation='relu', name='conv_time')(y)
+        return L.GlobalAveragePooling3D()(L.Add()([x, y]))
+    t, h, w = x.shape[1:4]                                                                 # spacetime: TimeSformer's divided attention
+    x = SpaceTimePositions(name='positions')(L.Reshape((t, h*w, units))(x))
+    for i in range(depth):
+        for axis, what in ((1, 'time'), (2, 'space')):                                     # each cell across frames, then each frame across cells
+            y = L.LayerNormalization(name=f'{what}_norm_{i}')(x)
+            y = L.MultiHeadAttention(num_heads, max(1, units // num_heads), attention_axes=(axis,), dropout=dropout, name=f'{what}_attention_{i}')(y, y)
+            x = L.Add()([x, y])
+        y = L.Dropout(dropout)(L.Dense(units)(L.Dense(2*units, activation=gelu_tanh)(L.LayerNormalization()(x))))
+        x = L.Add()([x, y])
+    return L.GlobalAveragePooling2D()(L.LayerNormalization()(x))                            # the mean over (frame, cell) tokens
+
 def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_data=None, num_heads=4, norm_floor=1.0):
-    "A temporal classifier `(T, D)` -> P(fake); `norm_data` (features) fits its input standardisation (see `floor_std`); `frames=1` gives the image head"
+    """A temporal classifier `(T, D)` -> P(fake), or for the map heads (`MAP_HEADS`) `(T, h, w, C)` -> P(fake) with `dim=(h, w, C)`; `norm_data`
+    (features) fits its input standardisation per channel (see `floor_std`); `frames=1` gives the image head"""
     k = _keras(); L = k.layers
     check_head(head)
-    if frames == 1: head = 'image'
-    inp = k.Input((frames, dim))
+    shape = tuple(int(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+    if frames == 1 and head not in MAP_HEADS: head = 'image'
+    if (head in MAP_HEADS) != (len(shape) == 3):
+        raise DeepfakeNBError(f"the {head} head reads " + ("feature maps (T, h, w, C): extract them with feature_layers='maps'" if head in MAP_HEADS else
+                              "one feature vector per frame (T, D): use feature_layers 'final' or 'blocks', or a map head (" + ', '.join(MAP_HEADS) + ")") +
+                              f"; got per-frame features of shape {shape}")
+    inp = k.Input((frames, *shape))
     norm = L.Normalization(axis=-1, dtype='float32')       # float32 under mixed precision: raw features may be far from 1
     if norm_data is not None:
-        norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, dim)); floor_std(norm, norm_floor)
+        norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, shape[-1])); floor_std(norm, norm_floor)
     x = norm(inp)
+    if head in MAP_HEADS:
+        out = L.Dense(1, activation='sigmoid', dtype='float32')(L.Dropout(dropout)(_map_head(x, head, units, dropout, num_heads)))
+        return k.Model(inp, out, name=f'{head}_head')
     if head == 'image':
         x = L.Dropout(dropout)(L.Dense(units, activation='relu')(L.Dropout(dropout)(x)))
         frame_p = L.Dense(1, activation='sigmoid', dtype='float32', name='frame_prob')(x)
@@ -826,12 +1071,17 @@ def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_dat
 
 # %% ../nbs/lib/04_models.ipynb #c5bcbd51
 def set_trainable_tail(backbone_model, k: int) -> int:
-    "Make the last `k` layers of `backbone_model` trainable (all when k < 0), BatchNorm layers always frozen; returns trainable weights count"
+    "Make the last `k` layers of `backbone_model` trainable (all when k < 0), BatchNorm layers always frozen (a ViT's: of its `vit_units`); returns trainable weights count"
     L = _keras().layers
     backbone_model.trainable = True
+    if _is_vit(backbone_model):                       # its transformer blocks, not the one encoder layer holding them all
+        vit_layer(backbone_model).set_tail(k)         # kept in its config: a resumed fine-tuning trains the same layers
+        for l in backbone_model.layers:
+            if l.name == 'map_projection': l.trainable = False
+        return len(backbone_model.trainable_weights)
     layers = backbone_model.layers
     cut = 0 if k < 0 else max(0, len(layers) - k)
-    for i, l in enumerate(layers): l.trainable = i >= cut and not isinstance(l, L.BatchNormalization)
+    for i, l in enumerate(layers): l.trainable = i >= cut and not isinstance(l, L.BatchNormalization) and l.name != 'map_projection'   # the projection stays fixed
     return len(backbone_model.trainable_weights)
 
 FLOAT16_FEATURE_RMS = (1e-2, 1e3)    # the feature RMS a backbone needs to run in float16 (normal numbers: 6.1e-5 to 65504)

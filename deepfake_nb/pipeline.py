@@ -244,6 +244,7 @@ _EXAMPLES = dict(
     report='deepfake-nb report --dataset demo',
     study='deepfake-nb study --dataset demo\n  deepfake-nb study --dataset celebdf --studies cross_dataset degradations --eval-datasets ffpp_c23 dfdc --degradations jpeg:90,70,50,30 h264:23,30,37',
     predict='deepfake-nb predict --inputs my_video.mp4 --annotate --gradcam\n  deepfake-nb predict --inputs videos/ --run-dir reports/runs/demo/<run_id> --windows 3 --export',
+    watch='deepfake-nb watch --source 0 --run-dir reports/runs/demo/<run_id>   # the first camera; Ctrl-C stops\n  deepfake-nb watch --source clip.mp4 --model tflite --annotate\n  deepfake-nb watch --source rtsp://camera.local/stream --stride 0.5\n  deepfake-nb watch --source clip.mp4 --as-fast-as-possible --max-seconds 60',
 )
 COMMANDS = dict(run=('run', 'everything: data, faces, a grid of backbones x heads x seeds, comparison and report'),
                 data=('data', 'build the manifest of a dataset (and generate the demo); print its path and counts'),
@@ -252,7 +253,8 @@ COMMANDS = dict(run=('run', 'everything: data, faces, a grid of backbones x head
                 compare=('compare', 'statistics over the complete runs of a dataset (paired tests when there are two or more)'),
                 report=('report', 'render reports/report.html from the comparison of a dataset'),
                 study=('studies', 'generalisation and robustness studies (08_studies) into reports/studies/<dataset>/; the report shows them'),
-                predict=('predict', 'score videos with a trained run: CSV per video, optional per-frame scores, GIF, Grad-CAM, export'))   # command: (stage, help)
+                predict=('predict', 'score videos with a trained run: CSV per video, optional per-frame scores, GIF, Grad-CAM, export'),
+                watch=('watch', 'score a camera, a stream or a video file live: P(fake) every --stride seconds, a timeline CSV, optionally an annotated video'))   # command: (stage, help)
 
 class _Parser(argparse.ArgumentParser):
     "argparse without abbreviations, whose errors name the valid options instead of repeating a long usage line"
@@ -365,4 +367,8 @@ def _dispatch(cmd: str, v: dict) -> int:
         print(f"the report (deepfake-nb report --dataset {v['dataset']}) shows the studies")
     elif cmd == 'predict':
         _show(run_notebook('06_predict', reports_dir('predict', f'06_predict-{time.strftime("%Y%m%d-%H%M%S")}.ipynb'), **v))
+    elif cmd == 'watch':                                     # live: in this process, no notebook (it prints a line per window)
+        from deepfake_nb.watch import watch
+        fast = v.pop('as_fast_as_possible')
+        watch(**dict(v, realtime=v['realtime'] and not fast))
     return 0

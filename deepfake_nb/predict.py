@@ -14,14 +14,14 @@ from . import data as _data
 from .data import VIDEO_EXTS
 from . import preprocess as _pp
 from .preprocess import preprocess_video, read_frames
-from .models import get_backbone, build_backbone, feature_cache_path, saved_init_key, backbone_for_key, feature_model
+from .models import get_backbone, build_backbone, feature_cache_path, saved_init_key, backbone_for_key, feature_model, is_maps, vit_units, vit_layer, _keras_hub
 
 # %% auto #0
 __all__ = ['LIST_EXTS', 'LABEL_FOLDERS', 'list_videos', 'known_labels', 'find_run', 'demo_run', 'preprocess_kwargs',
            'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled', 'Predictor', 'load_predictor',
-           'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer', 'gradcam_maps', 'gradcam_overlay',
-           'gradcam_figure', 'annotate_gif', 'ReadAhead', 'Predictions', 'predict_video', 'predict_videos',
-           'demo_inputs']
+           'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer', 'gradcam_maps', 'attention_maps',
+           'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'ReadAhead', 'Predictions', 'predict_video',
+           'predict_videos', 'demo_inputs']
 
 # %% ../nbs/lib/10_predict.ipynb #d5fee67f
 LIST_EXTS = ('.txt', '.lst', '.list', '.csv')
@@ -139,6 +139,7 @@ def load_run_backbone(params: dict):
     "The frozen backbone of a run, with the weights its cached features were extracted with (for `feature_layers='blocks'`: its pooled blocks, scaled as in training)"
     m = _plain_run_backbone(params)
     if params.get('feature_layers', 'final') == 'final': return m
+    if is_maps(params['feature_layers']): return feature_model(params['backbone'], m, params['feature_layers'])   # the last map (and its fixed projection)
     scales = params.get('block_scales')
     if scales is None:
         rec = Path(str(params.get('features'))).with_suffix('.json')
@@ -161,7 +162,7 @@ def _plain_run_backbone(params: dict):
         w = Path(str(params.get('weights')))
         if not w.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its backbone weights file {w} is missing; put it back or re-train the run")
         if file_hash(w, 10) != key[5:]: raise DeepfakeNBError(f"run {params.get('run_id')}: {w} changed since training (hash {file_hash(w, 10)}, trained with {key[5:]}); restore the original file")
-        m = bb.build(None, size); m.load_weights(str(w)); return m
+        return build_backbone(name, str(w), size)[0]          # read as training read it (a KerasHub ViT's file or an old Keras 2 h5 too)
     raise DeepfakeNBError(f"run {params.get('run_id')}: unknown weights_key {key!r} in params.json")
 
 # %% ../nbs/lib/10_predict.ipynb #8f1d84f7
@@ -192,10 +193,13 @@ def _find_layer(model, cls_name):
     return False
 
 def cam_layer(frame_model):
-    "The backbone's last convolutional block: the last layer with a 4-D output in the backbone inside `frame_model`"
+    "The backbone's last convolutional block: the last layer with a 4-D output in the backbone inside `frame_model`; a ViT's class token: its last transformer block's input"
     k = _keras()
     bbm = _nested_model(frame_model) or frame_model
-    cands = [l for l in bbm.layers if not isinstance(l, k.layers.InputLayer) and len(l.output.shape) == 4]
+    layers = [l for l in bbm.layers if not isinstance(l, k.layers.InputLayer)]
+    vit = layers.index(vit_layer(bbm)) if vit_layer(bbm) is not None else None
+    cands = [l for l in layers[0 if vit is None else vit + 1:] if len(l.output.shape) == 4]
+    if vit is not None and not cands: return vit_units(bbm)[-3]     # the tokens the last block reads (its patch tokens: the grid)
     if not cands: raise DeepfakeNBError(f"{frame_model.name} has no convolutional feature map for Grad-CAM")
     return cands[-1]
 
@@ -244,8 +248,9 @@ class Predictor:
         self.frames, self.size = self.prep['frames'], self.prep['size']
         self.bb = get_backbone(p['backbone'])
         self.mode = p.get('mode', 'frozen')
+        if self.bb.source == 'keras_hub': _keras_hub()        # a ViT's model.keras holds KerasHub layers: say how to install it when it is missing
         model = k.models.load_model(self.run_dir/'model.keras', compile=False)
-        if len(model.inputs[0].shape) == 5:      # the whole model (finetune): TimeDistributed(frame model) + head
+        if tuple(model.inputs[0].shape[2:]) == (self.size, self.size, 3):      # the whole model (finetune): TimeDistributed(frame model) + head
             self.frame_model = _nested_model(model, 4)
             self.head = model.layers[-1] if isinstance(model.layers[-1], k.Model) else None
             if self.frame_model is None or self.head is None:
@@ -271,9 +276,9 @@ class Predictor:
         return _run(self.frame_model, np.asarray(faces, np.float32) if self.raw_input else self.bb.preprocess(faces))
 
     def score_features(self, feats) -> np.ndarray:
-        "P(fake) of feature sequences `(N, T, D)` (or one `(T, D)`)"
+        "P(fake) of feature sequences `(N, T, D)` (or one `(T, D)`; feature maps `(N, T, h, w, C)` or one `(T, h, w, C)`)"
         f = np.asarray(feats, np.float32)
-        return _run(self.head, f[None] if f.ndim == 2 else f).ravel()
+        return _run(self.head, f[None] if f.ndim == len(self.head.inputs[0].shape) - 1 else f).ravel()
 
     def score(self, faces) -> float:
         "P(fake) of one video's faces `(T, S, S, 3)`"
@@ -293,7 +298,7 @@ def _attention_weights(head, feats):
     "Self-attention received by each frame (mean over heads and queries), or None when the head has no MultiHeadAttention"
     k = _keras()
     mha = next((l for l in head.layers if isinstance(l, k.layers.MultiHeadAttention)), None)
-    if mha is None: return None
+    if mha is None or np.ndim(feats) != 2: return None          # a map head's attention is over cells too: see `attention_maps`
     src = mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input
     x = _run(k.Model(head.inputs[0], src), feats[None])
     _, scores = mha(x, x, return_attention_scores=True, training=False)
@@ -304,7 +309,8 @@ def frame_scores(pred: Predictor, feats) -> pd.DataFrame:
     k = _keras()
     f = np.asarray(feats, np.float32); T = len(f)
     full = float(pred.score_features(f)[0])
-    occ = np.stack([np.where(np.arange(T)[:, None] == t, np.delete(f, t, 0).mean(0) if T > 1 else 0*f[t], f) for t in range(T)])
+    frame_of = np.arange(T).reshape(-1, *[1]*(f.ndim-1))            # broadcasts over (D,) vectors and (h, w, C) maps alike
+    occ = np.stack([np.where(frame_of == t, np.delete(f, t, 0).mean(0) if T > 1 else 0*f[t], f) for t in range(T)])
     out = pd.DataFrame(dict(t=np.arange(T), occlusion=full - pred.score_features(occ)))
     out['running_prob'] = [float(_run(pred._var_head, f[None, :t+1])[0, 0]) for t in range(T)] if pred._var_head is not None else np.nan
     att = _attention_weights(pred.head, f)
@@ -345,7 +351,7 @@ def pipeline_model(pred: Predictor):
     pred._frame = frame
     inp = k.Input((T, S, S, 3), batch_size=1, name='faces')
     f = frame(k.ops.reshape(inp, (T, S, S, 3)))
-    out = unrolled(pred.head)(k.ops.reshape(f, (1, T, f.shape[-1])))
+    out = unrolled(pred.head)(k.ops.reshape(f, (1, T, *f.shape[1:])))
     pred._pipeline = k.Model(inp, out, name=f'{pred.run_id}_pipeline')
     return pred._pipeline
 
@@ -377,10 +383,28 @@ def gradcam_maps(pred: Predictor, faces, target='fake') -> tuple[np.ndarray, flo
     if target not in ('fake', 'real'): raise DeepfakeNBError(f"gradcam target {target!r}: use 'fake', 'real' or 'predicted'")
     A = np.concatenate([a.numpy() for a in acts]).astype(np.float64)
     G = np.concatenate([g.numpy() for g in grads]).astype(np.float64) * (1 if target == 'fake' else -1)
+    if A.ndim == 3:                      # a ViT block's tokens (1 + h*w, C): its patch tokens as their (h, w, C) grid, the class token left out
+        g = int(round(np.sqrt(A.shape[1] - 1))); A, G = (a[:, 1:].reshape(len(a), g, g, -1) for a in (A, G))
     cam = np.maximum(np.einsum('thwc,tc->thw', A, G.mean(axis=(1, 2))), 0)
     S = np.asarray(faces).shape[1]
     cam = np.stack([cv2.resize(c.astype(np.float32), (S, S), interpolation=cv2.INTER_LINEAR) for c in cam])
     return cam/cam.max() if cam.max() > 0 else cam, prob
+
+def attention_maps(pred: Predictor, faces) -> np.ndarray | None:
+    """For a `spacetime` head: how much attention each cell of a frame's feature map receives from the frame's other cells in the head's last
+    space-attention layer (mean over heads and queries), upsampled to the faces, `(T, S, S)`, one scale for the video (max 1); None for other heads"""
+    k = _keras()
+    mhas = [l for l in pred.head.layers if isinstance(l, k.layers.MultiHeadAttention) and l.name.startswith('space_attention')]
+    if not mhas: return None
+    mha = mhas[-1]
+    feats = pred.features(faces); t, h, w = feats.shape[:3]
+    src = mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input
+    x = _run(k.Model(pred.head.inputs[0], src), feats[None])
+    _, scores = mha(x, x, return_attention_scores=True, training=False)        # (1, T, heads, cells, cells)
+    got = np.asarray(scores)[0].mean(axis=(1, 2)).reshape(t, h, w)              # received: mean over heads and queries
+    S = np.asarray(faces).shape[1]
+    up = np.stack([cv2.resize(a.astype(np.float32), (S, S), interpolation=cv2.INTER_LINEAR) for a in got])
+    return up / up.max()
 
 def gradcam_overlay(face, cam, alpha=0.45) -> np.ndarray:
     "A face (uint8 RGB) with its Grad-CAM map blended in as a jet heat map"
@@ -414,11 +438,14 @@ def _gradcam_fig(pred, faces, idx, name, label=None, occ=None, n_show=6, target=
     import matplotlib.pyplot as plt
     cams, prob = gradcam_maps(pred, faces, target)
     if occ is None: occ = frame_scores(pred, pred.features(faces)).occlusion.to_numpy()
+    att = attention_maps(pred, faces)           # a spacetime head: its attention over each frame's cells, a third row
     show = np.unique(np.linspace(0, len(faces)-1, min(n_show, len(faces))).round().astype(int))
-    fig, axs = plt.subplots(2, len(show), figsize=(1.9*len(show), 4.6), squeeze=False)
+    rows = 2 if att is None else 3
+    fig, axs = plt.subplots(rows, len(show), figsize=(1.9*len(show), 2.3*rows), squeeze=False)
     for j, t in enumerate(show):
         axs[0, j].imshow(faces[t]); axs[0, j].set_title(f'frame {int(idx[t])}', fontsize=8)
         axs[1, j].imshow(gradcam_overlay(faces[t], cams[t], alpha)); axs[1, j].set_title(f'occlusion {occ[t]:+.3f}', fontsize=8)
+        if att is not None: axs[2, j].imshow(gradcam_overlay(faces[t], att[t], alpha)); axs[2, j].set_title('space attention', fontsize=8)
         for a in axs[:, j]: a.axis('off')
     verdict = 'FAKE' if prob >= pred.threshold else 'REAL'
     truth = '' if label is None else f", truth {'FAKE' if label else 'REAL'}"

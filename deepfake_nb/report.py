@@ -366,19 +366,27 @@ def model_flops(model, input_shape) -> int:
 def efficiency_table(data, repeats=3) -> pd.DataFrame:
     "Per backbone+head: parameters, GFLOPs per video, training and feature-extraction time, latency per video on this machine"
     import keras
-    from deepfake_nb.models import get_backbone
+    from deepfake_nb.models import get_backbone, feature_model
     rows, seen = [], {}
     for r in data['runs']:
-        p = r['params']; key = (p['backbone'], p['head'], p['frames'], p['size'])
+        p = r['params']; key = (p['backbone'], p['head'], p['frames'], p['size'], p.get('feature_layers', 'final'), p.get('mode', 'frozen'))
         if key not in seen:
-            bb = get_backbone(p['backbone']); backbone = bb.build(None, p['size'])
-            head = keras.models.load_model(r['dir']/'model.keras', compile=False)
-            video = bb.preprocess(np.random.default_rng(0).integers(0, 255, (p['frames'], p['size'], p['size'], 3)))
-            def once(): return head(backbone(video, training=False)[None] / p.get('feature_scale', 1.0), training=False)
+            bb = get_backbone(p['backbone'])
+            model = keras.models.load_model(r['dir']/'model.keras', compile=False)
+            faces = np.random.default_rng(0).integers(0, 255, (p['frames'], p['size'], p['size'], 3)).astype(np.float32)
+            if tuple(model.input_shape[2:]) == (p['size'], p['size'], 3):      # fine-tuned: one model from raw faces to P(fake)
+                def once(): return model(faces[None], training=False)
+                gflops, params = model_flops(model, model.input_shape[1:])/1e9, model.count_params()
+            else:                                                               # frozen: the backbone (its pooled, block or map features), then the head
+                backbone = bb.build(None, p['size'])
+                if p.get('feature_layers', 'final') != 'final': backbone = feature_model(p['backbone'], backbone, p['feature_layers'], p.get('block_scales'))
+                video = bb.preprocess(faces)
+                def once(): return model(backbone(video, training=False)[None] / p.get('feature_scale', 1.0), training=False)
+                gflops = (model_flops(backbone, (p['size'], p['size'], 3))*p['frames'] + model_flops(model, model.input_shape[1:]))/1e9
+                params = backbone.count_params() + model.count_params()
             once(); times = []
             for _ in range(repeats): t0 = time.perf_counter(); once(); times.append(time.perf_counter()-t0)
-            gflops = (model_flops(backbone, (p['size'], p['size'], 3))*p['frames'] + model_flops(head, head.input_shape[1:]))/1e9
-            seen[key] = dict(params_M=(backbone.count_params()+head.count_params())/1e6, gflops=gflops, latency=float(np.median(times)))
+            seen[key] = dict(params_M=params/1e6, gflops=gflops, latency=float(np.median(times)))
         e = seen[key]
         rows.append({'run': r['label'], 'parameters (M)': e['params_M'], 'GFLOPs per video': e['gflops'],
                      'latency per video (s)': e['latency'], 'feature extraction (s, once)': p['seconds']['features_cached'],

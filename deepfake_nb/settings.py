@@ -23,7 +23,8 @@ KINDS = {'str': 'text', 'int': 'an integer', 'float': 'a number', 'bool': 'true 
          'bool|str': 'true, false or a name'}
 
 STAGES = {'data': '01_data', 'preprocess': '02_preprocess', 'train': '03_train', 'compare': '04_compare', 'report': '05_report',
-          'predict': '06_predict', 'pipeline': '07_pipeline', 'studies': '08_studies', 'run': None}   # stage: its experiment notebook
+          'predict': '06_predict', 'pipeline': '07_pipeline', 'studies': '08_studies', 'run': None,
+          'watch': None}   # stage: its experiment notebook (watch: live, no notebook)
 
 @dataclass(frozen=True)
 class Setting:
@@ -40,7 +41,7 @@ class Setting:
 # %% ../nbs/lib/01_settings.ipynb #23232e6b
 _S = Setting
 NOTEBOOK_STAGES = 'data preprocess train compare report predict pipeline studies'
-_HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image')
+_HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image', 'convlstm', 'conv3d', 'spacetime')
 _STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
 
 SETTINGS = [
@@ -71,7 +72,7 @@ SETTINGS = [
     _S('seeds', 'ints', (0,), "seeds of the grid", 'run pipeline'),
     # one training run: the 32 arguments of deepfake_nb.train.run_params (03_train), most of them shared by the grid and the studies
     _S('backbone', 'str', 'mobilenetv2', "CNN backbone, one of deepfake_nb.models.BACKBONES", 'train studies'),
-    _S('head', 'str', 'lstm', "temporal head: lstm, gru, bilstm, attention, mean or image", 'train studies', _HEADS),
+    _S('head', 'str', 'lstm', "temporal head: lstm, gru, bilstm, attention, mean, image (on pooled features), or convlstm, conv3d, spacetime (on feature maps)", 'train studies', _HEADS),
     _S('weights', 'str', 'auto', "'imagenet' (download), a weights file, None (plain random init), 'random-highpass' (random init reading high-pass residuals) or 'auto' (ImageNet if available, else random-highpass)",
       'train studies run', none_ok=True),
     _S('frames', 'int', 12, "frames sampled uniformly over each video (1: single-image mode, for photos)", 'preprocess train studies run'),
@@ -109,8 +110,8 @@ SETTINGS = [
     _S('fakes', 'str', 'real', "training fakes: 'real' (the dataset's), 'sbi' (self-blended images of the real training videos only: no real fake seen) or 'both'", 'train run',
       ('real', 'sbi', 'both')),
     _S('sbi_per_video', 'int', 2, "frozen mode with fakes sbi or both: self-blended copies per real training video (finetune draws new ones every epoch)", 'train run'),
-    _S('feature_layers', 'str', 'final', "frozen features: 'final' (the pooled last layer) or 'blocks' (pooled intermediate blocks and the last layer, concatenated)", 'train run',
-      ('final', 'blocks')),
+    _S('feature_layers', 'str', 'final', "features: 'final' (the pooled last layer), 'blocks' (pooled intermediate blocks and the last layer, concatenated; frozen only), "
+       "'maps' (the last feature map: what convlstm, conv3d and spacetime read, set for them when left at 'final') or 'maps-c<N>' (that map through a frozen 1x1 projection to N channels)", 'train run'),
     _S('align', 'bool', False, "rotate each frame about the face so the eyes are level (from the 68 facial landmarks) before cropping", 'preprocess train studies run'),
     # how runs are run
     _S('seeds', 'ints', None, "a list of seeds trains one run per seed (overrides seed)", 'train', none_ok=True),
@@ -137,6 +138,17 @@ SETTINGS = [
     _S('annotate', 'bool', False, "write an annotated GIF per video", 'predict'),
     _S('gradcam', 'bool', False, "write a Grad-CAM PNG per video", 'predict'),
     _S('export', 'bool', False, "export the run: SavedModel, TFLite float32 and int8, ONNX when tf2onnx is installed", 'predict'),
+    # live scoring (deepfake-nb watch: deepfake_nb.watch.watch, no notebook)
+    _S('source', 'str', '0', "a camera index (0: the first camera), a stream URL (rtsp://..., http://...) or a video file", 'watch'),
+    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val AUC", 'watch'),
+    _S('stride', 'float', 1.0, "seconds of source time between scored windows", 'watch'),
+    _S('window', 'float', 0.0, "seconds of source time the window's faces (the run's frames) are spread over, one every window/frames s; 0: twice the stride", 'watch'),
+    _S('realtime', 'bool', True, "play a video file at its own frame rate, dropping frames when scoring falls behind (cameras and streams are live anyway)", 'watch'),
+    _S('as_fast_as_possible', 'bool', False, "read a video file as fast as it decodes and drop nothing (batch use); overrides realtime", 'watch'),
+    _S('model', 'str', 'keras', "the run's Keras model, or its float32 TFLite export (made on first use when the run has no export)", 'watch', ('keras', 'tflite')),
+    _S('annotate', 'bool', False, "also write an annotated video (face box, P(fake), verdict) beside the timeline", 'watch'),
+    _S('out_dir', 'str', '', "folder of timeline.csv, summary.json and the annotated video; empty: reports/watch/<run_id>/<source>-<time>/", 'watch'),
+    _S('max_seconds', 'float', 0.0, "stop after this many seconds of source time; 0: when the source ends (Ctrl-C stops a camera)", 'watch'),
     # every notebook
     _S('drive_root', 'str', '', "folder for data/ and reports/ (on Colab a Google Drive path such as /content/drive/MyDrive/deepfake_nb); empty: this project",
       NOTEBOOK_STAGES, cli=False),

@@ -361,7 +361,7 @@ def _faces_features(faces, backbone, model, scale) -> np.ndarray:
 def self_blend_study(dataset='demo', eval_datasets=(), backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='yunet',
                      margin=1.3, seed=0, align=False, sbi_per_video=2, feature_layers=('final', 'blocks'), **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
     "AUC on real fakes (test split and `eval_datasets`) of heads trained with real fakes, with self-blended fakes only, and with both, on each of `feature_layers`"
-    from deepfake_nb.train import sbi_features
+    from deepfake_nb.train import sbi_pairs
     rows, preds = [], []
     evals_named = [e for e in eval_datasets if e != dataset]
     if len(evals_named) < len(list(eval_datasets)): print(f"self_blend: eval dataset {dataset!r} is the study's own dataset: its test split is the in-domain row")
@@ -373,10 +373,7 @@ def self_blend_study(dataset='demo', eval_datasets=(), backbone='mobilenetv2', w
         ids = lambda m: df.video_id[m].tolist()
         tr, va = sp == 'train', sp == 'val'
         rtr, rva = tr & (y == 0), va & (y == 0)
-        def pairs(m, copies):   # SBI pairs (target: real, self-blend: fake) of the real videos `m`, `copies` of each
-            ps = [sbi_features(video_ids=ids(m), copy=c, **sb)[:2] for c in copies]
-            return np.concatenate([x for t, b in ps for x in (t, b)]), np.concatenate([np.r_[np.zeros(len(t), int), np.ones(len(b), int)] for t, b in ps])
-        (sbi_tr, sbi_tr_y), (sbi_va, sbi_va_y) = pairs(rtr, range(1, int(sbi_per_video)+1)), pairs(rva, [1])
+        (sbi_tr, sbi_tr_y, _), (sbi_va, sbi_va_y, _) = sbi_pairs(ids(rtr), range(1, int(sbi_per_video)+1), **sb), sbi_pairs(ids(rva), [1], **sb)   # target real, self-blend fake
         evals = {'test': X[sp == 'test']}
         ev_y = {'test': y[sp == 'test']}; ev_ids = {'test': ids(sp == 'test')}; ev_name = {'test': dataset}
         for e in evals_named:

@@ -18,9 +18,9 @@ from .metrics import classification_metrics, youden_threshold
 __all__ = ['LR_SCHEDULES', 'PRESETS', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for',
            'nonfinite_message', 'nonfinite_stop', 'array_dataset', 'epoch_batches', 'resumable_fit', 'fit_head',
            'get_preset', 'presets_table', 'run_params', 'run_id', 'run_dir_for', 'is_complete', 'load_sbi_pair',
-           'video_dataset', 'fit_finetune', 'sbi_cache_path', 'sbi_features', 'cluster_size', 'multiworker',
-           'worker_name', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command', 'train_seeds',
-           'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
+           'video_dataset', 'fit_finetune', 'sbi_cache_path', 'sbi_features', 'sbi_pairs', 'cluster_size',
+           'multiworker', 'worker_name', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command',
+           'train_seeds', 'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -187,7 +187,7 @@ def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, ep
     steps = -(-len(Xtr) // gb)
     def build():
         with strategy.scope():
-            model = build_head(head, Xtr.shape[1], Xtr.shape[2], units, dropout, norm_data=Xtr if norm_data is None else norm_data, norm_floor=norm_floor)
+            model = build_head(head, Xtr.shape[1], Xtr.shape[2:], units, dropout, norm_data=Xtr if norm_data is None else norm_data, norm_floor=norm_floor)
             model.compile(_optimizer(lr, lr_schedule, epochs, steps), 'binary_crossentropy', metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
         return model
     ytr, yva = np.asarray(ytr, np.float32), np.asarray(yva, np.float32)
@@ -261,8 +261,13 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
     if p['lr_schedule'] not in LR_SCHEDULES: raise DeepfakeNBError(f"unknown lr_schedule {p['lr_schedule']!r}; valid: {', '.join(LR_SCHEDULES)}")
     if p['finetune_from'] not in ('frozen', 'scratch'): raise DeepfakeNBError(f"finetune_from={p['finetune_from']!r}: use 'frozen' or 'scratch'")
     if p['fakes'] not in FAKES: raise DeepfakeNBError(f"fakes={p['fakes']!r}: use 'real' (the dataset's fakes), 'sbi' (self-blended images only) or 'both'")
-    if p['feature_layers'] not in FEATURE_LAYERS: raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r}: use one of {', '.join(FEATURE_LAYERS)}")
-    if p['feature_layers'] != 'final' and p['mode'] == 'finetune':
+    check_feature_layers(p['feature_layers'])
+    if p['frames'] == 1 and p['head'] in MAP_HEADS: p['head'] = 'image'      # single-image mode: no temporal head
+    if p['head'] in MAP_HEADS and p['feature_layers'] == 'final': p['feature_layers'] = 'maps'   # a map head reads the backbone's last feature map
+    if (p['head'] in MAP_HEADS) != is_maps(p['feature_layers']):
+        raise DeepfakeNBError(f"head={p['head']!r} with feature_layers={p['feature_layers']!r}: the heads {', '.join(MAP_HEADS)} read feature maps "
+                              f"('maps' or 'maps-c<N>'), the others pooled features ('final' or 'blocks')")
+    if p['feature_layers'] == 'blocks' and p['mode'] == 'finetune':
         raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains through the backbone's last layer): use mode='frozen' or feature_layers='final'")
     for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'finetune_layers', 'sbi_per_video'):
         v = p[name]
@@ -387,22 +392,33 @@ def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbon
     with file_lock(path.parent/f'.{clean.stem}-sbi.lock'):
         rec = path.with_suffix('.json')
         info = load_json(rec) if rec.exists() and path.exists() else None
-        if info is None or not set(ids) <= set(info['video_ids']) or info.get('storage_scale') != storage:
+        if info is not None and info.get('storage_scale') != storage: info = None   # made with another clean cache: start again
+        have = list(info['video_ids']) if info else []
+        todo = list(dict.fromkeys(v for v in ids if v not in set(have)))             # the videos not cached yet: only they are extracted
+        if todo:
             t0 = time.time()
             model, *_ = backbone_for_features(backbone, weights, size, 0, clean)     # the backbone (and layers) that made the clean cache
             face_dir = face_cache_dir(dataset, prep_key)
             def pairs(part):   # (2n, T, S, S, 3): each video's target, then its self-blend
                 return np.concatenate([load_sbi_pair(Path(face_dir)/f'{v}.npz', _video_seed(v), copy) for v in part])
-            f = np.concatenate([extract_features(pairs(ids[i:i+chunk_videos]), backbone, model, batch_size) for i in range(0, len(ids), chunk_videos)])
-            f = f.reshape(len(ids), 2, *f.shape[1:])                                     # (N, target | self-blend, T, D)
-            _save_features(path, (f/storage).astype(np.float16))
+            f = np.concatenate([extract_features(pairs(todo[i:i+chunk_videos]), backbone, model, batch_size) for i in range(0, len(todo), chunk_videos)])
+            f = (f.reshape(len(todo), 2, *f.shape[1:]) / storage).astype(np.float16)     # (N, target | self-blend, T, D)
+            if have: f = np.concatenate([np.load(path), f])                              # the cached videos kept as they were, the new ones added
+            _save_features(path, f)
             from deepfake_nb.sbi import SBI_VERSION
-            info = dict(video_ids=ids, clean_cache=clean.stem, storage_scale=storage, sbi_version=SBI_VERSION, copy=int(copy), shape=list(f.shape),
-                        seconds=round(time.time()-t0, 2), cache_key=path.stem)
+            info = dict(video_ids=have + todo, clean_cache=clean.stem, storage_scale=storage, sbi_version=SBI_VERSION, copy=int(copy), shape=list(f.shape),
+                        seconds=round((info or {}).get('seconds', 0) + time.time()-t0, 2), cache_key=path.stem)
             save_json(info, rec)
     arr = np.load(path, mmap_mode='r'); pos = {v: i for i, v in enumerate(info['video_ids'])}
     X = np.asarray(arr[[pos[v] for v in ids]], np.float32) * np.float32(storage/(scale or storage))
     return X[:, 0], X[:, 1], info
+
+def sbi_pairs(video_ids, copies, **sbi_kw):
+    "SBI pairs of the real videos `video_ids`, `copies` of each (`sbi_features` with `sbi_kw`): (features: each copy's targets then its self-blends, labels: 0 then 1, the caches' infos)"
+    got = [sbi_features(video_ids=list(video_ids), copy=c, **sbi_kw) for c in copies]
+    X = np.concatenate([x for t, b, _ in got for x in (t, b)])
+    y = np.concatenate([np.r_[np.zeros(len(t), int), np.ones(len(b), int)] for t, b, _ in got])
+    return X, y, [i for *_, i in got]
 
 # %% ../nbs/lib/06_train.ipynb #mw210002
 import os, contextlib
@@ -576,13 +592,10 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
     sbi_val = None
     if fakes != 'real':                     # SBI pairs of the real training (and, for 'sbi', validation) videos: target real, self-blend fake
         sb = dict(dataset=params['dataset'], prep_key=pkey, clean_info=finfo, backbone=params['backbone'], weights=params['weights'], size=params['size'], scale=finfo['scale'])
-        pair = lambda t, b: (np.concatenate([t, b]), np.r_[np.zeros(len(t), int), np.ones(len(b), int)])
-        for c in range(1, params['sbi_per_video'] + 1 if params['mode'] == 'frozen' else 2):
-            Xt, Xb, sinfo = sbi_features(video_ids=df.video_id[rtr].tolist(), copy=c, **sb)
-            Xp, yp = pair(Xt, Xb); Xtr, ytr = np.concatenate([Xtr, Xp]), np.r_[ytr, yp]; cache_keys['sbi'].append(sinfo['cache_key'])
+        Xp, yp, sinfos = sbi_pairs(df.video_id[rtr], range(1, params['sbi_per_video'] + 1 if params['mode'] == 'frozen' else 2), **sb)
+        Xtr, ytr = np.concatenate([Xtr, Xp]), np.r_[ytr, yp]; cache_keys['sbi'] += [s['cache_key'] for s in sinfos]
         if fakes == 'sbi':
-            Xt, Xb, _ = sbi_features(video_ids=df.video_id[rva].tolist(), copy=1, **sb)
-            sbi_val, sbi_val_y = pair(Xt, Xb)
+            sbi_val, sbi_val_y, _ = sbi_pairs(df.video_id[rva], [1], **sb)
             Xva, yva = np.concatenate([X[rva], sbi_val]), np.r_[np.zeros(rva.sum(), int), sbi_val_y]
     Xnorm = Xtr                             # the head standardises with the training examples (before augmented passes)
     if params['mode'] == 'frozen' and params['augment'] and params['aug_passes']:
@@ -603,7 +616,7 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
             hist['stage'] = 'head'
         else:
             with cs['strategy'].scope():
-                model = build_head(params['head'], params['frames'], X.shape[2], params['units'], params['dropout'], norm_data=Xnorm, norm_floor=params['norm_floor'])
+                model = build_head(params['head'], params['frames'], X.shape[2:], params['units'], params['dropout'], norm_data=Xnorm, norm_floor=params['norm_floor'])
             hist = pd.DataFrame()
         if params['mode'] == 'finetune':
             fdir = face_cache_dir(params['dataset'], pkey)

@@ -30,17 +30,29 @@ def _check_run(rdir, **expect):
     assert list(preds.columns) == ['video_id', 'split', 'label', 'prob'] and len(preds) == 12 and preds.prob.between(0, 1).all()
     return info
 
-def test_every_backbone_builds():
-    "Each registered backbone builds at a small size with its registered feature size; the ones written here also run"
+BLOCK_SIZE = dict(xception=96, inceptionv3=139)           # sizes whose maps still halve cleanly at each stride (64 for the others)
+
+@pytest.fixture(scope='module')
+def built():
+    "Each registered backbone built once (random init, at its `BLOCK_SIZE`), shared by the tests that loop over the registry: {name: (model, size)}"
     from deepfake_nb.models import BACKBONES, build_backbone
-    for name, bb in BACKBONES.items():
-        s = _small_size(name)
+    out = {}
+    for name in BACKBONES:
+        s = BLOCK_SIZE.get(name, 64)
         m, used, key = build_backbone(name, None, s)
+        assert key == 'random-s0', (name, key)
+        out[name] = (m, s)
+    return out
+
+def test_every_backbone_builds(built):
+    "Each registered backbone builds at a small size with its registered feature size; the ones written here (and KerasHub's ViT) also run"
+    from deepfake_nb.models import BACKBONES
+    for name, bb in BACKBONES.items():
+        m, s = built[name]
         assert m.output_shape == (None, bb.dim), (name, m.output_shape)
-        assert key == 'random-s0'
         if bb.source != 'keras.applications':
             x = bb.preprocess(np.random.default_rng(0).integers(0, 255, (2, s, s, 3)))
-            f = m.predict(x, verbose=0)
+            f = np.asarray(m(x, training=False))
             assert f.shape == (2, bb.dim) and np.isfinite(f).all()
 
 
@@ -52,14 +64,16 @@ BLOCK_NAMES = dict(mobilenetv2=['block_6_expand_relu', 'block_13_expand_relu'], 
                    resnext50=['layer2_3_out', 'layer3_5_out'], meso4=['bn4'], **{b: ['block4a_expand_activation', 'block6a_expand_activation']
                    for b in ('efficientnetb0', 'efficientnetb4', 'efficientnetv2b0')})
 
-def test_every_backbone_gives_blocks_at_strides_8_and_16():
-    "feature_layers='blocks': every backbone's chosen outputs have spatial strides 8 and 16 (Meso-4: 8 only) and add dimensions to its final features"
+def test_every_backbone_gives_blocks_at_strides_8_and_16(built):
+    "feature_layers='blocks': every convolutional backbone's chosen outputs have spatial strides 8 and 16 (Meso-4: 8 only) and add dimensions to its final features"
     import math
-    from deepfake_nb.models import BACKBONES, build_backbone, block_layer_names, feature_model
-    assert set(BLOCK_DIMS) == set(BACKBONES)
+    from deepfake_nb.core import DeepfakeNBError
+    from deepfake_nb.models import BACKBONES, block_layer_names, feature_model
+    assert set(BLOCK_DIMS) == set(BACKBONES) - {'vit_b16'}          # ViT-B/16 keeps 16-pixel patches in every layer: no blocks, a clear error
+    with pytest.raises(DeepfakeNBError, match='no convolutional blocks'): feature_model('vit_b16', built['vit_b16'][0], 'blocks')
     for name, bb in BACKBONES.items():
-        s = dict(xception=96, inceptionv3=139).get(name, 64)        # sizes whose maps still halve cleanly at each stride
-        m, *_ = build_backbone(name, None, s)
+        if name == 'vit_b16': continue
+        m, s = built[name]
         names = block_layer_names(m)
         if name in BLOCK_NAMES: assert names == BLOCK_NAMES[name], (name, names)
         ops = {o.name: o for o in m.operations}
@@ -71,6 +85,21 @@ def test_every_backbone_gives_blocks_at_strides_8_and_16():
         f = np.asarray(fm(bb.preprocess(np.random.default_rng(0).integers(0, 255, (1, s, s, 3))), training=False))
         assert f.shape == (1, sum(BLOCK_DIMS[name])) and np.isfinite(f).all(), name
 
+
+def test_every_backbone_feeds_the_map_heads(built):
+    "feature_layers='maps': every backbone (ViT: its patch grid) gives its last feature map, whose mean is its pooled features where it pools by averaging, and each map head reads it"
+    from deepfake_nb.models import BACKBONES, MAP_HEADS, feature_model, build_head
+    for name, bb in BACKBONES.items():
+        m, s = built[name]
+        mm = feature_model(name, m, 'maps')
+        x = bb.preprocess(np.random.default_rng(0).integers(0, 255, (2, s, s, 3)))
+        maps = np.asarray(mm(x, training=False))
+        assert maps.ndim == 4 and maps.shape[1] >= 1 and np.isfinite(maps).all(), (name, maps.shape)
+        if name not in ('meso4', 'vit_b16', 'convnext_tiny'):      # Meso-4 pools by flatten + dense, ViT by its class token, ConvNeXt normalises after pooling
+            np.testing.assert_allclose(maps.mean(axis=(1, 2)), np.asarray(m(x, training=False)), rtol=1e-3, atol=1e-5 * np.abs(maps).max(), err_msg=name)
+        for h in MAP_HEADS:
+            out = np.asarray(build_head(h, 2, maps.shape[1:], units=8)(np.stack([maps, maps], axis=1), training=False))
+            assert out.shape == (2, 1) and np.isfinite(out).all(), (name, h)
 
 def test_unknown_names_fail_with_valid_names():
     from deepfake_nb.core import DeepfakeNBError
@@ -167,3 +196,46 @@ def test_papermill_preset_with_class_weight_dict(tiny, tmp_path):
     infos = [i for i in infos if i['preset'] == 'seed-resnet50-lstm-tuned']
     assert sorted(i['seed'] for i in infos) == [0, 1]
     for i in infos: assert i['class_weight'] == {'0': 2.0, '1': 1.0} and i['lr'] == 5e-6 and i['augment']['flip'] == 0.5
+
+def _test_video(rdir):
+    "(faces of a test video read from its file with the run's settings, the P(fake) training wrote for it, the run's Predictor)"
+    from deepfake_nb.predict import load_predictor
+    pred = load_predictor(rdir)
+    man = pd.read_csv(pred.params['manifest'], dtype=str, keep_default_na=False).set_index('video_id')
+    row = pd.read_csv(Path(rdir)/'predictions.csv', dtype={'video_id': str}).query("split == 'test'").iloc[0]
+    return pred.preprocess(man.path[row.video_id])['faces'], row.prob, pred
+
+def test_vit_frozen_run_scores_explains_and_reports(tiny):
+    """ViT-B/16 from KerasHub, frozen class-token features (random init, 64 px): the run trains; a test video scored from its file gets the P(fake)
+    training wrote; Grad-CAM reads the patch tokens entering its last block; the efficiency table gives it a row"""
+    from deepfake_nb.predict import gradcam_maps, pipeline_cam_layer
+    from deepfake_nb.report import load_run_dir, efficiency_table
+    from deepfake_nb.train import train_run
+    rdir = train_run(backbone='vit_b16', size=64, **dict(tiny, epochs=2))
+    info = _check_run(rdir, backbone='vit_b16', feature_layers='final', backbone_params=85_798_656 - (197 - 17)*768)   # 4x4 patches + class token
+    faces, prob, pred = _test_video(rdir)
+    assert pred.features(faces).shape == (2, 768)
+    assert abs(pred.score(faces) - prob) < 2e-3, (pred.score(faces), prob)
+    cams, p = gradcam_maps(pred, faces)
+    assert pipeline_cam_layer(pred).name == 'transformer_block_11' and cams.shape == faces.shape[:3] and abs(p - prob) < 2e-3
+    assert cams.max() == pytest.approx(1.0) and cams.std() > 0                    # the class token's gradient reaches the patches
+    e = efficiency_table(dict(runs=[dict(load_run_dir(rdir), label='vit')]), repeats=1).loc['vit']
+    assert e['parameters (M)'] == pytest.approx((info['backbone_params'] + info['head_params'])/1e6)
+    assert e['GFLOPs per video'] > 5 and e['latency per video (s)'] > 0, e         # 2.9 GFLOPs per 64-px frame
+
+@slow
+def test_vit_exports_reads_maps_and_finetunes(tiny, tmp_path):
+    """The frozen ViT run's pipeline in TFLite (a 327 MB file) gives Keras's P(fake); a ConvLSTM head reads its patch-token grid; fine-tuning its
+    last transformer block and final norm trains, and its model.keras scores a file as training did"""
+    from deepfake_nb.export import export_model, exported_runner
+    from deepfake_nb.predict import pipeline_model, pipeline_cam_layer, gradcam_maps
+    from deepfake_nb.train import train_run
+    faces, prob, pred = _test_video(train_run(backbone='vit_b16', size=64, **dict(tiny, epochs=2)))
+    ex = export_model(pipeline_model(pred), tmp_path/'export', formats=('tflite',))
+    assert abs(float(exported_runner('tflite', ex.path[0])(faces[None].astype(np.float32))[0]) - pred.score(faces)) < 1e-4, ex.to_string()
+    faces, prob, pred = _test_video(train_run(backbone='vit_b16', head='convlstm', size=64, **tiny))
+    assert pred.params['feature_layers'] == 'maps' and pred.features(faces).shape == (2, 4, 4, 768)
+    assert abs(pred.score(faces) - prob) < 2e-3 and pipeline_cam_layer(pred).name == 'map_features'
+    faces, prob, pred = _test_video(train_run(backbone='vit_b16', size=32, mode='finetune', finetune_layers=2, **tiny))
+    assert pred.mode == 'finetune' and pred.frame_model is not None and abs(pred.score(faces) - prob) < 2e-3
+    assert pipeline_cam_layer(pred).name == 'transformer_block_11' and gradcam_maps(pred, faces)[0].shape == faces.shape[:3]

@@ -75,9 +75,9 @@ def _one(name, weights, tmp_path):
 # the offline default ('auto' without a network) is 'random-highpass' for every backbone; plain random init (weights=None) for the two
 # backbones whose fine-tuning gave NaN scores (issue 21). Traced graphs would take most of the time (27 s of 40 for EfficientNetB0):
 # these steps run eagerly, the same operations in the same precision; the end-to-end run below and tests/test_gpu_paths.py run graphs.
-# ConvNeXt-Tiny (32 s here, the slowest) is opt-in with the other slow tests: set DEEPFAKE_NB_SLOW=1
-_slow = pytest.mark.skipif(not os.environ.get('DEEPFAKE_NB_SLOW'), reason='slow (32 s on 2 cores): set DEEPFAKE_NB_SLOW=1 to run')
-CASES = [pytest.param(n, 'random-highpass', marks=_slow) if n == 'convnext_tiny' else (n, 'random-highpass') for n in BACKBONES] + \
+# ConvNeXt-Tiny (32 s here, the slowest) and ViT-B/16 (14 s) are opt-in with the other slow tests: set DEEPFAKE_NB_SLOW=1
+_slow = pytest.mark.skipif(not os.environ.get('DEEPFAKE_NB_SLOW'), reason='slow (14-32 s on 2 cores): set DEEPFAKE_NB_SLOW=1 to run')
+CASES = [pytest.param(n, 'random-highpass', marks=_slow) if n in ('convnext_tiny', 'vit_b16') else (n, 'random-highpass') for n in BACKBONES] + \
         [('mobilenetv2', None), ('efficientnetb0', None)]
 
 # TensorFlow's eager float16 Conv2DBackpropInput on a CPU rejects ConvNeXt's depthwise (grouped) convolutions; its traced graph takes them

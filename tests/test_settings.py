@@ -174,7 +174,7 @@ def test_run_config_end_to_end(tmp_path):
     "A real `deepfake-nb run --config grid.yaml` on the demo (one backbone, 2 epochs, non-default settings): the run has them, its single run is compared and reported, the console is quiet"
     home = tmp_path/'home'; home.mkdir()
     cfg = tmp_path/'grid.yaml'
-    cfg.write_text('dataset: demo\nbackbones: [mobilenetv2]\nepochs: 2\nunits: 32\nlr_schedule: cosine\nnorm_floor: 0.5\nclass_weight: {0: 1.0, 1: 1.2}\n')
+    cfg.write_text('dataset: demo\nbackbones: [mobilenetv2]\nepochs: 2\nunits: 32\nlr_schedule: cosine\nnorm_floor: 0.5\nclass_weight: {0: 1.0, 1: 1.2}\nframes: 4\nsize: 96\n')
     t0 = time.time()
     r = subprocess.run([str(BIN/'deepfake-nb'), 'run', '--config', str(cfg)], env=dict(os.environ, DEEPFAKE_NB_HOME=str(home)), cwd=tmp_path,
                        capture_output=True, text=True, timeout=900)
@@ -184,7 +184,7 @@ def test_run_config_end_to_end(tmp_path):
     runs = sorted((home/'reports'/'runs'/'demo').glob('*/params.json'))
     assert len(runs) == 1
     p = json.loads(runs[0].read_text())
-    assert (p['epochs'], p['units'], p['lr_schedule'], p['norm_floor'], p['class_weight']) == (2, 32, 'cosine', 0.5, {'0': 1.0, '1': 1.2})
+    assert (p['epochs'], p['units'], p['lr_schedule'], p['norm_floor'], p['class_weight'], p['frames'], p['size']) == (2, 32, 'cosine', 0.5, {'0': 1.0, '1': 1.2}, 4, 96)
     assert set(p) - RECORDED == set(RUN_SETTINGS), ('params.json keys that are neither settings nor recorded:', set(p) - RECORDED - set(RUN_SETTINGS),
                                                    'settings missing:', set(RUN_SETTINGS) - set(p))
     assert (home/'reports'/'compare'/'demo'/'stats.json').exists(), 'the single run was not compared'

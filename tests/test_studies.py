@@ -107,3 +107,22 @@ def test_study_dataset_named_as_its_own_eval_set(monkeypatch, capsys):
     monkeypatch.setattr(studies, 'save_study', lambda *a, **k: Path('unused'))
     studies.run_studies(dataset='mine', studies='self_blend', eval_datasets='mine demo_b')
     assert seen['names'] == ['demo_b'] and seen['evals'] == ['demo_b'] and 'studied dataset' in capsys.readouterr().out
+
+
+def test_sbi_cache_grows_and_never_extracts_a_video_twice(tmp_path, monkeypatch):
+    "Asking the SBI feature cache for other videos (a run's train reals, then its val reals) adds them; the cached ones are kept, not extracted again"
+    from deepfake_nb import train
+    seen = []
+    monkeypatch.setattr(train, 'backbone_for_features', lambda *a, **k: (None, '', ''))
+    monkeypatch.setattr(train, 'load_sbi_pair', lambda f, seed, copy: np.stack([np.full((2, 4, 4, 3), seed % 97, np.uint8), np.full((2, 4, 4, 3), seed % 89, np.uint8)]))
+    def extract(faces, backbone, model, batch_size=64):
+        seen.append(len(faces)); return faces.reshape(*faces.shape[:2], -1)[..., :3].astype(np.float32) + 1
+    monkeypatch.setattr(train, 'extract_features', extract)
+    kw = dict(dataset='demo', prep_key='k', clean_info=dict(clean_path=str(tmp_path/'mobilenetv2-imagenet.npy'), storage_scale=2.0))
+    t1, b1, _ = train.sbi_features(video_ids=['a', 'b'], **kw)
+    t2, b2, info = train.sbi_features(video_ids=['c', 'a'], **kw)
+    assert seen == [4, 2] and info['video_ids'] == ['a', 'b', 'c'] and info['shape'][0] == 3    # a, b (target and blend each), then c alone
+    np.testing.assert_array_equal(t2[1], t1[0]); np.testing.assert_array_equal(b2[1], b1[0])    # a as it was cached
+    X, y, infos = train.sbi_pairs(['b', 'c'], [1], **kw)
+    assert seen == [4, 2] and y.tolist() == [0, 0, 1, 1] and len(infos) == 1                   # all cached: nothing extracted
+    np.testing.assert_array_equal(X[0], t1[1]); np.testing.assert_array_equal(X[3], b2[0])
