@@ -219,7 +219,7 @@ def file_lock(path: str | Path, timeout: float | None = None, what: str | None =
         os.close(fd)
     took_over = _read_owner(fd)                                  # a record left behind: its holder ended without releasing the lock
     if took_over and say:
-        for _ in range(40):                                      # a killed holder drops its locks a moment before its process is gone
+        for _ in range(200):                                     # a killed holder drops its locks a moment before its process is gone (seconds, for a big one on a busy machine)
             if took_over.get('host') != socket.gethostname() or not pid_alive(took_over.get('pid')): break
             time.sleep(0.05)
         say(f"note: {what}: taking over the lock left by {describe_owner(took_over)}, which ended without releasing it (lock file {path})")
