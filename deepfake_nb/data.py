@@ -12,11 +12,12 @@ from .core import *
 
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'DEFAULT_IDENTITY_REGEX', 'IMAGE_LAYOUTS', 'IMAGE_IDENTITY_REGEX',
-           'CELEBDF_FOLDERS', 'FFPP_METHODS', 'FFPP_COMPRESSIONS', 'ADAPTERS', 'DATASETS', 'check_manifest',
-           'load_manifest', 'blend_params', 'blend_face', 'write_video', 'make_demo_video', 'make_demo_dataset',
-           'media_files', 'link_groups', 'identity_regex_for', 'folder_manifest', 'image_folder_manifest',
-           'celebdf_manifest', 'split_leaks', 'ffpp_manifest', 'dfdc_manifest', 'split_groups', 'assign_splits',
-           'manifest_name', 'every_video_own_group', 'build_manifest', 'identity_warning', 'manifest_summary']
+           'CELEBDF_FOLDERS', 'FFPP_METHODS', 'FFPP_COMPRESSIONS', 'CV_VAL_FRAC', 'ADAPTERS', 'DATASETS',
+           'check_manifest', 'load_manifest', 'blend_params', 'blend_face', 'write_video', 'make_demo_video',
+           'make_demo_dataset', 'media_files', 'link_groups', 'identity_regex_for', 'folder_manifest',
+           'image_folder_manifest', 'celebdf_manifest', 'split_leaks', 'ffpp_manifest', 'dfdc_manifest', 'split_groups',
+           'assign_splits', 'grouped_kfold', 'cv_split', 'manifest_name', 'every_video_own_group', 'build_manifest',
+           'identity_warning', 'manifest_summary']
 
 # %% ../nbs/lib/02_data.ipynb #88006744
 MANIFEST_COLUMNS = ['video_id', 'path', 'label', 'identity', 'group', 'method', 'split']
@@ -406,6 +407,32 @@ def assign_splits(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.S
     else: vf, tf = val_frac, test_frac
     out = pre.copy()
     out[rest] = split_groups(df[rest], seed, vf, tf)
+    return out
+
+# %% ../nbs/lib/02_data.ipynb #accd8b4d
+def grouped_kfold(df: pd.DataFrame, k=5, seed=0) -> pd.Series:
+    "Fold 0..k-1 of each row: whole `group`s per fold, real and fake counts balanced across folds, deterministic in `seed`"
+    k = int(k)
+    g = df.groupby('group').label.agg(['size', 'sum'])
+    if k < 2 or k > len(g): raise DeepfakeNBError(f"cv_folds={k}: needs 2 to {len(g)} folds for {len(g)} groups (identities) of {len(df)} videos")
+    g = g.iloc[np.random.default_rng(seed).permutation(len(g))].sort_values('size', ascending=False, kind='stable')
+    have = np.zeros((k, 2)); fold = {}
+    for grp, (n, nf) in g.iterrows():
+        cnt = np.array([n-nf, nf], float)
+        f = int(np.lexsort((have.sum(1), (have*cnt).sum(1)))[0])     # the fold holding fewest of this group's classes, then fewest videos
+        fold[grp] = f; have[f] += cnt
+    return df.group.map(fold).astype(int)
+
+CV_VAL_FRAC = 0.15          # of the videos outside the test fold: val (early stopping, threshold); the rest train
+
+def cv_split(df: pd.DataFrame, k=5, fold=0, seed=0, val_frac=CV_VAL_FRAC) -> pd.Series:
+    "The split of every row for fold `fold` of `k` (`grouped_kfold` with `seed`): 'test' in the fold, the other folds' groups split into 'train' and 'val' (`val_frac` of them)"
+    k, fold = int(k), int(fold)
+    if not 0 <= fold < k: raise DeepfakeNBError(f"cv_fold={fold}: must be 0 to cv_folds-1 = {k-1}")
+    fo = grouped_kfold(df, k, seed)
+    out = pd.Series('test', index=df.index)
+    rest = fo != fold
+    out[rest] = split_groups(df[rest], seed, val_frac, 0.0)
     return out
 
 # %% ../nbs/lib/02_data.ipynb #39bdad2e

@@ -14,16 +14,17 @@ try: import keras
 except ImportError: keras = None
 
 # %% auto #0
-__all__ = ['BACKBONES', 'VIT_PRESET', 'VIT_B16', 'VIT_INSTALL', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_LAYERS',
-           'MAP_HEADS', 'BLOCK_STRIDES', 'FEATURE_VERSION', 'HEADS', 'FLOAT16_FEATURE_RMS', 'Backbone', 'get_backbone',
-           'resnet18', 'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images', 'saved_init_key',
-           'backbone_for_key', 'build_backbone', 'bn_input_mean_agreement', 'vit_layer', 'vit_units',
+__all__ = ['BACKBONES', 'VIT_PRESET', 'VIT_B16', 'VIT_INSTALL', 'AUGMENTATIONS', 'AUGMENTATION_DOC', 'FEATURE_LAYERS', 'POOLS',
+           'MAP_HEADS', 'BLOCK_STRIDES', 'FACE_REGION', 'FEATURE_VERSION', 'HEADS', 'FLOAT16_FEATURE_RMS', 'Backbone',
+           'get_backbone', 'resnet18', 'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images',
+           'saved_init_key', 'backbone_for_key', 'build_backbone', 'bn_input_mean_agreement', 'vit_layer', 'vit_units',
            'resize_positions', 'copy_vit_weights', 'check_vit_preprocessing', 'vit_b16', 'augment_settings',
            'augment_video', 'gpu_details', 'precision_policy', 'is_chief', 'make_strategy', 'compute_setup',
-           'map_channels', 'is_maps', 'check_feature_layers', 'block_layer_names', 'feature_model', 'map_layer_name',
-           'projection_kernel', 'map_model', 'feature_cache_path', 'extract_features', 'backbone_for_features',
-           'feature_scale', 'cached_features', 'feature_shard_path', 'extract_feature_shard', 'merge_feature_shards',
-           'check_head', 'floor_std', 'build_head', 'set_trainable_tail', 'keep_float32', 'backbone_needs_float32',
+           'map_channels', 'is_maps', 'check_feature_layers', 'check_pool', 'block_layer_names', 'mid_layer_names',
+           'face_region', 'region_weights', 'feature_model', 'map_layer_name', 'projection_kernel', 'map_model',
+           'feature_cache_path', 'extract_features', 'backbone_for_features', 'feature_scale', 'cache_face_region',
+           'cached_features', 'feature_shard_path', 'extract_feature_shard', 'merge_feature_shards', 'check_head',
+           'floor_std', 'build_head', 'set_trainable_tail', 'keep_float32', 'backbone_needs_float32',
            'build_finetune_model']
 
 # %% ../nbs/lib/04_models.ipynb #a3ad61be
@@ -538,10 +539,11 @@ def compute_setup(mixed_precision='auto', distribute='auto'):
     finally: k.mixed_precision.set_global_policy(old)
 
 # %% ../nbs/lib/04_models.ipynb #e4ce00d7
-FEATURE_LAYERS = ('final', 'blocks', 'maps')
+FEATURE_LAYERS = ('final', 'blocks', 'mid', 'maps')
+POOLS = ('mean', 'face')                             # pooled features: the mean over the whole crop, or mean and sd over the inner face
 MAP_HEADS = ('convlstm', 'conv3d', 'spacetime')      # the heads that read feature maps (feature_layers 'maps' or 'maps-c<N>')
 BLOCK_STRIDES = (8, 16)
-_BLOCK_RECORD = ('feature_layers', 'block_layers', 'block_strides', 'block_dims', 'block_scales')
+_BLOCK_RECORD = ('feature_layers', 'block_layers', 'block_strides', 'block_dims', 'block_scales', 'pool', 'face_region')
 
 def map_channels(feature_layers) -> int:
     "N of `'maps-c<N>'` (the last feature map through a frozen 1x1 projection to N channels), else 0"
@@ -553,13 +555,21 @@ def is_maps(feature_layers) -> bool:
     return feature_layers == 'maps' or map_channels(feature_layers) > 0
 
 def check_feature_layers(feature_layers) -> str:
-    "`feature_layers` if it is 'final', 'blocks', 'maps' or 'maps-c<N>', else an error naming them"
+    "`feature_layers` if it is 'final', 'blocks', 'mid', 'maps' or 'maps-c<N>', else an error naming them"
     if feature_layers not in FEATURE_LAYERS and not is_maps(feature_layers):
         raise DeepfakeNBError(f"feature_layers={feature_layers!r}: use 'final' (the backbone's pooled final-layer features), 'blocks' "
                               f"(the pooled outputs of its last blocks at strides {BLOCK_STRIDES} and its final features, concatenated), "
+                              f"'mid' (its layers around the stride-16 to stride-32 transition: see mid_layer_names), "
                               f"'maps' (its last feature map before pooling, for the heads {', '.join(MAP_HEADS)}) or 'maps-c<N>' "
                               f"(that map through a frozen 1x1 projection to N channels, e.g. 'maps-c256')")
     return feature_layers
+
+def check_pool(pool, feature_layers='final') -> str:
+    "`pool` if it is one of `POOLS` and fits `feature_layers` (feature maps are not pooled), else an error naming the fix"
+    if pool not in POOLS: raise DeepfakeNBError(f"pool={pool!r}: use 'mean' (the average over the whole face crop) or 'face' (mean and standard deviation over the inner face)")
+    if pool == 'face' and is_maps(feature_layers):
+        raise DeepfakeNBError(f"pool='face' with feature_layers={feature_layers!r}: the map heads read whole feature maps; use pool='mean', or feature_layers 'final', 'blocks' or 'mid'")
+    return pool
 
 def _layer_stride(op) -> int:
     "How much `op` downsamples: its `strides` (convolutions, pooling), the product over a nested Sequential, its own graph's for a nested model, else 1"
@@ -583,15 +593,15 @@ def _graph_strides(model):
         st[o.name] = max([st[p] for p in parents[o.name]] or [1]) * _layer_stride(o)
     return st, parents
 
-def _blocks(model, strides=BLOCK_STRIDES) -> list[tuple[int, str]]:
-    "(stride, operation name) of the block outputs of `model` at each of `strides` that it has"
+def _path_test(model):
+    "(strides, `on_every_path(name)`): whether removing an operation disconnects the output of `model` from its inputs"
     st, parents = _graph_strides(model)
     children = {n: [] for n in st}
     for n, ps in parents.items():
         for p in ps: children[p].append(n)
     sources = [n for n, ps in parents.items() if not ps]
     sink = model.outputs[0]._keras_history.operation.name
-    def on_every_path(v):                                    # removing v disconnects the output from the inputs
+    def on_every_path(v):
         seen = {v, *sources}; stack = [s for s in sources if s != v]
         while stack:
             n = stack.pop()
@@ -599,20 +609,42 @@ def _blocks(model, strides=BLOCK_STRIDES) -> list[tuple[int, str]]:
             for c in children[n]:
                 if c not in seen: seen.add(c); stack.append(c)
         return True
+    return st, on_every_path
+
+def _blocks(model, strides=BLOCK_STRIDES) -> list[tuple[int, str]]:
+    "(stride, operation name) of the block outputs of `model` at each of `strides` that it has"
+    st, on_every_path = _path_test(model)
     out = []
     for s in strides:
         for o in reversed(model.operations):
-            if st[o.name] == s and len(o.output.shape) == 4 and not isinstance(o, _keras().layers.ZeroPadding2D) and on_every_path(o.name):
+            if st[o.name] == s and _out_rank(o) == 4 and not isinstance(o, _keras().layers.ZeroPadding2D) and on_every_path(o.name):
                 out.append((s, o.name)); break
     return out
 
 def block_layer_names(model, strides=BLOCK_STRIDES) -> list[str]:
     """The outputs of `model`'s blocks at `strides` (8 and 16: a quarter and a half of the way down a stride-32 backbone): for each stride, the
     last operation in graph order whose 4-D output has that stride relative to the input (the `strides` of convolutions and pooling multiplied
-    along the graph, so the choice does not depend on the input size) and through which every path from input to output passes (a block's
-    output, not a branch inside an Inception module or a squeeze-excite gate), zero padding excepted. A backbone without such an output at
-    some stride gives fewer blocks: Meso-4 pools by 2, 2, 2 and 4, so it has a stride-8 block and none at stride 16."""
+    along the graph, so the choice does not depend on the input size) and through which every path from input to output passes, zero padding
+    excepted: the stage's output, or in the inverted-residual nets (MobileNets, EfficientNets) the next block's expansion activation that
+    feeds its strided depthwise convolution. A backbone without such an output at some stride gives fewer blocks: Meso-4 pools by 2, 2, 2
+    and 4, so it has a stride-8 block and none at stride 16."""
     return [n for _, n in _blocks(model, strides)]
+
+def mid_layer_names(model) -> list[str]:
+    """The layers `feature_layers='mid'` reads, around the stride-16 to stride-32 transition: the last merge (residual add or concatenation)
+    through which every path passes at stride 16 (the stride-16 stage's output), the last operation at stride 16 through which every path
+    passes (`block_layer_names`' stride-16 choice), and the first activation at stride 32 with more channels than that one (the first
+    expansion of the stride-32 stage). MobileNetV2: `block_12_add`, `block_13_expand_relu`, `block_14_expand_relu`."""
+    k = _keras(); L = k.layers
+    if _is_vit(model): raise DeepfakeNBError(f"{model.name} is a Vision Transformer: it has no stride-16 and stride-32 stages; use feature_layers='final'")
+    st, on_every_path = _path_test(model)
+    ops = [o for o in model.operations if _out_rank(o) == 4 and not isinstance(o, (L.ZeroPadding2D, L.InputLayer))]
+    s16 = [o for o in ops if st[o.name] == 16 and on_every_path(o.name)]
+    if not s16: raise DeepfakeNBError(f"{model.name} has no stride-16 stage for feature_layers='mid'; use 'final' or 'blocks'")
+    merges = [o for o in s16 if isinstance(o, (L.Add, L.Concatenate))]
+    end16 = s16[-1]
+    wider = [o for o in ops if st[o.name] == 32 and isinstance(o, (L.ReLU, L.Activation)) and o.output.shape[-1] > end16.output.shape[-1]]
+    return list(dict.fromkeys(([merges[-1].name] if merges else []) + [end16.name] + ([wider[0].name] if wider else [])))
 
 def _probe_images(size, n=8, seed=0) -> np.ndarray:
     "A fixed batch of synthetic images with a natural (1/f) amplitude spectrum, RGB 0..255 float32 `(n, size, size, 3)`: calibration independent of any data set"
@@ -622,35 +654,85 @@ def _probe_images(size, n=8, seed=0) -> np.ndarray:
     z = (z - z.mean(axis=(1, 2, 3), keepdims=True)) / z.std(axis=(1, 2, 3), keepdims=True)
     return np.clip(128 + 48*z, 0, 255).transpose(0, 2, 3, 1).astype(np.float32)
 
-def feature_model(backbone: str, backbone_model, feature_layers='final', block_scales=None):
-    """The frozen-feature model of `feature_layers`: 'final' gives `backbone_model` itself (its pooled final features); 'blocks' maps the same
-    images to the global-average-pooled outputs of its blocks (`block_layer_names`) and its final features, each part multiplied by its
-    `block_scales` entry, concatenated. `block_scales` None: 1/RMS of each part on `_probe_images` (the backbone's preprocessing), so parts
-    whose magnitudes differ by up to 1e7 (random-init MobileNetV2) meet on equal terms; the model's `feature_blocks` records the choice"""
-    check_feature_layers(feature_layers)
-    if feature_layers == 'final': return backbone_model
-    if is_maps(feature_layers): return map_model(backbone, backbone_model, map_channels(feature_layers))
+FACE_REGION = dict(box=(0.044, 0.42), landmarks=(0.115, 0.42))   # (centre below the framing box's centre, radius), in units of the box's side
+
+def face_region(margin=1.3, framing='box') -> list[float]:
+    "The inner-face disc `[cx, cy, r]` in fractions of a face crop cut at `margin` around a `framing` box ('box': the detector's, 'landmarks': see `landmark_frame_box`)"
+    if framing not in FACE_REGION: raise DeepfakeNBError(f"framing={framing!r}: use one of {', '.join(FACE_REGION)}")
+    dy, r = FACE_REGION[framing]
+    return [0.5, 0.5 + dy/float(margin), r/float(margin)]
+
+def region_weights(h: int, w: int, region, sub=8) -> np.ndarray:
+    "`(h, w)` weights summing to 1: the area of each cell of an `h x w` grid over the crop that lies inside the disc `region` (`face_region`), by `sub x sub` sampling"
+    cx, cy, r = (float(v) for v in region)
+    ys, xs = (np.arange(h*sub) + 0.5)/(h*sub), (np.arange(w*sub) + 0.5)/(w*sub)
+    inside = ((xs[None, :] - cx)**2 + (ys[:, None] - cy)**2 <= r*r).astype(np.float64)
+    m = inside.reshape(h, sub, w, sub).mean(axis=(1, 3))
+    if m.sum() <= 0: m = np.ones((h, w))                                   # a grid too coarse to hold the disc: the whole map
+    return (m/m.sum()).astype(np.float32)
+
+if keras is not None:
+    @keras.saving.register_keras_serializable('deepfake_nb')
+    class FacePool(keras.layers.Layer):
+        "Mean and standard deviation `(2C,)` of a feature map `(h, w, C)` over the inner-face disc `region` (`face_region`), each cell weighted by its area inside it"
+        def __init__(self, region=(0.5, 0.5, 0.3), **kw):
+            kw.setdefault('dtype', 'float32'); super().__init__(**kw); self.region = [float(v) for v in region]
+        def build(self, input_shape): self.w = region_weights(int(input_shape[1]), int(input_shape[2]), self.region)[None, :, :, None]
+        def call(self, x):
+            ops = keras.ops
+            x = ops.cast(x, 'float32'); w = ops.convert_to_tensor(self.w)
+            mu = ops.sum(x*w, axis=(1, 2))
+            var = ops.relu(ops.sum(x*x*w, axis=(1, 2)) - mu*mu)
+            return ops.concatenate([mu, ops.sqrt(var + 1e-12)], axis=-1)
+        def compute_output_shape(self, s): return (s[0], 2*s[-1])
+        def get_config(self): return dict(super().get_config(), region=self.region)
+
+def _part_names(backbone: str, backbone_model, feature_layers, pool) -> list[tuple[str, str]]:
+    "(tag, operation name) of each pooled part of `feature_layers` ('final' with pool 'mean': the backbone's own pooled output)"
     if _is_vit(backbone_model):
         raise DeepfakeNBError(f"{backbone} is a Vision Transformer: it has no convolutional blocks at strides {BLOCK_STRIDES} (every layer keeps the "
-                              f"same 16-pixel patch tokens); use feature_layers='final' (its class token) or 'maps' (its patch tokens as a grid)")
+                              f"same 16-pixel patch tokens); use feature_layers='final' (its class token) or 'maps' (its patch tokens as a grid)"
+                              + (" with pool='mean'" if pool == 'face' else ''))
+    final = ('final', map_layer_name(backbone_model) if pool == 'face' else backbone_model.outputs[0]._keras_history.operation.name)
+    if feature_layers == 'final': return [final]
+    if feature_layers == 'blocks': return [(f'block_s{s}', n) for s, n in _blocks(backbone_model)] + [final]
+    return [(f'mid{i}', n) for i, n in enumerate(mid_layer_names(backbone_model))]
+
+def feature_model(backbone: str, backbone_model, feature_layers='final', block_scales=None, pool='mean', region=None):
+    """The frozen-feature model of `feature_layers` and `pool`. 'final' with `pool='mean'` gives `backbone_model` itself (its pooled final
+    features). Otherwise each part (the final map; 'blocks': the outputs of its blocks, `block_layer_names`, and its final features; 'mid': the
+    layers of `mid_layer_names`) is pooled, by its global average (`pool='mean'`) or by its mean and standard deviation over the inner-face disc
+    `region` (`pool='face'`, `FacePool`; default `face_region()`), multiplied by its `block_scales` entry, and the parts are concatenated.
+    `block_scales` None: 1/RMS of each part on `_probe_images` (the backbone's preprocessing), so parts whose magnitudes differ by up to 1e7
+    (random-init MobileNetV2) meet on equal terms; the model's `feature_blocks` records the choice"""
+    check_feature_layers(feature_layers); check_pool(pool, feature_layers)
+    if feature_layers == 'final' and pool == 'mean': return backbone_model
+    if is_maps(feature_layers): return map_model(backbone, backbone_model, map_channels(feature_layers))
     k = _keras(); L = k.layers
-    blocks = _blocks(backbone_model)          # (stride, name) of each block
+    names = _part_names(backbone, backbone_model, feature_layers, pool)
     ops = {o.name: o for o in backbone_model.operations}
-    parts = [L.GlobalAveragePooling2D(dtype='float32', name=f'block_s{s}_pool')(ops[n].output) for s, n in blocks] + [backbone_model.outputs[0]]
+    region = [float(v) for v in (region or face_region())]
+    def pooled(tag, n):
+        if pool == 'face': return FacePool(region, name=f'{tag}_face_pool')(ops[n].output)
+        if tag == 'final': return backbone_model.outputs[0]
+        return L.GlobalAveragePooling2D(dtype='float32', name=f'{tag}_pool')(ops[n].output)
+    parts = [pooled(t, n) for t, n in names]
     if block_scales is None:
         probe = get_backbone(backbone).preprocess(_probe_images(int(backbone_model.input.shape[1])))
         outs = k.Model(backbone_model.input, parts).predict(probe, verbose=0)
+        outs = outs if isinstance(outs, list) else [outs]
         rms = [float(np.sqrt(np.mean(np.square(o, dtype=np.float64)))) for o in outs]
         block_scales = [1/r if r > 0 else 1.0 for r in rms]
     if len(block_scales) != len(parts):
-        raise DeepfakeNBError(f"block_scales has {len(block_scales)} entries but {backbone} has {len(parts)} parts (blocks {[n for _, n in blocks]} and its final features)")
-    scaled = [L.Rescaling(float(c), dtype='float32', name=f'block_s{s}_scale')(x) for (s, _), x, c in zip(blocks, parts, block_scales)]
-    scaled.append(L.Rescaling(float(block_scales[-1]), dtype='float32', name='final_scale')(parts[-1]))
-    m = k.Model(backbone_model.input, L.Concatenate(dtype='float32', name='block_features')(scaled), name=f'{backbone_model.name}_blocks')
-    final = backbone_model.outputs[0]._keras_history.operation.name
-    m.feature_blocks = dict(feature_layers='blocks', block_layers=[n for _, n in blocks] + [final],
-                            block_strides=[s for s, _ in blocks] + [_graph_strides(backbone_model)[0][final]],
-                            block_dims=[int(x.shape[-1]) for x in parts], block_scales=[float(c) for c in block_scales])
+        raise DeepfakeNBError(f"block_scales has {len(block_scales)} entries but {backbone} has {len(parts)} parts ({[n for _, n in names]})")
+    scaled = [L.Rescaling(float(c), dtype='float32', name=f'{t}_scale')(x) for (t, _), x, c in zip(names, parts, block_scales)]
+    out = scaled[0] if len(scaled) == 1 else L.Concatenate(dtype='float32', name='block_features')(scaled)
+    if len(scaled) == 1: out = L.Activation('linear', dtype='float32', name='block_features')(out)
+    m = k.Model(backbone_model.input, out, name=f'{backbone_model.name}_{feature_layers}' + ('_face' if pool == 'face' else ''))
+    st = _graph_strides(backbone_model)[0]
+    m.feature_blocks = dict(feature_layers=feature_layers, block_layers=[n for _, n in names], block_strides=[st[n] for _, n in names],
+                            block_dims=[int(x.shape[-1]) for x in parts], block_scales=[float(c) for c in block_scales], pool=pool,
+                            face_region=region if pool == 'face' else None)
     return m
 
 def _out_rank(op) -> int:
@@ -686,20 +768,23 @@ def map_model(backbone: str, backbone_model, channels=0):
                             map_channels=int(channels), backbone_channels=c)
     return m
 
-def _layers_record(model, feature_layers) -> dict:
-    "What a feature cache's record says about its `feature_layers`"
-    return json.loads(json.dumps(dict(model.feature_blocks))) if feature_layers != 'final' else dict(feature_layers='final')   # plain lists
+def _layers_record(model, feature_layers, pool='mean') -> dict:
+    "What a feature cache's record says about its `feature_layers` and `pool`"
+    if feature_layers == 'final' and pool == 'mean': return dict(feature_layers='final', pool='mean')
+    return json.loads(json.dumps(dict(model.feature_blocks)))   # plain lists
 
 def _is_blocks_model(model) -> bool: return any(l.name == 'block_features' for l in model.layers)
-def _is_maps_model(model) -> bool: return any(l.name == 'map_features' for l in model.layers)
 
 # %% ../nbs/lib/04_models.ipynb #dab68758
-def _layers_tag(feature_layers) -> str: return '' if check_feature_layers(feature_layers) == 'final' else f'-{feature_layers}'
+def _layers_tag(feature_layers, pool='mean') -> str:
+    "'' for the pooled final features, else `-<feature_layers>`, with `-face` for `pool='face'`"
+    check_feature_layers(feature_layers); check_pool(pool, feature_layers)
+    return ('' if feature_layers == 'final' else f'-{feature_layers}') + ('-face' if pool == 'face' else '')
 
-def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, aug_pass=0, feature_layers='final') -> Path:
-    "`<backbone>-<weights_key>.npy` ('final' features), `<backbone>-<weights_key>-blocks.npy` ('blocks'), with `-aug<key>-p<k>` for an augmented pass"
+def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, aug_pass=0, feature_layers='final', pool='mean') -> Path:
+    "`<backbone>-<weights_key>.npy` ('final' features), `<backbone>-<weights_key>-blocks.npy` ('blocks'; `-mid`, `-face` likewise), with `-aug<key>-p<k>` for an augmented pass"
     suffix = f'-aug{aug_key}-p{aug_pass}' if aug_key and aug_pass else ''
-    return data_dir('features', dataset, prep_key, f'{backbone}-{weights_key}{_layers_tag(feature_layers)}{suffix}.npy')
+    return data_dir('features', dataset, prep_key, f'{backbone}-{weights_key}{_layers_tag(feature_layers, pool)}{suffix}.npy')
 
 def extract_features(faces, backbone: str, model, batch_size=64, augment=None, seeds=None) -> np.ndarray:
     "Frozen-backbone embeddings `(N, T, D)` (feature maps: `(N, T, h, w, C)`) float32 of faces `(N, T, S, S, 3)`, augmented per video (seed `seeds[i]`) when `augment` is set"
@@ -720,22 +805,23 @@ def _candidate_keys(weights, init_seed=0):
 
 FEATURE_VERSION = 2
 
-def _cache_matches(path, info, video_ids, backbone, key, prep_key, size, feature_layers='final') -> bool:
+def _cache_matches(path, info, video_ids, backbone, key, prep_key, size, feature_layers='final', pool='mean') -> bool:
     "Whether the cache at `path` (described by `info`) was made by these settings, holds `video_ids`, and its array fits its record"
     want = dict(backbone=backbone, weights_key=key, prep_key=prep_key, size=size, version=FEATURE_VERSION)
     if any(info.get(k) != v for k, v in want.items()) or not set(video_ids) <= set(info.get('video_ids', [])): return False
     if info.get('feature_layers', 'final') != feature_layers: return False      # a record without it: made before 'blocks' existed
+    if info.get('pool', 'mean') != pool: return False
     try: return np.load(path, mmap_mode='r').shape[0] == len(info['video_ids'])
     except Exception: return False
 
-def _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, aug_key=None, aug_pass=0, size=None, feature_layers='final'):
+def _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, aug_key=None, aug_pass=0, size=None, feature_layers='final', pool='mean'):
     "The cache (path, info) holding `video_ids` made with exactly these settings, or (None, None): a stale or partial one is not reused"
     for key in _candidate_keys(weights, init_seed):
-        path = feature_cache_path(dataset, prep_key, backbone, key, aug_key, aug_pass, feature_layers)
+        path = feature_cache_path(dataset, prep_key, backbone, key, aug_key, aug_pass, feature_layers, pool)
         if path.exists() and path.with_suffix('.json').exists():
             try: info = load_json(path.with_suffix('.json'))
             except ValueError: continue
-            if _cache_matches(path, info, video_ids, backbone, key, prep_key, info.get('size') if size is None else size, feature_layers): return path, info
+            if _cache_matches(path, info, video_ids, backbone, key, prep_key, info.get('size') if size is None else size, feature_layers, pool): return path, info
     return None, None
 
 def _save_features(path, arr):
@@ -766,7 +852,7 @@ def _producer() -> dict:
 
 def backbone_for_features(backbone, weights, size, init_seed, clean_path, feature_layers=None):
     """The feature model that made the clean cache at `clean_path` (`feature_model` of its `feature_layers`, None: its record's, with its
-    record's `block_scales`): a random initialisation is rebuilt from its record with its saved weights. Returns (model, weights_used, weights_key)"""
+    record's `pool`, `face_region` and `block_scales`): a random initialisation is rebuilt from its record with its saved weights. Returns (model, weights_used, weights_key)"""
     clean_path = Path(clean_path); rec, w = clean_path.with_suffix('.json'), clean_path.with_suffix('.weights.h5')
     info = load_json(rec) if rec.exists() else {}
     made = info.get('feature_layers', 'final') if info else None
@@ -778,8 +864,9 @@ def backbone_for_features(backbone, weights, size, init_seed, clean_path, featur
     if saved_init_key(key) and w.exists():      # whatever 'auto' would give now (the network may be back): the cache's own backbone
         model = backbone_for_key(backbone, key, size); model.load_weights(str(w)); used = info.get('weights_used', key)
     else: model, used, key = build_backbone(backbone, weights, size, init_seed)
-    fm = feature_model(backbone, model, layers, info.get('block_scales') if layers == 'blocks' else None)
-    if layers == 'blocks' and info.get('block_dims') not in (None, fm.feature_blocks['block_dims']):
+    pool = info.get('pool', 'mean')
+    fm = feature_model(backbone, model, layers, info.get('block_scales') if layers != 'final' or pool != 'mean' else None, pool, info.get('face_region'))
+    if hasattr(fm, 'feature_blocks') and info.get('block_dims') not in (None, fm.feature_blocks.get('block_dims')):
         raise DeepfakeNBError(f"feature cache {clean_path} has blocks of sizes {info['block_dims']} but {backbone} gives {fm.feature_blocks['block_dims']} now; "
                               f"delete {clean_path} and its .json to extract its features again")
     return fm, used, key
@@ -799,17 +886,25 @@ def feature_scale(info: dict, video_ids) -> float:
     if not ids: raise DeepfakeNBError("feature_scale: no videos to compute the feature scale from; pass the run's training videos")
     return float(np.sqrt(_video_msq(Path(info['path']), info, ids).mean())) or 1.0
 
+def cache_face_region(dataset, prep_key) -> list[float]:
+    "The inner-face disc (`face_region`) of the crops in the face cache of `dataset` at `prep_key`, from its recorded `margin` and `framing`"
+    rec = face_cache_dir(dataset, prep_key)/'prep.json'
+    if not rec.exists(): raise DeepfakeNBError(f"{rec} is missing: preprocess the dataset with these settings first (deepfake-nb preprocess)")
+    s = load_json(rec)
+    return face_region(s['margin'], s.get('framing', 'box'))
+
 def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, batch_size=64,
-                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256, scale_ids=None, feature_layers='final'):
+                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256, scale_ids=None, feature_layers='final', pool='mean'):
     """Features of `video_ids` from the cache (extracting all of them, once, when missing), divided by the RMS of `scale_ids`' features (the training
-    videos; None: `video_ids`); `feature_layers` 'final' or 'blocks' (`feature_model`), each its own cache; returns (features float32, info)"""
-    check_feature_layers(feature_layers)
+    videos; None: `video_ids`); `feature_layers` and `pool` as `feature_model` (the inner face of `pool='face'`: `cache_face_region`), each
+    combination its own cache; returns (features float32, info)"""
+    check_feature_layers(feature_layers); check_pool(pool, feature_layers)
     scale_ids = list(video_ids if scale_ids is None else scale_ids)
     face_dir = face_cache_dir(dataset, prep_key)
     aug = augment_settings(augment) if aug_pass else None
     with file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock')):
-        path, info = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, size=size, feature_layers=feature_layers)
-        for parts in ([] if path is not None else _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers)):
+        path, info = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, size=size, feature_layers=feature_layers, pool=pool)
+        for parts in ([] if path is not None else _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers, pool)):
             path, info = _merge_shards_locked(parts, video_ids)           # a sharded extraction (extract_feature_shard) whose last shard is in
             if path is not None: break
         clean = None
@@ -817,8 +912,8 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
             t0 = time.time()
             if path is None:
                 bmodel, used, key = build_backbone(backbone, weights, size, init_seed)
-                model = feature_model(backbone, bmodel, feature_layers)
-                clean = feature_cache_path(dataset, prep_key, backbone, key, feature_layers=feature_layers)
+                model = feature_model(backbone, bmodel, feature_layers, pool=pool, region=cache_face_region(dataset, prep_key) if pool == 'face' else None)
+                clean = feature_cache_path(dataset, prep_key, backbone, key, feature_layers=feature_layers, pool=pool)
             else: model, used, key = backbone_for_features(backbone, weights, size, init_seed, path, feature_layers); clean = path
         if path is None:
             ids = list(video_ids)
@@ -826,21 +921,21 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
                                 for i in range(0, len(ids), chunk_videos)])
             def save_weights(tmp): bmodel.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)   # the backbone's
             info = _store_clean(clean, f, ids, dict(backbone=backbone, weights_key=key, weights_used=used, size=size, prep_key=prep_key,
-                                                    params=int(model.count_params()), **_layers_record(model, feature_layers)),
+                                                    params=int(model.count_params()), **_layers_record(model, feature_layers, pool)),
                                 time.time()-t0, save_weights if saved_init_key(key) else None)
             path = clean
         clean_info = dict(info, path=str(path))
         run_scale = feature_scale(clean_info, scale_ids)
         if aug:
             akey = settings_key(aug, 8)
-            apath, ainfo = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, akey, aug_pass, size=size, feature_layers=feature_layers)
+            apath, ainfo = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, akey, aug_pass, size=size, feature_layers=feature_layers, pool=pool)
             if apath is not None and (ainfo.get('augment') != aug or ainfo.get('scale') != info['scale']): apath = None   # made from another clean cache
             if apath is None:
                 t0 = time.time(); ids = list(video_ids)
                 seeds = [[aug_pass, int(settings_key(v, 8), 16)] for v in ids]     # one seed per (pass, video), independent of order
                 f = np.concatenate([extract_features(load_faces(face_dir, ids[i:i+chunk_videos]), backbone, model, batch_size, aug, seeds[i:i+chunk_videos])
                                     for i in range(0, len(ids), chunk_videos)])
-                apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass, feature_layers)
+                apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass, feature_layers, pool)
                 _save_features(apath, (f/info['scale']).astype(np.float16))
                 ainfo = dict({k: v for k, v in info.items() if k != 'video_msq'}, video_ids=ids, augment=aug, aug_key=akey, aug_pass=aug_pass,
                              seconds=round(time.time()-t0, 2), shape=list(f.shape), cache_key=apath.stem)
@@ -853,9 +948,9 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
                    n_scale_videos=len(scale_ids), scale_videos_key=settings_key(sorted(scale_ids)))
 
 # %% ../nbs/lib/04_models.ipynb #f5a1d2c2
-def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards, feature_layers='final') -> Path:
+def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards, feature_layers='final', pool='mean') -> Path:
     "Shard `shard` of `num_shards` of the raw (float32) `feature_layers` features of the video list whose `settings_key` is `list_key`"
-    return data_dir('features', dataset, prep_key, 'shards', f'{backbone}-{weights_key}{_layers_tag(feature_layers)}-{list_key}.shard{shard}of{num_shards}.npy')
+    return data_dir('features', dataset, prep_key, 'shards', f'{backbone}-{weights_key}{_layers_tag(feature_layers, pool)}-{list_key}.shard{shard}of{num_shards}.npy')
 
 def _weights_digest(model) -> str:
     import hashlib
@@ -873,7 +968,7 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
     if not all(p.exists() and p.with_suffix('.json').exists() for p in parts): return None, None
     recs = [load_json(p.with_suffix('.json')) for p in parts]
     r0 = recs[0]
-    same = ('dataset', 'backbone', 'weights_key', 'size', 'prep_key', 'version', 'list_key', 'num_shards', 'weights_digest', 'feature_layers', 'block_dims')
+    same = ('dataset', 'backbone', 'weights_key', 'size', 'prep_key', 'version', 'list_key', 'num_shards', 'weights_digest', 'feature_layers', 'block_dims', 'pool')
     for p, r in zip(parts, recs):
         if [r.get(k) for k in same] != [r0.get(k) for k in same]:
             raise DeepfakeNBError(f"feature shard {p} was made with other settings than {parts[0]} "
@@ -881,11 +976,11 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
     order = sorted((pos, v, i, j) for i, r in enumerate(recs) for j, (v, pos) in enumerate(zip(r['video_ids'], r['positions'])))
     ids = [v for _, v, _, _ in order]
     if video_ids is not None and not set(video_ids) <= set(ids): return None, None
-    dataset, prep_key, layers = r0['dataset'], r0['prep_key'], r0.get('feature_layers', 'final')
-    clean = feature_cache_path(dataset, prep_key, r0['backbone'], r0['weights_key'], feature_layers=layers)
+    dataset, prep_key, layers, pool = r0['dataset'], r0['prep_key'], r0.get('feature_layers', 'final'), r0.get('pool', 'mean')
+    clean = feature_cache_path(dataset, prep_key, r0['backbone'], r0['weights_key'], feature_layers=layers, pool=pool)
     if clean.exists() and clean.with_suffix('.json').exists():     # merged meanwhile (or extracted unsharded): keep it when it holds these videos
         info = load_json(clean.with_suffix('.json'))
-        if _cache_matches(clean, info, ids, r0['backbone'], r0['weights_key'], prep_key, r0['size'], layers): return clean, info
+        if _cache_matches(clean, info, ids, r0['backbone'], r0['weights_key'], prep_key, r0['size'], layers, pool): return clean, info
     import shutil
     arrs = [np.load(p, mmap_mode='r') for p in parts]
     f = np.empty((len(ids), *arrs[0].shape[1:]), np.float32)
@@ -899,7 +994,7 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
         for q in (p, p.with_suffix('.json'), p.with_suffix('.weights.h5')): q.unlink(missing_ok=True)
     return clean, info
 
-def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers='final') -> list[list[Path]]:
+def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers='final', pool='mean') -> list[list[Path]]:
     "Shard sets of `backbone` features (made with these settings) whose every shard exists"
     keys = _candidate_keys(weights, init_seed)
     out = []
@@ -907,7 +1002,7 @@ def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, 
         try: r = load_json(first.with_suffix('.json'))
         except (OSError, ValueError): continue
         if r.get('weights_key') in keys and r.get('size') == size and r.get('version') == FEATURE_VERSION and r.get('prep_key') == prep_key \
-           and r.get('feature_layers', 'final') == feature_layers:
+           and r.get('feature_layers', 'final') == feature_layers and r.get('pool', 'mean') == pool:
             parts = _shard_parts(first)
             if all(p.exists() and p.with_suffix('.json').exists() for p in parts): out.append(parts)
     return out
@@ -916,11 +1011,11 @@ def _features_lock(dataset, prep_key, backbone):
     return file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock'))
 
 def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, shard=0, num_shards=1,
-                          batch_size=64, init_seed=0, chunk_videos=256, skip=(), feature_layers='final') -> dict:
+                          batch_size=64, init_seed=0, chunk_videos=256, skip=(), feature_layers='final', pool='mean') -> dict:
     """Frozen features of shard `shard` of `num_shards` of `video_ids` (every `num_shards`-th from the `shard`-th, as preprocessing shards them,
     less the videos in `skip`: those that could not be preprocessed) into a shard file; the process that finds every shard there merges them
     into the clean cache `cached_features` reads, identical to an unsharded extraction (of `feature_layers` features). Returns dict(shard, merged: the cache path or None, videos, seconds)"""
-    check_feature_layers(feature_layers)
+    check_feature_layers(feature_layers); check_pool(pool, feature_layers)
     if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 to num_shards-1")
     shard, num_shards = int(shard), int(num_shards)
     ids, skip = list(video_ids), set(skip)
@@ -930,20 +1025,20 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', 
     t0 = time.time()
     if num_shards == 1 or not mine:
         if mine: cached_features(dataset, prep_key, mine, backbone, weights, size, batch_size, init_seed=init_seed, chunk_videos=chunk_videos,
-                                 feature_layers=feature_layers)
-        path, _ = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size, feature_layers=feature_layers)
+                                 feature_layers=feature_layers, pool=pool)
+        path, _ = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size, feature_layers=feature_layers, pool=pool)
         return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))
     with _features_lock(dataset, prep_key, backbone):
-        path, info = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size, feature_layers=feature_layers)
+        path, info = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size, feature_layers=feature_layers, pool=pool)
     if path is not None: return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))   # already cached
     bmodel, used, key = build_backbone(backbone, weights, size, init_seed)
-    model = feature_model(backbone, bmodel, feature_layers)
+    model = feature_model(backbone, bmodel, feature_layers, pool=pool, region=cache_face_region(dataset, prep_key) if pool == 'face' else None)
     lkey = settings_key(ids)
-    sp = feature_shard_path(dataset, prep_key, backbone, key, lkey, shard, num_shards, feature_layers)
+    sp = feature_shard_path(dataset, prep_key, backbone, key, lkey, shard, num_shards, feature_layers, pool)
     with file_lock(sp.with_suffix('.lock')):                      # one process per shard; a second one reuses its file
         rec = load_json(sp.with_suffix('.json')) if sp.exists() and sp.with_suffix('.json').exists() else None
         if rec is None or rec.get('video_ids') != mine or rec.get('size') != size or rec.get('version') != FEATURE_VERSION \
-           or rec.get('feature_layers', 'final') != feature_layers:
+           or rec.get('feature_layers', 'final') != feature_layers or rec.get('pool', 'mean') != pool:
             face_dir = face_cache_dir(dataset, prep_key)
             f = np.concatenate([extract_features(load_faces(face_dir, mine[i:i+chunk_videos]), backbone, model, batch_size)
                                 for i in range(0, len(mine), chunk_videos)])
@@ -955,7 +1050,7 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', 
             save_json(dict(video_ids=mine, positions=[pos[v] for v in mine], dataset=dataset, backbone=backbone, weights_key=key, weights_used=used, size=size,
                            prep_key=prep_key, version=FEATURE_VERSION, params=int(model.count_params()), list_key=lkey, shard=shard,
                            num_shards=num_shards, n_list=len(ids), weights_digest=_weights_digest(bmodel), seconds=round(time.time()-t0, 2),
-                           shape=list(f.shape), produced_by=_producer(), **_layers_record(model, feature_layers)), sp.with_suffix('.json'))
+                           shape=list(f.shape), produced_by=_producer(), **_layers_record(model, feature_layers, pool)), sp.with_suffix('.json'))
     with _features_lock(dataset, prep_key, backbone):
         merged, _ = _merge_shards_locked(_shard_parts(sp.with_name(sp.name.replace(f'.shard{shard}of', '.shard0of'))))
     return dict(shard=sp, merged=merged, videos=len(mine), seconds=round(time.time()-t0, 2))
@@ -967,7 +1062,7 @@ def merge_feature_shards(dataset, prep_key, backbone='mobilenetv2', weights='aut
                 for p in [_merge_shards_locked(parts)[0]] if p]
 
 # %% ../nbs/lib/04_models.ipynb #fefdd323
-HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image') + MAP_HEADS
+HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image', 'linear') + MAP_HEADS
 
 if keras is not None:
     @keras.saving.register_keras_serializable('deepfake_nb')
@@ -1032,25 +1127,32 @@ def _map_head(x, head, units, dropout, num_heads, depth=1):
         x = L.Add()([x, y])
     return L.GlobalAveragePooling2D()(L.LayerNormalization()(x))                            # the mean over (frame, cell) tokens
 
-def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_data=None, num_heads=4, norm_floor=1.0):
+def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_data=None, num_heads=4, norm_floor=1.0, norm_stats=None):
     """A temporal classifier `(T, D)` -> P(fake), or for the map heads (`MAP_HEADS`) `(T, h, w, C)` -> P(fake) with `dim=(h, w, C)`; `norm_data`
-    (features) fits its input standardisation per channel (see `floor_std`); `frames=1` gives the image head"""
+    (features) fits its input standardisation per channel (see `floor_std`), or `norm_stats` `(mean, variance)` sets it; `frames=1` gives the
+    image head (the linear head stays linear: it scores frames anyway)"""
     k = _keras(); L = k.layers
     check_head(head)
     shape = tuple(int(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
-    if frames == 1 and head not in MAP_HEADS: head = 'image'
+    if frames == 1 and head not in MAP_HEADS + ('linear',): head = 'image'
     if (head in MAP_HEADS) != (len(shape) == 3):
         raise DeepfakeNBError(f"the {head} head reads " + ("feature maps (T, h, w, C): extract them with feature_layers='maps'" if head in MAP_HEADS else
                               "one feature vector per frame (T, D): use feature_layers 'final' or 'blocks', or a map head (" + ', '.join(MAP_HEADS) + ")") +
                               f"; got per-frame features of shape {shape}")
     inp = k.Input((frames, *shape))
     norm = L.Normalization(axis=-1, dtype='float32')       # float32 under mixed precision: raw features may be far from 1
-    if norm_data is not None:
+    if norm_stats is not None:
+        norm = L.Normalization(axis=-1, mean=np.asarray(norm_stats[0], np.float32), variance=np.asarray(norm_stats[1], np.float32), dtype='float32')
+    elif norm_data is not None:
         norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, shape[-1])); floor_std(norm, norm_floor)
     x = norm(inp)
     if head in MAP_HEADS:
         out = L.Dense(1, activation='sigmoid', dtype='float32')(L.Dropout(dropout)(_map_head(x, head, units, dropout, num_heads)))
         return k.Model(inp, out, name=f'{head}_head')
+    if head == 'linear':                                   # one logit per frame; the video's score: sigmoid of their mean
+        logit = L.Dense(1, dtype='float32', name='frame_logit')(x)
+        out = L.Activation('sigmoid', dtype='float32', name='video_prob')(L.GlobalAveragePooling1D(dtype='float32', name='mean_logit')(logit))
+        return k.Model(inp, out, name='linear_head')
     if head == 'image':
         x = L.Dropout(dropout)(L.Dense(units, activation='relu')(L.Dropout(dropout)(x)))
         frame_p = L.Dense(1, activation='sigmoid', dtype='float32', name='frame_prob')(x)
@@ -1104,7 +1206,7 @@ def backbone_needs_float32(scale, policy) -> bool:
 def build_finetune_model(backbone: str, backbone_model, head_model, frames: int, size: int, scale=1.0, trainable_layers=20):
     "`(T, S, S, 3)` RGB 0..255 -> P(fake): TimeDistributed(preprocess + backbone), divided by `scale` (float32), then `head_model`; see `backbone_needs_float32`"
     k = _keras(); L = k.layers
-    if _is_blocks_model(backbone_model) and trainable_layers != 0:
+    if getattr(backbone_model, 'feature_blocks', {}).get('feature_layers') == 'blocks' and trainable_layers != 0:
         raise DeepfakeNBError(f"{backbone}: feature_layers='blocks' is for frozen mode (mode='frozen'); fine-tune with feature_layers='final', "
                               f"or pass trainable_layers=0 to wrap a frozen 'blocks' run's backbone and head as one model")
     set_trainable_tail(backbone_model, trainable_layers)

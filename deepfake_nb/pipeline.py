@@ -181,7 +181,7 @@ def run_pipeline(dataset=_R.dataset, backbones=_R.backbones, seeds=_R.seeds, hea
                  num_workers=_R.num_workers, identity_pattern=_R.identity_pattern, **train_kw) -> dict:
     "Run every stage for `backbones` x `heads` x `seeds` on `dataset` (demo, celebdf, ffpp, dfdc, folder, images or a folder path, read from `root`)"
     name = dataset_name(dataset, root or None, compression, name or None)
-    grid = grid_params(name, backbones, heads, seeds, **train_kw)   # checked before any work
+    grid = grid_params(name, backbones, heads, seeds, split_seed=split_seed, **train_kw)   # checked before any work
     t0 = time.time()
     pdir = reports_dir('pipeline', name)
     run_notebook('01_data', pdir/'01_data.ipynb', dataset=dataset, root=str(root or ''), name=name, compression=compression, methods=methods,
@@ -189,10 +189,11 @@ def run_pipeline(dataset=_R.dataset, backbones=_R.backbones, seeds=_R.seeds, hea
     _say(f'data: {dataset} -> {data_dir("manifests", name + ".csv")}')
     from deepfake_nb.data import identity_warning
     if warning := identity_warning(data_dir('manifests', name + '.csv')): _say(warning)
+    grid = grid_params(name, backbones, heads, seeds, split_seed=split_seed, **train_kw)   # again: preset 'auto' reads the manifest now built
     p0 = grid[0]
     with notebook_lock(pdir/'02_preprocess.ipynb'):          # read back before another process on this home executes it again
         nb = run_notebook('02_preprocess', pdir/'02_preprocess.ipynb', dataset=name, frames=p0['frames'], size=p0['size'], detector=p0['detector'],
-                          margin=p0['margin'], num_workers=num_workers)
+                          margin=p0['margin'], framing=p0['framing'], align=p0['align'], num_workers=num_workers)
         printed = run_section_output(nb)
     _say(f"faces: {_line(printed, 'face found') or 'done'} -> {_line(printed, 'face cache:').removeprefix('face cache:').strip() or nb}")
     _say(f'train: {len(grid)} run(s), {" ".join(backbones)} x {" ".join(heads)} x seeds {" ".join(map(str, seeds))}')

@@ -127,6 +127,7 @@ def preprocess_kwargs(params: dict) -> dict:
     ps = params.get('prep_settings') or {k: params[k] for k in ('frames', 'size', 'detector', 'margin')}
     kw = dict(frames=int(ps['frames']), size=int(ps['size']), detector=ps['detector'], margin=float(ps['margin']))
     if ps.get('align'): kw['align'] = True          # the run's crops were rotated to level eyes: so are the ones it scores
+    if ps.get('framing', 'box') != 'box': kw['framing'] = ps['framing']   # framed on the landmarks' box: so are the ones it scores
     opts = ps.get('detector_options') or {}
     if opts and 'detector_options' in inspect.signature(preprocess_video).parameters:
         dets = getattr(_pp, 'DETECTORS', None) or getattr(_pp, '_DETECTORS', {})
@@ -136,16 +137,17 @@ def preprocess_kwargs(params: dict) -> dict:
     return kw
 
 def load_run_backbone(params: dict):
-    "The frozen backbone of a run, with the weights its cached features were extracted with (for `feature_layers='blocks'`: its pooled blocks, scaled as in training)"
+    "The frozen backbone of a run, with the weights its cached features were extracted with (for `feature_layers='blocks'` or 'mid', or `pool='face'`: its pooled parts, scaled as in training)"
     m = _plain_run_backbone(params)
-    if params.get('feature_layers', 'final') == 'final': return m
-    if is_maps(params['feature_layers']): return feature_model(params['backbone'], m, params['feature_layers'])   # the last map (and its fixed projection)
+    layers, pool = params.get('feature_layers', 'final'), params.get('pool', 'mean')
+    if layers == 'final' and pool == 'mean': return m
+    if is_maps(layers): return feature_model(params['backbone'], m, layers)   # the last map (and its fixed projection)
     scales = params.get('block_scales')
     if scales is None:
         rec = Path(str(params.get('features'))).with_suffix('.json')
         if not rec.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its block scales are neither in params.json nor in its feature cache record {rec}; re-train the run")
         scales = load_json(rec).get('block_scales')
-    return feature_model(params['backbone'], m, params['feature_layers'], scales)
+    return feature_model(params['backbone'], m, layers, scales, pool, params.get('face_region'))
 
 def _plain_run_backbone(params: dict):
     name, size, key = params['backbone'], int(params['size']), params['weights_key']

@@ -14,13 +14,14 @@ from .core import *
 from .data import load_manifest, IMAGE_EXTS
 
 # %% auto #0
-__all__ = ['YUNET_FILE', 'YUNET_SHA256', 'DETECTORS', 'LANDMARK_BOX', 'PREP_VERSION', 'sample_indices', 'is_image', 'read_image',
-           'video_frame_count', 'count_frames', 'read_frames', 'FaceDetector', 'HaarDetector', 'packaged_yunet',
-           'yunet_model_path', 'YuNetDetector', 'MTCNNDetector', 'get_detector', 'detector_settings', 'load_dlib_boxes',
-           'iou', 'match_boxes', 'evaluate_detector', 'pick_face', 'track_faces', 'fill_missing_boxes', 'crop_window',
-           'square_crop', 'crop_points', 'dlib68_model_path', 'landmark_model_id', 'landmark_box', 'landmarks_68',
-           'eye_angle', 'preprocess_video', 'prep_settings', 'prep_key', 'face_cache_dir', 'save_faces',
-           'merge_shard_summaries', 'preprocess_manifest', 'usable_videos', 'load_faces', 'load_landmarks']
+__all__ = ['YUNET_FILE', 'YUNET_SHA256', 'DETECTORS', 'LANDMARK_BOX', 'FRAMINGS', 'PREP_VERSION', 'sample_indices', 'is_image',
+           'read_image', 'video_frame_count', 'count_frames', 'read_frames', 'FaceDetector', 'HaarDetector',
+           'packaged_yunet', 'yunet_model_path', 'YuNetDetector', 'MTCNNDetector', 'get_detector', 'detector_settings',
+           'load_dlib_boxes', 'iou', 'match_boxes', 'evaluate_detector', 'pick_face', 'track_faces',
+           'fill_missing_boxes', 'crop_window', 'square_crop', 'crop_points', 'dlib68_model_path', 'landmark_model_id',
+           'landmark_box', 'landmarks_68', 'landmark_frame_box', 'eye_angle', 'preprocess_video', 'prep_settings',
+           'prep_key', 'face_cache_dir', 'save_faces', 'merge_shard_summaries', 'preprocess_manifest', 'usable_videos',
+           'load_faces', 'load_landmarks']
 
 # %% ../nbs/lib/03_preprocess.ipynb #fb07f914
 def sample_indices(n_frames: int, k: int) -> np.ndarray:
@@ -349,14 +350,25 @@ def landmarks_68(rgb, box, detector=None) -> np.ndarray:
     r = dlib.rectangle(int(round(x)), int(round(y)), int(round(x+w))-1, int(round(y+h))-1)
     return np.array([(p.x, p.y) for p in pred(np.ascontiguousarray(rgb), r).parts()], np.float32)
 
+FRAMINGS = ('box', 'landmarks')
+
+def landmark_frame_box(points, forehead=0.3) -> tuple:
+    "The box `(x, y, w, h)` a crop is framed on with `framing='landmarks'`: the 68 landmarks' bounding box (brows to chin), extended up by `forehead` of its height to take in the forehead, as a face detector's box does"
+    p = np.asarray(points, np.float64).reshape(-1, 2)
+    (x0, y0), (x1, y1) = p.min(0), p.max(0)
+    h = y1 - y0
+    return (float(x0), float(y0 - forehead*h), float(x1 - x0), float((1 + forehead)*h))
+
 def eye_angle(points) -> float:
     "Angle in degrees of the line from the image-left eye's centre (points 36-41) to the other's (42-47); positive when the right-hand eye is lower"
     p = np.asarray(points, np.float64); d = p[42:48].mean(0) - p[36:42].mean(0)
     return float(np.degrees(np.arctan2(d[1], d[0])))
 
 # %% ../nbs/lib/03_preprocess.ipynb #dc91e586
-def preprocess_video(path, frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, threads=0, landmarks=True, align=False) -> dict:
-    "Sample `frames` frames of `path`, detect and crop one face per frame to `size` x `size`; with `landmarks`, its 68 landmarks in crop pixels; with `align`, eyes level"
+def preprocess_video(path, frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, threads=0, landmarks=True, align=False,
+                     framing='box') -> dict:
+    "Sample `frames` frames of `path`, detect and crop one face per frame to `size` x `size` (`margin` x the `framing` box: the detector's, or `landmark_frame_box`); with `landmarks`, its 68 landmarks in crop pixels; with `align`, eyes level"
+    if framing not in FRAMINGS: raise DeepfakeNBError(f"framing={framing!r}: use 'box' (the face detector's box) or 'landmarks' (the box of the 68 facial landmarks with the forehead)")
     det = get_detector(detector, **(detector_options or {})) if isinstance(detector, str) else detector
     imgs, idx, n = read_frames(path, frames, threads)
     photo = is_image(path)
@@ -365,9 +377,11 @@ def preprocess_video(path, frames=12, size=160, detector='yunet', margin=1.3, de
     found = np.array([b is not None for b in boxes])
     boxes = fill_missing_boxes(boxes, imgs[0].shape)
     angles = [0.0]*len(imgs)
-    if landmarks or align:
+    if landmarks or align or framing == 'landmarks':
         pts = [landmarks_68(imgs[0], boxes[0], det)]*len(imgs) if photo else [landmarks_68(im, b, det) for im, b in zip(imgs, boxes)]
         if align and found.any(): angles = [eye_angle(p) for p in pts]
+        if framing == 'landmarks':       # frames without a detected face take the nearest detected frame's landmark box
+            boxes = fill_missing_boxes([landmark_frame_box(p) if f else None for p, f in zip(pts, found)], imgs[0].shape)
     faces = np.stack([square_crop(im, b, margin, size, a) for im, b, a in zip(imgs, boxes, angles)])
     rec = dict(faces=faces, indices=idx, boxes=np.array(boxes, np.float32), found=found, n_frames=n)
     if landmarks: rec['landmarks'] = np.stack([crop_points(p, im.shape, b, margin, size, a) for p, im, b, a in zip(pts, imgs, boxes, angles)])
@@ -387,13 +401,15 @@ def _check_bool(name, v) -> bool:
     if not isinstance(v, (bool, np.bool_)): raise DeepfakeNBError(f"parameter {name}={v!r} must be True or False (e.g. papermill -p {name} True)")
     return bool(v)
 
-def prep_settings(frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, landmarks=True, align=False) -> dict:
+def prep_settings(frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, landmarks=True, align=False, framing='box') -> dict:
     "The settings that determine the face crops and landmarks (checked: a wrong type or value raises an error naming the parameter)"
     frames, size, margin = _check_number('frames', frames), _check_number('size', size, low=8), _check_number('margin', margin, float, 1.0)
     landmarks, align = _check_bool('landmarks', landmarks), _check_bool('align', align)
     s = dict(frames=frames, size=size, detector=detector, detector_options=detector_settings(detector, **(detector_options or {})),
              margin=margin, landmarks=landmarks, align=align, sampling='uniform', no_face='nearest-else-centre', version=PREP_VERSION)
-    if landmarks or align: s['landmark_model'] = landmark_model_id()
+    if framing not in FRAMINGS: raise DeepfakeNBError(f"parameter framing={framing!r} must be one of {', '.join(FRAMINGS)} (e.g. papermill -p framing landmarks)")
+    if framing != 'box': s['framing'] = framing          # absent for the detector's box, so the keys of existing caches stay
+    if landmarks or align or framing != 'box': s['landmark_model'] = landmark_model_id()
     return s
 
 def prep_key(**kw) -> str:
@@ -457,12 +473,12 @@ def merge_shard_summaries(cache, num_shards) -> Path | None:
 def _json_norm(d): return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', margin=1.3, num_workers=1, shard=0, num_shards=1,
-                        dataset=None, detector_options=None, progress=True, landmarks=True, align=False) -> pd.DataFrame:
+                        dataset=None, detector_options=None, progress=True, landmarks=True, align=False, framing='box') -> pd.DataFrame:
     "Fill the face cache for the videos of a manifest (this `shard` of `num_shards`); return the per-video summary"
     if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 to num_shards-1")
     df = load_manifest(manifest_path)
     dataset = dataset or Path(manifest_path).stem
-    settings = prep_settings(frames, size, detector, margin, detector_options, landmarks, align)
+    settings = prep_settings(frames, size, detector, margin, detector_options, landmarks, align, framing)
     cache = face_cache_dir(dataset, settings_key(settings))
     cache.mkdir(parents=True, exist_ok=True)
     key = settings_key(settings)
@@ -470,7 +486,8 @@ def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', ma
     if stale: print(f"note: {cache/'prep.json'} records other settings than {settings}; its cached faces are rebuilt")
     save_json(settings, cache/'prep.json')
     params = dict(frames=settings['frames'], size=settings['size'], detector=detector, margin=settings['margin'], detector_options=dict(detector_options or {}),
-                  threads=1 if num_workers > 1 else 0, landmarks=settings['landmarks'], align=settings['align'])
+                  threads=1 if num_workers > 1 else 0, landmarks=settings['landmarks'], align=settings['align'],
+                  framing=framing)
     todo = df.iloc[int(shard)::int(num_shards)]
     jobs = [(r.video_id, r.path, _cache_file(cache, r.video_id), params, key, not stale) for r in todo.itertuples()]
     for j in jobs: j[2].parent.mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,12 @@ from .metrics import fmt_ci
 from .stats import RAW_PROB_LABEL
 
 # %% auto #0
-__all__ = ['PAIRS_COLUMNS', 'load_run_dir', 'report_data', 'setup_table', 'face_found_rate', 'main_metrics_table', 'best_mask',
-           'bold_best', 'threshold_metrics_table', 'runs_table', 'pairs_table', 'pair_tests_table', 'mcnemar_tables',
-           'tests_table', 'multi_table', 'ranks_table', 'fig_critical_difference', 'seeds_table', 'seed_pairs_table',
-           'fig_seeds', 'ensembles_table', 'frame_level_table', 'fig_roc_pr', 'fig_reliability', 'panel_grid',
-           'fig_confusions', 'fig_histories', 'model_flops', 'efficiency_table', 'example_faces']
+__all__ = ['FAKES_TEXT', 'PAIRS_COLUMNS', 'load_run_dir', 'report_data', 'setup_table', 'face_found_rate', 'runs_training_text',
+           'main_metrics_table', 'best_mask', 'bold_best', 'threshold_metrics_table', 'runs_table', 'pairs_table',
+           'pair_tests_table', 'mcnemar_tables', 'tests_table', 'multi_table', 'ranks_table', 'fig_critical_difference',
+           'seeds_table', 'seed_pairs_table', 'fig_seeds', 'ensembles_table', 'frame_level_table', 'fig_roc_pr',
+           'fig_reliability', 'panel_grid', 'fig_confusions', 'fig_histories', 'model_flops', 'efficiency_table',
+           'example_faces']
 
 # %% ../nbs/lib/09_report.ipynb #9f1809f6
 def load_run_dir(rdir) -> dict:
@@ -54,6 +55,25 @@ def setup_table(data) -> pd.DataFrame:
 def face_found_rate(faces: pd.DataFrame | None) -> float:
     "Share of sampled frames in which the detector found a face"
     return float(faces.faces_found.sum()/faces.frames.sum()) if faces is not None and faces.frames.sum() else float('nan')
+
+# %% ../nbs/lib/09_report.ipynb #789c7e9a
+FAKES_TEXT = dict(real="the dataset's own fakes",
+                  sbi="no real fake: self-blended images of the real training videos only (Shiohara and Yamasaki's blending, deepfake_nb.sbi, on the run's face crops)",
+                  both="the dataset's fakes and self-blended images of its real training videos")
+
+def runs_training_text(runs) -> str:
+    "How the runs were trained, in words: mode, features, head fitting, training fakes (each distinct value of the runs named)"
+    ps = [r['params'] for r in runs]
+    vals = lambda f: sorted({f(p) for p in ps})
+    modes = vals(lambda p: p.get('mode', 'frozen'))
+    feats = vals(lambda p: f"`{p.get('feature_layers', 'final')}`" + (' pooled over the inner face' if p.get('pool', 'mean') == 'face' else ''))
+    mode = ' and '.join({'frozen': 'frozen backbone features', 'finetune': 'fine-tuned end to end'}.get(m, m) for m in modes)
+    heads = vals(lambda p: 'linear' if p['head'] == 'linear' else 'other')
+    fit = ' and '.join({'linear': 'linear heads fitted as a logistic regression per frame', 'other': 'heads trained with class weights and early stopping on validation loss'}[h] for h in heads)
+    fakes = '; '.join(FAKES_TEXT.get(f, f) for f in vals(lambda p: p.get('fakes', 'real')))
+    presets = vals(lambda p: str(p.get('preset')))
+    return (f"{mode} (features: {', '.join(feats)}); {fit}; training fakes: {fakes}"
+            + ('' if presets == ['None'] else f"; preset: {', '.join(presets)}"))
 
 # %% ../nbs/lib/09_report.ipynb #4cf83d7d
 def _models(stats: dict, ensembles: bool = True) -> list:
@@ -369,7 +389,7 @@ def efficiency_table(data, repeats=3) -> pd.DataFrame:
     from deepfake_nb.models import get_backbone, feature_model
     rows, seen = [], {}
     for r in data['runs']:
-        p = r['params']; key = (p['backbone'], p['head'], p['frames'], p['size'], p.get('feature_layers', 'final'), p.get('mode', 'frozen'))
+        p = r['params']; key = (p['backbone'], p['head'], p['frames'], p['size'], p.get('feature_layers', 'final'), p.get('pool', 'mean'), p.get('mode', 'frozen'))
         if key not in seen:
             bb = get_backbone(p['backbone'])
             model = keras.models.load_model(r['dir']/'model.keras', compile=False)
@@ -379,7 +399,8 @@ def efficiency_table(data, repeats=3) -> pd.DataFrame:
                 gflops, params = model_flops(model, model.input_shape[1:])/1e9, model.count_params()
             else:                                                               # frozen: the backbone (its pooled, block or map features), then the head
                 backbone = bb.build(None, p['size'])
-                if p.get('feature_layers', 'final') != 'final': backbone = feature_model(p['backbone'], backbone, p['feature_layers'], p.get('block_scales'))
+                if p.get('feature_layers', 'final') != 'final' or p.get('pool', 'mean') != 'mean':
+                    backbone = feature_model(p['backbone'], backbone, p['feature_layers'], p.get('block_scales'), p.get('pool', 'mean'), p.get('face_region'))
                 video = bb.preprocess(faces)
                 def once(): return model(backbone(video, training=False)[None] / p.get('feature_scale', 1.0), training=False)
                 gflops = (model_flops(backbone, (p['size'], p['size'], 3))*p['frames'] + model_flops(model, model.input_shape[1:]))/1e9

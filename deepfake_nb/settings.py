@@ -5,16 +5,16 @@
 # %% ../nbs/lib/01_settings.ipynb #89618c32
 from __future__ import annotations
 import argparse, ast, difflib, io, json, tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from fastcore.basics import AttrDict
 from .core import *
 
 # %% auto #0
-__all__ = ['KINDS', 'STAGES', 'NOTEBOOK_STAGES', 'SETTINGS', 'RUN_SETTINGS', 'STUDY_SETTINGS', 'Setting', 'stage_settings',
-           'setting', 'default_value', 'defaults', 'parse_text', 'check_value', 'option', 'dashes', 'add_options',
-           'given', 'unknown_message', 'check_settings', 'load_settings_file', 'render_parameters', 'read_parameters',
-           'parameters_cell', 'parameters_drift', 'write_parameters', 'settings_table']
+__all__ = ['KINDS', 'STAGES', 'NOTEBOOK_STAGES', 'SETTINGS', 'RUN_SETTINGS', 'STUDY_SETTINGS', 'STUDY_RUN_SETTINGS', 'Setting',
+           'stage_settings', 'setting', 'default_value', 'defaults', 'parse_text', 'check_value', 'option', 'dashes',
+           'add_options', 'given', 'unknown_message', 'check_settings', 'load_settings_file', 'render_parameters',
+           'read_parameters', 'parameters_cell', 'parameters_drift', 'write_parameters', 'settings_table']
 
 # %% ../nbs/lib/01_settings.ipynb #8dfa9dd7
 KINDS = {'str': 'text', 'int': 'an integer', 'float': 'a number', 'bool': 'true or false',
@@ -41,7 +41,7 @@ class Setting:
 # %% ../nbs/lib/01_settings.ipynb #23232e6b
 _S = Setting
 NOTEBOOK_STAGES = 'data preprocess train compare report predict pipeline studies'
-_HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image', 'convlstm', 'conv3d', 'spacetime')
+_HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image', 'linear', 'convlstm', 'conv3d', 'spacetime')
 _STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
 
 SETTINGS = [
@@ -51,7 +51,6 @@ SETTINGS = [
     _S('name', 'str', '', "manifest name under data/manifests/; empty: demo, celebdf, dfdc, ffpp_<compression> or the folder's name", 'data run'),
     _S('compression', 'str', 'c23', "FaceForensics++ only: raw, c23 or c40", 'data run', ('raw', 'c23', 'c40')),
     _S('methods', 'words', '', "FaceForensics++ only: manipulation methods to take; empty takes every one present", 'data run'),
-    _S('split_seed', 'int', 0, "seed of the identity-disjoint train/val/test split", 'data run'),
     _S('eval_only', 'bool', False, "put every video in the test split (a dataset only evaluated on, as in cross-dataset studies)", 'data'),
     _S('identity_pattern', 'str', '', "folder datasets: regular expression whose first group is a file name's identity (e.g. '^(id\\d+)_'); empty: the default ^(id\\d+)_, 'none': every video its own identity", 'data run'),
     # the manifest a later stage reads
@@ -70,9 +69,9 @@ SETTINGS = [
     _S('backbones', 'strs', ('mobilenetv2', 'resnet50'), "backbones of the grid: one run per backbone x head x seed", 'run pipeline'),
     _S('heads', 'strs', ('lstm',), "temporal heads of the grid", 'run pipeline', _HEADS),
     _S('seeds', 'ints', (0,), "seeds of the grid", 'run pipeline'),
-    # one training run: the 32 arguments of deepfake_nb.train.run_params (03_train), most of them shared by the grid and the studies
+    # one training run: the 38 arguments of deepfake_nb.train.run_params (03_train), most of them shared by the grid and the studies
     _S('backbone', 'str', 'mobilenetv2', "CNN backbone, one of deepfake_nb.models.BACKBONES", 'train studies'),
-    _S('head', 'str', 'lstm', "temporal head: lstm, gru, bilstm, attention, mean, image (on pooled features), or convlstm, conv3d, spacetime (on feature maps)", 'train studies', _HEADS),
+    _S('head', 'str', 'lstm', "temporal head: lstm, gru, bilstm, attention, mean, image, linear (on pooled features: linear is a logistic regression per frame, fitted to convergence, the video's score the mean of its frames' logits), or convlstm, conv3d, spacetime (on feature maps)", 'train studies', _HEADS),
     _S('weights', 'str', 'auto', "'imagenet' (download), a weights file, None (plain random init), 'random-highpass' (random init reading high-pass residuals) or 'auto' (ImageNet if available, else random-highpass)",
       'train studies run', none_ok=True),
     _S('frames', 'int', 12, "frames sampled uniformly over each video (1: single-image mode, for photos)", 'preprocess train studies run'),
@@ -80,6 +79,8 @@ SETTINGS = [
     _S('detector', 'str', 'yunet', "face detector: yunet (OpenCV Zoo's YuNet, shipped with the package), haar (the original notebooks' choice) or mtcnn", 'preprocess train studies run', ('haar', 'yunet', 'mtcnn')),
     _S('detector_model', 'str', '', "yunet only: a YuNet ONNX file other than the one shipped with the package", 'preprocess'),
     _S('margin', 'float', 1.3, "the crop's side is margin x the face box's longer side", 'preprocess train studies run'),
+    _S('framing', 'str', 'box', "the box a crop is centred on and sized by: 'box' (the face detector's) or 'landmarks' (the 68 facial landmarks' box with the forehead)",
+      'preprocess train studies run', ('box', 'landmarks')),
     _S('num_workers', 'int', 1, "processes decoding videos in parallel", 'preprocess run'),
     _S('shard', 'int', 0, "this job's share of the videos: shard i of num_shards (cluster array jobs)", 'preprocess'),
     _S('num_shards', 'int', 1, "how many shards the videos are split into", 'preprocess'),
@@ -93,10 +94,11 @@ SETTINGS = [
     _S('patience', 'int', 5, "epochs without val-loss improvement before stopping", 'train studies run'),
     _S('class_weight', 'dict|str', 'balanced', "'balanced', None, or a dict of both classes such as {0: 1.15, 1: 1.05}", 'train run', none_ok=True),
     _S('seed', 'int', 0, "seed of the run: initial weights, shuffling, augmentation", 'train studies'),
-    _S('preset', 'str', None, "a name from deepfake_nb.train.PRESETS, filling the settings left at their defaults", 'train run', none_ok=True),
+    _S('preset', 'str', 'auto', "fills the settings left at their defaults: 'auto' (real on any dataset but the generated demo, none on the demo), "
+       "a name from deepfake_nb.train.PRESETS (real: the setting measured best on real deepfakes; seed-*: the original notebooks), or none", 'train run', none_ok=True),
     _S('mode', 'str', 'frozen', "'frozen' (head on cached features) or 'finetune' (end to end)", 'train run', ('frozen', 'finetune')),
     _S('augment', 'dict|str', None, "face augmentation, e.g. 'flip,rotate,zoom' or a dict of strengths", 'train run', none_ok=True),
-    _S('aug_passes', 'int', 2, "frozen mode: augmented feature passes over the training videos", 'train run'),
+    _S('aug_passes', 'int', 2, "frozen mode: augmented feature passes over the training videos (with fakes sbi: that many more self-blended draws instead)", 'train run'),
     _S('lr_schedule', 'str', 'plateau', "'plateau', 'cosine' or 'none'", 'train run', ('plateau', 'cosine', 'none')),
     _S('finetune_layers', 'int', 20, "finetune: last layers of the backbone that train (-1: all)", 'train run'),
     _S('finetune_lr', 'float', 1e-5, "finetune: learning rate of the end-to-end stage", 'train run'),
@@ -111,8 +113,15 @@ SETTINGS = [
       ('real', 'sbi', 'both')),
     _S('sbi_per_video', 'int', 2, "frozen mode with fakes sbi or both: self-blended copies per real training video (finetune draws new ones every epoch)", 'train run'),
     _S('feature_layers', 'str', 'final', "features: 'final' (the pooled last layer), 'blocks' (pooled intermediate blocks and the last layer, concatenated; frozen only), "
+       "'mid' (pooled layers around the stride-16 to stride-32 transition, e.g. MobileNetV2's block_12_add, block_13_expand_relu, block_14_expand_relu; frozen only), "
        "'maps' (the last feature map: what convlstm, conv3d and spacetime read, set for them when left at 'final') or 'maps-c<N>' (that map through a frozen 1x1 projection to N channels)", 'train run'),
+    _S('pool', 'str', 'mean', "how pooled features are pooled: 'mean' (the average over the whole crop) or 'face' (mean and standard deviation over the inner face, a disc placed by the framing)",
+      'train run', ('mean', 'face')),
+    _S('linear_c', 'float', 0.05, "the linear head's inverse L2 strength (scikit-learn's C, over the training frames)", 'train run'),
     _S('align', 'bool', False, "rotate each frame about the face so the eyes are level (from the 68 facial landmarks) before cropping", 'preprocess train studies run'),
+    _S('split_seed', 'int', 0, "seed of the identity-disjoint train/val/test split (and of the cross-validation folds)", 'data run train studies'),
+    _S('cv_folds', 'int', 0, "0: the manifest's split; 2 or more: fold cv_fold of an identity-grouped cross-validation with that many folds is the test split (the other folds: train, and 15 percent of them val)", 'train'),
+    _S('cv_fold', 'int', 0, "with cv_folds: which fold (0 to cv_folds-1) is the test split", 'train'),
     # how runs are run
     _S('seeds', 'ints', None, "a list of seeds trains one run per seed (overrides seed)", 'train', none_ok=True),
     _S('force', 'bool', False, "retrain even when a complete run with these parameters exists", 'train run pipeline'),
@@ -154,6 +163,11 @@ SETTINGS = [
       NOTEBOOK_STAGES, cli=False),
 ]
 
+# the studies train runs: they take every setting of a training run but these (a study sets cv_folds and cv_fold itself)
+_NOT_STUDIED = ('seeds', 'force', 'resume', 'worker_timeout', 'cv_folds', 'cv_fold', 'drive_root')
+SETTINGS = [replace(s, stages=s.stages + ' studies') if 'train' in s.stages.split() and 'studies' not in s.stages.split() and s.name not in _NOT_STUDIED
+            else s for s in SETTINGS]
+
 # %% ../nbs/lib/01_settings.ipynb #ca79eb5b
 def stage_settings(stage: str, cli: bool | None = None) -> list[Setting]:
     "The settings `stage` takes, in table order (`cli=True`: only those the command line and YAML take)"
@@ -176,6 +190,7 @@ def defaults(stage: str) -> AttrDict:
 
 RUN_SETTINGS = tuple(s.name for s in stage_settings('train') if s.name not in ('seeds', 'force', 'resume', 'worker_timeout', 'drive_root'))   # run_params' arguments
 STUDY_SETTINGS = tuple(s.name for s in stage_settings('studies') if s.name != 'drive_root')                                  # run_studies' arguments
+STUDY_RUN_SETTINGS = tuple(n for n in RUN_SETTINGS if n in STUDY_SETTINGS and n not in ('dataset', 'cv_folds', 'cv_fold'))                                # those it passes to the runs it trains
 
 # %% ../nbs/lib/01_settings.ipynb #80c9b9ac
 _NONE = ('none', 'null', 'None', '~')

@@ -8,7 +8,7 @@ import time, json, shutil, subprocess, tempfile, os
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from .core import *
-from .data import load_manifest, build_manifest, make_demo_dataset
+from .data import load_manifest, build_manifest, make_demo_dataset, grouped_kfold
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, load_faces, preprocess_video, usable_videos
 from .models import cached_features, build_backbone, backbone_for_features, extract_features, get_backbone, feature_scale
 from .metrics import roc_auc, classification_metrics, youden_threshold, bootstrap_indices
@@ -16,11 +16,11 @@ from .stats import delong_auc_ci
 
 # %% auto #0
 __all__ = ['STUDIES', 'DEGRADATIONS', 'CV_HEADLINE', 'SELF_BLEND_SETTINGS', 'study_dir', 'save_study', 'load_study', 'auc_ci',
-           'at_threshold', 'auc_cells', 'dataset_features', 'fit_predict', 'eval_manifests', 'study_runs',
-           'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations', 'degrade_faces',
-           'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'grouped_kfold', 'cv_study',
+           'at_threshold', 'auc_cells', 'study_runs_root', 'study_run', 'run_test_predictions', 'eval_manifests',
+           'study_runs', 'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations', 'degrade_faces',
+           'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'method_aucs', 'cv_study',
            'cv_summary', 'cv_of', 'cv_text', 'cv_markdown', 'self_blend_study', 'fig_degradations', 'fig_frames',
-           'fig_cv', 'fig_auc_bars', 'run_studies']
+           'fig_cv', 'fig_auc_bars', 'settings_text', 'run_studies']
 
 # %% ../nbs/lib/12_studies.ipynb #25e31d70
 STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
@@ -66,27 +66,29 @@ def auc_cells(table: pd.DataFrame) -> list[str]:
     return [fmt_ci(a, l, h) for a, l, h in zip(table.auc, table.auc_lo, table.auc_hi)]
 
 # %% ../nbs/lib/12_studies.ipynb #562097a3
-def dataset_features(dataset, backbone='mobilenetv2', weights='auto', frames=12, size=160, detector='yunet', margin=1.3, progress=False, scale_split='train',
-                     feature_layers='final', align=False):
-    "(manifest rows that preprocessed, their features `(N, T, D)`, feature info) of manifest `dataset`; unreadable videos are named and left out; the features are divided by the RMS of `scale_split`'s (None: every row's)"
-    from deepfake_nb.train import manifest_for
-    mpath = manifest_for(dataset)                                        # the demo's is built when missing
-    df = load_manifest(mpath)
-    summ = preprocess_manifest(mpath, frames, size, detector, margin, dataset=dataset, progress=progress, align=align)
-    df = usable_videos(df, summ, mpath)
-    pkey = settings_key(prep_settings(frames, size, detector, margin, align=align))
-    scale_ids = df.video_id[df.split == scale_split].tolist() if scale_split else None
-    X, info = cached_features(dataset, pkey, df.video_id.tolist(), backbone, weights, size, scale_ids=scale_ids, feature_layers=feature_layers)
-    return df, X, dict(info, prep_key=pkey)
+def study_runs_root(dataset) -> Path:
+    "Where the studies of `dataset` keep the runs they train (a cross-validation fold's run: where `train_run` puts it)"
+    return reports_dir('studies', dataset, 'runs')
 
-def fit_predict(Xtr, ytr, Xva, yva, evals: dict, head='lstm', seed=0, epochs=30, patience=5, lr=1e-3, units=64, dropout=0.3, batch_size=16):
-    "Train a head (early stopping on val), choose its threshold on val, and score each array of `evals`: (threshold, {name: probabilities})"
-    from deepfake_nb.train import fit_head
-    model, hist = fit_head(Xtr, ytr, Xva, yva, head=head, units=units, dropout=dropout, lr=lr, epochs=epochs, batch_size=batch_size,
-                           patience=patience, seed=seed)
-    prob = lambda X: model.predict(np.asarray(X, np.float32), verbose=0).ravel().astype(float) if len(X) else np.zeros(0)
-    thr = youden_threshold(np.asarray(yva), prob(Xva))
-    return thr, {k: prob(X) for k, X in evals.items()}
+def study_run(settings: dict, force=False, **over) -> Path:
+    "The complete run of `settings` updated with `over`: found in `reports/runs/<dataset>/` or the studies' runs, else trained (`train_run`)"
+    from deepfake_nb.train import train_run, run_params, run_dir_for, is_complete
+    kw = dict(settings, **over)
+    p = run_params(**kw)
+    root = None if p['cv_folds'] else study_runs_root(p['dataset'])
+    if not force:
+        for d in (run_dir_for(p), run_dir_for(p, root)):
+            if is_complete(d, p): return d
+    return train_run(force=force, run_root=root, **kw)
+
+def run_test_predictions(run_dir) -> tuple[pd.DataFrame, float, dict]:
+    "(the test split's rows of a run's `predictions.csv` with the manifest's `group` and `method`, the run's val-chosen threshold, its `params.json`)"
+    run_dir = Path(run_dir)
+    p = load_json(run_dir/'params.json')
+    pr = pd.read_csv(run_dir/'predictions.csv', dtype={'video_id': str})
+    man = load_manifest(p['manifest'])[['video_id', 'group', 'method']]
+    te = pr[pr.split == 'test'].merge(man, on='video_id', how='left').reset_index(drop=True)
+    return te, float(p['threshold']), p
 
 # %% ../nbs/lib/12_studies.ipynb #bdaac0e6
 def eval_manifests(names) -> list[str]:
@@ -111,9 +113,9 @@ def eval_manifests(names) -> list[str]:
     return out
 
 # %% ../nbs/lib/12_studies.ipynb #8588f0ec
-def study_runs(dataset='demo', runs='', weights='auto', backbone='mobilenetv2') -> list[Path]:
-    "Run directories to study: `runs` (paths, space-separated), else one complete run per backbone+head of `dataset`"
-    from deepfake_nb.train import train_run, is_complete
+def study_runs(dataset='demo', runs='', settings=None) -> list[Path]:
+    "Run directories to study: `runs` (paths, space-separated), else one complete run per backbone+head of `dataset`, else the run of the study's `settings` (`study_run`)"
+    from deepfake_nb.train import is_complete
     if runs:
         paths = [Path(r) for r in (runs.split() if isinstance(runs, str) else runs)]
         bad = [str(p) for p in paths if not is_complete(p)]
@@ -125,8 +127,8 @@ def study_runs(dataset='demo', runs='', weights='auto', backbone='mobilenetv2') 
         key = (p['backbone'], p['head'])
         if key not in found or p['seed'] < found[key][0]: found[key] = (p['seed'], c.parent)
     if not found:
-        if dataset != 'demo': raise DeepfakeNBError(f"no complete runs of dataset {dataset!r} under {reports_dir('runs', dataset)}; train one first (deepfake-nb train --dataset {dataset})")
-        return [train_run(dataset='demo', backbone=backbone, weights=weights)]
+        if settings is None: raise DeepfakeNBError(f"no complete runs of dataset {dataset!r} under {reports_dir('runs', dataset)}; train one first (deepfake-nb train --dataset {dataset})")
+        return [study_run(dict(settings, dataset=dataset))]
     return [d for _, d in sorted(found.values(), key=lambda sd: str(sd[1]))]
 
 # %% ../nbs/lib/12_studies.ipynb #833eda78
@@ -144,10 +146,9 @@ def score_dataset(pred, dataset) -> pd.DataFrame:
     mpath = data_dir('manifests', f'{dataset}.csv')
     df = load_manifest(mpath); df = df[df.split == 'test']
     kw = pred.prep
-    summ = preprocess_manifest(mpath, kw['frames'], kw['size'], kw['detector'], kw['margin'], dataset=dataset, progress=False,
-                               detector_options=kw.get('detector_options'), align=kw.get('align', False))
+    summ = preprocess_manifest(mpath, dataset=dataset, progress=False, **kw)
     ok = usable_videos(df, summ[summ.video_id.isin(df.video_id)], mpath)
-    cache = face_cache_dir(dataset, settings_key(prep_settings(kw['frames'], kw['size'], kw['detector'], kw['margin'], kw.get('detector_options'), align=kw.get('align', False))))
+    cache = face_cache_dir(dataset, settings_key(prep_settings(**kw)))
     probs = score_faces(pred, load_faces(cache, ok.video_id.tolist()))
     return ok[['video_id', 'label']].assign(prob=probs).reset_index(drop=True)
 
@@ -254,66 +255,60 @@ def degradation_study(run_dirs, degradations=None, seed=0) -> tuple[pd.DataFrame
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #069726ba
-def frames_study(dataset='demo', frame_counts=(4, 8, 12, 16, 32), backbone='mobilenetv2', weights='auto', head='lstm', size=160, detector='yunet',
-                 margin=1.3, seed=0, n_timing=4, align=False, **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Test AUC and seconds per video of `backbone`+`head` against the number of sampled frames"
+def frames_study(dataset='demo', frame_counts=(4, 12), settings=None, n_timing=4) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Test AUC and seconds per video of the runs of `settings` at each of `frame_counts` frames per video"
+    from deepfake_nb.predict import load_predictor
     rows, preds = [], []
-    model = None
     for k in [int(k) for k in frame_counts]:
-        df, X, info = dataset_features(dataset, backbone, weights, k, size, detector, margin, align=align)
-        if model is None: model, *_ = backbone_for_features(backbone, weights, size, 0, Path(info['path']))
-        y = df.label.to_numpy(); m = {s: (df.split == s).to_numpy() for s in ('train', 'val', 'test')}
-        thr, pr = fit_predict(X[m['train']], y[m['train']], X[m['val']], y[m['val']], dict(test=X[m['test']]), head=head, seed=seed, **fit_kw)
-        te = df[m['test']]
-        t_prep = t_feat = 0.0
-        warm = preprocess_video(te.path.iloc[0], k, size, detector, margin, align=align); extract_features(warm['faces'][None], backbone, model)   # untimed: tracing, caches
-        for path in te.path[:n_timing]:                                  # seconds per video, nothing cached
-            t0 = time.perf_counter(); rec = preprocess_video(path, k, size, detector, margin, align=align)
-            t1 = time.perf_counter(); extract_features(rec['faces'][None], backbone, model)
-            t_prep += t1 - t0; t_feat += time.perf_counter() - t1
-        n_t = max(1, min(n_timing, len(te)))
-        rows.append(dict(frames=k, backbone=backbone, head=head, n_test=len(te), **auc_ci(te.label, pr['test']), **at_threshold(te.label, pr['test'], thr),
-                         s_per_video_faces=t_prep/n_t, s_per_video_features=t_feat/n_t, s_per_video=(t_prep+t_feat)/n_t))
-        preds.append(te[['video_id', 'label']].assign(prob=pr['test'], frames=k))
+        rdir = study_run(dict(settings or {}, dataset=dataset), frames=k)
+        te, thr, p = run_test_predictions(rdir)
+        pred = load_predictor(rdir)
+        paths = load_manifest(p['manifest']).set_index('video_id').path.reindex(te.video_id).tolist()[:max(1, n_timing)]
+        pred.score(pred.preprocess(paths[0])['faces'])                     # untimed: tracing, caches
+        t_prep = t_score = 0.0
+        for path in paths:                                                 # seconds per video, nothing cached
+            t0 = time.perf_counter(); faces = pred.preprocess(path)['faces']
+            t1 = time.perf_counter(); pred.score(faces)
+            t_prep += t1 - t0; t_score += time.perf_counter() - t1
+        n_t = len(paths)
+        rows.append(dict(frames=k, backbone=p['backbone'], head=p['head'], run=rdir.name, n_test=len(te), **auc_ci(te.label, te.prob),
+                         **at_threshold(te.label, te.prob, thr), s_per_video_faces=t_prep/n_t, s_per_video_features=t_score/n_t,
+                         s_per_video=(t_prep + t_score)/n_t))
+        preds.append(te[['video_id', 'label', 'prob']].assign(frames=k))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
-# %% ../nbs/lib/12_studies.ipynb #f107529d
-def grouped_kfold(df: pd.DataFrame, k=5, seed=0) -> pd.Series:
-    "Fold 0..k-1 of each row: whole `group`s per fold, real and fake counts balanced across folds, deterministic in `seed`"
-    k = int(k)
-    g = df.groupby('group').label.agg(['size', 'sum'])
-    if k < 2 or k > len(g): raise DeepfakeNBError(f"cv_folds={k}: needs 2 to {len(g)} folds for {len(g)} groups (identities) of {len(df)} videos")
-    g = g.iloc[np.random.default_rng(seed).permutation(len(g))].sort_values('size', ascending=False, kind='stable')
-    have = np.zeros((k, 2)); fold = {}
-    for grp, (n, nf) in g.iterrows():
-        cnt = np.array([n-nf, nf], float)
-        f = int(np.lexsort((have.sum(1), (have*cnt).sum(1)))[0])     # the fold holding fewest of this group's classes, then fewest videos
-        fold[grp] = f; have[f] += cnt
-    return df.group.map(fold).astype(int)
-
 # %% ../nbs/lib/12_studies.ipynb #2d9bf024
-def cv_study(dataset='demo', cv_folds=4, backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='yunet', margin=1.3,
-             seed=0, n_boot=1000, align=False, **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    "Grouped k-fold CV on every video of `dataset` (its split ignored): per-fold table, one prediction per video, summary (`cv_summary`)"
-    df, X, info = dataset_features(dataset, backbone, weights, frames, size, detector, margin, scale_split=None, align=align)
-    y = df.label.to_numpy(); fold = grouped_kfold(df, cv_folds, seed).to_numpy()
-    prob = np.full(len(df), np.nan); rows = []
+def method_aucs(preds: pd.DataFrame) -> dict:
+    "{method: mean over folds of the AUC of the fold's real videos against its fakes of that method} (folds holding both), from cv predictions"
+    out = {}
+    for m in sorted(set(preds.method[preds.label == 1].dropna())):
+        a = [roc_auc(np.r_[np.zeros((g.label == 0).sum()), np.ones((g.method == m).sum())], np.r_[g.prob[g.label == 0], g.prob[g.method == m]])
+             for _, g in preds.groupby('fold') if (g.label == 0).any() and (g.method == m).any()]
+        out[m] = float(np.mean(a)) if a else float('nan')
+    return out
+
+def cv_study(dataset='demo', cv_folds=4, settings=None, n_boot=1000) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    "Identity-grouped k-fold CV of the run `settings` on every video of `dataset` (one run per fold): per-fold table, one prediction per video, summary (`cv_summary`)"
+    settings = dict(settings or {}, dataset=dataset)
+    seed = int(settings.get('split_seed', 0))
+    rows, preds = [], []
     for f in range(int(cv_folds)):
-        te, va = fold == f, fold == (f+1) % int(cv_folds); tr = ~te & ~va
-        if len(set(y[va])) < 2 or len(set(y[tr])) < 2:
-            raise DeepfakeNBError(f"cv fold {f}: its val or train folds hold one class only; use fewer folds (cv_folds) or a dataset with more identities")
-        c = np.float32(info['scale']/feature_scale(info, df.video_id[tr]))      # this fold's features divided by its training videos' RMS
-        thr, pr = fit_predict(X[tr]*c, y[tr], X[va]*c, y[va], dict(test=X[te]*c), head=head, seed=seed, **fit_kw)
-        prob[te] = pr['test']
-        rows.append(dict(fold=f, n_test=int(te.sum()), n_groups=int(df.group[te].nunique()), n_train=int(tr.sum()), **auc_ci(y[te], pr['test']),
-                         **at_threshold(y[te], pr['test'], thr)))
-    preds = df[['video_id', 'label', 'group']].assign(fold=fold, prob=prob)
-    idx, meta = bootstrap_indices(y, df.group.to_numpy(), n_boot, seed)
+        rdir = study_run(settings, cv_folds=int(cv_folds), cv_fold=f)
+        te, thr, p = run_test_predictions(rdir)
+        rows.append(dict(fold=f, run=rdir.name, run_dir=str(rdir), n_test=len(te), n_groups=int(te.group.nunique()), n_train=int(p['n_videos']['train']),
+                         n_val=int(p['n_videos']['val']), **auc_ci(te.label, te.prob), **at_threshold(te.label, te.prob, thr),
+                         seconds=float(p['seconds']['total'])))
+        preds.append(te.assign(fold=f))
+    P = pd.concat(preds, ignore_index=True)
+    y, prob = P.label.to_numpy(), P.prob.to_numpy()
+    idx, meta = bootstrap_indices(y, P.group.to_numpy(), n_boot, seed)
     boots = np.array([roc_auc(y[i], prob[i]) for i in idx])
     t = pd.DataFrame(rows)
     summary = cv_summary(t, dict(pooled_auc=roc_auc(y, prob), pooled_auc_lo=float(np.nanquantile(boots, 0.025)), pooled_auc_hi=float(np.nanquantile(boots, 0.975)),
-                                 n=len(df), n_groups=int(df.group.nunique()), bootstrap=meta['method']))
-    return t, preds, summary
+                                 n=len(P), n_groups=int(P.group.nunique()), bootstrap=meta['method']))
+    summary['method_auc'] = method_aucs(P)
+    summary['accuracy'] = float(np.mean(t.accuracy))
+    return t, P[['video_id', 'label', 'group', 'method', 'fold', 'prob']], summary
 
 CV_HEADLINE = 'mean of per-fold AUCs'
 
@@ -353,46 +348,27 @@ def cv_markdown(table: pd.DataFrame, info: dict) -> str:
             f"bootstrap: {s.get('bootstrap', '?')}) is no single model's AUC, and moves away from the fold AUCs when the fold models' scores sit on different scales.")
 
 # %% ../nbs/lib/12_studies.ipynb #4234b1ae
-SELF_BLEND_SETTINGS = ('real fakes', 'self-blended only', 'real + self-blended')
+SELF_BLEND_SETTINGS = {'real fakes': 'real', 'self-blended only': 'sbi', 'real + self-blended': 'both'}   # row label: the run's `fakes`
 
-def _faces_features(faces, backbone, model, scale) -> np.ndarray:
-    return extract_features(faces, backbone, model)/scale
-
-def self_blend_study(dataset='demo', eval_datasets=(), backbone='mobilenetv2', weights='auto', head='lstm', frames=12, size=160, detector='yunet',
-                     margin=1.3, seed=0, align=False, sbi_per_video=2, feature_layers=('final', 'blocks'), **fit_kw) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "AUC on real fakes (test split and `eval_datasets`) of heads trained with real fakes, with self-blended fakes only, and with both, on each of `feature_layers`"
-    from deepfake_nb.train import sbi_pairs
+def self_blend_study(dataset='demo', eval_datasets=(), settings=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "AUC on real fakes (test split and `eval_datasets`) of the runs of `settings` trained with real fakes, with self-blended fakes only, and with both"
+    from deepfake_nb.predict import load_predictor
     rows, preds = [], []
     evals_named = [e for e in eval_datasets if e != dataset]
     if len(evals_named) < len(list(eval_datasets)): print(f"self_blend: eval dataset {dataset!r} is the study's own dataset: its test split is the in-domain row")
-    for fl in ([feature_layers] if isinstance(feature_layers, str) else list(feature_layers)):
-        df, X, info = dataset_features(dataset, backbone, weights, frames, size, detector, margin, feature_layers=fl, align=align)
-        model, *_ = backbone_for_features(backbone, weights, size, 0, Path(info['clean_path']))
-        y = df.label.to_numpy(); sp = df.split.to_numpy()
-        sb = dict(dataset=dataset, prep_key=info['prep_key'], clean_info=info, backbone=backbone, weights=weights, size=size, scale=info['scale'])
-        ids = lambda m: df.video_id[m].tolist()
-        tr, va = sp == 'train', sp == 'val'
-        rtr, rva = tr & (y == 0), va & (y == 0)
-        (sbi_tr, sbi_tr_y, _), (sbi_va, sbi_va_y, _) = sbi_pairs(ids(rtr), range(1, int(sbi_per_video)+1), **sb), sbi_pairs(ids(rva), [1], **sb)   # target real, self-blend fake
-        evals = {'test': X[sp == 'test']}
-        ev_y = {'test': y[sp == 'test']}; ev_ids = {'test': ids(sp == 'test')}; ev_name = {'test': dataset}
-        for e in evals_named:
-            edf = load_manifest(data_dir('manifests', f'{e}.csv')); edf = edf[edf.split == 'test']
-            summ = preprocess_manifest(data_dir('manifests', f'{e}.csv'), frames, size, detector, margin, dataset=e, progress=False, align=align)
-            ok = usable_videos(edf, summ[summ.video_id.isin(edf.video_id)], e)
-            evals[e] = _faces_features(load_faces(face_cache_dir(e, info['prep_key']), ok.video_id.tolist()), backbone, model, info['scale'])
-            ev_y[e] = ok.label.to_numpy(); ev_ids[e] = ok.video_id.tolist(); ev_name[e] = e
-        z = lambda n: np.zeros(n, int)
-        data = {'real fakes': (X[tr], y[tr], X[va], y[va]),
-                'self-blended only': (np.concatenate([X[rtr], sbi_tr]), np.r_[z(rtr.sum()), sbi_tr_y], np.concatenate([X[rva], sbi_va]), np.r_[z(rva.sum()), sbi_va_y]),
-                'real + self-blended': (np.concatenate([X[tr], sbi_tr]), np.r_[y[tr], sbi_tr_y], X[va], y[va])}
-        for name, (Xt, yt, Xv, yv) in data.items():
-            thr, pr = fit_predict(Xt, yt, Xv, yv, evals, head=head, seed=seed, **fit_kw)
-            for e, pe in pr.items():
-                rows.append(dict(training=name, features=fl, eval_dataset=ev_name[e], domain='in-domain' if e == 'test' else 'cross-domain', n=len(pe),
-                                 n_fake=int(ev_y[e].sum()), n_train=len(yt), n_train_fake=int(yt.sum()), feature_dim=int(X.shape[-1]),
-                                 **auc_ci(ev_y[e], pe), **at_threshold(ev_y[e], pe, thr)))
-                preds.append(pd.DataFrame(dict(video_id=ev_ids[e], label=ev_y[e], prob=pe, training=name, features=fl, eval_dataset=ev_name[e])))
+    for name, fakes in SELF_BLEND_SETTINGS.items():
+        rdir = study_run(dict(settings or {}, dataset=dataset), fakes=fakes)
+        te, thr, p = run_test_predictions(rdir)
+        scored = {dataset: te[['video_id', 'label', 'prob']]}
+        if evals_named:
+            pred = load_predictor(rdir)
+            for e in evals_named: scored[e] = score_dataset(pred, e)
+        n_train = p['n_train_examples']
+        for e, s in scored.items():
+            rows.append(dict(training=name, fakes=fakes, features=p['feature_layers'], pool=p.get('pool', 'mean'), head=p['head'], mode=p.get('mode', 'frozen'),
+                             eval_dataset=e, domain='in-domain' if e == dataset else 'cross-domain', n=len(s), n_fake=int(s.label.sum()),
+                             n_train=int(n_train), run=rdir.name, **auc_ci(s.label, s.prob), **at_threshold(s.label, s.prob, thr)))
+            preds.append(s.assign(training=name, eval_dataset=e))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #6bf7695c
@@ -457,13 +433,24 @@ def fig_auc_bars(table: pd.DataFrame, group: str, by: str = 'eval_dataset', titl
     ax.set_ylabel('AUC'); ax.set_ylim(0, 1.05); ax.legend(fontsize=7); ax.set_title(title); fig.tight_layout(); return fig
 
 # %% ../nbs/lib/12_studies.ipynb #75c53076
-from .settings import defaults
+from .settings import defaults, STUDY_RUN_SETTINGS
 _D = defaults('studies')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
 
+def settings_text(settings: dict, dataset=None) -> str:
+    "The settings of a study's runs in one line: those that differ from the schema's defaults (`backbone`, `head` and `feature_layers` always)"
+    t = defaults('train')
+    keep = ('backbone', 'head', 'feature_layers')
+    parts = [f'{k}={v}' for k, v in settings.items() if k != 'dataset' and (k in keep or v != t.get(k))]
+    return ', '.join(parts)
+
 def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datasets=_D.eval_datasets, degradations=_D.degradations,
-                frame_counts=_D.frame_counts, cv_folds=_D.cv_folds, backbone=_D.backbone, weights=_D.weights, head=_D.head, frames=_D.frames,
-                size=_D.size, detector=_D.detector, margin=_D.margin, seed=_D.seed, epochs=_D.epochs, patience=_D.patience, align=_D.align) -> dict:
-    "Run each study in `studies` on `dataset` and save it under `reports/studies/<dataset>/`; return {study: folder}"
+                frame_counts=_D.frame_counts, cv_folds=_D.cv_folds, **run_settings) -> dict:
+    "Run each study in `studies` on `dataset` and save it under `reports/studies/<dataset>/`; `run_settings`: any training setting (`STUDY_RUN_SETTINGS`), else the schema's default; return {study: folder}"
+    from deepfake_nb.train import run_params
+    bad = sorted(set(run_settings) - set(STUDY_RUN_SETTINGS))
+    if bad: raise DeepfakeNBError(f"run_studies: unknown setting(s) {bad}; the studies take {', '.join(STUDY_RUN_SETTINGS)}")
+    settings = {k: run_settings.get(k, _D[k]) for k in STUDY_RUN_SETTINGS}
+    run_params(dataset=dataset, **settings)                             # every setting checked before the first run
     studies = studies.split() if isinstance(studies, str) else list(studies)
     bad = [s for s in studies if s not in STUDIES]
     if bad: raise DeepfakeNBError(f"unknown study {bad}; choose from {', '.join(STUDIES)}")
@@ -472,21 +459,19 @@ def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datas
     if dataset in names:   # its own test split is already every study's in-domain row
         print(f"eval dataset {dataset!r} is the studied dataset: its test split is the in-domain row, not a second evaluation set"); names.remove(dataset)
     evals = eval_manifests(names) if {'cross_dataset', 'self_blend'} & set(studies) else []
-    common = dict(backbone=backbone, weights=weights, head=head, size=size, detector=detector, margin=margin, seed=seed, align=bool(align))
-    fit = dict(epochs=int(epochs), patience=int(patience))
-    settings = dict(common, frames=frames, runs=runs, eval_datasets=evals, degradations=parse_degradations(degradations), frame_counts=fc,
-                    cv_folds=int(cv_folds), **fit)
+    record = dict(runs=runs, eval_datasets=evals, degradations=parse_degradations(degradations), frame_counts=fc, cv_folds=int(cv_folds),
+                  run_settings=settings, run_settings_text=settings_text(settings))
     out = {}
     for s in studies:
-        t0 = time.time(); info = dict(settings=settings)
+        t0 = time.time(); info = dict(settings=record)
         if s in ('cross_dataset', 'degradations'):
-            rds = study_runs(dataset, runs, weights, backbone)
+            rds = study_runs(dataset, runs, settings)
             info['runs'] = [str(r) for r in rds]
-            table, preds = cross_dataset_study(rds, evals) if s == 'cross_dataset' else degradation_study(rds, degradations, seed)
+            table, preds = cross_dataset_study(rds, evals) if s == 'cross_dataset' else degradation_study(rds, degradations, settings['seed'])
             if s == 'degradations': info['encoder'] = video_encoder()[0]
-        elif s == 'frames': table, preds = frames_study(dataset, fc, **common, **fit)
-        elif s == 'cv': table, preds, info['cv'] = cv_study(dataset, cv_folds, frames=frames, **common, **fit)
-        else: table, preds = self_blend_study(dataset, evals, frames=frames, **common, **fit)
+        elif s == 'frames': table, preds = frames_study(dataset, fc, settings)
+        elif s == 'cv': table, preds, info['cv'] = cv_study(dataset, cv_folds, settings)
+        else: table, preds = self_blend_study(dataset, evals, settings)
         info['seconds'] = round(time.time()-t0, 1)
         out[s] = save_study(dataset, s, table, info, preds)
         print(f'{s}: {len(table)} rows in {info["seconds"]}s -> {out[s]}' + (f"\n  {cv_text(info['cv'])}" if s == 'cv' else ''))

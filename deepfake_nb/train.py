@@ -8,19 +8,20 @@ import time, json, inspect
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
-from .data import load_manifest, build_manifest
-from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces
+from .data import load_manifest, build_manifest, cv_split
+from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces, FRAMINGS
 from .models import *
 from .models import _save_features
 from .metrics import classification_metrics, youden_threshold
 
 # %% auto #0
-__all__ = ['LR_SCHEDULES', 'PRESETS', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for',
-           'nonfinite_message', 'nonfinite_stop', 'array_dataset', 'epoch_batches', 'resumable_fit', 'fit_head',
-           'get_preset', 'presets_table', 'run_params', 'run_id', 'run_dir_for', 'is_complete', 'load_sbi_pair',
-           'video_dataset', 'fit_finetune', 'sbi_cache_path', 'sbi_features', 'sbi_pairs', 'cluster_size',
-           'multiworker', 'worker_name', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command',
-           'train_seeds', 'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
+__all__ = ['LR_SCHEDULES', 'PRESETS', 'REAL_PRESET', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight',
+           'class_weight_for', 'nonfinite_message', 'nonfinite_stop', 'array_dataset', 'epoch_batches', 'resumable_fit',
+           'fit_head', 'part_weights', 'fit_linear', 'auto_preset', 'get_preset', 'presets_table', 'run_params',
+           'run_id', 'run_dir_for', 'is_complete', 'load_sbi_pair', 'video_dataset', 'fit_finetune', 'sbi_cache_path',
+           'sbi_features', 'sbi_pairs', 'cluster_size', 'multiworker', 'worker_name', 'multiworker_strategy',
+           'worker_lost_message', 'manifest_for', 'rerun_command', 'train_seeds', 'train_demo_runs', 'run_lock_path',
+           'run_lock', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -178,8 +179,9 @@ def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patie
 
 def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, epochs=30, batch_size=16, patience=5,
              class_weight='balanced', seed=0, verbose=0, lr_schedule='plateau', strategy=None, norm_data=None, checkpoint_dir=None, resume=False,
-             callbacks=(), norm_floor=1.0):
-    "Train a head on features with early stopping on val; return (model, history DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"
+             callbacks=(), norm_floor=1.0, linear_c=0.05, parts=None):
+    "Train a head on features with early stopping on val (the `linear` head: `fit_linear`); return (model, history DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"
+    if head == 'linear': return fit_linear(Xtr, ytr, Xva, yva, linear_c, class_weight, parts, norm_data, strategy)
     import keras, tensorflow as tf
     seed_everything(seed)
     strategy = strategy or tf.distribute.get_strategy()
@@ -193,6 +195,38 @@ def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, ep
     ytr, yva = np.asarray(ytr, np.float32), np.asarray(yva, np.float32)
     return resumable_fit(build, lambda e0: epoch_batches(np.asarray(Xtr, np.float32), ytr, gb, seed, epochs, e0), array_dataset(Xva, yva, gb),
                          epochs, steps, patience, lr_schedule, class_weight_for(class_weight, ytr), verbose, checkpoint_dir, resume, strategy, callbacks)
+
+# %% ../nbs/lib/06_train.ipynb #dd0def85
+def part_weights(parts, dim: int) -> np.ndarray:
+    "Per-dimension weights `(dim,)` giving each part (sizes `parts`, summing to `dim`; None: one part) the weight `sqrt(mean size / its size)`"
+    parts = [int(dim)] if not parts else [int(p) for p in parts]
+    if sum(parts) != dim: raise DeepfakeNBError(f"part sizes {parts} sum to {sum(parts)}, but the features have {dim} dimensions")
+    return np.concatenate([np.full(p, np.sqrt(np.mean(parts)/p)) for p in parts])
+
+def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, norm_data=None, strategy=None, max_iter=3000):
+    "Fit the `linear` head (see above) on features `(N, T, D)`; return (model, one-row history DataFrame)"
+    from sklearn.linear_model import LogisticRegression
+    from deepfake_nb.metrics import roc_auc
+    import tensorflow as tf
+    X = np.asarray(Xtr, np.float32); n, T, D = X.shape
+    F = np.asarray(X if norm_data is None else norm_data, np.float64).reshape(-1, D)
+    mu, sd = F.mean(0), F.std(0)
+    sd = np.maximum(sd, 0.01*np.sqrt(np.mean(sd**2)) or 1.0)
+    w = part_weights(parts, D)
+    ytr = np.asarray(ytr, int)
+    cw = class_weight_for(class_weight, ytr)
+    lr = LogisticRegression(C=float(C), max_iter=int(max_iter), class_weight=cw)
+    lr.fit((X.reshape(-1, D) - mu)/sd*w, np.repeat(ytr, T))
+    with (strategy or tf.distribute.get_strategy()).scope():
+        model = build_head('linear', T, D, norm_stats=(mu, sd**2))
+    model.get_layer('frame_logit').set_weights([(lr.coef_[0]*w)[:, None].astype(np.float32), lr.intercept_.astype(np.float32)])
+    def row(Xs, ys, tag):
+        p = np.clip(model.predict(np.asarray(Xs, np.float32), verbose=0).ravel(), 1e-7, 1-1e-7); ys = np.asarray(ys, int)
+        loss = float(-np.mean(ys*np.log(p) + (1-ys)*np.log(1-p)))
+        return {f'{tag}loss': loss, f'{tag}auc': roc_auc(ys, p) if len(set(ys.tolist())) == 2 else float('nan'), f'{tag}accuracy': float(np.mean((p >= 0.5) == ys))}
+    hist = pd.DataFrame([dict(**row(X, ytr, ''), **row(Xva, yva, 'val_'), iterations=int(lr.n_iter_[0]))]); hist.index.name = 'epoch'
+    hist.attrs['resumed_at'] = None
+    return model, hist
 
 # %% ../nbs/lib/06_train.ipynb #d74ef349
 PRESETS = {
@@ -228,6 +262,23 @@ PRESETS = {
 
 for _p in PRESETS.values(): _p['settings'].setdefault('detector', 'haar')   # the original notebooks cut their faces with OpenCV's Haar cascade
 
+REAL_PRESET = 'real'
+PRESETS[REAL_PRESET] = dict(
+    settings=dict(frames=16, size=256, margin=1.4, framing='landmarks', feature_layers='mid', pool='face', head='linear'),
+    doc="The default on real videos (preset 'auto' on any dataset but the generated demo): 16 faces of 256 px framed on the facial landmarks "
+        "(x 1.4, forehead included), the frozen backbone's 'mid' layers pooled (mean and sd) over the inner face, and the linear head (a logistic "
+        "regression per frame, the video's score the mean logit). Chosen with bench/bench_real.py on the FaceForensics++ c23 development set "
+        "(identity-grouped 5-fold CV; the README's 'On real deepfakes' table); about a minute per 100 videos for faces and features on 2 CPU cores, "
+        "seconds to train.")
+
+def auto_preset(dataset) -> str | None:
+    "The preset `preset='auto'` means for `dataset`: none for the generated demo (a manifest built from the demo generator), else `REAL_PRESET`"
+    if dataset == 'demo': return None
+    rec = data_dir('manifests', f'{dataset}.json')
+    try: kind = load_json(rec).get('dataset') if rec.exists() else None
+    except ValueError: kind = None
+    return None if kind == 'demo' else REAL_PRESET
+
 def get_preset(name) -> dict:
     "The preset `name`, or an error listing the valid names"
     if name not in PRESETS: raise DeepfakeNBError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
@@ -243,13 +294,15 @@ FAKES = ('real', 'sbi', 'both')   # training fakes: the dataset's, self-blended 
 _T = defaults('train')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
 
 def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_T.weights, frames=_T.frames, size=_T.size, detector=_T.detector,
-               margin=_T.margin, epochs=_T.epochs, batch_size=_T.batch_size, lr=_T.lr, units=_T.units, dropout=_T.dropout, patience=_T.patience,
+               margin=_T.margin, framing=_T.framing, epochs=_T.epochs, batch_size=_T.batch_size, lr=_T.lr, units=_T.units, dropout=_T.dropout, patience=_T.patience,
                class_weight=_T.class_weight, seed=_T.seed, preset=_T.preset, mode=_T.mode, augment=_T.augment, aug_passes=_T.aug_passes,
                lr_schedule=_T.lr_schedule, finetune_layers=_T.finetune_layers, finetune_lr=_T.finetune_lr, finetune_from=_T.finetune_from,
                deterministic=_T.deterministic, mixed_precision=_T.mixed_precision, distribute=_T.distribute, norm_floor=_T.norm_floor,
-               fakes=_T.fakes, sbi_per_video=_T.sbi_per_video, feature_layers=_T.feature_layers, align=_T.align) -> dict:
+               fakes=_T.fakes, sbi_per_video=_T.sbi_per_video, feature_layers=_T.feature_layers, pool=_T.pool, linear_c=_T.linear_c,
+               align=_T.align, split_seed=_T.split_seed, cv_folds=_T.cv_folds, cv_fold=_T.cv_fold) -> dict:
     "All the settings of a training run (see `deepfake_nb.settings`), checked and normalised (a `preset` fills those left at their defaults)"
     p = dict(locals())
+    if p['preset'] == 'auto': p['preset'] = auto_preset(p['dataset'])
     if p['preset'] in (None, '', 'none', 'None'): p['preset'] = None
     else:
         defaults = {k: v.default for k, v in inspect.signature(run_params).parameters.items()}
@@ -261,26 +314,31 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
     if p['lr_schedule'] not in LR_SCHEDULES: raise DeepfakeNBError(f"unknown lr_schedule {p['lr_schedule']!r}; valid: {', '.join(LR_SCHEDULES)}")
     if p['finetune_from'] not in ('frozen', 'scratch'): raise DeepfakeNBError(f"finetune_from={p['finetune_from']!r}: use 'frozen' or 'scratch'")
     if p['fakes'] not in FAKES: raise DeepfakeNBError(f"fakes={p['fakes']!r}: use 'real' (the dataset's fakes), 'sbi' (self-blended images only) or 'both'")
-    check_feature_layers(p['feature_layers'])
+    check_feature_layers(p['feature_layers']); check_pool(p['pool'], p['feature_layers'])
+    if p['framing'] not in FRAMINGS: raise DeepfakeNBError(f"framing={p['framing']!r}: use one of {', '.join(FRAMINGS)}")
     if p['frames'] == 1 and p['head'] in MAP_HEADS: p['head'] = 'image'      # single-image mode: no temporal head
     if p['head'] in MAP_HEADS and p['feature_layers'] == 'final': p['feature_layers'] = 'maps'   # a map head reads the backbone's last feature map
     if (p['head'] in MAP_HEADS) != is_maps(p['feature_layers']):
         raise DeepfakeNBError(f"head={p['head']!r} with feature_layers={p['feature_layers']!r}: the heads {', '.join(MAP_HEADS)} read feature maps "
                               f"('maps' or 'maps-c<N>'), the others pooled features ('final' or 'blocks')")
     if p['feature_layers'] == 'blocks' and p['mode'] == 'finetune':
-        raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains through the backbone's last layer): use mode='frozen' or feature_layers='final'")
-    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'finetune_layers', 'sbi_per_video'):
+        raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains through the backbone's last layer): use mode='frozen', "
+                              f"or feature_layers 'final' or 'mid'")
+    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'finetune_layers', 'sbi_per_video', 'cv_folds', 'cv_fold', 'split_seed'):
         v = p[name]
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or (v < 0 and name != 'finetune_layers'):
             raise DeepfakeNBError(f"parameter {name}={v!r} must be a non-negative integer (e.g. papermill -p {name} 10)")
         p[name] = int(v)
-    for name in ('margin', 'lr', 'dropout', 'finetune_lr', 'norm_floor'):
+    for name in ('margin', 'lr', 'dropout', 'finetune_lr', 'norm_floor', 'linear_c'):
         if isinstance(p[name], bool) or not isinstance(p[name], (int, float)): raise DeepfakeNBError(f"parameter {name}={p[name]!r} must be a number")
         p[name] = float(p[name])
+    if p['cv_folds'] == 1 or (p['cv_folds'] and p['cv_fold'] >= p['cv_folds']) or (not p['cv_folds'] and p['cv_fold']):
+        raise DeepfakeNBError(f"cv_folds={p['cv_folds']}, cv_fold={p['cv_fold']}: cv_folds is 0 (the manifest's own split) or at least 2, and cv_fold 0 to cv_folds-1")
+    if p['linear_c'] <= 0: raise DeepfakeNBError(f"linear_c={p['linear_c']} must be > 0 (smaller: a stronger L2 penalty on the linear head)")
     if p['norm_floor'] < 0: raise DeepfakeNBError(f"norm_floor={p['norm_floor']} must be >= 0 (0: plain standardisation of the head's input)")
     if p['frames'] < 1 or p['batch_size'] < 1: raise DeepfakeNBError(f"frames and batch_size must be at least 1 (got {p['frames']}, {p['batch_size']})")
     if p['size'] < bb.min_size: raise DeepfakeNBError(f"size {p['size']} is too small for {bb.name}: it needs at least {bb.min_size} (native {bb.size})")
-    if p['frames'] == 1: p['head'] = 'image'      # single-image mode: no temporal head
+    if p['frames'] == 1 and p['head'] != 'linear': p['head'] = 'image'      # single-image mode: no temporal head
     p['weights'] = None if p['weights'] is None else str(p['weights'])
     p['class_weight'] = normalize_class_weight(p['class_weight'])
     p['augment'] = augment_settings(p['augment'])
@@ -295,7 +353,11 @@ def run_id(params: dict) -> str:
     "Readable, unique name of a run: `<backbone>-<head>-s<seed>-<hash of all params>`"
     return f"{params['backbone']}-{params['head']}-s{params['seed']}-{settings_key(params, 6)}"
 
-def run_dir_for(params: dict) -> Path: return reports_dir('runs', params['dataset'], run_id(params))
+def run_dir_for(params: dict, run_root=None) -> Path:
+    "`reports/runs/<dataset>/<run_id>` (a cross-validation fold's run: under `cv<k>-s<split_seed>/`), or `<run_root>/<run_id>`"
+    if run_root: return Path(run_root)/run_id(params)
+    cv = f"cv{params['cv_folds']}-s{params['split_seed']}" if params.get('cv_folds') else ''
+    return reports_dir('runs', params['dataset'], *([cv] if cv else []), run_id(params))
 
 def is_complete(run_dir, params=None) -> bool:
     "A run directory is complete when `complete.json` exists (and, if given, its `params` match)"
@@ -367,11 +429,11 @@ def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, fr
             if feature_path: bm, *_ = backbone_for_features(backbone, weights, size, 0, Path(feature_path))
             else: bm, *_ = build_backbone(backbone, weights, size)
             model = build_finetune_model(backbone, bm, head_model, frames, size, scale, trainable_layers)
-            model.compile(_optimizer(lr, lr_schedule, epochs, -(-(len(ids_tr) + len(sbi_train_ids)) // gb)), 'binary_crossentropy',
+            model.compile(_optimizer(lr, lr_schedule, epochs, -(-(len(ids_tr) + 2*len(sbi_train_ids)) // gb)), 'binary_crossentropy',   # a pair: 2 items
                           metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
         return model
     ytr = np.asarray(ytr, np.float32)
-    y_all = np.r_[ytr, np.ones(len(sbi_train_ids), np.float32)]
+    y_all = np.r_[ytr, np.zeros(len(sbi_train_ids), np.float32), np.ones(len(sbi_train_ids), np.float32)]   # the stream: each pair's target (real) and blend
     return resumable_fit(build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed+e0, sbi_ids=sbi_train_ids),
                          video_dataset(face_dir, ids_va, yva, gb, sbi_ids=sbi_val_ids, sbi_redraw=False), epochs, None, patience, lr_schedule, class_weight_for(class_weight, y_all),
                          verbose, checkpoint_dir, resume, strategy)
@@ -553,22 +615,23 @@ def _check_splits(df, where, fix):
             have = 'no videos' if not labs else f"only {'real' if labs == [0] else 'fake'} videos"
             raise DeepfakeNBError(f"{where}: split '{s}' has {have}; training needs real and fake videos in train, val and test. {fix}")
 
-def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -> Path:
+def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> Path:
     "The work of `train_run` (below), done while it holds the run directory's lock"
     import tensorflow as tf, shutil
     params = run_params(**kw)
-    rdir = run_dir_for(params)
+    rdir = run_dir_for(params, run_root)
     if is_complete(rdir, params) and not force: return rdir
     mw = multiworker(params['distribute'])
     if mw: multiworker_strategy(worker_timeout)      # first: before any other TensorFlow op of this process (make_strategy then finds it)
     t0 = time.time()
     mpath = manifest_for(params['dataset'])
     df = load_manifest(mpath)
+    if params['cv_folds']: df['split'] = cv_split(df, params['cv_folds'], params['cv_fold'], params['split_seed'])   # fold cv_fold as the test split
     _check_splits(df, mpath, "Add videos of the missing class, or rebuild the manifest with other val_frac/test_frac (deepfake_nb.data.build_manifest(..., force=True)).")
     split_hash = settings_key(sorted(zip(df.video_id, df.split)))
-    pset = prep_settings(params['frames'], params['size'], params['detector'], params['margin'], align=params['align'])
+    pset = prep_settings(params['frames'], params['size'], params['detector'], params['margin'], align=params['align'], framing=params['framing'])
     pkey = settings_key(pset)
-    summ = preprocess_manifest(mpath, **{k: pset[k] for k in ('frames', 'size', 'detector', 'margin', 'align')}, dataset=params['dataset'])
+    summ = preprocess_manifest(mpath, **{k: pset[k] for k in ('frames', 'size', 'detector', 'margin', 'align')}, framing=params['framing'], dataset=params['dataset'])
     bad = summ[summ.error != '']
     df = usable_videos(df, summ, mpath)
     _check_splits(df, f"{mpath} after leaving out the {len(bad)} video(s) that could not be preprocessed ({bad.video_id.tolist()[:5]})",
@@ -583,7 +646,7 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
     rtr, rva = tr & (y == 0), va & (y == 0)
     if fakes == 'sbi': train_ids = df.video_id[rtr].tolist()   # no real fake is trained on, nor sets the features' scale
     X, finfo = cached_features(params['dataset'], pkey, df.video_id.tolist(), params['backbone'], params['weights'], params['size'], scale_ids=train_ids,
-                               feature_layers=params['feature_layers'])
+                               feature_layers=params['feature_layers'], pool=params['pool'])
     t_feat = time.time()
     cache_keys = dict(prep_key=pkey, faces=str(face_cache_dir(params['dataset'], pkey)), features=finfo['cache_key'], augmented=[],
                       scale_from='train real videos' if fakes == 'sbi' else 'train', n_scale_videos=finfo['n_scale_videos'], sbi=[])
@@ -592,16 +655,18 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
     sbi_val = None
     if fakes != 'real':                     # SBI pairs of the real training (and, for 'sbi', validation) videos: target real, self-blend fake
         sb = dict(dataset=params['dataset'], prep_key=pkey, clean_info=finfo, backbone=params['backbone'], weights=params['weights'], size=params['size'], scale=finfo['scale'])
-        Xp, yp, sinfos = sbi_pairs(df.video_id[rtr], range(1, params['sbi_per_video'] + 1 if params['mode'] == 'frozen' else 2), **sb)
+        extra = params['aug_passes'] if fakes == 'sbi' and params['augment'] else 0   # 'sbi': more self-blended draws instead of augmented real-only passes
+        Xp, yp, sinfos = sbi_pairs(df.video_id[rtr], range(1, params['sbi_per_video'] + extra + 1 if params['mode'] == 'frozen' else 2), **sb)
         Xtr, ytr = np.concatenate([Xtr, Xp]), np.r_[ytr, yp]; cache_keys['sbi'] += [s['cache_key'] for s in sinfos]
         if fakes == 'sbi':
             sbi_val, sbi_val_y, _ = sbi_pairs(df.video_id[rva], [1], **sb)
             Xva, yva = np.concatenate([X[rva], sbi_val]), np.r_[np.zeros(rva.sum(), int), sbi_val_y]
     Xnorm = Xtr                             # the head standardises with the training examples (before augmented passes)
-    if params['mode'] == 'frozen' and params['augment'] and params['aug_passes']:
+    if params['mode'] == 'frozen' and params['augment'] and params['aug_passes'] and fakes != 'sbi':   # (with 'sbi' they would augment reals only)
         for k in range(1, params['aug_passes'] + 1):
             Xa, ainfo = cached_features(params['dataset'], pkey, train_ids, params['backbone'], params['weights'],
-                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids, feature_layers=params['feature_layers'])
+                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids, feature_layers=params['feature_layers'],
+                                        pool=params['pool'])
             Xtr, ytr = np.concatenate([Xtr, Xa]), np.concatenate([ytr, y[base]]); cache_keys['augmented'].append(ainfo['cache_key'])
     t_aug = time.time()
     if params['deterministic']: tf.config.experimental.enable_op_determinism()
@@ -611,7 +676,8 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
                   patience=params['patience'], class_weight=params['class_weight'], seed=params['seed'], verbose=verbose,
                   lr_schedule=params['lr_schedule'], strategy=cs['strategy'])
         if params['mode'] == 'frozen' or params['finetune_from'] == 'frozen':
-            model, hist = fit_head(Xtr, ytr, Xva, yva, lr=params['lr'], norm_data=Xnorm, norm_floor=params['norm_floor'], checkpoint_dir=ckpt/'head', resume=resume, **hp)
+            model, hist = fit_head(Xtr, ytr, Xva, yva, lr=params['lr'], norm_data=Xnorm, norm_floor=params['norm_floor'], checkpoint_dir=ckpt/'head', resume=resume,
+                                   linear_c=params['linear_c'], parts=finfo.get('block_dims'), **hp)
             if hist.attrs.get('resumed_at') is not None: resumed['head'] = hist.attrs['resumed_at']
             hist['stage'] = 'head'
         else:
@@ -666,7 +732,8 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
                 split_file=str(mpath), split_file_hash=file_hash(mpath), split_hash=split_hash,
                 split_settings=load_json(mjson) if mjson.exists() else None, cache_keys=cache_keys,
                 preset_doc=get_preset(params['preset'])['doc'] if params['preset'] else None,
-                features=finfo['path'], feature_scale=finfo['scale'], block_scales=finfo.get('block_scales'), backbone_params=finfo['params'],
+                features=finfo['path'], feature_scale=finfo['scale'], block_scales=finfo.get('block_scales'), block_dims=finfo.get('block_dims'),
+                face_region=finfo.get('face_region'), backbone_params=finfo['params'],
                 head_params=int(model.count_params()), epochs_run=len(hist), best_epoch=int(last.val_loss.idxmin()), resumed=resumed or None,
                 n_videos={s: int((df.split == s).sum()) for s in ('train', 'val', 'test')}, n_train_examples=int(len(Xtr)),
                 faces_found=int(summ.faces_found.sum()), frames_sampled=int(summ.frames.sum()), compute=compute,
@@ -680,9 +747,9 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, **kw) -
     save_json(dict(params=params, run_id=info['run_id']), rdir/'complete.json')
     return rdir
 
-def train_seeds(seeds=(0,), force=False, verbose=0, resume=False, worker_timeout=120, **kw) -> list[Path]:
+def train_seeds(seeds=(0,), force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> list[Path]:
     "One run per seed in `seeds` (same settings otherwise)"
-    return [train_run(force=force, verbose=verbose, resume=resume, worker_timeout=worker_timeout, **dict(kw, seed=int(s))) for s in seeds]
+    return [train_run(force=force, verbose=verbose, resume=resume, worker_timeout=worker_timeout, run_root=run_root, **dict(kw, seed=int(s))) for s in seeds]
 
 def train_demo_runs(backbones=('mobilenetv2', 'resnet50'), **kw) -> list[Path]:
     "The demo's runs, one per backbone (reused when complete)"
@@ -698,15 +765,15 @@ def run_lock(rdir, wait=True, say=print):
     timeout = None if wait is True or wait is None else 0 if wait is False else float(wait)
     return file_lock(run_lock_path(rdir), timeout=timeout, what=f'run {Path(rdir).parent.name}/{Path(rdir).name}', say=say)
 
-def train_run(force=False, verbose=0, resume=False, wait=True, worker_timeout=120, **kw) -> Path:
-    "Train one run (see `run_params` for the settings) and write its run directory; reuse it when complete; `resume`: go on from the last epoch checkpoint; `wait`: see `run_lock`"
+def train_run(force=False, verbose=0, resume=False, wait=True, worker_timeout=120, run_root=None, **kw) -> Path:
+    "Train one run (see `run_params` for the settings) and write its run directory (`run_dir_for`, under `run_root` when given); reuse it when complete; `resume`: go on from the last epoch checkpoint; `wait`: see `run_lock`"
     params = run_params(**kw)
-    rdir = run_dir_for(params)
+    rdir = run_dir_for(params, run_root)
     was_complete = is_complete(rdir, params)
     if was_complete and not force: return rdir
-    if not is_chief(): return _train_run(force, verbose, resume, worker_timeout, **kw)   # multi-worker: the chief holds the lock for the cluster
+    if not is_chief(): return _train_run(force, verbose, resume, worker_timeout, run_root, **kw)   # multi-worker: the chief holds the lock for the cluster
     with run_lock(rdir, wait) as lk:
         if is_complete(rdir, params) and not (force and was_complete):    # another process trained it while this one waited
             if lk.owner: print(f"run {rdir.name}: trained meanwhile by {describe_owner(lk.owner)}; reusing it")
             return rdir
-        return _train_run(force, verbose, resume, worker_timeout, **kw)
+        return _train_run(force, verbose, resume, worker_timeout, run_root, **kw)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from .core import *
 from . import preprocess as _pp
-from .preprocess import pick_face, fill_missing_boxes, square_crop, landmarks_68, eye_angle, is_image
+from .preprocess import pick_face, fill_missing_boxes, square_crop, landmarks_68, eye_angle, is_image, landmark_frame_box
 from .predict import find_run, load_predictor, _put
 
 # %% auto #0
@@ -158,27 +158,33 @@ class Face:
     rgb: np.ndarray | None = field(repr=False, default=None)
     feat: object = field(repr=False, default=None)
     feat_key: object = field(repr=False, default=None)
+    fbox: tuple | None = None                     # the box its crop is framed on (the detector's, or its landmarks' box)
 
 class FaceWindow:
     "The last `frames` sampled frames of a source with the run's face cut (`prep`: `Predictor.prep`): its detector, `pick_face` with the previous box, `square_crop` with its margin, size and alignment"
     def __init__(self, prep: dict, detector=None):
         self.T, self.size, self.margin, self.align = int(prep['frames']), int(prep['size']), float(prep['margin']), bool(prep.get('align'))
+        self.framing = prep.get('framing', 'box')
         self.det = detector or _pp._detector_class(prep['detector'])(**(prep.get('detector_options') or {}))   # its own: never shared between threads
         self.items, self.prev, self.shape = deque(maxlen=self.T), None, None
     def _angle(self, rgb, box) -> float: return eye_angle(landmarks_68(rgb, box, self.det)) if self.align else 0.0
+    def _frame_box(self, rgb, box):
+        "The box the crop is framed on: the detector's `box`, or with `framing='landmarks'` the box of the face's landmarks (`landmark_frame_box`)"
+        return landmark_frame_box(landmarks_68(rgb, box, self.det)) if self.framing == 'landmarks' else box
     def add(self, s: Sample) -> Face:
         "Find the face of sample `s` (the box `pick_face` chooses given the previous one), cut it, and push it into the window"
         box = pick_face(self.det(s.rgb), self.prev)
         if box is not None: self.prev = box
         self.shape = s.rgb.shape
-        crop = square_crop(s.rgb, box, self.margin, self.size, self._angle(s.rgb, box)) if box is not None else None
-        self.items.append(f := Face(s.index, s.t, s.arrival, s.k, box, crop, None if box is not None else s.rgb))
+        fbox = self._frame_box(s.rgb, box) if box is not None else None
+        crop = square_crop(s.rgb, fbox, self.margin, self.size, self._angle(s.rgb, box)) if box is not None else None
+        self.items.append(f := Face(s.index, s.t, s.arrival, s.k, box, crop, None if box is not None else s.rgb, fbox=fbox))
         return f
     @property
     def full(self) -> bool: return len(self.items) == self.T
     def boxes(self) -> list:
         "The box each frame of the window is cut at: its own, else the nearest frame's in the window, else the centre square"
-        return fill_missing_boxes([f.box for f in self.items], self.shape)
+        return fill_missing_boxes([f.fbox for f in self.items], self.shape)
     def faces(self) -> np.ndarray:
         "The window's crops `(T, S, S, 3)` uint8"
         boxes, found = self.boxes(), any(f.box is not None for f in self.items)

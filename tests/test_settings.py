@@ -13,12 +13,13 @@ BIN = Path(sys.executable).parent
 NOISE = ('absl::InitializeLog', 'oneDNN custom operations', 'cpu_feature_guard', 'Kernel is running over TCP', 'moov atom not found',
          'TF_ENABLE_ONEDNN_OPTS', 'This TensorFlow binary is optimized')
 
-# a non-default, valid value of each of the 32 training settings, and how `deepfake-nb run` spells it (backbone -> backbones, ...)
-NON_DEFAULT = dict(dataset='celebdf', backbone='resnet50', head='gru', weights=None, frames=8, size=128, detector='haar', margin=1.5, epochs=3,
+# a non-default, valid value of each of the 38 training settings, and how `deepfake-nb run` spells it (backbone -> backbones, ...)
+NON_DEFAULT = dict(dataset='celebdf', backbone='resnet50', head='gru', weights=None, frames=8, size=128, detector='haar', margin=1.5, framing='landmarks', epochs=3,
                    batch_size=8, lr=0.01, units=32, dropout=0.1, patience=2, class_weight={0: 1.15, 1: 1.05}, seed=3, preset='seed-resnet50-lstm',
                    mode='finetune', augment='flip,rotate', aug_passes=1, lr_schedule='cosine', finetune_layers=5, finetune_lr=1e-4,
                    finetune_from='scratch', deterministic=True, mixed_precision=False, distribute='none', norm_floor=0.5,
-                   fakes='sbi', sbi_per_video=3, feature_layers='blocks', align=True)
+                   fakes='sbi', sbi_per_video=3, feature_layers='blocks', pool='face', linear_c=0.1, align=True, split_seed=2, cv_folds=3, cv_fold=1)
+COMPANION = dict(cv_fold=dict(cv_folds=3))   # a setting that is valid only with another one set
 GRID_KEY = dict(backbone='backbones', head='heads', seed='seeds')
 
 def test_non_default_values_cover_run_params():
@@ -35,8 +36,10 @@ def test_run_params_signature_is_the_schema():
 def test_run_studies_signature_is_the_schema():
     from deepfake_nb.studies import run_studies
     sig = inspect.signature(run_studies).parameters
-    assert sorted(sig) == sorted(STUDY_SETTINGS)
-    for k, p in sig.items(): assert p.default == default_value(setting('studies', k)), k
+    named = [k for k in sig if k != 'run_settings']
+    assert sorted(named + list(STUDY_RUN_SETTINGS)) == sorted(STUDY_SETTINGS)      # its own settings by name, every run setting through **run_settings
+    assert set(STUDY_RUN_SETTINGS) == set(RUN_SETTINGS) - {'dataset', 'cv_folds', 'cv_fold'}
+    for k in named: assert sig[k].default == default_value(setting('studies', k)), k
 
 def test_run_pipeline_takes_every_run_setting():
     sig = inspect.signature(run_pipeline).parameters
@@ -148,13 +151,16 @@ def test_each_training_setting_reaches_the_grid(key, tmp_path, monkeypatch):
     from deepfake_nb.train import run_params
     v, gk = NON_DEFAULT[key], GRID_KEY.get(key, key)
     gv = [v] if gk != key else v
-    want = run_params(**{key: v})[key]
+    extra = COMPANION.get(key, {})
+    want = run_params(**{key: v}, **extra)[key]
     one = {} if key == 'backbone' else {'backbones': ['mobilenetv2']}
-    f = tmp_path/'grid.yaml'; f.write_text(yaml.safe_dump({gk: gv, **one}))
-    for argv in (['run', '--config', str(f)], ['run', *_flags(gk, gv), *_flags('backbones', one.get('backbones', gv))]):
+    f = tmp_path/'grid.yaml'; f.write_text(yaml.safe_dump({gk: gv, **one, **extra}))
+    more = [a for k, x in extra.items() for a in _flags(k, x)]
+    in_grid = key in {s.name for s in stage_settings('run')}          # cv_folds, cv_fold: one run's split, not a grid's (the cv study makes the folds)
+    for argv in (['run', '--config', str(f)], ['run', *_flags(gk, gv), *_flags('backbones', one.get('backbones', gv)), *more])[:2 if in_grid else 0]:
         grid = _grid(argv, monkeypatch)
         assert len(grid) == 1 and grid[0][key] == want, (argv, grid[0][key], want)
-    values = parse_command(['train', *_flags(key, v)])[1]
+    values = parse_command(['train', *_flags(key, v), *more])[1]
     assert run_params(**{k: values[k] for k in RUN_SETTINGS})[key] == want
 
 def test_params_json_from_the_grid_runner_is_accepted():
@@ -164,9 +170,10 @@ def test_params_json_from_the_grid_runner_is_accepted():
     from deepfake_nb.train import run_params
     assert run_params(**{k: values[k] for k in RUN_SETTINGS}) == p
 
-# what train_run records in params.json besides the 32 settings (the run's identity, provenance and measurements)
+# what train_run records in params.json besides the 38 settings (the run's identity, provenance and measurements)
 RECORDED = {'run_id', 'weights_used', 'weights_key', 'threshold', 'prep_key', 'prep_settings', 'manifest', 'manifest_hash', 'test_hash',
             'split_file', 'split_file_hash', 'split_hash', 'split_settings', 'cache_keys', 'preset_doc', 'features', 'feature_scale', 'block_scales',
+            'block_dims', 'face_region',
             'backbone_params', 'head_params', 'epochs_run', 'best_epoch', 'resumed', 'n_videos', 'n_train_examples', 'faces_found',
             'frames_sampled', 'compute', 'rerun', 'seconds'}
 
