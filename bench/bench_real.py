@@ -19,32 +19,31 @@ import argparse, os, sys, time, platform, subprocess, json
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+LM = dict(frames=16, size=256, margin=1.4, framing='landmarks')   # the real preset's crops
 SETTINGS = {   # name: (what it is, the run settings); every setting uses MobileNetV2 with the ImageNet weights given by --weights
-    'default (demo settings)': ("what `deepfake-nb train` did on real data before: 12 faces of 160 px (detector box x 1.3), pooled final features, LSTM head",
-                                dict()),
-    'blocks, LSTM': ("the same with pooled intermediate blocks (feature_layers='blocks')", dict(feature_layers='blocks')),
-    'final, linear': ("16 faces of 256 px (box x 1.3), pooled final features, the linear head", dict(frames=16, size=256, head='linear')),
+    'demo defaults (before)': ("what `deepfake-nb train` did on real data before: 12 faces of 160 px (detector box x 1.3), pooled final features, "
+                               "LSTM head", dict(preset=None)),
+    'blocks, LSTM': ("the same with pooled intermediate blocks (feature_layers='blocks')", dict(preset=None, feature_layers='blocks')),
+    'final, linear': ("16 faces of 256 px (detector box x 1.3), pooled final features, the linear head",
+                      dict(preset=None, frames=16, size=256, head='linear')),
     'mid, whole crop, linear': ("16 x 256 px (box x 1.3), the 'mid' layers pooled over the whole crop, linear head",
-                                dict(frames=16, size=256, feature_layers='mid', head='linear')),
+                                dict(preset=None, frames=16, size=256, feature_layers='mid', head='linear')),
     'mid, inner face (box), linear': ("16 x 256 px (box x 1.5), 'mid' layers, mean and sd over the inner face, linear head",
-                                      dict(frames=16, size=256, margin=1.5, feature_layers='mid', pool='face', head='linear')),
-    'mid, inner face (landmarks), linear': ("the recommended setting: 16 x 256 px framed on the landmarks (x 1.4), 'mid' layers, mean and sd over "
-                                            "the inner face, linear head", dict(frames=16, size=256, margin=1.4, framing='landmarks',
-                                                                                 feature_layers='mid', pool='face', head='linear')),
-    'mid, inner face (landmarks), LSTM': ("the same features, LSTM head", dict(frames=16, size=256, margin=1.4, framing='landmarks',
-                                                                              feature_layers='mid', pool='face', head='lstm')),
-    'mid, inner face (landmarks), linear, real + SBI': ("the recommended setting with self-blended copies of the training reals added (fakes='both')",
-                                                        dict(frames=16, size=256, margin=1.4, framing='landmarks', feature_layers='mid', pool='face',
-                                                             head='linear', fakes='both')),
-    'mid, inner face (landmarks), linear, fine-tuned': ("the recommended setting, then its last 20 layers (blocks 13-14) and the linear head "
-                                                        "trained end to end on the faces for 3 epochs (lr 1e-5)",
-                                                        dict(frames=16, size=256, margin=1.4, framing='landmarks', feature_layers='mid', pool='face',
-                                                             head='linear', mode='finetune', epochs=3)),
-    'fine-tuned, LSTM': ("mode='finetune' as before: 12 faces of 160 px, the LSTM head first on frozen features, then the last 20 layers of "
-                         "MobileNetV2 and the head end to end (lr 1e-5, early stopping on val)", dict(mode='finetune')),
+                                      dict(preset=None, frames=16, size=256, margin=1.5, feature_layers='mid', pool='face', head='linear')),
+    'real preset': ("the default on real data (preset 'real'): 16 x 256 px framed on the landmarks (x 1.4), 'mid' layers, mean and sd over "
+                    "the inner face, linear head", dict(preset='real')),
+    'real preset, LSTM head': ("the same features, LSTM head", dict(preset=None, feature_layers='mid', pool='face', head='lstm', **LM)),
+    'real preset, real + SBI fakes': ("the real preset with self-blended pairs of the training reals added (fakes='both')",
+                                      dict(preset='real', fakes='both')),
+    'real preset, fine-tuned': ("the real preset, then its last 20 layers (blocks 13-14) and the linear head trained end to end on the faces "
+                                "for 3 epochs (lr 1e-5)", dict(preset='real', mode='finetune', epochs=3)),
+    'real preset, fine-tuned (lr 1e-4)': ("the same with a ten times larger fine-tuning learning rate", dict(preset='real', mode='finetune', epochs=3,
+                                                                                                          finetune_lr=1e-4)),
+    'fine-tuned, LSTM (before)': ("mode='finetune' as before: 12 faces of 160 px, the LSTM head first on frozen features, then the last 20 "
+                                  "layers of MobileNetV2 and the head end to end (lr 1e-5, early stopping on val)", dict(preset=None, mode='finetune')),
 }
-RECOMMENDED = 'mid, inner face (landmarks), linear'
-QUICK = ['default (demo settings)', RECOMMENDED]
+RECOMMENDED = 'real preset'
+QUICK = ['demo defaults (before)', RECOMMENDED]
 MARK = ('<!-- bench_real: start (written by bench/bench_real.py --readme; do not edit by hand) -->', '<!-- bench_real: end -->')
 
 
@@ -53,6 +52,7 @@ def main(argv=None):
     ap.add_argument('--quick', action='store_true', help='2 folds and two settings: a check of a change in minutes')
     ap.add_argument('--folds', type=int, default=None, help='folds (default 5; 2 with --quick)')
     ap.add_argument('--settings', nargs='+', default=None, help=f'names of settings to run (default: all; with --quick: {QUICK})')
+    ap.add_argument('--split-seed', type=int, default=0, help='seed of the folds (another seed: another assignment of identities to folds)')
     ap.add_argument('--root', default=None, help='the development set (default ../shared/data/videos/ffpp_c23_dev)')
     ap.add_argument('--weights', default=None, help='MobileNetV2 weights (default ../shared ImageNet file; "imagenet" downloads)')
     ap.add_argument('--home', default=None, help='DEEPFAKE_NB_HOME for caches and runs (default: the project)')
@@ -83,7 +83,7 @@ def main(argv=None):
     rows, fold_rows = [], []
     for name in names:
         doc, kw = SETTINGS[name]
-        settings = dict(dict(weights=weights), **kw)
+        settings = dict(dict(weights=weights, split_seed=a.split_seed), **kw)
         t0 = time.time()
         t, preds, s = cv_study(dataset, folds, settings) if not a.force else _forced(cv_study, dataset, folds, settings)
         wall = time.time() - t0
@@ -100,8 +100,8 @@ def main(argv=None):
     res = pd.DataFrame(rows)
     commit, machine = git_commit(REPO) or 'unknown', f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)"
     out = REPO/'bench'/'results'; out.mkdir(parents=True, exist_ok=True)
-    stamp = dict(commit=commit, machine=machine, date=time.strftime('%Y-%m-%d %H:%M'), weights=Path(weights).name, root=str(root))
-    tag = '' if folds == 5 and not a.settings and not a.quick else '_quick' if a.quick else '_partial'
+    stamp = dict(commit=commit, machine=machine, date=time.strftime('%Y-%m-%d %H:%M'), weights=Path(weights).name, root=str(root), split_seed=a.split_seed)
+    tag = ('' if folds == 5 and not a.settings and not a.quick else '_quick' if a.quick else '_partial') + (f'_seed{a.split_seed}' if a.split_seed else '')
     res.assign(**stamp).to_csv(out/f'bench_real{tag}.csv', index=False)
     pd.DataFrame(fold_rows).assign(**stamp).to_csv(out/f'bench_real{tag}_folds.csv', index=False)
     table = markdown_table(res, fmt_ci)
@@ -109,7 +109,7 @@ def main(argv=None):
           f"commit {commit[:10]}, {machine}\n")
     print(table)
     if a.readme:
-        if tag: sys.exit('--readme takes the full run (5 folds, every setting): the README reports that table only')
+        if tag: sys.exit('--readme takes the full run (5 folds, every setting, split seed 0): the README reports that table only')
         write_readme(res, table, stamp, folds)
         print(f"\nREADME.md's 'On real deepfakes' section rewritten")
     return 0
@@ -156,8 +156,9 @@ def write_readme(res, table, stamp, folds):
             "`deepfake-nb train` run: its test fold's identities never seen in training, 15% of the other videos as val. Per method: the fold-mean "
             "AUC of the real test videos against that method's fakes.", '', table, '',
             f"The best row here is **{best.setting}** ({best.fold_auc_mean:.3f})"
-            + (f"; the recommended setting (`--preset real`, what `deepfake-nb train` and `run` use on a dataset other than the demo) scores "
+            + (f"; the `real` preset (what `deepfake-nb train` and `run` use on any dataset but the demo) scores "
                f"{rec.fold_auc_mean.iloc[0]:.3f}." if len(rec) else '.')
+            + " Seconds are those the runs recorded on this machine; a row that reuses an earlier row's faces and features shows 0 for them."
             + " 106 videos in 20 identity groups cannot settle differences of a few hundredths: the folds' AUCs spread by about 0.05-0.10, and "
             "the best of several settings chosen on this one set is flattered by that choice. Run `.venv/bin/python bench/bench_real.py --quick` "
             "to check a change in minutes.", '', MARK[1]]

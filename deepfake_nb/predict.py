@@ -319,6 +319,8 @@ def frame_scores(pred: Predictor, feats) -> pd.DataFrame:
     if att is not None: out['attention'] = att
     if any(l.name == 'frame_prob' for l in pred.head.layers):
         out['frame_prob'] = _run(k.Model(pred.head.inputs[0], pred.head.get_layer('frame_prob').output), f[None]).ravel()
+    elif any(l.name == 'frame_logit' for l in pred.head.layers):   # the linear head: each frame's own P(fake), the sigmoid of its logit
+        out['frame_prob'] = 1/(1 + np.exp(-_run(k.Model(pred.head.inputs[0], pred.head.get_layer('frame_logit').output), f[None]).ravel()))
     return out
 
 # %% ../nbs/lib/10_predict.ipynb #0c9c2ce9

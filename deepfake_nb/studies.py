@@ -20,7 +20,7 @@ __all__ = ['STUDIES', 'DEGRADATIONS', 'CV_HEADLINE', 'SELF_BLEND_SETTINGS', 'stu
            'study_runs', 'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations', 'degrade_faces',
            'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'method_aucs', 'cv_study',
            'cv_summary', 'cv_of', 'cv_text', 'cv_markdown', 'self_blend_study', 'fig_degradations', 'fig_frames',
-           'fig_cv', 'fig_auc_bars', 'settings_text', 'run_studies']
+           'fig_cv', 'fig_auc_bars', 'settings_text', 'study_settings_line', 'run_studies']
 
 # %% ../nbs/lib/12_studies.ipynb #25e31d70
 STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
@@ -442,6 +442,11 @@ def settings_text(settings: dict, dataset=None) -> str:
     keep = ('backbone', 'head', 'feature_layers')
     parts = [f'{k}={v}' for k, v in settings.items() if k != 'dataset' and (k in keep or v != t.get(k))]
     return ', '.join(parts)
+
+def study_settings_line(info: dict) -> str:
+    "The line the report prints under a study's heading: the settings of the runs it trained or read ('' for a study saved before they were recorded)"
+    s = (info.get('settings') or {}).get('run_settings_text')
+    return f"Runs trained with: {s}." if s else ''
 
 def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datasets=_D.eval_datasets, degradations=_D.degradations,
                 frame_counts=_D.frame_counts, cv_folds=_D.cv_folds, **run_settings) -> dict:

@@ -109,9 +109,10 @@ def _check_08_studies():
         assert {'shared_ffpp_c23', 'shared_dfdc'} <= set(sb.eval_dataset) and sb.auc.notna().all()
     p = pd.read_csv(study_dir('demo', 'cv')/'predictions.csv')
     assert p.video_id.is_unique and (p.groupby('group').fold.nunique() == 1).all()   # one prediction per video; identities never in two folds
-    sb = load_study('demo', 'self_blend')[0]                                          # each training on final-layer and intermediate-block features
-    assert set(sb.training) == {'real fakes', 'self-blended only', 'real + self-blended'} and set(sb.features) == {'final', 'blocks'}
-    assert sb[sb.features == 'blocks'].feature_dim.min() > sb[sb.features == 'final'].feature_dim.max()
+    sb, sb_info = load_study('demo', 'self_blend')                                    # three runs of the study's settings: fakes real, sbi, both
+    assert set(sb.training) == {'real fakes', 'self-blended only', 'real + self-blended'} and set(sb.features) == {'final'}
+    assert dict(zip(sb.training, sb.fakes)) == {'real fakes': 'real', 'self-blended only': 'sbi', 'real + self-blended': 'both'} and sb.run.nunique() == 3
+    assert sb_info['settings']['run_settings']['head'] == 'lstm'
     deg = load_study('demo', 'degradations')[0]
     assert set(deg.run) == {'mobilenetv2+lstm', 'resnet50+lstm'}                      # the runs of 03_train and 07_pipeline
     # the report (05_report ran before the studies existed) renders every study's section
@@ -119,7 +120,7 @@ def _check_08_studies():
     html = Path(render_report('demo')).read_text()
     for t in ('Generalisation and robustness', 'Cross-dataset', 'Degradations at test time', 'Frames per video', 'Grouped 4-fold cross-validation',
               'Training without fakes'): assert t in html, t
-    assert 'blocks' in html and 'shared_ffpp_c23' in html
+    assert 'Runs trained with: backbone=mobilenetv2, head=lstm' in html and 'shared_ffpp_c23' in html   # the study tables name their runs' settings
 
 @pytest.mark.parametrize('nb', STAGES, ids=[p.stem for p in STAGES])
 def test_experiment_notebook(nb):
