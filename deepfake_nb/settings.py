@@ -285,7 +285,8 @@ def given(ns: argparse.Namespace, stage: str) -> dict:
 # %% ../nbs/lib/01_settings.ipynb #c36bb312
 def unknown_message(keys, valid, what: str) -> str:
     "'unknown <what> k (did you mean ...?); valid: ...' for the `keys` not among `valid`"
-    hints = [f"{k} (did you mean {' or '.join(difflib.get_close_matches(k, valid, 2))}?)" if difflib.get_close_matches(k, valid, 2) else k for k in keys]
+    close = {k: difflib.get_close_matches(k, valid, 2, cutoff=0.7) for k in keys}   # 0.7: a typo, not any option sharing a few letters
+    hints = [f"{k} (did you mean {' or '.join(close[k])}?)" if close[k] else k for k in keys]
     return f"unknown {what} {', '.join(hints)}; valid: {', '.join(valid)}"
 
 def check_settings(values: dict, stage: str, where: str = '') -> dict:

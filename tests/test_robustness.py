@@ -222,9 +222,9 @@ def test_meaningless_runs_stop_before_training(ref, tmp_path, monkeypatch):
         bad = df.copy()
         for i in bad.index[(bad.split == 'val') & (bad.label == 1)]:
             p = tmp_path/f'broken{i}.mp4'; p.write_bytes(b'\0' * 1000); bad.loc[i, 'path'] = str(p)
-        bad.to_csv(data_dir('manifests', 'brokenval.csv'), index=False)
+        bad.to_csv(data_dir('manifests', 'brokenval.csv'), index=False)   # a hand-made manifest: preset 'auto' would mean 'real'; the demo's settings here
         with pytest.raises(DeepfakeNBError, match=r"after leaving out the \d video\(s\) that could not be preprocessed .*: split 'val' has only real videos.*Replace or remove"):
-            T.train_run(**dict(RUN, dataset='brokenval'))
+            T.train_run(**dict(RUN, dataset='brokenval', preset='none'))
         summ = pd.read_csv(face_cache_dir('brokenval', prep_key(frames=FR, size=SZ))/'summary.csv', keep_default_na=False)
         assert set(summ.video_id[summ.error != '']) == set(df.video_id[(df.split == 'val') & (df.label == 1)])
         assert not list(Path(data_dir()).parent.joinpath('reports', 'runs').rglob('complete.json'))
