@@ -21,6 +21,10 @@ def shared():
     if d is None: pytest.skip('../shared (real test assets) is absent beside the repository')
     return d
 
+def shared_clips(shared) -> list:
+    "The short real and fake clips of ../shared/data/videos; the 106-clip development set (ffpp_c23_dev) has its own benchmark (bench/bench_real.py)"
+    return sorted(p for p in (shared/'data'/'videos').rglob('*.mp4') if 'ffpp_c23_dev' not in p.relative_to(shared).parts)
+
 # Debian's Chromium, headless, without the background connections this closed network refuses (report and JupyterLab tests)
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
                  '--disable-component-update', '--disable-sync']

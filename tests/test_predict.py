@@ -1,6 +1,7 @@
 "Prediction on real clips, error rows and true labels, the fine-tuned model format, and heads explained and converted (tests for `06_predict`; the exports are in test_export.py)."
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
+from conftest import shared_clips
 
 T_TOL = 1e-3   # scoring from the file vs training's predictions.csv: training features went through the float16 cache
 
@@ -38,7 +39,7 @@ def test_scoring_reproduces_training(demo_run_dir):
 def test_shared_clips_and_a_corrupt_file(demo_run_dir, shared, tmp_path):
     "The real and fake FF++/DFDC clips are scored, a truncated copy gets an error row, the CSVs and the GIFs are written"
     from deepfake_nb.predict import predict_videos, load_predictor
-    clips = sorted((shared/'data'/'videos').rglob('*.mp4'))
+    clips = shared_clips(shared)
     assert any('/real/' in str(c) for c in clips) and any('/fake/' in str(c) for c in clips)
     src = shared/'data'/'videos'/'ffpp_c23'/'real'/'004.mp4'
     bad = tmp_path/'truncated_004.mp4'

@@ -1,6 +1,7 @@
 "Checks against real material in ../shared (skipped, with the reason, where it is absent)."
 import json
 import numpy as np, pandas as pd, pytest
+from conftest import shared_clips
 
 def test_delong_reproduces_proc(shared):
     from deepfake_nb.stats import delong_test
@@ -15,7 +16,7 @@ def test_delong_reproduces_proc(shared):
 
 def test_preprocessing_finds_faces_in_real_clips(shared):
     from deepfake_nb.preprocess import preprocess_video
-    clips = sorted((shared/'data'/'videos').rglob('*.mp4'))
+    clips = shared_clips(shared)
     assert len(clips) >= 10
     rates = {}
     for p in clips:
@@ -41,7 +42,7 @@ def test_packaged_yunet_matches_shared_copy(shared):
 def test_aligned_crops_of_real_clips_have_level_eyes(shared):
     "Landmarks measured anew on the aligned crops of every real clip: the eye line is level, and the cached landmarks are where the predictor finds them"
     from deepfake_nb.preprocess import preprocess_video, get_detector, landmarks_68, eye_angle
-    clips = sorted((shared/'data'/'videos').rglob('*.mp4'))
+    clips = shared_clips(shared)
     before, after, moved = [], [], []
     for p in clips:
         plain, rec = preprocess_video(p, frames=4), preprocess_video(p, frames=4, align=True)
