@@ -12,8 +12,9 @@ import numpy as np
 # %% auto #0
 __all__ = ['LOCKS_HELD_ENV', 'pkg_dir', 'project_root', 'data_dir', 'reports_dir', 'nbs_dir', 'home_at', 'in_colab',
            'colab_setup', 'shared_dir', 'atomic_path', 'write_text', 'save_json', 'load_json', 'DeepfakeNBError',
-           'LockBusy', 'pid_alive', 'lock_owner', 'describe_owner', 'file_lock', 'settings_key', 'file_hash',
-           'seed_everything', 'git_commit', 'device_info', 'env_info']
+           'LockBusy', 'pid_alive', 'lock_owner', 'describe_owner', 'file_lock', 'tf_config', 'cluster_size',
+           'is_chief', 'multiworker', 'worker_name', 'settings_key', 'file_hash', 'seed_everything', 'git_commit',
+           'device_info', 'env_info']
 
 # %% ../nbs/lib/00_core.ipynb #94a9ed4f
 def pkg_dir() -> Path:
@@ -232,6 +233,42 @@ def file_lock(path: str | Path, timeout: float | None = None, what: str | None =
         try:
             if _same_file(fd, path): os.unlink(path)             # removed while still held: a waiter re-opens the path (see above)
         finally: os.close(fd)                                    # releases the lock
+
+# %% ../nbs/lib/00_core.ipynb #db556c08
+_TF_CONFIG_FORM = 'see examples/slurm_train.sh for its form: {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+
+def tf_config() -> dict:
+    "`TF_CONFIG` read once, as dict(cluster={role: [addresses]}, task={type, index} or {}); {} cluster without one"
+    raw = os.environ.get('TF_CONFIG', '').strip()
+    try: cfg = json.loads(raw) if raw else {}
+    except ValueError: raise DeepfakeNBError(f"TF_CONFIG is not JSON: {raw[:200]!r}; {_TF_CONFIG_FORM}") from None
+    if not isinstance(cfg, dict): raise DeepfakeNBError(f"TF_CONFIG is not a JSON object: {raw[:200]!r}; {_TF_CONFIG_FORM}")
+    cluster = {k: list(v) for k, v in (cfg.get('cluster') or {}).items() if v}
+    task = cfg.get('task') or {}
+    n = sum(len(v) for k, v in cluster.items() if k in ('chief', 'worker'))
+    if n > 1 and not task: raise DeepfakeNBError(f"TF_CONFIG names a cluster of {n} tasks but no 'task' for this process; {_TF_CONFIG_FORM}")
+    return dict(cluster=cluster, task=dict(type=task.get('type', 'worker'), index=int(task.get('index', 0))) if task else {})
+
+def cluster_size() -> int:
+    "How many training tasks (chief and workers) the `TF_CONFIG` cluster has; 0 without one"
+    c = tf_config()['cluster']
+    return len(c.get('chief', [])) + len(c.get('worker', []))
+
+def is_chief() -> bool:
+    "Whether this process writes results: always, except the non-chief tasks of a cluster of several"
+    cfg = tf_config()
+    if cluster_size() <= 1: return True
+    t = cfg['task']
+    return t['type'] == 'chief' or (t['type'] == 'worker' and t['index'] == 0 and not cfg['cluster'].get('chief'))
+
+def multiworker(distribute='auto') -> bool:
+    "Whether the `distribute` setting means `MultiWorkerMirroredStrategy`: asked for, or 'auto' in a cluster of several tasks"
+    return distribute == 'multiworker' or (distribute == 'auto' and cluster_size() > 1)
+
+def worker_name() -> str:
+    "This process's task in the `TF_CONFIG` cluster ('worker 1', 'chief 0'), or 'single process'"
+    t = tf_config()['task']
+    return f"{t['type']} {t['index']}" if t and cluster_size() else 'single process'
 
 # %% ../nbs/lib/00_core.ipynb #0e946b75
 def settings_key(settings: dict, n: int = 10) -> str:

@@ -19,13 +19,12 @@ __all__ = ['BACKBONES', 'VIT_PRESET', 'VIT_B16', 'VIT_INSTALL', 'AUGMENTATIONS',
            'get_backbone', 'resnet18', 'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images',
            'saved_init_key', 'backbone_for_key', 'build_backbone', 'bn_input_mean_agreement', 'vit_layer', 'vit_units',
            'resize_positions', 'copy_vit_weights', 'check_vit_preprocessing', 'vit_b16', 'augment_settings',
-           'augment_video', 'gpu_details', 'precision_policy', 'is_chief', 'make_strategy', 'compute_setup',
-           'map_channels', 'is_maps', 'check_feature_layers', 'check_pool', 'block_layer_names', 'mid_layer_names',
-           'face_region', 'region_weights', 'feature_model', 'map_layer_name', 'projection_kernel', 'map_model',
-           'feature_cache_path', 'extract_features', 'backbone_for_features', 'feature_scale', 'cache_face_region',
-           'cached_features', 'feature_shard_path', 'extract_feature_shard', 'merge_feature_shards', 'check_head',
-           'floor_std', 'build_head', 'set_trainable_tail', 'keep_float32', 'backbone_needs_float32',
-           'build_finetune_model']
+           'augment_video', 'gpu_details', 'precision_policy', 'make_strategy', 'compute_setup', 'map_channels',
+           'is_maps', 'check_feature_layers', 'check_pool', 'block_layer_names', 'mid_layer_names', 'face_region',
+           'region_weights', 'feature_model', 'map_layer_name', 'projection_kernel', 'map_model', 'feature_cache_path',
+           'extract_features', 'backbone_for_features', 'feature_scale', 'cache_face_region', 'cached_features',
+           'feature_shard_path', 'extract_feature_shard', 'check_head', 'floor_std', 'build_head', 'set_trainable_tail',
+           'keep_float32', 'backbone_needs_float32', 'build_finetune_model']
 
 # %% ../nbs/lib/04_models.ipynb #a3ad61be
 def _keras():
@@ -497,27 +496,15 @@ def precision_policy(mixed_precision='auto') -> str:
     gpus = gpu_details()
     return 'mixed_float16' if gpus and all(g['compute_capability'] and tuple(g['compute_capability']) >= (7, 0) for g in gpus) else 'float32'
 
-def _tf_config_workers() -> int:
-    try: return len(json.loads(os.environ.get('TF_CONFIG', '{}')).get('cluster', {}).get('worker', []))
-    except Exception: return 0
-
-def is_chief() -> bool:
-    "Whether this process writes results: always, except the non-chief workers of a multi-worker `TF_CONFIG` cluster"
-    try: cfg = json.loads(os.environ.get('TF_CONFIG', '{}'))
-    except ValueError: return True
-    task, cluster = cfg.get('task', {}), cfg.get('cluster', {})
-    if not task or _tf_config_workers() + len(cluster.get('chief', [])) <= 1: return True
-    return task.get('type') == 'chief' or (task.get('type') == 'worker' and int(task.get('index', 0)) == 0 and not cluster.get('chief'))
-
 _STRATEGIES = {}
 def make_strategy(distribute='auto'):
-    "(strategy, name): 'auto' picks MultiWorkerMirrored (TF_CONFIG with >1 workers), Mirrored (>1 GPU) or the default strategy; a `tf.distribute.Strategy` is used as given"
+    "(strategy, name): 'auto' picks MultiWorkerMirrored (a `TF_CONFIG` cluster of several tasks, `core.multiworker`), Mirrored (>1 GPU) or the default strategy; a `tf.distribute.Strategy` is used as given"
     import tensorflow as tf
     if isinstance(distribute, tf.distribute.Strategy): return distribute, type(distribute).__name__
     if distribute not in ('auto', 'none', None, 'mirrored', 'multiworker'):
         raise DeepfakeNBError(f"distribute={distribute!r}: use 'auto', 'none', 'mirrored' or 'multiworker'")
     n_gpu = len(tf.config.list_physical_devices('GPU'))
-    if distribute == 'multiworker' or (distribute == 'auto' and _tf_config_workers() > 1): name = 'MultiWorkerMirroredStrategy'
+    if multiworker(distribute): name = 'MultiWorkerMirroredStrategy'
     elif distribute == 'mirrored' or (distribute == 'auto' and n_gpu > 1): name = 'MirroredStrategy'
     else: return tf.distribute.get_strategy(), 'default'
     if name not in _STRATEGIES:   # one per process: TensorFlow allows a single multi-worker strategy
@@ -1055,11 +1042,6 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', 
         merged, _ = _merge_shards_locked(_shard_parts(sp.with_name(sp.name.replace(f'.shard{shard}of', '.shard0of'))))
     return dict(shard=sp, merged=merged, videos=len(mine), seconds=round(time.time()-t0, 2))
 
-def merge_feature_shards(dataset, prep_key, backbone='mobilenetv2', weights='auto', size=160, init_seed=0, feature_layers='final') -> list[Path]:
-    "Merge every complete shard set of `backbone`'s `feature_layers` features (these settings) into its clean cache, under the feature lock; returns the caches written or found"
-    with _features_lock(dataset, prep_key, backbone):
-        return [p for parts in _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers)
-                for p in [_merge_shards_locked(parts)[0]] if p]
 
 # %% ../nbs/lib/04_models.ipynb #fefdd323
 HEADS = ('lstm', 'gru', 'bilstm', 'attention', 'mean', 'image', 'linear') + MAP_HEADS

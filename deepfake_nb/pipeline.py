@@ -9,7 +9,7 @@ from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from .core import *
 from .settings import (stage_settings, default_value, defaults, add_options, given, dashes, check_settings, load_settings_file,
-                                  unknown_message, RUN_SETTINGS)
+                                  unknown_message, resolve_paths, RUN_SETTINGS)
 
 # %% auto #0
 __all__ = ['COMMANDS', 'verbose', 'notebook_lock', 'run_notebook', 'dataset_name', 'run_section', 'run_section_output',
@@ -295,7 +295,7 @@ def parse_command(argv=None) -> tuple[str, dict, argparse.Namespace]:
     except json.JSONDecodeError as e: sub.error(f'--params is not JSON: {e}')
     except DeepfakeNBError as e: sub.error(str(e))
     values = {s.name: default_value(s) for s in stage_settings(stage, cli=True)} | base | given(a, stage)
-    return a.cmd, values, a
+    return a.cmd, resolve_paths(values, stage), a   # the notebooks run in nbs/: paths typed here are made absolute here
 
 @contextlib.contextmanager
 def quiet_stderr(log_path):
@@ -312,22 +312,15 @@ def quiet_stderr(log_path):
         sys.stderr.flush(); sys.stderr.close(); sys.stderr = old
         os.dup2(saved, 2); os.close(saved); lf.close()
 
-def _is_chief() -> bool:
-    "Whether this process may write under reports/: not a non-chief worker of a multi-worker `TF_CONFIG` cluster (`models.is_chief`, without importing TensorFlow)"
-    if not os.environ.get('TF_CONFIG'): return True
-    try: cfg = json.loads(os.environ['TF_CONFIG'])
-    except ValueError: return True
-    task, cluster = cfg.get('task') or {}, cfg.get('cluster') or {}
-    if not task or len(cluster.get('worker', [])) + len(cluster.get('chief', [])) <= 1: return True
-    return task.get('type') == 'chief' or (task.get('type') == 'worker' and int(task.get('index', 0)) == 0 and not cluster.get('chief'))
-
 def main(argv=None):
     "Entry point of the `deepfake-nb` command"
     cmd, v, a = parse_command(argv)
     if a.verbose: os.environ['DEEPFAKE_NB_VERBOSE'] = '1'
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     import tempfile
-    log = reports_dir('deepfake-nb.log') if _is_chief() else Path(tempfile.gettempdir())/f'deepfake-nb-worker{os.getpid()}.log'   # a non-chief worker: not under reports/
+    try: chief = is_chief()                   # TF_CONFIG read (and checked) before anything runs
+    except DeepfakeNBError as e: print(f'deepfake-nb {cmd}: error: {e}', file=sys.stderr); return 2
+    log = reports_dir('deepfake-nb.log') if chief else Path(tempfile.gettempdir())/f'deepfake-nb-worker{os.getpid()}.log'   # a non-chief worker: not under reports/
     with (contextlib.nullcontext() if verbose() else quiet_stderr(log)):
         try: return _dispatch(cmd, v)
         except DeepfakeNBError as e:
@@ -351,7 +344,7 @@ def _dispatch(cmd: str, v: dict) -> int:
         from deepfake_nb.train import run_params, run_dir_for
         p = run_params(**{k: v[k] for k in RUN_SETTINGS})
         rdirs = [run_dir_for(run_params(**dict(p, seed=s))) for s in (v['seeds'] or [p['seed']])]
-        if not _is_chief():   # another worker of a multi-worker cluster: it trains with the chief, in this process; only the chief writes under reports/
+        if not is_chief():   # another worker of a multi-worker cluster: it trains with the chief, in this process; only the chief writes under reports/
             from deepfake_nb.train import train_seeds, worker_name
             train_seeds(v['seeds'] or [p['seed']], force=v['force'], resume=v['resume'], worker_timeout=v['worker_timeout'], **p)
             print(f"{worker_name()}: trained with the chief, which writes the run directory:", *rdirs, sep='\n')

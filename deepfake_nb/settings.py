@@ -11,10 +11,11 @@ from fastcore.basics import AttrDict
 from .core import *
 
 # %% auto #0
-__all__ = ['KINDS', 'STAGES', 'NOTEBOOK_STAGES', 'SETTINGS', 'RUN_SETTINGS', 'STUDY_SETTINGS', 'STUDY_RUN_SETTINGS', 'Setting',
-           'stage_settings', 'setting', 'default_value', 'defaults', 'parse_text', 'check_value', 'option', 'dashes',
-           'add_options', 'given', 'unknown_message', 'check_settings', 'load_settings_file', 'render_parameters',
-           'read_parameters', 'parameters_cell', 'parameters_drift', 'write_parameters', 'settings_table']
+__all__ = ['KINDS', 'STAGES', 'NOTEBOOK_STAGES', 'SETTINGS', 'RUN_SETTINGS', 'STUDY_SETTINGS', 'STUDY_RUN_SETTINGS',
+           'DATASET_KINDS', 'Setting', 'stage_settings', 'setting', 'default_value', 'defaults', 'parse_text',
+           'check_value', 'option', 'dashes', 'add_options', 'given', 'unknown_message', 'check_settings',
+           'load_settings_file', 'resolve_paths', 'render_parameters', 'read_parameters', 'parameters_cell',
+           'parameters_drift', 'write_parameters', 'settings_table']
 
 # %% ../nbs/lib/01_settings.ipynb #8dfa9dd7
 KINDS = {'str': 'text', 'int': 'an integer', 'float': 'a number', 'bool': 'true or false',
@@ -37,6 +38,7 @@ class Setting:
     choices: tuple = ()
     none_ok: bool = False   # None is a value (written none or null on the command line and in YAML)
     cli: bool = True        # an option of `deepfake-nb` and a YAML key (drive_root is for notebooks on Colab only)
+    path: str = ''          # 'path': a file or folder (each word of a `words` setting); 'path|name': a path where one exists, else a name
 
 # %% ../nbs/lib/01_settings.ipynb #23232e6b
 _S = Setting
@@ -46,8 +48,8 @@ _STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
 
 SETTINGS = [
     # where the videos are and how they are split (01_data, and `deepfake-nb run`, which builds the manifest first)
-    _S('dataset', 'str', 'demo', "demo, celebdf, ffpp, dfdc, folder, images, or a folder holding real/ and fake/ videos", 'data run pipeline'),
-    _S('root', 'str', '', "the dataset's folder; empty for the demo, which is generated under data/raw/demo", 'data run pipeline'),
+    _S('dataset', 'str', 'demo', "demo, celebdf, ffpp, dfdc, folder, images, or a folder holding real/ and fake/ videos", 'data run pipeline', path='path|name'),
+    _S('root', 'str', '', "the dataset's folder; empty for the demo, which is generated under data/raw/demo", 'data run pipeline', path='path'),
     _S('name', 'str', '', "manifest name under data/manifests/; empty: demo, celebdf, dfdc, ffpp_<compression> or the folder's name", 'data run'),
     _S('compression', 'str', 'c23', "FaceForensics++ only: raw, c23 or c40", 'data run', ('raw', 'c23', 'c40')),
     _S('methods', 'words', '', "FaceForensics++ only: manipulation methods to take; empty takes every one present", 'data run'),
@@ -55,12 +57,12 @@ SETTINGS = [
     _S('identity_pattern', 'str', '', "folder datasets: regular expression whose first group is a file name's identity (e.g. '^(id\\d+)_'); empty: the default ^(id\\d+)_, 'none': every video its own identity", 'data run'),
     # the manifest a later stage reads
     _S('dataset', 'str', '', "manifest name under data/manifests/; empty takes the manifest file's name, or demo", 'preprocess'),
-    _S('manifest', 'str', '', "manifest CSV path; empty means data/manifests/<dataset>.csv (the demo's is built on the spot)", 'preprocess'),
+    _S('manifest', 'str', '', "manifest CSV path; empty means data/manifests/<dataset>.csv (the demo's is built on the spot)", 'preprocess', path='path'),
     _S('dataset', 'str', 'demo', "manifest name under data/manifests/ (demo is generated when missing); runs, comparison and studies are filed under it",
       'train compare report studies'),
     # the studies (08_studies)
     _S('studies', 'words', ' '.join(_STUDIES), "the studies to run, any of: " + ' '.join(_STUDIES), 'studies', _STUDIES),
-    _S('runs', 'words', '', "run directories for cross_dataset and degradations; empty: one per backbone and head of dataset", 'studies'),
+    _S('runs', 'words', '', "run directories for cross_dataset and degradations; empty: one per backbone and head of dataset", 'studies', path='path'),
     _S('eval_datasets', 'words', 'demo_b shared', "evaluation manifests: demo_b, shared (the ../shared clips) or manifest names", 'studies'),
     _S('degradations', 'words', 'jpeg:50 h264:40 noise:10', "kind:levels; empty: every one of DEGRADATIONS at every level", 'studies'),
     _S('frame_counts', 'words', '4 12', "the frames study's frame counts (the full study: 4 8 12 16 32)", 'studies'),
@@ -73,11 +75,11 @@ SETTINGS = [
     _S('backbone', 'str', 'mobilenetv2', "CNN backbone, one of deepfake_nb.models.BACKBONES", 'train studies'),
     _S('head', 'str', 'lstm', "temporal head: lstm, gru, bilstm, attention, mean, image, linear (on pooled features: linear is a logistic regression per frame, fitted to convergence, the video's score the mean of its frames' logits), or convlstm, conv3d, spacetime (on feature maps)", 'train studies', _HEADS),
     _S('weights', 'str', 'auto', "'imagenet' (download), a weights file, None (plain random init), 'random-highpass' (random init reading high-pass residuals) or 'auto' (ImageNet if available, else random-highpass)",
-      'train studies run', none_ok=True),
+      'train studies run', none_ok=True, path='path|name'),
     _S('frames', 'int', 12, "frames sampled uniformly over each video (1: single-image mode, for photos)", 'preprocess train studies run'),
     _S('size', 'int', 160, "side of the square face crop in pixels (the backbone's input size)", 'preprocess train studies run'),
     _S('detector', 'str', 'yunet', "face detector: yunet (OpenCV Zoo's YuNet, shipped with the package), haar (the original notebooks' choice) or mtcnn", 'preprocess train studies run', ('haar', 'yunet', 'mtcnn')),
-    _S('detector_model', 'str', '', "yunet only: a YuNet ONNX file other than the one shipped with the package", 'preprocess'),
+    _S('detector_model', 'str', '', "yunet only: a YuNet ONNX file other than the one shipped with the package", 'preprocess', path='path'),
     _S('margin', 'float', 1.3, "the crop's side is margin x the face box's longer side", 'preprocess train studies run'),
     _S('framing', 'str', 'box', "the box a crop is centred on and sized by: 'box' (the face detector's) or 'landmarks' (the 68 facial landmarks' box with the forehead)",
       'preprocess train studies run', ('box', 'landmarks')),
@@ -85,7 +87,7 @@ SETTINGS = [
     _S('shard', 'int', 0, "this job's share of the videos: shard i of num_shards (cluster array jobs)", 'preprocess'),
     _S('num_shards', 'int', 1, "how many shards the videos are split into", 'preprocess'),
     _S('features', 'words', '', "backbones whose frozen features this job also extracts, for its shard of the videos (merged into the feature cache once every shard has them); empty: faces only", 'preprocess'),
-    _S('weights', 'str', 'auto', "with features: the backbones' weights, as in training: 'auto', 'imagenet', a weights file, None or 'random-highpass'", 'preprocess', none_ok=True),
+    _S('weights', 'str', 'auto', "with features: the backbones' weights, as in training: 'auto', 'imagenet', a weights file, None or 'random-highpass'", 'preprocess', none_ok=True, path='path|name'),
     _S('epochs', 'int', 30, "maximum epochs (early stopping on val loss)", 'train studies run'),
     _S('batch_size', 'int', 16, "videos per batch and replica", 'train run'),
     _S('lr', 'float', 1e-3, "Adam learning rate of the head", 'train run'),
@@ -130,7 +132,7 @@ SETTINGS = [
     _S('jobs', 'int', 1, "papermill processes at once (each pinned to one GPU when several are visible)", 'run pipeline'),
     _S('report', 'bool', True, "render reports/report.html after the comparison", 'run'),
     # the comparison (04_compare)
-    _S('runs', 'words', '', "run directories to compare; empty: every complete run of the dataset", 'compare'),
+    _S('runs', 'words', '', "run directories to compare; empty: every complete run of the dataset", 'compare', path='path'),
     _S('n_boot', 'int', 1000, "bootstrap resamples for every CI and the paired AUC bootstrap", 'compare'),
     _S('seed', 'int', 0, "seed of the bootstrap resamples (the same resamples for every model)", 'compare'),
     _S('threshold_rule', 'str', 'youden', "how the threshold is chosen on val: youden or eer", 'compare', ('youden', 'eer')),
@@ -139,28 +141,28 @@ SETTINGS = [
     _S('alpha', 'float', 0.05, "significance level (after Holm)", 'compare'),
     _S('drop_leaking_identities', 'bool', False, "leave out of the comparison the test videos whose identity also appears in train or val (Celeb-DF's official test list shares some)", 'compare'),
     # scoring videos (06_predict)
-    _S('inputs', 'str', '', "a video, a folder (recursive) or a list file; empty scores demo videos and the shared clips", 'predict'),
-    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val AUC", 'predict'),
-    _S('out_csv', 'str', '', "the per-video CSV; empty writes reports/predict/<run_id>/predictions.csv", 'predict'),
+    _S('inputs', 'str', '', "a video, a folder (recursive) or a list file; empty scores demo videos and the shared clips", 'predict', path='path'),
+    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val AUC", 'predict', path='path'),
+    _S('out_csv', 'str', '', "the per-video CSV; empty writes reports/predict/<run_id>/predictions.csv", 'predict', path='path'),
     _S('per_frame', 'bool', True, "also write per-frame scores (running score, occlusion) to *_frames.csv", 'predict'),
     _S('windows', 'int', 0, "sliding windows: 0 off, n scores windows over n x frames sampled frames", 'predict'),
     _S('annotate', 'bool', False, "write an annotated GIF per video", 'predict'),
     _S('gradcam', 'bool', False, "write a Grad-CAM PNG per video", 'predict'),
     _S('export', 'bool', False, "export the run: SavedModel, TFLite float32 and int8, ONNX when tf2onnx is installed", 'predict'),
     # live scoring (deepfake-nb watch: deepfake_nb.watch.watch, no notebook)
-    _S('source', 'str', '0', "a camera index (0: the first camera), a stream URL (rtsp://..., http://...) or a video file", 'watch'),
-    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val AUC", 'watch'),
+    _S('source', 'str', '0', "a camera index (0: the first camera), a stream URL (rtsp://..., http://...) or a video file", 'watch', path='path|name'),
+    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val AUC", 'watch', path='path'),
     _S('stride', 'float', 1.0, "seconds of source time between scored windows", 'watch'),
     _S('window', 'float', 0.0, "seconds of source time the window's faces (the run's frames) are spread over, one every window/frames s; 0: twice the stride", 'watch'),
     _S('realtime', 'bool', True, "play a video file at its own frame rate, dropping frames when scoring falls behind (cameras and streams are live anyway)", 'watch'),
     _S('as_fast_as_possible', 'bool', False, "read a video file as fast as it decodes and drop nothing (batch use); overrides realtime", 'watch'),
     _S('model', 'str', 'keras', "the run's Keras model, or its float32 TFLite export (made on first use when the run has no export)", 'watch', ('keras', 'tflite')),
     _S('annotate', 'bool', False, "also write an annotated video (face box, P(fake), verdict) beside the timeline", 'watch'),
-    _S('out_dir', 'str', '', "folder of timeline.csv, summary.json and the annotated video; empty: reports/watch/<run_id>/<source>-<time>/", 'watch'),
+    _S('out_dir', 'str', '', "folder of timeline.csv, summary.json and the annotated video; empty: reports/watch/<run_id>/<source>-<time>/", 'watch', path='path'),
     _S('max_seconds', 'float', 0.0, "stop after this many seconds of source time; 0: when the source ends (Ctrl-C stops a camera)", 'watch'),
     # every notebook
     _S('drive_root', 'str', '', "folder for data/ and reports/ (on Colab a Google Drive path such as /content/drive/MyDrive/deepfake_nb); empty: this project",
-      NOTEBOOK_STAGES, cli=False),
+      NOTEBOOK_STAGES, cli=False, path='path'),
 ]
 
 # the studies train runs: they take every setting of a training run but these (a study sets cv_folds and cv_fold itself)
@@ -306,6 +308,25 @@ def load_settings_file(path, stage: str = 'run') -> dict:
     if cfg is None: cfg = {}
     if not isinstance(cfg, dict): raise DeepfakeNBError(f"{path}: expected a mapping of setting names to values, e.g. 'epochs: 10', got {type(cfg).__name__}")
     return check_settings(cfg, stage, str(path))
+
+# %% ../nbs/lib/01_settings.ipynb #6daf2271
+import os
+DATASET_KINDS = ('demo', 'folder', 'images', 'celebdf', 'ffpp', 'dfdc')   # `dataset` names that are never a folder (data.DATASETS)
+
+def _absolute(v: str, cwd: Path) -> str: return os.path.abspath(os.path.join(cwd, os.path.expanduser(v)))
+
+def resolve_paths(values: dict, stage: str, cwd=None) -> dict:
+    "`values` of `stage` with each relative path of a path setting made absolute against `cwd` (default: the working directory)"
+    cwd, out = Path(cwd or os.getcwd()), dict(values)
+    for s in stage_settings(stage):
+        v = out.get(s.name)
+        if not s.path or not isinstance(v, str) or not v.strip(): continue
+        if s.path == 'path|name':
+            p = Path(os.path.expanduser(v))
+            if not p.is_absolute() and (cwd/p).exists() and v not in DATASET_KINDS: out[s.name] = _absolute(v, cwd)
+        elif s.kind == 'words': out[s.name] = ' '.join(_absolute(w, cwd) for w in v.split())
+        else: out[s.name] = _absolute(v, cwd)
+    return out
 
 # %% ../nbs/lib/01_settings.ipynb #a9acc54a
 def render_parameters(stage: str) -> str:

@@ -19,9 +19,8 @@ __all__ = ['LR_SCHEDULES', 'PRESETS', 'REAL_PRESET', 'MODES', 'FAKES', 'balanced
            'class_weight_for', 'nonfinite_message', 'nonfinite_stop', 'array_dataset', 'epoch_batches', 'resumable_fit',
            'fit_head', 'part_weights', 'fit_linear', 'auto_preset', 'get_preset', 'presets_table', 'run_params',
            'run_id', 'run_dir_for', 'is_complete', 'load_sbi_pair', 'video_dataset', 'fit_finetune', 'sbi_cache_path',
-           'sbi_features', 'sbi_pairs', 'cluster_size', 'multiworker', 'worker_name', 'multiworker_strategy',
-           'worker_lost_message', 'manifest_for', 'rerun_command', 'train_seeds', 'train_demo_runs', 'run_lock_path',
-           'run_lock', 'train_run']
+           'sbi_features', 'sbi_pairs', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command',
+           'train_seeds', 'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -484,24 +483,7 @@ def sbi_pairs(video_ids, copies, **sbi_kw):
 
 # %% ../nbs/lib/06_train.ipynb #mw210002
 import os, contextlib
-def _cluster() -> dict:
-    try: return json.loads(os.environ.get('TF_CONFIG') or '{}')
-    except ValueError: raise DeepfakeNBError(f"TF_CONFIG is not JSON: {os.environ['TF_CONFIG'][:200]!r}; see examples/slurm_train.sh for its form") from None
-
-def cluster_size() -> int:
-    "How many workers (chief included) the `TF_CONFIG` cluster has; 0 without one"
-    c = _cluster().get('cluster', {})
-    return len(c.get('worker', [])) + len(c.get('chief', []))
-
-def multiworker(distribute='auto') -> bool:
-    "Whether a run with this `distribute` setting trains with `MultiWorkerMirroredStrategy` (a `TF_CONFIG` cluster of several workers, or asked for)"
-    return distribute == 'multiworker' or (distribute == 'auto' and cluster_size() > 1)
-
-def worker_name() -> str:
-    "This process's task in the `TF_CONFIG` cluster ('worker 1', 'chief 0'), or 'single process'"
-    t = _cluster().get('task') or {}
-    return f"{t.get('type', 'worker')} {int(t.get('index', 0))}" if t else 'single process'
-
+# the cluster (TF_CONFIG) is read by core.tf_config alone: cluster_size, is_chief, multiworker and worker_name come from there
 def _keras_multiworker_fixes():
     """Mend, once, two defects of Keras 3's TensorFlow trainer under `MultiWorkerMirroredStrategy` (keras-team/keras#20585): it builds a model
     from `strategy.reduce` of a whole batch structure, which that strategy refuses (here: from the dataset's element spec), and it averages each step's logs with `axis=0`, which fails on scalars"""
@@ -549,7 +531,7 @@ def multiworker_strategy(worker_timeout=120):
                 except Exception as e: print(f"note: TensorFlow's coordination service could not be configured ({type(e).__name__}: {e}); its own timeouts apply")
             try: s = tf.distribute.MultiWorkerMirroredStrategy()
             except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
-                c = _cluster().get('cluster', {})
+                c = tf_config()['cluster']
                 raise DeepfakeNBError(f"{worker_name()}: not every worker of the TF_CONFIG cluster ({', '.join(c.get('chief', []) + c.get('worker', []))}) joined within "
                                       f"worker_timeout={worker_timeout} s. Start the same `deepfake-nb train` command on every worker, each with its own task index, "
                                       f"check that these addresses are reachable from every node, or give a longer --worker-timeout "
@@ -562,7 +544,7 @@ def multiworker_strategy(worker_timeout=120):
 def worker_lost_message(error, worker_timeout=120) -> str:
     "The message of a multi-worker run whose collectives failed with TensorFlow `error` (a worker gone): which worker, why, and how to go on"
     import re
-    text, t = str(error), _cluster().get('task') or {}
+    text, t = str(error), tf_config()['task']
     me = f"/job:{t.get('type')}/replica:0/task:{t.get('index')}"
     tasks = [x for x in dict.fromkeys(re.findall(r'/job:\w+/replica:\d+/task:\d+', text)) if x != me]
     who = f"{'worker' if len(tasks) == 1 else 'workers'} {', '.join(tasks)}" if tasks else 'another worker'

@@ -3,8 +3,8 @@ over one CPU device in this process and over two logical CPU devices in a child 
 batch times the replicas. Training goes through the code `train_run` uses (`compute_setup`, `fit_head`, `fit_finetune`, `train_run`)."""
 import json, os, subprocess, sys, textwrap
 import numpy as np, pytest
-keras = pytest.importorskip('keras')
-tf = pytest.importorskip('tensorflow')
+import keras
+import tensorflow as tf
 from deepfake_nb import models
 from deepfake_nb.models import precision_policy, make_strategy, compute_setup
 from deepfake_nb.train import fit_head

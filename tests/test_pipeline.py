@@ -54,7 +54,7 @@ GRID_STUDY_TITLES = ('Generalisation and robustness', 'Degradations at test time
 
 def test_studies_papermill_then_report(fresh_home, tmp_path):
     "A study of trained runs (degradations) through papermill on the grid's runs, then the report shows its section. Every study, and the report's section of each, runs in the stage suite (tests/test_notebooks.py, 08_studies)"
-    if not (fresh_home/'reports'/'report.html').exists(): pytest.skip('the grid test did not produce a report')
+    assert (fresh_home/'reports'/'report.html').exists(), 'needs the report of test_grid_killed_resumes_then_skips (run the module, not this test alone)'
     args = [str(BIN/'papermill'), 'nbs/08_studies.ipynb', str(tmp_path/'studies.ipynb'), '-k', 'python3', '-p', 'studies', ' '.join(GRID_STUDIES),
             '-p', 'degradations', 'jpeg:50 h264:40 noise:10', '-p', 'eval_datasets', 'demo_b']   # the ../shared clips: in 08_studies' own run
     r = _run(args, fresh_home)
@@ -71,7 +71,7 @@ def test_studies_papermill_then_report(fresh_home, tmp_path):
 
 def test_report_in_headless_chromium(fresh_home, tmp_path):
     report = fresh_home/'reports'/'report.html'
-    if not report.exists(): pytest.skip('the grid test did not produce a report')
+    assert report.exists(), 'needs the report of test_grid_killed_resumes_then_skips (run the module, not this test alone)'
     chromium = shutil.which('chromium') or shutil.which('chromium-browser')
     assert chromium, 'chromium is not installed (.ci/run installs Debian chromium)'
     from playwright.sync_api import sync_playwright

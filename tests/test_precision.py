@@ -4,7 +4,7 @@ frozen and fine-tuned, from random initialisation (plain and the offline default
 Small inputs (the backbone's smallest size, 2 frames, 8 videos) keep it quick; one end-to-end `train_run` on the demo at a tiny size."""
 import os
 import numpy as np, pytest
-keras = pytest.importorskip('keras')
+import keras
 from deepfake_nb.core import DeepfakeNBError, load_json
 from deepfake_nb.models import (BACKBONES, get_backbone, build_backbone, extract_features, build_head, build_finetune_model,
                                 compute_setup, backbone_needs_float32, FLOAT16_FEATURE_RMS)
@@ -99,7 +99,7 @@ def test_registry_mixed_precision(name, weights, tmp_path, eager):
 
 def test_imagenet_mobilenetv2_file(shared, tmp_path, eager):
     w = shared/'weights'/'mobilenet_v2_imagenet_notop.weights.h5'
-    if not w.exists(): pytest.skip(f'{w} is absent')
+    assert w.exists(), f'{w} is missing from ../shared (see ../shared/README.md)'
     r = _one('mobilenetv2', str(w), tmp_path)
     assert r['rel_err'] < 0.03, r                  # float16's rounding through 52 layers: 0.014 measured
     assert not r['backbone_float32'], r             # ImageNet features fit float16: the backbone runs in mixed precision

@@ -80,7 +80,6 @@ def test_shared_clips_and_a_corrupt_file(demo_run_dir, shared, tmp_path):
 def test_finetune_format_scores_like_frozen(demo_run_dir, tmp_path):
     "A run whose model.keras is the whole model (finetune: TimeDistributed(preprocess + backbone + scale) + head) scores as its frozen twin"
     import deepfake_nb.models as M
-    if not hasattr(M, 'build_finetune_model'): pytest.skip('deepfake_nb.models has no build_finetune_model yet (03a_models)')
     from deepfake_nb.core import load_json, save_json
     from deepfake_nb.predict import Predictor, gradcam_maps, pipeline_cam_layer
     frozen = Predictor(demo_run_dir)
