@@ -17,7 +17,7 @@ from .stats import (delong_auc_ci, delong_test, mcnemar_test, wilcoxon_test, wil
                                paired_tests, datta_satten, FEW_CLUSTERS)
 
 # %% auto #0
-__all__ = ['PRED_COLUMNS', 'MIN_CLUSTERS', 'SEED_METRICS', 'load_run', 'find_runs', 'load_frame_predictions', 'video_ids_hash',
+__all__ = ['PRED_COLUMNS', 'MIN_CLUSTERS', 'SEED_METRICS', 'load_run', 'load_frame_predictions', 'video_ids_hash',
            'make_synthetic_runs', 'identity_clusters', 'leaking_test_videos', 'check_same_test_set', 'pair_reading',
            'mcnemar_reading', 'wilcoxon_reading', 'bootstrap_reading', 'raw_prob_reading', 'run_reading',
            'ensemble_mean', 'fit_stack', 'stack_predict', 'multi_model_tests', 'seed_statistics', 'tests_used',
@@ -30,19 +30,15 @@ def load_run(run_dir) -> dict:
     "A complete run's `params`, `predictions` (DataFrame) and `run_dir`; `DeepfakeNBError` for an incomplete or malformed run"
     d = Path(run_dir)
     if not d.is_dir(): raise DeepfakeNBError(f"run {d} does not exist; pass run directories under {reports_dir('runs')}")
-    if not (d/'complete.json').exists():
-        raise DeepfakeNBError(f"run {d} is incomplete (no complete.json): it crashed or is still running; re-run 03_train for it or delete the folder")
+    if not is_complete(d):
+        raise DeepfakeNBError(f"run {d} is incomplete (no complete.json, or a checkpoint/ left): it crashed or is still running; "
+                              f"go on with deepfake-nb train --resume, or delete the folder")
     params = load_json(d/'params.json')
     pr = pd.read_csv(d/'predictions.csv', dtype={'video_id': str, 'split': str})
     missing = [c for c in PRED_COLUMNS if c not in pr]
     if missing: raise DeepfakeNBError(f"{d/'predictions.csv'}: missing column(s) {missing}; it needs {PRED_COLUMNS} (re-run 03_train)")
     params.setdefault('run_id', d.name)
     return dict(params=params, predictions=pr, run_dir=d)
-
-def find_runs(dataset: str = 'demo') -> list:
-    "Complete run directories under `reports/runs/<dataset>/`, sorted by name"
-    root = reports_dir('runs', dataset)
-    return sorted(p.parent for p in root.glob('*/complete.json')) if root.is_dir() else []
 
 # %% ../nbs/lib/08_compare.ipynb #57d7adf1
 def load_frame_predictions(run_dir) -> pd.DataFrame | None:

@@ -13,8 +13,8 @@ import numpy as np
 __all__ = ['LOCKS_HELD_ENV', 'pkg_dir', 'project_root', 'data_dir', 'reports_dir', 'nbs_dir', 'home_at', 'in_colab',
            'colab_setup', 'shared_dir', 'atomic_path', 'write_text', 'save_json', 'load_json', 'DeepfakeNBError',
            'LockBusy', 'pid_alive', 'lock_owner', 'describe_owner', 'file_lock', 'tf_config', 'cluster_size',
-           'is_chief', 'multiworker', 'worker_name', 'settings_key', 'file_hash', 'seed_everything', 'git_commit',
-           'device_info', 'env_info']
+           'is_chief', 'multiworker', 'worker_name', 'is_complete', 'find_runs', 'settings_key', 'file_hash',
+           'seed_everything', 'git_commit', 'device_info', 'env_info']
 
 # %% ../nbs/lib/00_core.ipynb #94a9ed4f
 def pkg_dir() -> Path:
@@ -269,6 +269,18 @@ def worker_name() -> str:
     "This process's task in the `TF_CONFIG` cluster ('worker 1', 'chief 0'), or 'single process'"
     t = tf_config()['task']
     return f"{t['type']} {t['index']}" if t and cluster_size() else 'single process'
+
+# %% ../nbs/lib/00_core.ipynb #5f8caa6d
+def is_complete(run_dir, params=None) -> bool:
+    "Whether `run_dir` holds a finished run: `complete.json` written and no `checkpoint/` left (a run in progress or killed); with `params`, trained with exactly those"
+    d = Path(run_dir)
+    if (d/'checkpoint').exists() or not (d/'complete.json').exists(): return False
+    return params is None or load_json(d/'complete.json').get('params') == params
+
+def find_runs(dataset: str) -> list[Path]:
+    "The finished runs (`is_complete`) under `reports/runs/<dataset>/`, sorted by folder name"
+    root = reports_dir('runs', dataset)
+    return sorted(d for d in root.iterdir() if d.is_dir() and is_complete(d)) if root.is_dir() else []
 
 # %% ../nbs/lib/00_core.ipynb #0e946b75
 def settings_key(settings: dict, n: int = 10) -> str:

@@ -98,7 +98,7 @@ def find_run(run_dir='', dataset='demo') -> Path:
         if not ((p/'params.json').exists() and (p/'model.keras').exists()):
             raise DeepfakeNBError(f"{run_dir} is not a run directory (no params.json and model.keras in {p}); pass a folder under reports/runs/<dataset>/ written by 03_train")
         return p
-    runs = [d for d in sorted(reports_dir('runs', dataset).glob('*')) if (d/'complete.json').exists() and (d/'model.keras').exists()]
+    runs = [d for d in find_runs(dataset) if (d/'model.keras').exists()]
     if not runs: raise DeepfakeNBError(f"no complete run under {reports_dir('runs', dataset)}; train one first (deepfake-nb run --dataset {dataset}, or 03_train) or pass run_dir")
     def val_auc(d):
         m = load_json(d/'metrics.json').get('val', {}) if (d/'metrics.json').exists() else {}
@@ -111,7 +111,7 @@ def demo_run(backbone='mobilenetv2') -> Path:
     from deepfake_nb.train import train_run, run_params, run_dir_for
     default = run_dir_for(run_params(dataset='demo', backbone=backbone))
     for d in [default] + sorted(reports_dir('runs', 'demo').glob(f'{backbone}-*')):
-        if (d/'complete.json').exists() and (d/'model.keras').exists() and load_json(d/'params.json').get('backbone') == backbone \
+        if is_complete(d) and (d/'model.keras').exists() and load_json(d/'params.json').get('backbone') == backbone \
            and load_json(d/'params.json').get('mode', 'frozen') == 'frozen': return d
     print(f'no complete demo run of {backbone}: training one (about a minute on a laptop CPU)')
     return train_run(dataset='demo', backbone=backbone)

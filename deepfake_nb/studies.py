@@ -115,17 +115,16 @@ def eval_manifests(names) -> list[str]:
 # %% ../nbs/lib/12_studies.ipynb #8588f0ec
 def study_runs(dataset='demo', runs='', settings=None) -> list[Path]:
     "Run directories to study: `runs` (paths, space-separated), else one complete run per backbone+head of `dataset`, else the run of the study's `settings` (`study_run`)"
-    from deepfake_nb.train import is_complete
     if runs:
         paths = [Path(r) for r in (runs.split() if isinstance(runs, str) else runs)]
         bad = [str(p) for p in paths if not is_complete(p)]
         if bad: raise DeepfakeNBError(f"run(s) {bad} are not complete run directories (no complete.json); train them first (deepfake-nb train)")
         return paths
     found = {}
-    for c in sorted(reports_dir('runs', dataset).glob('*/complete.json')):
-        p = load_json(c.parent/'params.json')
+    for d in find_runs(dataset):
+        p = load_json(d/'params.json')
         key = (p['backbone'], p['head'])
-        if key not in found or p['seed'] < found[key][0]: found[key] = (p['seed'], c.parent)
+        if key not in found or p['seed'] < found[key][0]: found[key] = (p['seed'], d)
     if not found:
         if settings is None: raise DeepfakeNBError(f"no complete runs of dataset {dataset!r} under {reports_dir('runs', dataset)}; train one first (deepfake-nb train --dataset {dataset})")
         return [study_run(dict(settings, dataset=dataset))]

@@ -18,9 +18,9 @@ from .metrics import classification_metrics, youden_threshold
 __all__ = ['LR_SCHEDULES', 'PRESETS', 'REAL_PRESET', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight',
            'class_weight_for', 'nonfinite_message', 'nonfinite_stop', 'array_dataset', 'epoch_batches', 'resumable_fit',
            'fit_head', 'part_weights', 'fit_linear', 'auto_preset', 'get_preset', 'presets_table', 'run_params',
-           'run_id', 'run_dir_for', 'is_complete', 'load_sbi_pair', 'video_dataset', 'fit_finetune', 'sbi_cache_path',
-           'sbi_features', 'sbi_pairs', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command',
-           'train_seeds', 'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
+           'run_id', 'run_dir_for', 'load_sbi_pair', 'video_dataset', 'fit_finetune', 'sbi_cache_path', 'sbi_features',
+           'sbi_pairs', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command', 'train_seeds',
+           'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -357,12 +357,6 @@ def run_dir_for(params: dict, run_root=None) -> Path:
     if run_root: return Path(run_root)/run_id(params)
     cv = f"cv{params['cv_folds']}-s{params['split_seed']}" if params.get('cv_folds') else ''
     return reports_dir('runs', params['dataset'], *([cv] if cv else []), run_id(params))
-
-def is_complete(run_dir, params=None) -> bool:
-    "A run directory is complete when `complete.json` exists (and, if given, its `params` match)"
-    f = Path(run_dir)/'complete.json'
-    if (Path(run_dir)/'checkpoint').exists(): return False     # a run in progress (or killed): resumable, not complete
-    return f.exists() and (params is None or load_json(f).get('params') == params)
 
 # %% ../nbs/lib/06_train.ipynb #b16a5237
 def _video_seed(video_id) -> int: return int(settings_key(str(video_id), 8), 16)   # one number per video, independent of order

@@ -10,7 +10,7 @@ BIN = Path(sys.executable).parent
 def test_relative_paths_from_another_folder_and_failed_inputs(tmp_path):
     "data, train, predict and watch run from a folder outside the project with relative paths; predict on only unreadable inputs exits 2"
     work = tmp_path/'elsewhere'; work.mkdir()
-    make_demo_dataset(work/'relds', n_identities=6, videos_per_class=2, n_frames=16, size=96)   # a folder of real/ and fake/ clips
+    make_demo_dataset(work/'relds', n_identities=6, videos_per_class=2, n_frames=16)   # a folder of real/ and fake/ clips
     env = dict(os.environ, DEEPFAKE_NB_HOME=str(tmp_path/'home'))
 
     def run(*args):
@@ -23,7 +23,7 @@ def test_relative_paths_from_another_folder_and_failed_inputs(tmp_path):
     assert len(m) == 24 and all(Path(p).is_absolute() and Path(p).exists() for p in m.path), m.path.head()
 
     r, out = run('train', '--dataset', 'relds', '--preset', 'none', '--frames', '4', '--size', '96', '--weights', 'none',
-                 '--epochs', '1', '--batch-size', '4')
+                 '--head', 'mean', '--epochs', '1', '--batch-size', '4')
     assert r.returncode == 0, out[-3000:]
     rdir = Path(r.stdout.strip().splitlines()[-1])
     assert (rdir/'complete.json').exists(), out[-3000:]
