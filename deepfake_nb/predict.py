@@ -441,6 +441,7 @@ def gradcam_figure(run_dir, video, n_show=6, target='predicted', alpha=0.45):
 def _gradcam_fig(pred, faces, idx, name, label=None, occ=None, n_show=6, target='predicted', alpha=0.45):
     import matplotlib.pyplot as plt
     cams, prob = gradcam_maps(pred, faces, target)
+    blank = not np.any(cams > 0)                # nothing on the layer raises the target: say so, a blank map is not a finding
     if occ is None: occ = frame_scores(pred, pred.features(faces)).occlusion.to_numpy()
     att = attention_maps(pred, faces)           # a spacetime head: its attention over each frame's cells, a third row
     show = np.unique(np.linspace(0, len(faces)-1, min(n_show, len(faces))).round().astype(int))
@@ -454,7 +455,9 @@ def _gradcam_fig(pred, faces, idx, name, label=None, occ=None, n_show=6, target=
     verdict = 'FAKE' if prob >= pred.threshold else 'REAL'
     truth = '' if label is None else f", truth {'FAKE' if label else 'REAL'}"
     tgt = target if target != 'predicted' else f'predicted ({verdict.lower()})'
-    fig.suptitle(f"{name}: P(fake) {prob:.3f}, threshold {pred.threshold:.3f} -> {verdict}{truth}\n{pred.run_id}; Grad-CAM of {tgt} on {pipeline_cam_layer(pred).name}", fontsize=9)
+    none = (f"\nGrad-CAM is zero everywhere: no cell of {pipeline_cam_layer(pred).name} raises {tgt} (the map is blank, not missing); "
+            f"occlusion and the per-frame scores still explain the score") if blank else ''
+    fig.suptitle(f"{name}: P(fake) {prob:.3f}, threshold {pred.threshold:.3f} -> {verdict}{truth}\n{pred.run_id}; Grad-CAM of {tgt} on {pipeline_cam_layer(pred).name}{none}", fontsize=9)
     fig.tight_layout(h_pad=1.5)
     return fig
 
@@ -537,6 +540,7 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_di
         if not np.any(rec['found']): raise DeepfakeNBError(f"{path}: no face found in any of the {len(rec['found'])} sampled frames (detector {pred.prep['detector']}); nothing to score")
         F = pred.features(rec['faces'])
         prob = float(pred.score_features(F)[0])
+        if not np.isfinite(prob): raise DeepfakeNBError(f"{path}: the model scored it {prob} (its faces' features hold NaN or infinite values: check the video, or the run)")
         row.update(prob=prob, verdict='FAKE' if prob >= pred.threshold else 'REAL')
     except Exception as e:
         row['error'] = str(e) if isinstance(e, DeepfakeNBError) else f'{type(e).__name__}: {e}'

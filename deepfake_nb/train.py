@@ -16,11 +16,11 @@ from .metrics import classification_metrics, youden_threshold
 
 # %% auto #0
 __all__ = ['LR_SCHEDULES', 'PRESETS', 'REAL_PRESET', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight',
-           'class_weight_for', 'nonfinite_message', 'nonfinite_stop', 'array_dataset', 'epoch_batches', 'resumable_fit',
-           'fit_head', 'part_weights', 'fit_linear', 'auto_preset', 'get_preset', 'presets_table', 'run_params',
-           'run_id', 'run_dir_for', 'load_sbi_pair', 'video_dataset', 'fit_finetune', 'sbi_cache_path', 'sbi_features',
-           'sbi_pairs', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command', 'train_seeds',
-           'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
+           'class_weight_for', 'nonfinite_message', 'nonfinite_stop', 'check_scores', 'array_dataset', 'epoch_batches',
+           'resumable_fit', 'fit_head', 'part_weights', 'fit_linear', 'auto_preset', 'get_preset', 'presets_table',
+           'run_params', 'run_id', 'run_dir_for', 'load_sbi_pair', 'video_dataset', 'fit_finetune', 'sbi_cache_path',
+           'sbi_features', 'sbi_pairs', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command',
+           'train_seeds', 'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -70,6 +70,14 @@ def nonfinite_stop():
             stage = 'finetune' if self.model.name.endswith('_finetune') else 'head'
             raise DeepfakeNBError(nonfinite_message(*bad[0], epoch, stage, lr, self.model.dtype_policy.name))
     return NonFiniteLossStop()
+
+def check_scores(prob, video_ids, where='the trained model') -> np.ndarray:
+    "`prob` as floats, or a `DeepfakeNBError` naming the videos whose score is NaN or infinite (a loss can stay finite while a score is not)"
+    prob = np.asarray(prob, float)
+    bad = [str(v) for v, p in zip(video_ids, prob) if not np.isfinite(p)]
+    if bad: raise DeepfakeNBError(f"{where} scored {len(bad)} of {len(prob)} video(s) NaN or infinite ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); "
+                                  f"check those videos' faces and features for NaN or infinite values, or rerun with a lower --lr (and --mixed-precision float32)")
+    return prob
 
 # %% ../nbs/lib/06_train.ipynb #a87eed84
 LR_SCHEDULES = ('plateau', 'cosine', 'none')
@@ -677,6 +685,7 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_roo
         else:
             prob = model.predict(X, verbose=0).ravel().astype(float)
             if fakes == 'sbi': sbi_prob = model.predict(sbi_val, verbose=0).ravel()
+        prob = check_scores(prob, df.video_id)
         t_fit = time.time()
         frame_prob = None
         if params['head'] == 'image' and params['mode'] == 'frozen' and params['frames'] > 1:
