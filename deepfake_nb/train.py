@@ -11,7 +11,7 @@ from .core import *
 from .data import load_manifest, build_manifest, cv_split
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces, FRAMINGS
 from .models import *
-from .models import _save_features
+from .features import _save_features
 from .metrics import classification_metrics, youden_threshold
 
 # %% auto #0
@@ -522,23 +522,21 @@ _MULTIWORKER = {}
 def multiworker_strategy(worker_timeout=120):
     "This process's `MultiWorkerMirroredStrategy` (one per process), made before any other TensorFlow op; workers wait `worker_timeout` s for one another (see above)"
     import tensorflow as tf
-    from . import models
+    def make():                        # unless compute.make_strategy made it already
+        if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout < 10:
+            raise DeepfakeNBError(f"worker_timeout={worker_timeout!r} must be a number of seconds, at least 10 (TensorFlow's heartbeats are seconds apart)")
+        if cluster_size() > 1:
+            try: _coordinate(worker_timeout)
+            except Exception as e: print(f"note: TensorFlow's coordination service could not be configured ({type(e).__name__}: {e}); its own timeouts apply")
+        try: return tf.distribute.MultiWorkerMirroredStrategy()
+        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+            c = tf_config()['cluster']
+            raise DeepfakeNBError(f"{worker_name()}: not every worker of the TF_CONFIG cluster ({', '.join(c.get('chief', []) + c.get('worker', []))}) joined within "
+                                  f"worker_timeout={worker_timeout} s. Start the same `deepfake-nb train` command on every worker, each with its own task index, "
+                                  f"check that these addresses are reachable from every node, or give a longer --worker-timeout "
+                                  f"(TensorFlow: {str(e).strip().splitlines()[0][:200]})") from None
     if 'strategy' not in _MULTIWORKER:
-        s = models._STRATEGIES.get('MultiWorkerMirroredStrategy')     # made already by models.make_strategy
-        if s is None:
-            if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout < 10:
-                raise DeepfakeNBError(f"worker_timeout={worker_timeout!r} must be a number of seconds, at least 10 (TensorFlow's heartbeats are seconds apart)")
-            if cluster_size() > 1:
-                try: _coordinate(worker_timeout)
-                except Exception as e: print(f"note: TensorFlow's coordination service could not be configured ({type(e).__name__}: {e}); its own timeouts apply")
-            try: s = tf.distribute.MultiWorkerMirroredStrategy()
-            except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
-                c = tf_config()['cluster']
-                raise DeepfakeNBError(f"{worker_name()}: not every worker of the TF_CONFIG cluster ({', '.join(c.get('chief', []) + c.get('worker', []))}) joined within "
-                                      f"worker_timeout={worker_timeout} s. Start the same `deepfake-nb train` command on every worker, each with its own task index, "
-                                      f"check that these addresses are reachable from every node, or give a longer --worker-timeout "
-                                      f"(TensorFlow: {str(e).strip().splitlines()[0][:200]})") from None
-            models._STRATEGIES['MultiWorkerMirroredStrategy'] = s
+        s = process_strategy('MultiWorkerMirroredStrategy', make)
         _keras_multiworker_fixes()
         _MULTIWORKER['strategy'] = s
     return _MULTIWORKER['strategy']

@@ -5,7 +5,7 @@ import json, os, subprocess, sys, textwrap
 import numpy as np, pytest
 import keras
 import tensorflow as tf
-from deepfake_nb import models
+from deepfake_nb import compute
 from deepfake_nb.models import precision_policy, make_strategy, compute_setup
 from deepfake_nb.train import fit_head
 
@@ -15,7 +15,7 @@ def test_precision_choice(monkeypatch):
     "'auto' gives mixed_float16 only when every visible GPU has compute capability >= 7.0; True forces it (on a CPU too)"
     for gpus, want in [([], 'float32'), ([[7, 5]], 'mixed_float16'), ([[8, 0], [7, 0]], 'mixed_float16'), ([[7, 5], [6, 1]], 'float32'),
                        ([[6, 0]], 'float32')]:
-        monkeypatch.setattr(models, 'gpu_details', lambda g=gpus: [dict(device=f'/GPU:{i}', name='t', compute_capability=c) for i, c in enumerate(g)])
+        monkeypatch.setattr(compute, 'gpu_details', lambda g=gpus: [dict(device=f'/GPU:{i}', name='t', compute_capability=c) for i, c in enumerate(g)])
         assert precision_policy('auto') == want, gpus
     assert precision_policy(True) == 'mixed_float16' and precision_policy('float32') == 'float32'
 
@@ -25,7 +25,7 @@ class _Fake:
 
 def test_strategy_choice(monkeypatch):
     "'auto': MultiWorkerMirrored with TF_CONFIG naming >1 workers, Mirrored with >1 GPU, else the default strategy"
-    monkeypatch.setattr(models, '_STRATEGIES', {})
+    monkeypatch.setattr(compute, '_STRATEGIES', {})
     monkeypatch.delenv('TF_CONFIG', raising=False)
     real = tf.config.list_physical_devices
     monkeypatch.setattr(tf.distribute, 'MirroredStrategy', _Fake)
@@ -35,7 +35,7 @@ def test_strategy_choice(monkeypatch):
     assert make_strategy('auto')[1] == 'MirroredStrategy'
     monkeypatch.setenv('TF_CONFIG', json.dumps({'cluster': {'worker': ['localhost:1', 'localhost:2']}, 'task': {'type': 'worker', 'index': 0}}))
     assert make_strategy('auto')[1] == 'MultiWorkerMirroredStrategy'
-    with pytest.raises(models.DeepfakeNBError, match="use 'auto'"): make_strategy('tpu')
+    with pytest.raises(compute.DeepfakeNBError, match="use 'auto'"): make_strategy('tpu')
 
 class _Steps(keras.callbacks.Callback):
     def __init__(self): super().__init__(); self.n = 0
