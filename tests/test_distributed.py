@@ -159,3 +159,11 @@ def test_missing_worker_times_out(homes):
     (rc, out), = _finish(_workers(homes, [*TRAIN[:-1], '10', '--seed', '6'], n_started=1), 200)
     print(f'missing worker: the chief stopped after {time.time()-t0:.0f}s, saying: {out.strip().splitlines()[-1][:600]}')
     assert rc != 0 and 'not every worker of the TF_CONFIG cluster' in out and 'worker_timeout=10 s' in out, out[-3000:]
+
+
+def test_bad_tf_config_stops_every_command(tmp_path):
+    "TF_CONFIG that is not JSON, or a cluster of several tasks without this process's task: every command stops first, exit 2, saying its form"
+    for cfg, msg in [('{"cluster": ', 'TF_CONFIG is not JSON'), (json.dumps({'cluster': {'worker': ['a:1', 'b:2']}}), "cluster of 2 tasks but no 'task'")]:
+        r = subprocess.run([str(BIN/'deepfake-nb'), 'data', '--dataset', 'demo'], env=_env(tmp_path/'home', TF_CONFIG=cfg), capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and msg in r.stderr and 'examples/slurm_train.sh' in r.stderr, r.stderr[-2000:]
+        assert not (tmp_path/'home'/'data').exists()             # nothing ran
