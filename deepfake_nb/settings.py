@@ -134,7 +134,7 @@ SETTINGS = [
     # the comparison (04_compare)
     _S('runs', 'words', '', "run directories to compare; empty: every complete run of the dataset", 'compare', path='path'),
     _S('n_boot', 'int', 1000, "bootstrap resamples for every CI and the paired AUC bootstrap", 'compare'),
-    _S('seed', 'int', 0, "seed of the bootstrap resamples (the same resamples for every model)", 'compare'),
+    _S('boot_seed', 'int', 0, "seed of the bootstrap resamples (the same resamples for every model); a run's own seed is `seed`", 'compare'),
     _S('threshold_rule', 'str', 'youden', "how the threshold is chosen on val: youden or eer", 'compare', ('youden', 'eer')),
     _S('ensembles', 'str', 'all', "all, none, or sets of run labels or ids: a,b;a,c", 'compare'),
     _S('cluster', 'str', 'auto', "bootstrap clusters: auto (the manifest's group column when present), none, or a manifest column", 'compare'),
