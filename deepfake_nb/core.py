@@ -13,8 +13,8 @@ import numpy as np
 __all__ = ['LOCKS_HELD_ENV', 'pkg_dir', 'project_root', 'data_dir', 'reports_dir', 'nbs_dir', 'home_at', 'in_colab',
            'colab_setup', 'shared_dir', 'atomic_path', 'write_text', 'save_json', 'load_json', 'DeepfakeNBError',
            'LockBusy', 'pid_alive', 'lock_owner', 'describe_owner', 'file_lock', 'tf_config', 'cluster_size',
-           'is_chief', 'multiworker', 'worker_name', 'is_complete', 'find_runs', 'settings_key', 'file_hash',
-           'seed_everything', 'git_commit', 'device_info', 'env_info']
+           'is_chief', 'multiworker', 'worker_name', 'is_complete', 'find_runs', 'run_lock_path', 'run_lock',
+           'settings_key', 'file_hash', 'seed_everything', 'git_commit', 'device_info', 'env_info']
 
 # %% ../nbs/lib/00_core.ipynb #94a9ed4f
 def pkg_dir() -> Path:
@@ -281,6 +281,15 @@ def find_runs(dataset: str) -> list[Path]:
     "The finished runs (`is_complete`) under `reports/runs/<dataset>/`, sorted by folder name"
     root = reports_dir('runs', dataset)
     return sorted(d for d in root.iterdir() if d.is_dir() and is_complete(d)) if root.is_dir() else []
+
+def run_lock_path(rdir) -> Path:
+    "The lock file of run directory `rdir`: beside it, hidden (`.<run_id>.lock`), so the directory itself holds only the run"
+    rdir = Path(rdir); return rdir.parent/f'.{rdir.name}.lock'
+
+def run_lock(rdir, wait=True, say=print):
+    "Hold the lock of run directory `rdir` (`file_lock`): `wait` True waits for the process training it, False does not (`LockBusy` names that process: host, pid, since when), a number waits that many seconds"
+    timeout = None if wait is True or wait is None else 0 if wait is False else float(wait)
+    return file_lock(run_lock_path(rdir), timeout=timeout, what=f'run {Path(rdir).parent.name}/{Path(rdir).name}', say=say)
 
 # %% ../nbs/lib/00_core.ipynb #0e946b75
 def settings_key(settings: dict, n: int = 10) -> str:

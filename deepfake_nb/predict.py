@@ -14,80 +14,15 @@ from . import data as _data
 from .data import VIDEO_EXTS
 from . import preprocess as _pp
 from .preprocess import preprocess_video, read_frames
-from .models import get_backbone, build_backbone, feature_cache_path, saved_init_key, backbone_for_key, feature_model, is_maps, vit_units, vit_layer, _keras_hub
+from .backbones import get_backbone, build_backbone, saved_init_key, backbone_for_key, vit_units, vit_layer, _keras_hub
+from .features import feature_cache_path, feature_model, is_maps
+from .data import list_videos, known_labels
 
 # %% auto #0
-__all__ = ['LIST_EXTS', 'LABEL_FOLDERS', 'list_videos', 'known_labels', 'find_run', 'demo_run', 'preprocess_kwargs',
-           'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled', 'Predictor', 'load_predictor',
-           'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer', 'gradcam_maps', 'attention_maps',
-           'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'ReadAhead', 'Predictions', 'predict_video',
-           'predict_videos', 'demo_inputs']
-
-# %% ../nbs/lib/10_predict.ipynb #d5fee67f
-LIST_EXTS = ('.txt', '.lst', '.list', '.csv')
-
-def _read_list(p: Path) -> list[Path]:
-    "Paths in a list file, relative ones taken from the list's folder"
-    if p.suffix.lower() == '.csv':
-        df = pd.read_csv(p, dtype=str, keep_default_na=False)
-        if 'path' not in df: raise DeepfakeNBError(f"{p}: a CSV list of videos needs a 'path' column (it has {list(df.columns)[:8]})")
-        items = df.path.tolist()
-    else: items = [l.strip() for l in p.read_text().splitlines()]
-    items = [s for s in items if s and not s.startswith('#')]
-    return [q if q.is_absolute() else p.parent/q for q in map(lambda s: Path(s).expanduser(), items)]
-
-def list_videos(inputs, exts=VIDEO_EXTS) -> list[Path]:
-    "The videos named by `inputs`: a video, a folder (recursive, files ending in `exts`), a list file (.txt lines or a .csv `path` column), or a list of these"
-    items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    out = []
-    for item in items:
-        if not str(item).strip(): continue
-        p = Path(str(item).strip()).expanduser()
-        if p.is_dir():
-            found = sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in exts)
-            if not found: raise DeepfakeNBError(f"folder {p} holds no videos ({', '.join(exts)}); point inputs at a video, a folder of videos or a list file")
-            out += found
-        elif p.is_file() and p.suffix.lower() in LIST_EXTS: out += _read_list(p)
-        else: out.append(p)
-    if not out: raise DeepfakeNBError(f"inputs {inputs!r} name no video; pass a video file, a folder of videos or a list file")
-    return list(dict.fromkeys(out))
-
-# %% ../nbs/lib/10_predict.ipynb #d852d326
-LABEL_FOLDERS = {'real': 0, 'fake': 1}
-
-def _label_value(v):
-    "0 or 1 from a label written as 0/1 or real/fake; `None` otherwise"
-    return {'0': 0, '1': 1, 'real': 0, 'fake': 1}.get(str(v).strip().lower())
-
-def _path_key(p) -> str:
-    p = Path(str(p).strip()).expanduser()
-    try: return str(p.resolve())
-    except OSError: return str(p.absolute())
-
-def known_labels(paths, inputs=None, manifest=None) -> pd.DataFrame:
-    "The true label (0 real, 1 fake) of each of `paths` where it is known, and where from: a `label` column of a CSV list in `inputs`, the `manifest`, or a parent folder named real/ or fake/; `<NA>` and '' where unknown"
-    found = {}
-    def add(path, value, source):
-        v = _label_value(value)
-        if v is not None: found.setdefault(_path_key(path), (v, source))
-    items = [] if inputs is None else [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    for item in items:
-        p = Path(str(item).strip()).expanduser()
-        if p.is_file() and p.suffix.lower() == '.csv':
-            df = pd.read_csv(p, dtype=str, keep_default_na=False)
-            if {'path', 'label'} <= set(df.columns):
-                for q, lab in zip(df.path, df.label): add(q if Path(q).expanduser().is_absolute() else p.parent/q, lab, f'list {p.name}')
-    if manifest and Path(manifest).is_file():
-        man = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-        if {'path', 'label'} <= set(man.columns):
-            for q, lab in zip(man.path, man.label): add(q, lab, f'manifest {Path(manifest).name}')
-    rows = []
-    for p in paths:
-        lab, source = found.get(_path_key(p), (None, ''))
-        folder = Path(p).parent.name.lower()
-        if lab is None and folder in LABEL_FOLDERS: lab, source = LABEL_FOLDERS[folder], 'folder'
-        rows.append(dict(label=lab, label_source=source))
-    return pd.DataFrame(rows, columns=['label', 'label_source']).astype({'label': 'Int64'})
+__all__ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled',
+           'Predictor', 'load_predictor', 'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer',
+           'gradcam_maps', 'attention_maps', 'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'ReadAhead',
+           'Predictions', 'predict_video', 'predict_videos', 'demo_inputs']
 
 # %% ../nbs/lib/10_predict.ipynb #c8fd7178
 def find_run(run_dir='', dataset='demo') -> Path:

@@ -97,7 +97,7 @@ SETTINGS = [
     _S('class_weight', 'dict|str', 'balanced', "'balanced', None, or a dict of both classes such as {0: 1.15, 1: 1.05}", 'train run', none_ok=True),
     _S('seed', 'int', 0, "seed of the run: initial weights, shuffling, augmentation", 'train studies'),
     _S('preset', 'str', 'auto', "fills the settings left at their defaults: 'auto' (real on any dataset but the generated demo, none on the demo), "
-       "a name from deepfake_nb.train.PRESETS (real: the setting measured best on real deepfakes; seed-*: the original notebooks), or none", 'train run', none_ok=True),
+       "a name from deepfake_nb.presets.PRESETS (real: the setting measured best on real deepfakes; seed-*: the original notebooks), or none", 'train run', none_ok=True),
     _S('mode', 'str', 'frozen', "'frozen' (head on cached features) or 'finetune' (end to end)", 'train run', ('frozen', 'finetune')),
     _S('augment', 'dict|str', None, "face augmentation, e.g. 'flip,rotate,zoom' or a dict of strengths", 'train run', none_ok=True),
     _S('aug_passes', 'int', 2, "frozen mode: augmented feature passes over the training videos (with fakes sbi: that many more self-blended draws instead)", 'train run'),

@@ -12,15 +12,16 @@ from .data import load_manifest, build_manifest, cv_split
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces, FRAMINGS
 from .models import *
 from .features import _save_features
+from .presets import *
+from .multiworker import *
 from .metrics import classification_metrics, youden_threshold
 
 # %% auto #0
-__all__ = ['LR_SCHEDULES', 'PRESETS', 'REAL_PRESET', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight',
-           'class_weight_for', 'nonfinite_message', 'nonfinite_stop', 'check_scores', 'array_dataset', 'epoch_batches',
-           'resumable_fit', 'fit_head', 'part_weights', 'fit_linear', 'auto_preset', 'get_preset', 'presets_table',
-           'run_params', 'run_id', 'run_dir_for', 'load_sbi_pair', 'video_dataset', 'fit_finetune', 'sbi_cache_path',
-           'sbi_features', 'sbi_pairs', 'multiworker_strategy', 'worker_lost_message', 'manifest_for', 'rerun_command',
-           'train_seeds', 'train_demo_runs', 'run_lock_path', 'run_lock', 'train_run']
+__all__ = ['LR_SCHEDULES', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for',
+           'nonfinite_message', 'nonfinite_stop', 'check_scores', 'array_dataset', 'epoch_batches', 'resumable_fit',
+           'fit_head', 'part_weights', 'fit_linear', 'run_params', 'run_id', 'run_dir_for', 'load_sbi_pair',
+           'video_dataset', 'fit_finetune', 'sbi_cache_path', 'sbi_features', 'sbi_pairs', 'manifest_for',
+           'rerun_command', 'train_seeds', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -235,65 +236,6 @@ def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, 
     hist.attrs['resumed_at'] = None
     return model, hist
 
-# %% ../nbs/lib/06_train.ipynb #d74ef349
-PRESETS = {
-    'seed-mobilenetv2-lstm': dict(
-        settings=dict(backbone='mobilenetv2', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3, patience=2),
-        doc="The MobileNetV2+LSTM notebook: 12 frames of 160x160, LSTM 64, Adam 1e-4, dropout 0.3, patience 2. Corrected: uniform frame "
-            "sampling, MobileNetV2's [-1, 1] preprocessing, val-based early stopping and threshold, frozen cached features."),
-    'seed-resnet50-lstm': dict(
-        settings=dict(backbone='resnet50', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3, patience=2),
-        doc="The ResNet50+LSTM notebook, same settings. Corrected besides: ResNet50 gets its caffe preprocessing (BGR, ImageNet means "
-            "subtracted) instead of x/255, which had made it look worse than MobileNetV2."),
-    'seed-resnet50-lstm-tuned': dict(
-        settings=dict(backbone='resnet50', head='lstm', frames=12, size=160, units=64, lr=5e-6, dropout=0.6, patience=10,
-                      augment='flip,rotate,zoom', class_weight={'0': 1.15, '1': 1.05}),
-        doc="The tuned ResNet50 notebook: Adam 5e-6, dropout 0.6, flip/rotate/zoom augmentation, class weights 1.15/1.05, patience 10. "
-            "Corrected besides: its settings were chosen while watching the test split; here they are fixed in advance and only val "
-            "is watched, so its test AUC is an honest estimate; augmentation is one draw per video (no flicker) and only on training videos."),
-    'seed-resnext50-lstm': dict(
-        settings=dict(backbone='resnext50', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3, patience=2),
-        doc="The ResNeXt-50 (32x4d)+LSTM notebook, with ResNeXt-50 written here in Keras (grouped convolutions). keras.applications has "
-            "no ImageNet weights for it: pass weights='/path/to/resnext50.weights.h5', otherwise 'auto' starts from random initialisation reading "
-            "high-pass residuals (weights='random-highpass'; or mode='finetune'). Corrected as the others, with ImageNet mean/std preprocessing."),
-    'seed-image-mobilenetv2': dict(
-        settings=dict(backbone='mobilenetv2', frames=1, size=224, lr=1e-4, epochs=10, batch_size=32),
-        doc="The single-image MobileNetV2 study: one face per video (frames=1) at 224x224, Adam 1e-4, 10 epochs, batch 32. Corrected: "
-            "images of one identity never span train and test, MobileNetV2's own preprocessing, the threshold comes from val. "
-            "For frame-level scoring of many frames per video use head='image' with frames > 1."),
-    'seed-image-resnet18': dict(
-        settings=dict(backbone='resnet18', frames=1, size=224, lr=1e-4, epochs=10, batch_size=32),
-        doc="The single-image ResNet-18 study, same settings, with ResNet-18 written here in Keras (ImageNet mean/std preprocessing; "
-            "no ImageNet weights in keras.applications: pass a weights file or train with mode='finetune')."),
-}
-
-for _p in PRESETS.values(): _p['settings'].setdefault('detector', 'haar')   # the original notebooks cut their faces with OpenCV's Haar cascade
-
-REAL_PRESET = 'real'
-PRESETS[REAL_PRESET] = dict(
-    settings=dict(frames=16, size=256, margin=1.4, framing='landmarks', feature_layers='mid', pool='face', head='linear'),
-    doc="The default on real videos (preset 'auto' on any dataset but the generated demo): 16 faces of 256 px framed on the facial landmarks "
-        "(x 1.4, forehead included), the frozen backbone's 'mid' layers pooled (mean and sd) over the inner face, and the linear head (a logistic "
-        "regression per frame, the video's score the mean logit). Chosen with bench/bench_real.py on the FaceForensics++ c23 development set "
-        "(identity-grouped 5-fold CV; the README's 'On real deepfakes' table); about a minute per 100 videos for faces and features on 2 CPU cores, "
-        "seconds to train.")
-
-def auto_preset(dataset) -> str | None:
-    "The preset `preset='auto'` means for `dataset`: none for the generated demo (a manifest built from the demo generator), else `REAL_PRESET`"
-    if dataset == 'demo': return None
-    rec = data_dir('manifests', f'{dataset}.json')
-    try: kind = load_json(rec).get('dataset') if rec.exists() else None
-    except ValueError: kind = None
-    return None if kind == 'demo' else REAL_PRESET
-
-def get_preset(name) -> dict:
-    "The preset `name`, or an error listing the valid names"
-    if name not in PRESETS: raise DeepfakeNBError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    return PRESETS[name]
-
-def presets_table() -> pd.DataFrame:
-    return pd.DataFrame([dict(preset=k, **{s: json.dumps(v) if isinstance(v, dict) else v for s, v in p['settings'].items()}) for k, p in PRESETS.items()]).set_index('preset').astype(object).fillna('')
-
 # %% ../nbs/lib/06_train.ipynb #812cf3fc
 from .settings import defaults
 MODES = ('frozen', 'finetune')
@@ -483,98 +425,6 @@ def sbi_pairs(video_ids, copies, **sbi_kw):
     y = np.concatenate([np.r_[np.zeros(len(t), int), np.ones(len(b), int)] for t, b, _ in got])
     return X, y, [i for *_, i in got]
 
-# %% ../nbs/lib/06_train.ipynb #mw210002
-import os, contextlib
-# the cluster (TF_CONFIG) is read by core.tf_config alone: cluster_size, is_chief, multiworker and worker_name come from there
-def _keras_multiworker_fixes():
-    """Mend, once, two defects of Keras 3's TensorFlow trainer under `MultiWorkerMirroredStrategy` (keras-team/keras#20585): it builds a model
-    from `strategy.reduce` of a whole batch structure, which that strategy refuses (here: from the dataset's element spec), and it averages each step's logs with `axis=0`, which fails on scalars"""
-    from keras.src import tree
-    from keras.src.backend.tensorflow import trainer as T
-    if getattr(T, '_deepfake_nb_multiworker', False): return
-    reduce, build = T.reduce_per_replica, T.TensorFlowTrainer._maybe_symbolic_build
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ('auto', 'mean') and T._collective_all_reduce_multi_worker(strategy):   # the mean over every replica, element by element
-            return tree.map_structure(lambda v: strategy.reduce('MEAN', v, axis=None) if T._is_per_replica_instance(v) else v, values)
-        return reduce(values, strategy, reduction)
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        if self._distribute_strategy is None or not T._collective_all_reduce_multi_worker(self._distribute_strategy):
-            return build(self, iterator, data_batch)
-        if iterator is not None: data_batch = iterator.data_adapter.get_tf_dataset().element_spec   # shapes only: drawing a batch would advance a reshuffling dataset
-        with self.distribute_strategy.scope(): self._symbolic_build(data_batch=data_batch)
-    T.reduce_per_replica, T.TensorFlowTrainer._maybe_symbolic_build, T._deepfake_nb_multiworker = reduce_per_replica, _maybe_symbolic_build, True
-
-def _coordinate(timeout):
-    "Have TensorFlow's coordination service wait `timeout` s for every worker to join, and declare a worker lost after `timeout` s without its heartbeat"
-    from tensorflow.python.eager import context
-    from tensorflow.python.distribute import multi_worker_util
-    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2 as cc
-    import tensorflow as tf
-    ctx = context.context()
-    if ctx.coordination_service is not None: return
-    spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
-    ms = int(timeout * 1000)
-    ctx.configure_coordination_service('standalone', multi_worker_util.coordination_leader(spec), cluster_register_timeout_in_ms=ms, heartbeat_timeout_in_ms=ms,
-                                       coordinated_jobs=[cc.CoordinatedJob(name=j, num_tasks=spec.num_tasks(j)) for j in ('chief', 'worker') if j in spec.jobs])
-    ctx._coordination_service_config.cluster_register_with_barrier = True   # the start waits for everyone, `timeout` at most
-
-_MULTIWORKER = {}
-def multiworker_strategy(worker_timeout=120):
-    "This process's `MultiWorkerMirroredStrategy` (one per process), made before any other TensorFlow op; workers wait `worker_timeout` s for one another (see above)"
-    import tensorflow as tf
-    def make():                        # unless compute.make_strategy made it already
-        if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout < 10:
-            raise DeepfakeNBError(f"worker_timeout={worker_timeout!r} must be a number of seconds, at least 10 (TensorFlow's heartbeats are seconds apart)")
-        if cluster_size() > 1:
-            try: _coordinate(worker_timeout)
-            except Exception as e: print(f"note: TensorFlow's coordination service could not be configured ({type(e).__name__}: {e}); its own timeouts apply")
-        try: return tf.distribute.MultiWorkerMirroredStrategy()
-        except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
-            c = tf_config()['cluster']
-            raise DeepfakeNBError(f"{worker_name()}: not every worker of the TF_CONFIG cluster ({', '.join(c.get('chief', []) + c.get('worker', []))}) joined within "
-                                  f"worker_timeout={worker_timeout} s. Start the same `deepfake-nb train` command on every worker, each with its own task index, "
-                                  f"check that these addresses are reachable from every node, or give a longer --worker-timeout "
-                                  f"(TensorFlow: {str(e).strip().splitlines()[0][:200]})") from None
-    if 'strategy' not in _MULTIWORKER:
-        s = process_strategy('MultiWorkerMirroredStrategy', make)
-        _keras_multiworker_fixes()
-        _MULTIWORKER['strategy'] = s
-    return _MULTIWORKER['strategy']
-
-def worker_lost_message(error, worker_timeout=120) -> str:
-    "The message of a multi-worker run whose collectives failed with TensorFlow `error` (a worker gone): which worker, why, and how to go on"
-    import re
-    text, t = str(error), tf_config()['task']
-    me = f"/job:{t.get('type')}/replica:0/task:{t.get('index')}"
-    tasks = [x for x in dict.fromkeys(re.findall(r'/job:\w+/replica:\d+/task:\d+', text)) if x != me]
-    who = f"{'worker' if len(tasks) == 1 else 'workers'} {', '.join(tasks)}" if tasks else 'another worker'
-    first = re.sub(r'\{\{[^}]*\}\}\s*', '', next((l.strip() for l in text.splitlines() if l.strip()), type(error).__name__))
-    return (f"multi-worker training stopped on {worker_name()}: {who} stopped responding (killed, crashed, out of memory or its node lost; "
-            f"a silent worker is given worker_timeout={worker_timeout} s). Every worker must run to the end. Start every worker again with the same "
-            f"command and --resume: they go on from the chief's last epoch checkpoint (a longer --worker-timeout tolerates slow nodes). TensorFlow: {first[:300]}")
-
-@contextlib.contextmanager
-def _worker_scope(rdir, resume=False, mw=False, worker_timeout=120):
-    "Yields the epoch-checkpoint folder: the chief's in its run directory (made ready), another worker's in a scratch folder of its own, removed at the end; a lost worker becomes `DeepfakeNBError`"
-    import tensorflow as tf, shutil, tempfile
-    scratch = None
-    if is_chief():
-        rdir.mkdir(parents=True, exist_ok=True)
-        (rdir/'complete.json').unlink(missing_ok=True)    # from here on the directory is a run in progress (with checkpoint/)
-        ckpt = rdir/'checkpoint'
-        if not resume: shutil.rmtree(ckpt, ignore_errors=True)
-    else:                                                 # nothing under reports/: the chief's checkpoint is read (to resume), never written
-        scratch = Path(tempfile.mkdtemp(prefix=f"deepfake_nb-{worker_name().replace(' ', '')}-"))
-        ckpt = scratch/'checkpoint'
-        if resume and (rdir/'checkpoint').is_dir(): shutil.copytree(rdir/'checkpoint', ckpt)
-    try: yield ckpt
-    except tf.errors.OpError as e:
-        if mw and (isinstance(e, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError, tf.errors.CancelledError))
-                   or 'ollective' in str(e)): raise DeepfakeNBError(worker_lost_message(e, worker_timeout)) from None
-        raise
-    finally:
-        if scratch is not None: shutil.rmtree(scratch, ignore_errors=True)
-
 # %% ../nbs/lib/06_train.ipynb #d99c6732
 def manifest_for(dataset) -> Path:
     "The manifest of `dataset` (the demo's is built when missing)"
@@ -653,7 +503,7 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_roo
     t_aug = time.time()
     if params['deterministic']: tf.config.experimental.enable_op_determinism()
     resumed = {}
-    with _worker_scope(rdir, resume, mw, worker_timeout) as ckpt, compute_setup(params['mixed_precision'], 'multiworker' if mw else params['distribute']) as cs:
+    with worker_scope(rdir, resume, mw, worker_timeout) as ckpt, compute_setup(params['mixed_precision'], 'multiworker' if mw else params['distribute']) as cs:
         hp = dict(head=params['head'], units=params['units'], dropout=params['dropout'], epochs=params['epochs'], batch_size=params['batch_size'],
                   patience=params['patience'], class_weight=params['class_weight'], seed=params['seed'], verbose=verbose,
                   lr_schedule=params['lr_schedule'], strategy=cs['strategy'])
@@ -734,20 +584,7 @@ def train_seeds(seeds=(0,), force=False, verbose=0, resume=False, worker_timeout
     "One run per seed in `seeds` (same settings otherwise)"
     return [train_run(force=force, verbose=verbose, resume=resume, worker_timeout=worker_timeout, run_root=run_root, **dict(kw, seed=int(s))) for s in seeds]
 
-def train_demo_runs(backbones=('mobilenetv2', 'resnet50'), **kw) -> list[Path]:
-    "The demo's runs, one per backbone (reused when complete)"
-    return [train_run(dataset='demo', backbone=b, **kw) for b in backbones]
-
 # %% ../nbs/lib/06_train.ipynb #h21lock02
-def run_lock_path(rdir) -> Path:
-    "The lock file of run directory `rdir`: beside it, hidden (`.<run_id>.lock`), so the directory itself holds only the run"
-    rdir = Path(rdir); return rdir.parent/f'.{rdir.name}.lock'
-
-def run_lock(rdir, wait=True, say=print):
-    "Hold the lock of run directory `rdir` (`core.file_lock`): `wait` True waits for the process training it, False does not (`LockBusy` names that process: host, pid, since when), a number waits that many seconds"
-    timeout = None if wait is True or wait is None else 0 if wait is False else float(wait)
-    return file_lock(run_lock_path(rdir), timeout=timeout, what=f'run {Path(rdir).parent.name}/{Path(rdir).name}', say=say)
-
 def train_run(force=False, verbose=0, resume=False, wait=True, worker_timeout=120, run_root=None, **kw) -> Path:
     "Train one run (see `run_params` for the settings) and write its run directory (`run_dir_for`, under `run_root` when given); reuse it when complete; `resume`: go on from the last epoch checkpoint; `wait`: see `run_lock`"
     params = run_params(**kw)
