@@ -4,7 +4,7 @@
 
 # %% ../nbs/lib/04a_backbones.ipynb #ee455adc
 from __future__ import annotations
-import os, re, json, math, time, socket, contextlib
+import functools, os, re, sys, subprocess, json, math, time, socket, contextlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -15,8 +15,8 @@ except ImportError: keras = None
 # %% auto #0
 __all__ = ['BACKBONES', 'VIT_PRESET', 'VIT_B16', 'VIT_INSTALL', 'Backbone', 'get_backbone', 'resnet18', 'resnext50', 'meso4',
            'load_legacy_h5', 'meso4_classifier', 'load_images', 'saved_init_key', 'backbone_for_key', 'build_backbone',
-           'bn_input_mean_agreement', 'vit_layer', 'vit_units', 'resize_positions', 'copy_vit_weights',
-           'check_vit_preprocessing', 'vit_b16']
+           'resolve_weights', 'bn_input_mean_agreement', 'vit_layer', 'vit_units', 'resize_positions',
+           'copy_vit_weights', 'check_vit_preprocessing', 'vit_b16']
 
 # %% ../nbs/lib/04a_backbones.ipynb #a3ad61be
 def _keras():
@@ -262,6 +262,29 @@ def build_backbone(name: str, weights='auto', size=160, init_seed=0):
                                   f"read layer by layer: {str(e2)[:200]}") from None
     return m, f'file {p.name} (sha256 {file_hash(p, 12)})', f'file-{file_hash(p, 10)}'
 
+
+# %% ../nbs/lib/04a_backbones.ipynb #61083ec5
+@functools.cache
+def _imagenet_loads(name: str, size: int) -> bool:
+    bb = get_backbone(name)
+    if not bb.has_imagenet:
+        return False
+    if cluster_size() > 1:      # a multi-worker process makes its strategy before any TensorFlow op: a child process tries
+        code = f"from deepfake_nb.backbones import _imagenet_loads; print(_imagenet_loads({name!r}, {int(size)}))"
+        r = subprocess.run([sys.executable, '-c', code], env=dict(os.environ, TF_CONFIG=''), capture_output=True, text=True)
+        return r.stdout.strip().endswith('True')
+    try:
+        with _socket_timeout(30):
+            bb.build('imagenet', size)
+        return True
+    except Exception:
+        return False
+
+def resolve_weights(name: str, weights, size: int):
+    "What `weights` loads for backbone `name`: `'auto'` becomes `'imagenet'` where its ImageNet weights load, else `'random-highpass'`"
+    if weights != 'auto':
+        return weights
+    return 'imagenet' if _imagenet_loads(name, int(size)) else 'random-highpass'
 
 # %% ../nbs/lib/04a_backbones.ipynb #f663d29d
 def bn_input_mean_agreement(model, x) -> float:

@@ -285,7 +285,6 @@ def _candidate_keys(weights, init_seed=0):
     if _is_random(weights): return [f'random-s{init_seed}']
     if _is_highpass(weights): return [f'highpass-s{init_seed}']
     if weights == 'imagenet': return ['imagenet']
-    if weights == 'auto': return ['imagenet', f'highpass-s{init_seed}']
     return [f'file-{file_hash(weights, 10)}'] if Path(weights).exists() else []
 
 FEATURE_VERSION = 2
@@ -384,6 +383,7 @@ def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weight
     videos; None: `video_ids`); `feature_layers` and `pool` as `feature_model` (the inner face of `pool='face'`: `cache_face_region`), each
     combination its own cache; returns (features float32, info)"""
     check_feature_layers(feature_layers); check_pool(pool, feature_layers)
+    weights = resolve_weights(backbone, weights, size)      # 'auto': what loads here, so its cache is that one's
     scale_ids = list(video_ids if scale_ids is None else scale_ids)
     face_dir = face_cache_dir(dataset, prep_key)
     aug = augment_settings(augment) if aug_pass else None
@@ -501,6 +501,7 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', 
     less the videos in `skip`: those that could not be preprocessed) into a shard file; the process that finds every shard there merges them
     into the clean cache `cached_features` reads, identical to an unsharded extraction (of `feature_layers` features). Returns dict(shard, merged: the cache path or None, videos, seconds)"""
     check_feature_layers(feature_layers); check_pool(pool, feature_layers)
+    weights = resolve_weights(backbone, weights, size)
     if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 to num_shards-1")
     shard, num_shards = int(shard), int(num_shards)
     ids, skip = list(video_ids), set(skip)

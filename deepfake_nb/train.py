@@ -11,17 +11,17 @@ from .core import *
 from .data import load_manifest, build_manifest, cv_split
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces, FRAMINGS
 from .models import *
-from .features import _save_features
+from .examples import *
 from .presets import *
 from .multiworker import *
+from fastcore.basics import AttrDict
 from .metrics import classification_metrics, youden_threshold
 
 # %% auto #0
 __all__ = ['LR_SCHEDULES', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for',
            'nonfinite_message', 'nonfinite_stop', 'check_scores', 'array_dataset', 'epoch_batches', 'resumable_fit',
-           'fit_head', 'part_weights', 'fit_linear', 'run_params', 'run_id', 'run_dir_for', 'load_sbi_pair',
-           'video_dataset', 'fit_finetune', 'sbi_cache_path', 'sbi_features', 'sbi_pairs', 'manifest_for',
-           'rerun_command', 'train_seeds', 'train_run']
+           'fit_head', 'part_weights', 'fit_linear', 'run_params', 'run_id', 'run_dir_for', 'fit_finetune',
+           'manifest_for', 'rerun_command', 'train_seeds', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
@@ -237,7 +237,7 @@ def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, 
     return model, hist
 
 # %% ../nbs/lib/06_train.ipynb #812cf3fc
-from .settings import defaults
+from .settings import defaults, setting, check_value, RUN_SETTINGS
 MODES = ('frozen', 'finetune')
 FAKES = ('real', 'sbi', 'both')   # training fakes: the dataset's, self-blended copies of its real training videos, or both
 _T = defaults('train')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
@@ -259,12 +259,13 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
             if p[k] == defaults[k]: p[k] = v
     bb = get_backbone(p['backbone'])
     check_head(p['head'])
-    if p['mode'] not in MODES: raise DeepfakeNBError(f"unknown mode {p['mode']!r}; valid modes: {', '.join(MODES)}")
-    if p['lr_schedule'] not in LR_SCHEDULES: raise DeepfakeNBError(f"unknown lr_schedule {p['lr_schedule']!r}; valid: {', '.join(LR_SCHEDULES)}")
-    if p['finetune_from'] not in ('frozen', 'scratch'): raise DeepfakeNBError(f"finetune_from={p['finetune_from']!r}: use 'frozen' or 'scratch'")
-    if p['fakes'] not in FAKES: raise DeepfakeNBError(f"fakes={p['fakes']!r}: use 'real' (the dataset's fakes), 'sbi' (self-blended images only) or 'both'")
+    if p['distribute'] is None:
+        p['distribute'] = 'none'
+    for name in RUN_SETTINGS:       # each setting's kind and choices: the schema's (deepfake_nb.settings)
+        v = str(p[name]) if isinstance(p[name], Path) else p[name]
+        v = int(v) if isinstance(v, np.integer) else float(v) if isinstance(v, np.floating) else v
+        p[name] = check_value(setting('train', name), v, 'run_params')
     check_feature_layers(p['feature_layers']); check_pool(p['pool'], p['feature_layers'])
-    if p['framing'] not in FRAMINGS: raise DeepfakeNBError(f"framing={p['framing']!r}: use one of {', '.join(FRAMINGS)}")
     if p['frames'] == 1 and p['head'] in MAP_HEADS: p['head'] = 'image'      # single-image mode: no temporal head
     if p['head'] in MAP_HEADS and p['feature_layers'] == 'final': p['feature_layers'] = 'maps'   # a map head reads the backbone's last feature map
     if (p['head'] in MAP_HEADS) != is_maps(p['feature_layers']):
@@ -273,14 +274,10 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
     if p['feature_layers'] == 'blocks' and p['mode'] == 'finetune':
         raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains through the backbone's last layer): use mode='frozen', "
                               f"or feature_layers 'final' or 'mid'")
-    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'finetune_layers', 'sbi_per_video', 'cv_folds', 'cv_fold', 'split_seed'):
-        v = p[name]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or (v < 0 and name != 'finetune_layers'):
-            raise DeepfakeNBError(f"parameter {name}={v!r} must be a non-negative integer (e.g. papermill -p {name} 10)")
-        p[name] = int(v)
-    for name in ('margin', 'lr', 'dropout', 'finetune_lr', 'norm_floor', 'linear_c'):
-        if isinstance(p[name], bool) or not isinstance(p[name], (int, float)): raise DeepfakeNBError(f"parameter {name}={p[name]!r} must be a number")
-        p[name] = float(p[name])
+    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'sbi_per_video', 'cv_folds',
+                 'cv_fold', 'split_seed'):
+        if p[name] < 0:
+            raise DeepfakeNBError(f"parameter {name}={p[name]!r} must be a non-negative integer (e.g. papermill -p {name} 10)")
     if p['cv_folds'] == 1 or (p['cv_folds'] and p['cv_fold'] >= p['cv_folds']) or (not p['cv_folds'] and p['cv_fold']):
         raise DeepfakeNBError(f"cv_folds={p['cv_folds']}, cv_fold={p['cv_fold']}: cv_folds is 0 (the manifest's own split) or at least 2, and cv_fold 0 to cv_folds-1")
     if p['linear_c'] <= 0: raise DeepfakeNBError(f"linear_c={p['linear_c']} must be > 0 (smaller: a stronger L2 penalty on the linear head)")
@@ -294,8 +291,7 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
     p['deterministic'], p['align'] = bool(p['deterministic']), bool(p['align'])
     if p['fakes'] != 'real' and p['sbi_per_video'] < 1: raise DeepfakeNBError(f"sbi_per_video={p['sbi_per_video']} with fakes={p['fakes']!r}: at least 1 self-blended copy per real training video")
     p['mixed_precision'] = 'auto' if p['mixed_precision'] == 'auto' else precision_policy(p['mixed_precision'])
-    if p['distribute'] is None: p['distribute'] = 'none'
-    if p['distribute'] not in ('auto', 'none', 'mirrored', 'multiworker'): raise DeepfakeNBError(f"distribute={p['distribute']!r}: use 'auto', 'none', 'mirrored' or 'multiworker'")
+    p['weights'] = resolve_weights(p['backbone'], p['weights'], p['size'])   # 'auto': what loads here, so the run id follows it
     return p
 
 def run_id(params: dict) -> str:
@@ -309,56 +305,6 @@ def run_dir_for(params: dict, run_root=None) -> Path:
     return reports_dir('runs', params['dataset'], *([cv] if cv else []), run_id(params))
 
 # %% ../nbs/lib/06_train.ipynb #b16a5237
-def _video_seed(video_id) -> int: return int(settings_key(str(video_id), 8), 16)   # one number per video, independent of order
-
-def load_sbi_pair(face_file, video_seed, draw=0) -> np.ndarray:
-    "One SBI training pair `(2, T, S, S, 3)` uint8 of the cached real video `face_file`: its target (the real image, label 0) and its self-blended fake (label 1), one draw per (video, `draw`)"
-    from deepfake_nb.sbi import self_blend_video
-    with np.load(face_file) as z:
-        if 'landmarks' not in z.files:
-            raise DeepfakeNBError(f"{face_file} has no facial landmarks, which self-blended fakes need; re-run preprocessing with this version of deepfake_nb (it caches them)")
-        faces, lms = z['faces'], z['landmarks']
-    blends, _, targets = self_blend_video(faces, lms, seed=[int(video_seed), int(draw)], return_target=True)
-    return np.stack([targets, blends])       # as SBI trains: when the altered copy is the target, the real example is that altered target
-
-def video_dataset(face_dir, video_ids, labels=None, batch_size=2, augment=None, shuffle=False, seed=0, sbi_ids=(), sbi_redraw=True):
-    "`tf.data` over cached faces: load (parallel), augment (training), batch, prefetch; items `(T, S, S, 3)` float32 0..255. `sbi_ids`: real videos that each add an SBI pair (target labelled 0, then its self-blend labelled 1), blended anew every epoch (`sbi_redraw`) or the same each time"
-    import tensorflow as tf
-    video_ids, sbi_ids = list(video_ids), list(sbi_ids)
-    if sbi_ids and labels is None and video_ids: raise DeepfakeNBError("video_dataset: self-blended pairs (sbi_ids) need the labels of video_ids")
-    if not video_ids and labels is not None and len(labels): raise DeepfakeNBError("video_dataset: labels without video_ids")
-    path = lambda v: str(Path(face_dir)/f'{v}.npz')
-    shape = np.load(path((video_ids + sbi_ids)[0]))['faces'].shape
-    aug = augment_settings(augment)
-    def finish(x, r, lab):
-        x = augment_video(x, aug, tf.stack([r, tf.constant(seed, tf.int64)])) if aug else tf.cast(x, tf.float32)
-        return (x, lab) if lab is not None else x
-    def pipeline(items, fn):
-        ds = tf.data.Dataset.zip(items)
-        if shuffle: ds = ds.shuffle(len(items[0]), seed=seed, reshuffle_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))   # one draw per video and epoch
-        return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    parts, weights = [], []
-    if video_ids:
-        def plain(item, r):
-            f, *lab = item
-            x = tf.numpy_function(lambda f: np.load(f.decode())['faces'], [f], tf.uint8); x.set_shape(shape)
-            return finish(x, r, lab[0] if lab else None)
-        items = (tf.data.Dataset.from_tensor_slices([path(v) for v in video_ids]),)
-        if labels is not None: items += (tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.float32)),)
-        parts.append(pipeline(items, plain)); weights.append(len(video_ids))
-    if sbi_ids:
-        def pair(item, r):
-            f, vseed = item
-            x = tf.numpy_function(lambda f, s, r: load_sbi_pair(f.decode(), s, r if sbi_redraw else 0), [f, vseed, r], tf.uint8); x.set_shape((2, *shape))
-            x = tf.stack([finish(x[0], r, None), finish(x[1], r, None)])         # the pair augmented alike
-            return (x, tf.constant([0., 1.])) if labels is not None else x
-        items = (tf.data.Dataset.from_tensor_slices([path(v) for v in sbi_ids]), tf.data.Dataset.from_tensor_slices(np.array([_video_seed(v) for v in sbi_ids], np.int64)))
-        parts.append(pipeline(items, pair).unbatch()); weights.append(2*len(sbi_ids))
-    if len(parts) == 1: ds = parts[0]
-    else: ds = tf.data.Dataset.sample_from_datasets(parts, [w/sum(weights) for w in weights], seed=seed, stop_on_empty_dataset=False)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
 def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, frames, head_model, scale, feature_path=None,
                  trainable_layers=20, lr=1e-5, epochs=10, batch_size=2, patience=5, class_weight='balanced', augment=None, seed=0,
                  verbose=0, lr_schedule='plateau', strategy=None, checkpoint_dir=None, resume=False, sbi_train_ids=(), sbi_val_ids=()):
@@ -380,50 +326,6 @@ def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, fr
     return resumable_fit(build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed+e0, sbi_ids=sbi_train_ids),
                          video_dataset(face_dir, ids_va, yva, gb, sbi_ids=sbi_val_ids, sbi_redraw=False), epochs, None, patience, lr_schedule, class_weight_for(class_weight, y_all),
                          verbose, checkpoint_dir, resume, strategy)
-
-# %% ../nbs/lib/06_train.ipynb #sbi20002
-def sbi_cache_path(clean_path, copy: int) -> Path:
-    "Where the features of self-blended copy `copy` live: beside the clean cache they were made with"
-    from deepfake_nb.sbi import SBI_VERSION
-    clean = Path(clean_path)
-    return clean.with_name(f'{clean.stem}-sbi{SBI_VERSION}-c{copy}.npy')
-
-def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbone='mobilenetv2', weights='auto', size=160, scale=None,
-                 batch_size=64, chunk_videos=64):
-    "Frozen features of SBI pair `copy` of each real video of `video_ids` (cached once), divided by `scale` (the run's; default the storage scale): (targets `(N, T, D)`, labelled real; self-blends `(N, T, D)`, labelled fake; info)"
-    path = sbi_cache_path(clean_info['clean_path'], copy)
-    ids, clean = list(video_ids), Path(clean_info['clean_path'])
-    storage = float(clean_info['storage_scale'])
-    with file_lock(path.parent/f'.{clean.stem}-sbi.lock'):
-        rec = path.with_suffix('.json')
-        info = load_json(rec) if rec.exists() and path.exists() else None
-        if info is not None and info.get('storage_scale') != storage: info = None   # made with another clean cache: start again
-        have = list(info['video_ids']) if info else []
-        todo = list(dict.fromkeys(v for v in ids if v not in set(have)))             # the videos not cached yet: only they are extracted
-        if todo:
-            t0 = time.time()
-            model, *_ = backbone_for_features(backbone, weights, size, 0, clean)     # the backbone (and layers) that made the clean cache
-            face_dir = face_cache_dir(dataset, prep_key)
-            def pairs(part):   # (2n, T, S, S, 3): each video's target, then its self-blend
-                return np.concatenate([load_sbi_pair(Path(face_dir)/f'{v}.npz', _video_seed(v), copy) for v in part])
-            f = np.concatenate([extract_features(pairs(todo[i:i+chunk_videos]), backbone, model, batch_size) for i in range(0, len(todo), chunk_videos)])
-            f = (f.reshape(len(todo), 2, *f.shape[1:]) / storage).astype(np.float16)     # (N, target | self-blend, T, D)
-            if have: f = np.concatenate([np.load(path), f])                              # the cached videos kept as they were, the new ones added
-            _save_features(path, f)
-            from deepfake_nb.sbi import SBI_VERSION
-            info = dict(video_ids=have + todo, clean_cache=clean.stem, storage_scale=storage, sbi_version=SBI_VERSION, copy=int(copy), shape=list(f.shape),
-                        seconds=round((info or {}).get('seconds', 0) + time.time()-t0, 2), cache_key=path.stem)
-            save_json(info, rec)
-    arr = np.load(path, mmap_mode='r'); pos = {v: i for i, v in enumerate(info['video_ids'])}
-    X = np.asarray(arr[[pos[v] for v in ids]], np.float32) * np.float32(storage/(scale or storage))
-    return X[:, 0], X[:, 1], info
-
-def sbi_pairs(video_ids, copies, **sbi_kw):
-    "SBI pairs of the real videos `video_ids`, `copies` of each (`sbi_features` with `sbi_kw`): (features: each copy's targets then its self-blends, labels: 0 then 1, the caches' infos)"
-    got = [sbi_features(video_ids=list(video_ids), copy=c, **sbi_kw) for c in copies]
-    X = np.concatenate([x for t, b, _ in got for x in (t, b)])
-    y = np.concatenate([np.r_[np.zeros(len(t), int), np.ones(len(b), int)] for t, b, _ in got])
-    return X, y, [i for *_, i in got]
 
 # %% ../nbs/lib/06_train.ipynb #d99c6732
 def manifest_for(dataset) -> Path:
@@ -447,137 +349,216 @@ def _check_splits(df, where, fix):
             have = 'no videos' if not labs else f"only {'real' if labs == [0] else 'fake'} videos"
             raise DeepfakeNBError(f"{where}: split '{s}' has {have}; training needs real and fake videos in train, val and test. {fix}")
 
-def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> Path:
-    "The work of `train_run` (below), done while it holds the run directory's lock"
-    import tensorflow as tf, shutil
-    params = run_params(**kw)
-    rdir = run_dir_for(params, run_root)
-    if is_complete(rdir, params) and not force: return rdir
-    mw = multiworker(params['distribute'])
-    if mw: multiworker_strategy(worker_timeout)      # first: before any other TensorFlow op of this process (make_strategy then finds it)
-    t0 = time.time()
+def _run_data(params) -> AttrDict:
+    "Step 1, the videos: the manifest (a cross-validation fold applied), their faces (cached), the usable videos and their splits"
     mpath = manifest_for(params['dataset'])
     df = load_manifest(mpath)
-    if params['cv_folds']: df['split'] = cv_split(df, params['cv_folds'], params['cv_fold'], params['split_seed'])   # fold cv_fold as the test split
-    _check_splits(df, mpath, "Add videos of the missing class, or rebuild the manifest with other val_frac/test_frac (deepfake_nb.data.build_manifest(..., force=True)).")
+    if params['cv_folds']:      # fold cv_fold as the test split
+        df['split'] = cv_split(df, params['cv_folds'], params['cv_fold'], params['split_seed'])
+    _check_splits(df, mpath, "Add videos of the missing class, or rebuild the manifest with other val_frac/test_frac "
+                             "(deepfake_nb.data.build_manifest(..., force=True)).")
     split_hash = settings_key(sorted(zip(df.video_id, df.split)))
-    pset = prep_settings(params['frames'], params['size'], params['detector'], params['margin'], align=params['align'], framing=params['framing'])
-    pkey = settings_key(pset)
-    summ = preprocess_manifest(mpath, **{k: pset[k] for k in ('frames', 'size', 'detector', 'margin', 'align')}, framing=params['framing'], dataset=params['dataset'])
+    pset = prep_settings(params['frames'], params['size'], params['detector'], params['margin'], align=params['align'],
+                         framing=params['framing'])
+    summ = preprocess_manifest(mpath, **{k: pset[k] for k in ('frames', 'size', 'detector', 'margin', 'align')},
+                               framing=params['framing'], dataset=params['dataset'])
     bad = summ[summ.error != '']
     df = usable_videos(df, summ, mpath)
-    _check_splits(df, f"{mpath} after leaving out the {len(bad)} video(s) that could not be preprocessed ({bad.video_id.tolist()[:5]})",
-                  "Replace or remove the unreadable videos listed above and rebuild the manifest.")
+    _check_splits(df, f"{mpath} after leaving out the {len(bad)} video(s) that could not be preprocessed "
+                      f"({bad.video_id.tolist()[:5]})", "Replace or remove the unreadable videos listed above and rebuild the manifest.")
     no_face = summ[summ.no_face_fill == 'centre']
-    if len(no_face): print(f"note: {len(no_face)} video(s) have no detected face in any sampled frame; their centre squares are used: {no_face.video_id.tolist()[:5]}")
-    t_prep = time.time()
+    if len(no_face):
+        print(f"note: {len(no_face)} video(s) have no detected face in any sampled frame; their centre squares are used: "
+              f"{no_face.video_id.tolist()[:5]}")
     y = df.label.to_numpy()
     tr, va, te = [(df.split == s).to_numpy() for s in ('train', 'val', 'test')]
-    train_ids = df.video_id[tr].tolist()                 # the features' scale comes from the training videos only
+    return AttrDict(mpath=mpath, df=df, summ=summ, pset=pset, pkey=settings_key(pset), split_hash=split_hash, y=y,
+                    tr=tr, va=va, te=te, rtr=tr & (y == 0), rva=va & (y == 0))
+
+def _sbi_examples(params, d, f):
+    "SBI pairs (target real, self-blend fake) of the real training (and, for fakes='sbi', validation) videos, added to `f`'s arrays"
     fakes = params['fakes']
-    rtr, rva = tr & (y == 0), va & (y == 0)
-    if fakes == 'sbi': train_ids = df.video_id[rtr].tolist()   # no real fake is trained on, nor sets the features' scale
-    X, finfo = cached_features(params['dataset'], pkey, df.video_id.tolist(), params['backbone'], params['weights'], params['size'], scale_ids=train_ids,
-                               feature_layers=params['feature_layers'], pool=params['pool'])
-    t_feat = time.time()
-    cache_keys = dict(prep_key=pkey, faces=str(face_cache_dir(params['dataset'], pkey)), features=finfo['cache_key'], augmented=[],
-                      scale_from='train real videos' if fakes == 'sbi' else 'train', n_scale_videos=finfo['n_scale_videos'], sbi=[])
-    base = rtr if fakes == 'sbi' else tr
-    Xtr, ytr, Xva, yva = X[base], y[base], X[va], y[va]
-    sbi_val = None
-    if fakes != 'real':                     # SBI pairs of the real training (and, for 'sbi', validation) videos: target real, self-blend fake
-        sb = dict(dataset=params['dataset'], prep_key=pkey, clean_info=finfo, backbone=params['backbone'], weights=params['weights'], size=params['size'], scale=finfo['scale'])
-        extra = params['aug_passes'] if fakes == 'sbi' and params['augment'] else 0   # 'sbi': more self-blended draws instead of augmented real-only passes
-        Xp, yp, sinfos = sbi_pairs(df.video_id[rtr], range(1, params['sbi_per_video'] + extra + 1 if params['mode'] == 'frozen' else 2), **sb)
-        Xtr, ytr = np.concatenate([Xtr, Xp]), np.r_[ytr, yp]; cache_keys['sbi'] += [s['cache_key'] for s in sinfos]
-        if fakes == 'sbi':
-            sbi_val, sbi_val_y, _ = sbi_pairs(df.video_id[rva], [1], **sb)
-            Xva, yva = np.concatenate([X[rva], sbi_val]), np.r_[np.zeros(rva.sum(), int), sbi_val_y]
-    Xnorm = Xtr                             # the head standardises with the training examples (before augmented passes)
-    if params['mode'] == 'frozen' and params['augment'] and params['aug_passes'] and fakes != 'sbi':   # (with 'sbi' they would augment reals only)
+    sb = dict(dataset=params['dataset'], prep_key=d.pkey, clean_info=f.finfo, backbone=params['backbone'],
+              weights=params['weights'], size=params['size'], scale=f.finfo['scale'])
+    extra = params['aug_passes'] if fakes == 'sbi' and params['augment'] else 0   # 'sbi': more draws instead of real-only passes
+    copies = range(1, params['sbi_per_video'] + extra + 1 if params['mode'] == 'frozen' else 2)
+    Xp, yp, sinfos = sbi_pairs(d.df.video_id[d.rtr], copies, **sb)
+    f.Xtr, f.ytr = np.concatenate([f.Xtr, Xp]), np.r_[f.ytr, yp]
+    f.cache_keys['sbi'] += [s['cache_key'] for s in sinfos]
+    if fakes == 'sbi':
+        f.sbi_val, f.sbi_val_y, _ = sbi_pairs(d.df.video_id[d.rva], [1], **sb)
+        f.Xva, f.yva = np.concatenate([f.X[d.rva], f.sbi_val]), np.r_[np.zeros(d.rva.sum(), int), f.sbi_val_y]
+
+def _run_features(params, d) -> AttrDict:
+    "Step 2, the examples: every video's cached features, plus SBI pairs and augmented passes of the training videos"
+    fakes = params['fakes']
+    train_ids = d.df.video_id[d.rtr if fakes == 'sbi' else d.tr].tolist()   # whose features set their scale: no real fake for 'sbi'
+    fkw = dict(feature_layers=params['feature_layers'], pool=params['pool'])
+    X, finfo = cached_features(params['dataset'], d.pkey, d.df.video_id.tolist(), params['backbone'], params['weights'],
+                               params['size'], scale_ids=train_ids, **fkw)
+    cache_keys = dict(prep_key=d.pkey, faces=str(face_cache_dir(params['dataset'], d.pkey)), features=finfo['cache_key'],
+                      augmented=[], scale_from='train real videos' if fakes == 'sbi' else 'train',
+                      n_scale_videos=finfo['n_scale_videos'], sbi=[])
+    base = d.rtr if fakes == 'sbi' else d.tr
+    f = AttrDict(X=X, finfo=finfo, cache_keys=cache_keys, Xtr=X[base], ytr=d.y[base], Xva=X[d.va], yva=d.y[d.va],
+                 sbi_val=None, sbi_val_y=None, seconds=time.time())
+    if fakes != 'real':
+        _sbi_examples(params, d, f)
+    f.Xnorm = f.Xtr                         # the head standardises with the training examples (before augmented passes)
+    if params['mode'] == 'frozen' and params['augment'] and params['aug_passes'] and fakes != 'sbi':   # ('sbi': reals only)
         for k in range(1, params['aug_passes'] + 1):
-            Xa, ainfo = cached_features(params['dataset'], pkey, train_ids, params['backbone'], params['weights'],
-                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids, feature_layers=params['feature_layers'],
-                                        pool=params['pool'])
-            Xtr, ytr = np.concatenate([Xtr, Xa]), np.concatenate([ytr, y[base]]); cache_keys['augmented'].append(ainfo['cache_key'])
-    t_aug = time.time()
-    if params['deterministic']: tf.config.experimental.enable_op_determinism()
+            Xa, ainfo = cached_features(params['dataset'], d.pkey, train_ids, params['backbone'], params['weights'],
+                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids, **fkw)
+            f.Xtr, f.ytr = np.concatenate([f.Xtr, Xa]), np.concatenate([f.ytr, d.y[base]])
+            f.cache_keys['augmented'].append(ainfo['cache_key'])
+    return f
+
+def _fit_stages(params, d, f, hp, cs, ckpt, resume):
+    "Step 3, the fit: the head on frozen features (or an untrained one), then end-to-end fine-tuning; (model, history, resumed)"
     resumed = {}
-    with worker_scope(rdir, resume, mw, worker_timeout) as ckpt, compute_setup(params['mixed_precision'], 'multiworker' if mw else params['distribute']) as cs:
-        hp = dict(head=params['head'], units=params['units'], dropout=params['dropout'], epochs=params['epochs'], batch_size=params['batch_size'],
-                  patience=params['patience'], class_weight=params['class_weight'], seed=params['seed'], verbose=verbose,
-                  lr_schedule=params['lr_schedule'], strategy=cs['strategy'])
-        if params['mode'] == 'frozen' or params['finetune_from'] == 'frozen':
-            model, hist = fit_head(Xtr, ytr, Xva, yva, lr=params['lr'], norm_data=Xnorm, norm_floor=params['norm_floor'], checkpoint_dir=ckpt/'head', resume=resume,
-                                   linear_c=params['linear_c'], parts=finfo.get('block_dims'), **hp)
-            if hist.attrs.get('resumed_at') is not None: resumed['head'] = hist.attrs['resumed_at']
-            hist['stage'] = 'head'
-        else:
-            with cs['strategy'].scope():
-                model = build_head(params['head'], params['frames'], X.shape[2:], params['units'], params['dropout'], norm_data=Xnorm, norm_floor=params['norm_floor'])
-            hist = pd.DataFrame()
-        if params['mode'] == 'finetune':
-            fdir = face_cache_dir(params['dataset'], pkey)
-            ft_tr, ft_va = (rtr, rva) if fakes == 'sbi' else (tr, va)
-            sbi_ids = dict(sbi_train_ids=df.video_id[rtr].tolist() if fakes != 'real' else [], sbi_val_ids=df.video_id[rva].tolist() if fakes == 'sbi' else [])
-            model, hist_ft = fit_finetune(fdir, df.video_id[ft_tr].tolist(), y[ft_tr], df.video_id[ft_va].tolist(), y[ft_va], params['backbone'],
-                                          params['weights'], params['size'], params['frames'], model, finfo['scale'], finfo['path'],
-                                          params['finetune_layers'], params['finetune_lr'], augment=params['augment'],
-                                          checkpoint_dir=ckpt/'finetune', resume=resume, **sbi_ids, **{k: v for k, v in hp.items() if k not in ('head', 'units', 'dropout')})
-            if hist_ft.attrs.get('resumed_at') is not None: resumed['finetune'] = hist_ft.attrs['resumed_at']
-            hist = pd.concat([hist, hist_ft.assign(stage='finetune')], ignore_index=True); hist.index.name = 'epoch'
-            prob = model.predict(video_dataset(fdir, df.video_id.tolist(), None, params['batch_size']*cs['replicas']), verbose=0).ravel().astype(float)
-            if fakes == 'sbi':                # the fixed validation pairs, in order: each video's target, then its self-blend
-                sbi_prob = model.predict(video_dataset(fdir, [], None, params['batch_size']*cs['replicas'], sbi_ids=df.video_id[rva].tolist(), sbi_redraw=False), verbose=0).ravel()
-                sbi_val_y = np.tile([0, 1], int(rva.sum()))
-        else:
-            prob = model.predict(X, verbose=0).ravel().astype(float)
-            if fakes == 'sbi': sbi_prob = model.predict(sbi_val, verbose=0).ravel()
-        prob = check_scores(prob, df.video_id)
-        t_fit = time.time()
-        frame_prob = None
-        if params['head'] == 'image' and params['mode'] == 'frozen' and params['frames'] > 1:
-            import keras
-            frame_prob = keras.Model(model.inputs, model.get_layer('frame_prob').output).predict(X, verbose=0)[..., 0]
-    if not is_chief(): return rdir            # a multi-worker cluster: the chief writes the run directory
-    preds = df[['video_id', 'split', 'label']].assign(prob=prob)
-    if fakes == 'sbi':                      # no real fake chooses the threshold either: the real val videos and their self-blended copies
-        thr = youden_threshold(np.r_[np.zeros(rva.sum(), int), sbi_val_y], np.r_[prob[rva], sbi_prob])
+    if params['mode'] == 'frozen' or params['finetune_from'] == 'frozen':
+        model, hist = fit_head(f.Xtr, f.ytr, f.Xva, f.yva, lr=params['lr'], norm_data=f.Xnorm, norm_floor=params['norm_floor'],
+                               checkpoint_dir=ckpt/'head', resume=resume, linear_c=params['linear_c'],
+                               parts=f.finfo.get('block_dims'), **hp)
+        if hist.attrs.get('resumed_at') is not None:
+            resumed['head'] = hist.attrs['resumed_at']
+        hist['stage'] = 'head'
+    else:
+        with cs['strategy'].scope():
+            model = build_head(params['head'], params['frames'], f.X.shape[2:], params['units'], params['dropout'],
+                               norm_data=f.Xnorm, norm_floor=params['norm_floor'])
+        hist = pd.DataFrame()
+    if params['mode'] == 'finetune':
+        fake_pairs = params['fakes'] == 'sbi'
+        ft_tr, ft_va = (d.rtr, d.rva) if fake_pairs else (d.tr, d.va)
+        ids = d.df.video_id
+        sbi_ids = dict(sbi_train_ids=ids[d.rtr].tolist() if params['fakes'] != 'real' else [],
+                       sbi_val_ids=ids[d.rva].tolist() if fake_pairs else [])
+        model, hist_ft = fit_finetune(face_cache_dir(params['dataset'], d.pkey), ids[ft_tr].tolist(), d.y[ft_tr],
+                                      ids[ft_va].tolist(), d.y[ft_va], params['backbone'], params['weights'],
+                                      params['size'], params['frames'], model, f.finfo['scale'], f.finfo['path'],
+                                      params['finetune_layers'], params['finetune_lr'], augment=params['augment'],
+                                      checkpoint_dir=ckpt/'finetune', resume=resume, **sbi_ids,
+                                      **{k: v for k, v in hp.items() if k not in ('head', 'units', 'dropout')})
+        if hist_ft.attrs.get('resumed_at') is not None:
+            resumed['finetune'] = hist_ft.attrs['resumed_at']
+        hist = pd.concat([hist, hist_ft.assign(stage='finetune')], ignore_index=True)
+        hist.index.name = 'epoch'
+    return model, hist, resumed
+
+def _score_videos(params, d, f, model, replicas) -> AttrDict:
+    "Step 4, the scores: P(fake) of every video, of the validation SBI pairs ('sbi'), and per frame (the image head)"
+    s = AttrDict(sbi_prob=None, frame_prob=None)
+    if params['mode'] == 'finetune':
+        fdir, gb = face_cache_dir(params['dataset'], d.pkey), params['batch_size']*replicas
+        s.prob = model.predict(video_dataset(fdir, d.df.video_id.tolist(), None, gb), verbose=0).ravel().astype(float)
+        if params['fakes'] == 'sbi':        # the fixed validation pairs, in order: each video's target, then its self-blend
+            pairs = video_dataset(fdir, [], None, gb, sbi_ids=d.df.video_id[d.rva].tolist(), sbi_redraw=False)
+            s.sbi_prob = model.predict(pairs, verbose=0).ravel()
+            f.sbi_val_y = np.tile([0, 1], int(d.rva.sum()))
+    else:
+        s.prob = model.predict(f.X, verbose=0).ravel().astype(float)
+        if params['fakes'] == 'sbi':
+            s.sbi_prob = model.predict(f.sbi_val, verbose=0).ravel()
+    s.prob = check_scores(s.prob, d.df.video_id)
+    if params['head'] == 'image' and params['mode'] == 'frozen' and params['frames'] > 1:
+        import keras
+        frame_model = keras.Model(model.inputs, model.get_layer('frame_prob').output)
+        s.frame_prob = frame_model.predict(f.X, verbose=0)[..., 0]
+    return s
+
+def _threshold_metrics(params, d, f, s) -> dict:
+    "The decision threshold (Youden on val; 'sbi': its real videos and their self-blends, no real fake) and the metrics"
+    y, prob, va, te = d.y, s.prob, d.va, d.te
+    if params['fakes'] == 'sbi':
+        thr = youden_threshold(np.r_[np.zeros(d.rva.sum(), int), f.sbi_val_y], np.r_[prob[d.rva], s.sbi_prob])
         rule = 'youden on val (its real videos and their self-blended copies)'
-    else: thr, rule = youden_threshold(y[va], prob[va]), 'youden on val'
-    metrics = dict(threshold=thr, threshold_rule=rule,
-                   test=classification_metrics(y[te], prob[te], 0.5), test_val_threshold=classification_metrics(y[te], prob[te], thr),
-                   val=classification_metrics(y[va], prob[va], 0.5))
-    with atomic_path(rdir/'predictions.csv') as tmp: preds.to_csv(tmp, index=False)
-    if frame_prob is not None:
-        fp = pd.DataFrame(dict(video_id=np.repeat(df.video_id.values, frame_prob.shape[1]), frame=np.tile(np.arange(frame_prob.shape[1]), len(df)),
-                               prob=frame_prob.ravel()))
-        with atomic_path(rdir/'frame_predictions.csv') as tmp: fp.to_csv(tmp, index=False)
-    with atomic_path(rdir/'history.csv') as tmp: hist.to_csv(tmp)
-    _save_model(model, rdir/'model.keras')
-    test_ids = sorted(df.video_id[te])
-    last = hist[hist.stage == hist.stage.iloc[-1]].reset_index(drop=True)
+    else:
+        thr, rule = youden_threshold(y[va], prob[va]), 'youden on val'
+    return dict(threshold=thr, threshold_rule=rule, test=classification_metrics(y[te], prob[te], 0.5),
+                test_val_threshold=classification_metrics(y[te], prob[te], thr), val=classification_metrics(y[va], prob[va], 0.5))
+
+def _write_predictions(rdir, d, s, hist):
+    df = d.df
+    with atomic_path(rdir/'predictions.csv') as tmp:
+        df[['video_id', 'split', 'label']].assign(prob=s.prob).to_csv(tmp, index=False)
+    if s.frame_prob is not None:
+        n = s.frame_prob.shape[1]
+        fp = pd.DataFrame(dict(video_id=np.repeat(df.video_id.values, n), frame=np.tile(np.arange(n), len(df)),
+                               prob=s.frame_prob.ravel()))
+        with atomic_path(rdir/'frame_predictions.csv') as tmp:
+            fp.to_csv(tmp, index=False)
+    with atomic_path(rdir/'history.csv') as tmp:
+        hist.to_csv(tmp)
+
+def _run_record(params, d, f, model, hist, resumed, metrics, compute, seconds) -> dict:
+    "Everything params.json says about a run: its settings, data, caches, model, compute and time"
+    df, finfo, mpath = d.df, f.finfo, d.mpath
     mjson = mpath.with_suffix('.json')
-    compute = dict(policy=cs['policy'], strategy=cs['strategy_name'], replicas=cs['replicas'], global_batch_size=params['batch_size']*cs['replicas'],
-                   gpus=cs['gpus'], deterministic=params['deterministic'])
-    info = dict(params, run_id=run_id(params), weights_used=finfo['weights_used'], weights_key=finfo['weights_key'], threshold=thr,
-                prep_key=pkey, prep_settings=pset, manifest=str(mpath), manifest_hash=file_hash(mpath), test_hash=settings_key(test_ids),
-                split_file=str(mpath), split_file_hash=file_hash(mpath), split_hash=split_hash,
-                split_settings=load_json(mjson) if mjson.exists() else None, cache_keys=cache_keys,
-                preset_doc=get_preset(params['preset'])['doc'] if params['preset'] else None,
-                features=finfo['path'], feature_scale=finfo['scale'], block_scales=finfo.get('block_scales'), block_dims=finfo.get('block_dims'),
-                face_region=finfo.get('face_region'), backbone_params=finfo['params'],
-                head_params=int(model.count_params()), epochs_run=len(hist), best_epoch=int(last.val_loss.idxmin()), resumed=resumed or None,
-                n_videos={s: int((df.split == s).sum()) for s in ('train', 'val', 'test')}, n_train_examples=int(len(Xtr)),
-                faces_found=int(summ.faces_found.sum()), frames_sampled=int(summ.frames.sum()), compute=compute,
-                rerun=dict(papermill=rerun_command(params), python=f"deepfake_nb.train.train_run(**{json.dumps(_run_settings(params))})"),
-                seconds=dict(preprocess=round(t_prep-t0, 2), features=round(t_feat-t_prep, 2), features_cached=finfo['seconds'],
-                             augment_features=round(t_aug-t_feat, 2), fit=round(t_fit-t_aug, 2), total=round(time.time()-t0, 2)))
+    last = hist[hist.stage == hist.stage.iloc[-1]].reset_index(drop=True)
+    preset = get_preset(params['preset'])['doc'] if params['preset'] else None
+    return dict(params, run_id=run_id(params), weights_used=finfo['weights_used'], weights_key=finfo['weights_key'],
+                threshold=metrics['threshold'], prep_key=d.pkey, prep_settings=d.pset, manifest=str(mpath),
+                manifest_hash=file_hash(mpath), test_hash=settings_key(sorted(df.video_id[d.te])),
+                split_file=str(mpath), split_file_hash=file_hash(mpath), split_hash=d.split_hash,
+                split_settings=load_json(mjson) if mjson.exists() else None, cache_keys=f.cache_keys, preset_doc=preset,
+                features=finfo['path'], feature_scale=finfo['scale'], block_scales=finfo.get('block_scales'),
+                block_dims=finfo.get('block_dims'), face_region=finfo.get('face_region'), backbone_params=finfo['params'],
+                head_params=int(model.count_params()), epochs_run=len(hist), best_epoch=int(last.val_loss.idxmin()),
+                resumed=resumed or None, n_videos={s: int((df.split == s).sum()) for s in ('train', 'val', 'test')},
+                n_train_examples=int(len(f.Xtr)), faces_found=int(d.summ.faces_found.sum()),
+                frames_sampled=int(d.summ.frames.sum()), compute=compute,
+                rerun=dict(papermill=rerun_command(params),
+                           python=f"deepfake_nb.train.train_run(**{json.dumps(_run_settings(params))})"),
+                seconds=seconds)
+
+def _write_run(rdir, params, d, f, model, hist, resumed, s, cs, ckpt, t):
+    "Step 5, the run directory: predictions, history, model, params/metrics/env, then complete.json last"
+    import shutil
+    metrics = _threshold_metrics(params, d, f, s)
+    _write_predictions(rdir, d, s, hist)
+    _save_model(model, rdir/'model.keras')
+    compute = dict(policy=cs['policy'], strategy=cs['strategy_name'], replicas=cs['replicas'],
+                   global_batch_size=params['batch_size']*cs['replicas'], gpus=cs['gpus'], deterministic=params['deterministic'])
+    seconds = dict(preprocess=round(t['prep']-t['start'], 2), features=round(t['feat']-t['prep'], 2),
+                   features_cached=f.finfo['seconds'], augment_features=round(t['aug']-t['feat'], 2),
+                   fit=round(t['fit']-t['aug'], 2), total=round(time.time()-t['start'], 2))
+    info = _run_record(params, d, f, model, hist, resumed, metrics, compute, seconds)
     save_json(info, rdir/'params.json')
     save_json(metrics, rdir/'metrics.json')
-    save_json(env_info(manifest_hash=info['manifest_hash'], split_file_hash=info['split_file_hash'], compute=compute), rdir/'env.json')
+    save_json(env_info(manifest_hash=info['manifest_hash'], split_file_hash=info['split_file_hash'], compute=compute),
+              rdir/'env.json')
     shutil.rmtree(ckpt, ignore_errors=True)         # the checkpoint goes before the run is marked complete
     save_json(dict(params=params, run_id=info['run_id']), rdir/'complete.json')
+
+def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> Path:
+    "The work of `train_run` (below), done while it holds the run directory's lock: data, features, fit, scores, run directory"
+    import tensorflow as tf
+    mw = multiworker(kw.get('distribute', _T.distribute))
+    if mw:      # first: before any other TensorFlow op of this process (make_strategy then finds it)
+        multiworker_strategy(worker_timeout)
+    params = run_params(**kw)
+    rdir = run_dir_for(params, run_root)
+    if is_complete(rdir, params) and not force:
+        return rdir
+    t = dict(start=time.time())
+    d = _run_data(params)
+    t['prep'] = time.time()
+    f = _run_features(params, d)
+    t['feat'], t['aug'] = f.seconds, time.time()
+    if params['deterministic']:
+        tf.config.experimental.enable_op_determinism()
+    with worker_scope(rdir, resume, mw, worker_timeout) as ckpt, \
+         compute_setup(params['mixed_precision'], 'multiworker' if mw else params['distribute']) as cs:
+        hp = dict(head=params['head'], units=params['units'], dropout=params['dropout'], epochs=params['epochs'],
+                  batch_size=params['batch_size'], patience=params['patience'], class_weight=params['class_weight'],
+                  seed=params['seed'], verbose=verbose, lr_schedule=params['lr_schedule'], strategy=cs['strategy'])
+        model, hist, resumed = _fit_stages(params, d, f, hp, cs, ckpt, resume)
+        s = _score_videos(params, d, f, model, cs['replicas'])
+        t['fit'] = time.time()
+    if not is_chief():      # a multi-worker cluster: the chief writes the run directory
+        return rdir
+    _write_run(rdir, params, d, f, model, hist, resumed, s, cs, ckpt, t)
     return rdir
 
 def train_seeds(seeds=(0,), force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> list[Path]:

@@ -190,9 +190,9 @@ def test_unknown_names_and_wrong_types_stop_at_once():
     from deepfake_nb.train import run_params
     from deepfake_nb.preprocess import prep_settings
     for kw, msg in [(dict(backbone='vgg99'), "unknown backbone 'vgg99'; valid names: "), (dict(head='transformer'), "unknown head 'transformer'; valid heads: lstm"),
-                    (dict(preset='seed-vgg'), "unknown preset 'seed-vgg'; valid presets: seed-mobilenetv2-lstm"), (dict(mode='half'), "unknown mode 'half'"),
-                    (dict(epochs='ten'), "epochs='ten' must be a non-negative integer"), (dict(lr='fast'), "lr='fast' must be a number"),
-                    (dict(detector='dlib'), "unknown face detector 'dlib'; choose one of")]:
+                    (dict(preset='seed-vgg'), "unknown preset 'seed-vgg'; valid presets: seed-mobilenetv2-lstm"), (dict(mode='half'), "mode='half': 'half' is not one of frozen, finetune"),
+                    (dict(epochs='ten'), "epochs='ten' must be an integer"), (dict(lr='fast'), "lr='fast' must be a number"),
+                    (dict(detector='dlib'), "detector='dlib': 'dlib' is not one of haar, yunet, mtcnn")]:
         with pytest.raises(DeepfakeNBError, match=msg.replace('(', r'\(').replace(')', r'\)')):
             p = run_params(**kw); prep_settings(p['frames'], p['size'], p['detector'], p['margin'])
     for kw, msg in [(dict(frames='ten'), "frames='ten' must be an integer"), (dict(size=2.5), 'size=2.5 must be an integer'),

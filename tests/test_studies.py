@@ -25,20 +25,20 @@ def test_grouped_kfold_keeps_identities_whole(n_groups, k, seed, data_):
 
 def test_training_fakes_are_the_published_sbi_not_the_demo_blend(tmp_path, monkeypatch):
     "`--fakes sbi` and the self_blend study blend with deepfake_nb.sbi (landmark masks, SBI pairs), never the demo generator's blend_face"
-    from deepfake_nb import train, sbi, preprocess
+    from deepfake_nb import examples, sbi, preprocess
     calls, real = [], sbi.self_blend_video
     monkeypatch.setattr(sbi, 'self_blend_video', lambda *a, **k: calls.append(k.get('seed')) or real(*a, **k))
     root = data.make_demo_dataset(tmp_path/'demo', n_identities=1, videos_per_class=1, n_frames=8)   # (its fakes: the demo blend)
     monkeypatch.setattr(data, 'blend_face', lambda *a, **k: pytest.fail('the demo blend made a training fake'))
     rec = preprocess.preprocess_video(root/'real'/'id0_0000.mp4', frames=3, size=96)
     np.savez(tmp_path/'v.npz', faces=rec['faces'], landmarks=rec['landmarks'])
-    pair = train.load_sbi_pair(tmp_path/'v.npz', 7, 1)
+    pair = examples.load_sbi_pair(tmp_path/'v.npz', 7, 1)
     assert pair.shape == (2, 3, 96, 96, 3) and pair.dtype == np.uint8 and calls == [[7, 1]]
     assert np.abs(pair[1].astype(int) - pair[0]).mean() > 0.5                           # the self-blend differs from its target
-    np.testing.assert_array_equal(train.load_sbi_pair(tmp_path/'v.npz', 7, 1), pair)       # one draw per (video, draw): frozen copies are stable
-    assert not np.array_equal(train.load_sbi_pair(tmp_path/'v.npz', 7, 2)[1], pair[1])  # a new draw (fine-tuning: every epoch) blends anew
+    np.testing.assert_array_equal(examples.load_sbi_pair(tmp_path/'v.npz', 7, 1), pair)       # one draw per (video, draw): frozen copies are stable
+    assert not np.array_equal(examples.load_sbi_pair(tmp_path/'v.npz', 7, 2)[1], pair[1])  # a new draw (fine-tuning: every epoch) blends anew
     np.savez(tmp_path/'old.npz', faces=rec['faces'])                                    # a cache entry made before landmarks were cached
-    with pytest.raises(DeepfakeNBError, match='re-run preprocessing'): train.load_sbi_pair(tmp_path/'old.npz', 7, 1)
+    with pytest.raises(DeepfakeNBError, match='re-run preprocessing'): examples.load_sbi_pair(tmp_path/'old.npz', 7, 1)
 
 
 def _cv_fixture(monkeypatch, tmp_path, n=48):
@@ -137,18 +137,18 @@ def test_study_dataset_named_as_its_own_eval_set(monkeypatch, capsys):
 
 def test_sbi_cache_grows_and_never_extracts_a_video_twice(tmp_path, monkeypatch):
     "Asking the SBI feature cache for other videos (a run's train reals, then its val reals) adds them; the cached ones are kept, not extracted again"
-    from deepfake_nb import train
+    from deepfake_nb import examples
     seen = []
-    monkeypatch.setattr(train, 'backbone_for_features', lambda *a, **k: (None, '', ''))
-    monkeypatch.setattr(train, 'load_sbi_pair', lambda f, seed, copy: np.stack([np.full((2, 4, 4, 3), seed % 97, np.uint8), np.full((2, 4, 4, 3), seed % 89, np.uint8)]))
+    monkeypatch.setattr(examples, 'backbone_for_features', lambda *a, **k: (None, '', ''))
+    monkeypatch.setattr(examples, 'load_sbi_pair', lambda f, seed, copy: np.stack([np.full((2, 4, 4, 3), seed % 97, np.uint8), np.full((2, 4, 4, 3), seed % 89, np.uint8)]))
     def extract(faces, backbone, model, batch_size=64):
         seen.append(len(faces)); return faces.reshape(*faces.shape[:2], -1)[..., :3].astype(np.float32) + 1
-    monkeypatch.setattr(train, 'extract_features', extract)
+    monkeypatch.setattr(examples, 'extract_features', extract)
     kw = dict(dataset='demo', prep_key='k', clean_info=dict(clean_path=str(tmp_path/'mobilenetv2-imagenet.npy'), storage_scale=2.0))
-    t1, b1, _ = train.sbi_features(video_ids=['a', 'b'], **kw)
-    t2, b2, info = train.sbi_features(video_ids=['c', 'a'], **kw)
+    t1, b1, _ = examples.sbi_features(video_ids=['a', 'b'], **kw)
+    t2, b2, info = examples.sbi_features(video_ids=['c', 'a'], **kw)
     assert seen == [4, 2] and info['video_ids'] == ['a', 'b', 'c'] and info['shape'][0] == 3    # a, b (target and blend each), then c alone
     np.testing.assert_array_equal(t2[1], t1[0]); np.testing.assert_array_equal(b2[1], b1[0])    # a as it was cached
-    X, y, infos = train.sbi_pairs(['b', 'c'], [1], **kw)
+    X, y, infos = examples.sbi_pairs(['b', 'c'], [1], **kw)
     assert seen == [4, 2] and y.tolist() == [0, 0, 1, 1] and len(infos) == 1                   # all cached: nothing extracted
     np.testing.assert_array_equal(X[0], t1[1]); np.testing.assert_array_equal(X[3], b2[0])
