@@ -4,7 +4,7 @@
 
 # %% ../nbs/lib/08_compare.ipynb #9a9a71db
 from __future__ import annotations
-import itertools, datetime, hashlib
+import itertools, datetime
 from dataclasses import asdict
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -18,10 +18,9 @@ from .stats import (delong_auc_ci, delong_test, mcnemar_test, wilcoxon_test, wil
 
 # %% auto #0
 __all__ = ['PRED_COLUMNS', 'MIN_CLUSTERS', 'SEED_METRICS', 'load_run', 'load_frame_predictions', 'video_ids_hash',
-           'make_synthetic_runs', 'identity_clusters', 'leaking_test_videos', 'check_same_test_set', 'pair_reading',
-           'mcnemar_reading', 'wilcoxon_reading', 'bootstrap_reading', 'raw_prob_reading', 'run_reading',
-           'ensemble_mean', 'fit_stack', 'stack_predict', 'multi_model_tests', 'seed_statistics', 'tests_used',
-           'compare_runs']
+           'identity_clusters', 'leaking_test_videos', 'check_same_test_set', 'pair_reading', 'mcnemar_reading',
+           'wilcoxon_reading', 'bootstrap_reading', 'raw_prob_reading', 'run_reading', 'ensemble_mean', 'fit_stack',
+           'stack_predict', 'multi_model_tests', 'seed_statistics', 'tests_used', 'compare_runs']
 
 # %% ../nbs/lib/08_compare.ipynb #85cfafee
 PRED_COLUMNS = ['video_id', 'split', 'label', 'prob']
@@ -55,56 +54,6 @@ def video_ids_hash(video_ids) -> str:
     "Short hash of a set of video ids (sorted), as `03_train` writes `test_hash`"
     return settings_key(sorted(map(str, video_ids)))
 
-_SYNTH_SPECS = [dict(backbone='mobilenetv2', head='lstm', seed=0, skill=1.0),
-                dict(backbone='resnet50', head='lstm', seed=0, skill=1.8),
-                dict(backbone='xception', head='lstm', seed=0, skill=1.1)]
-
-_SYNTH_PREP = dict(frames=12, size=160, detector='synthetic (no faces: made-up scores)', margin=1.3)
-_SYNTH_TRAIN = dict(frames=12, size=160, lr=1e-3, epochs=2, epochs_run=2, best_epoch=1, class_weight='balanced', mode='synthetic')
-
-def make_synthetic_runs(dataset: str = 'synthetic', specs: list | None = None, n_videos: int = 600, split_seed: int = 0,
-                        frames: int = 0, videos_per_identity: int = 10, identity_effect: float = 0.0) -> list:
-    "Write complete run directories with synthetic predictions (one per spec: backbone, head, seed, skill); return their paths"
-    specs = specs or _SYNTH_SPECS
-    rng = np.random.default_rng(split_seed)
-    ids = np.array([f'vid{split_seed}_{i:05d}' for i in range(n_videos)])
-    ident = np.arange(n_videos)//videos_per_identity; n_id = int(ident.max()) + 1
-    label = np.concatenate([rng.permutation(np.arange(np.sum(ident == i)) % 2) for i in range(n_id)])   # each identity: real and fake
-    order = rng.permutation(n_id); n_val = n_test = max(1, round(.2*n_id))     # identity-disjoint 60/20/20, never an empty split
-    sp = np.empty(n_id, dtype=object); sp[order] = 'train'; sp[order[:n_val]] = 'val'; sp[order[n_val:n_val + n_test]] = 'test'
-    split = sp[ident].astype(str)
-    hard = 0.6*rng.normal(0, 1, n_id)[ident] + 0.8*rng.normal(0, 1, n_videos)   # shared difficulty: per identity and per video
-    man = pd.DataFrame(dict(video_id=ids, path='', label=label, identity=[f'id{split_seed}_{i}' for i in ident],
-                            group=[f'id{split_seed}_{i}' for i in ident], method=np.where(label == 1, 'synthetic', 'real'), split=split))
-    mpath = data_dir('manifests', f'{dataset}.csv')
-    with atomic_path(mpath) as tmp: man.to_csv(tmp, index=False)
-    test_ids = ids[split == 'test']; out = []
-    for s in specs:
-        run_id = f"{s['backbone']}-{s['head']}-s{s.get('seed', 0)}"
-        r = np.random.default_rng([split_seed, int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16)])
-        own = identity_effect*r.normal(0, 1, n_id)[ident]                           # identities this model finds easy or hard
-        logit = (2*label - 1)*(s['skill'] - 0.8*hard + own) + r.normal(0, 1, n_videos)   # hard videos are hard for every model
-        prob = 1/(1 + np.exp(-logit))
-        d = reports_dir('runs', dataset, run_id); d.mkdir(parents=True, exist_ok=True)
-        pr = pd.DataFrame(dict(video_id=ids, split=split, label=label, prob=prob.round(6)))
-        val = pr[pr.split == 'val']
-        params = dict(backbone=s['backbone'], head=s['head'], seed=s.get('seed', 0), dataset=dataset, run_id=run_id,
-                      weights_used='synthetic', manifest=str(mpath), manifest_hash=f'synthetic{split_seed}', test_hash=video_ids_hash(test_ids),
-                      threshold=youden_threshold(val.label, val.prob), prep_key='synthetic', prep_settings=_SYNTH_PREP, **_SYNTH_TRAIN,
-                      n_videos=pr.split.value_counts().to_dict())
-        save_json(params, d/'params.json')
-        with atomic_path(d/'predictions.csv') as tmp: pr.to_csv(tmp, index=False)
-        if frames:
-            fl = logit[:, None] + r.normal(0, 1.5, (n_videos, frames))
-            fr = pd.DataFrame(dict(video_id=np.repeat(ids, frames), frame=np.tile(np.arange(frames)*5, n_videos), prob=(1/(1 + np.exp(-fl))).ravel().round(6)))
-            with atomic_path(d/'frame_predictions.csv') as tmp: fr.to_csv(tmp, index=False)
-        test = pr[pr.split == 'test']
-        save_json(dict(test=classification_metrics(test.label, test.prob, 0.5), test_val_threshold=classification_metrics(test.label, test.prob, params['threshold'])), d/'metrics.json')
-        with atomic_path(d/'history.csv') as tmp: pd.DataFrame(dict(epoch=[0, 1], loss=[.69, .5], val_loss=[.69, .55])).to_csv(tmp, index=False)
-        save_json(env_info(synthetic=True), d/'env.json')
-        save_json(dict(finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')), d/'complete.json')
-        out.append(d)
-    return out
 
 # %% ../nbs/lib/08_compare.ipynb #dc4b4d5b
 MIN_CLUSTERS = 10
@@ -509,6 +458,12 @@ def _weights_warning(runs, labels):
         return ("the runs used different backbone weights (" + ', '.join(f'{k}: {v}' for k, v in w.items()) +
                 "): a difference between them may come from the weights rather than the architecture; compare runs with the same weights")
 
+def _synthetic_warning(runs, labels):
+    made_up = [lab for r, lab in zip(runs, labels) if r['params'].get('synthetic') or is_synthetic(r['run_dir'])]
+    if made_up:
+        return (f"synthetic run(s) {', '.join(made_up)}: made-up scores (deepfake_nb.testing.make_synthetic_runs, "
+                "for tests and docs), not trained models")
+
 def compare_runs(run_dirs, out_dir=None, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, threshold_rule: str = 'youden',
                  ensembles='all', cluster: str = 'auto', level: float = 0.95, stack_C: float = 1.0, drop_leaking_identities: bool = False) -> dict:
     "Per-run metrics with CIs, paired tests of every pair (cluster-aware, Holm), many-model tests, seeds, ensembles; written to `out_dir/stats.json`. One run: its metrics and reading only"
@@ -531,6 +486,7 @@ def compare_runs(run_dirs, out_dir=None, alpha: float = 0.05, n_boot: int = 1000
     if 'warning' in clusters: warns.append(clusters['warning'])
     if clusters.get('every_video_own_cluster'): warns.append(clusters['reason'])
     if w := _weights_warning(runs, labels): warns.append(w)
+    if w := _synthetic_warning(runs, labels): warns.append(w)
     per_run, models = map(list, zip(*[_run_record(r, lab, y, vids, boot_groups, threshold_rule, warns, n_boot, seed, level) for r, lab in zip(runs, labels)]))
     mh = sorted({str(r['params'].get('manifest_hash')) for r in runs})
     if len(mh) > 1: warns.append(f"runs come from different manifests {mh} (same test set): training data may differ")

@@ -13,8 +13,8 @@ import numpy as np
 __all__ = ['LOCKS_HELD_ENV', 'pkg_dir', 'project_root', 'data_dir', 'reports_dir', 'nbs_dir', 'home_at', 'in_colab',
            'colab_setup', 'shared_dir', 'atomic_path', 'write_text', 'save_json', 'load_json', 'DeepfakeNBError',
            'LockBusy', 'pid_alive', 'lock_owner', 'describe_owner', 'file_lock', 'tf_config', 'cluster_size',
-           'is_chief', 'multiworker', 'worker_name', 'is_complete', 'find_runs', 'run_lock_path', 'run_lock',
-           'settings_key', 'file_hash', 'seed_everything', 'git_commit', 'device_info', 'env_info']
+           'is_chief', 'multiworker', 'worker_name', 'is_complete', 'is_synthetic', 'find_runs', 'run_lock_path',
+           'run_lock', 'settings_key', 'file_hash', 'seed_everything', 'git_commit', 'device_info', 'env_info']
 
 # %% ../nbs/lib/00_core.ipynb #94a9ed4f
 def pkg_dir() -> Path:
@@ -277,10 +277,24 @@ def is_complete(run_dir, params=None) -> bool:
     if (d/'checkpoint').exists() or not (d/'complete.json').exists(): return False
     return params is None or load_json(d/'complete.json').get('params') == params
 
-def find_runs(dataset: str) -> list[Path]:
-    "The finished runs (`is_complete`) under `reports/runs/<dataset>/`, sorted by folder name"
+def is_synthetic(run_dir) -> bool:
+    "Whether `run_dir` holds made-up scores (`deepfake_nb.testing.make_synthetic_runs`), not a trained model"
+    d = Path(run_dir)
+    if (d/'complete.json').exists() and load_json(d/'complete.json').get('synthetic'): return True
+    # written before the flag: its mode says it
+    return (d/'params.json').exists() and load_json(d/'params.json').get('mode') == 'synthetic'
+
+def find_runs(dataset: str, allow_synthetic: bool = False) -> list[Path]:
+    "Finished runs (`is_complete`) under `reports/runs/<dataset>/`, by folder name; synthetic ones if `allow_synthetic`"
+    import warnings
     root = reports_dir('runs', dataset)
-    return sorted(d for d in root.iterdir() if d.is_dir() and is_complete(d)) if root.is_dir() else []
+    runs = sorted(d for d in root.iterdir() if d.is_dir() and is_complete(d)) if root.is_dir() else []
+    made_up = [] if allow_synthetic else [d for d in runs if is_synthetic(d)]
+    if made_up:
+        names = ', '.join(d.name for d in made_up)
+        warnings.warn(f"{len(made_up)} synthetic run(s) under {root} left out ({names}): made-up scores for tests "
+                      "and docs, not trained models; pass allow_synthetic=True to list them", stacklevel=2)
+    return [d for d in runs if d not in made_up]
 
 def run_lock_path(rdir) -> Path:
     "The lock file of run directory `rdir`: beside it, hidden (`.<run_id>.lock`), so the directory itself holds only the run"

@@ -41,15 +41,21 @@ def find_run(run_dir='', dataset='demo') -> Path:
         return -1.0 if auc is None or auc != auc else float(auc)
     return max(runs, key=val_auc)
 
+def _frozen_run_of(d: Path, backbone: str) -> bool:
+    "Whether `d` is a complete, trained (not synthetic) frozen run of `backbone` with its model"
+    if not (is_complete(d) and not is_synthetic(d) and (d/'model.keras').exists()): return False
+    p = load_json(d/'params.json')
+    return p.get('backbone') == backbone and p.get('mode', 'frozen') == 'frozen'
+
 def demo_run(backbone='mobilenetv2') -> Path:
-    "A complete frozen demo run of `backbone`: the one of the default settings when it exists, else the first found, else trained with the defaults"
-    from deepfake_nb.train import train_run, run_params, run_dir_for
+    "A complete frozen demo run of `backbone`: the default settings' when it exists, else the first found; never trains"
+    from deepfake_nb.train import run_params, run_dir_for
     default = run_dir_for(run_params(dataset='demo', backbone=backbone))
     for d in [default] + sorted(reports_dir('runs', 'demo').glob(f'{backbone}-*')):
-        if is_complete(d) and (d/'model.keras').exists() and load_json(d/'params.json').get('backbone') == backbone \
-           and load_json(d/'params.json').get('mode', 'frozen') == 'frozen': return d
-    print(f'no complete demo run of {backbone}: training one (about a minute on a laptop CPU)')
-    return train_run(dataset='demo', backbone=backbone)
+        if _frozen_run_of(d, backbone): return d
+    raise DeepfakeNBError(f"no complete frozen demo run of {backbone} under {reports_dir('runs', 'demo')}; "
+                          f"make one with deepfake-nb train --dataset demo --backbone {backbone} "
+                          "(about a minute on a laptop CPU)")
 
 # %% ../nbs/lib/10_predict.ipynb #09013baa
 def _keras():

@@ -292,69 +292,141 @@ def _out_dir(out_dir, run_id, name) -> Path:
     while out.exists(): n += 1; out = base.with_name(f'{base.name}-{n}')
     return out
 
-def watch(source='0', run_dir='', stride=1.0, window=0.0, realtime=True, model='keras', annotate=False, out_dir='', max_seconds=0.0,
-          score_delay=0.0, quiet=False) -> WatchResult:
-    "Score `source` (camera index, stream URL or video file) live with run `run_dir`: every `stride` s of source time, P(fake) of its `frames` faces over the last `window` s (0: 2 x stride)"
+def _watch_settings(stride, window, max_seconds, score_delay, model):
+    "The seconds settings checked (`window` 0: 2 x `stride`) and `model` known: an error names the setting and the fix"
     stride = _seconds('stride', stride)
     window = _seconds('window', window or 0.0, zero_ok=True, example=2) or 2*stride
-    max_seconds, score_delay = _seconds('max_seconds', max_seconds or 0.0, True, 10), _seconds('score_delay', score_delay, True)
-    if model not in WATCH_MODELS: raise DeepfakeNBError(f"model {model!r} is not known; use one of {', '.join(WATCH_MODELS)} (tflite: the run's exported float32 TFLite model)")
-    rdir = find_run(run_dir)                                          # a missing run: an error naming it and the fix, before anything is opened
-    say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
+    max_seconds = _seconds('max_seconds', max_seconds or 0.0, True, 10)
+    score_delay = _seconds('score_delay', score_delay, True)
+    if model not in WATCH_MODELS:
+        raise DeepfakeNBError(f"model {model!r} is not known; use one of {', '.join(WATCH_MODELS)} "
+                              "(tflite: the run's exported float32 TFLite model)")
+    return stride, window, max_seconds, score_delay
+
+def _open_watch(source, rdir, model):
+    "The opened source, the run's predictor, scorer and empty face window, warmed up (the source released on failure)"
     src = open_source(source)
     try:
-        pred = load_predictor(rdir); scorer = WindowScorer(pred, model); T = pred.frames; dt = window/T
-        win = FaceWindow(pred.prep)
-        scorer.warm_up(win); win.det(np.zeros((max(src.height, 32), max(src.width, 32), 3), np.uint8))
-    except BaseException: src.release(); raise
-    out = _out_dir(out_dir, pred.run_id, src.name); out.mkdir(parents=True, exist_ok=True)
+        pred = load_predictor(rdir)
+        scorer, win = WindowScorer(pred, model), FaceWindow(pred.prep)
+        scorer.warm_up(win)
+        win.det(np.zeros((max(src.height, 32), max(src.width, 32), 3), np.uint8))
+    except BaseException:
+        src.release()
+        raise
+    return src, pred, scorer, win
+
+def _watching_line(src, pred, model, realtime, window, stride) -> str:
+    "The line that says what is watched, with which run, and how"
+    fps = f' at {src.fps:.2f} fps' if src.fps else ''
+    pace = 'real time' if realtime else 'as fast as possible'
+    return (f"watching {src.spec} ({src.kind}, {src.width}x{src.height}{fps}, {pace}) with {pred.run_id} ({model}): "
+            f"{pred.frames} faces over the last {window:g} s, scored every {stride:g} s, "
+            f"threshold {pred.threshold:.3f}")
+
+@dataclass
+class _Progress:
+    "What the scoring loop has done so far (kept when Ctrl-C stops it): the timeline rows, faces found, the latest row"
+    rows: list = field(default_factory=list)
+    found: int = 0
+    last: dict | None = None
+
+def _score_window(s, win, scorer, pred, box, n_rows, score_delay, say) -> dict:
+    "The timeline row of the window that ends with sample `s`: P(fake), verdict, faces found, latency"
+    if score_delay: time.sleep(score_delay)                                # test hook: a slower scorer
+    prob = scorer(win)
+    lat = time.perf_counter() - s.arrival
+    verdict, nf = 'FAKE' if prob >= pred.threshold else 'REAL', sum(x.box is not None for x in win.items)
+    say(f"{s.t:8.2f} s  P(fake) {prob:.3f}  {verdict}  faces {nf}/{pred.frames}  latency {1000*lat:.0f} ms  "
+        f"dropped {box.dropped}")
+    return dict(window=n_rows, t_start=win.items[0].t, t_end=s.t, frames=' '.join(str(x.index) for x in win.items),
+                prob=prob, verdict=verdict, faces_found=nf, latency_s=lat, dropped=box.dropped)
+
+def _annotate(ann, s, f, win, last, threshold):
+    "Write sample `s` to the annotated video: its face box (or the last one) and the latest verdict"
+    if last is None: text, color = 'first window not scored yet', (255, 255, 255)
+    else:
+        text = f"{last['verdict']}: P(fake) {last['prob']:.3f} (threshold {threshold:.3f})"
+        color = (255, 80, 80) if last['verdict'] == 'FAKE' else (120, 255, 120)
+    ann.write(s, f.box if f.box is not None else win.prev, text, color, f.box is not None)
+
+def _watch_loop(box, win, scorer, pred, due, realtime, score_delay, ann, say, prog: _Progress):
+    "Take the reader's samples until the source ends: each joins the window, scored when due (into `prog`)"
+    while (s := box.get()) is not None:
+        if not realtime: s.arrival = time.perf_counter()     # read ahead: a frame arrives when the scorer takes it
+        f = win.add(s)
+        prog.found += f.box is not None
+        if due(s.t) and win.full:
+            prog.last = _score_window(s, win, scorer, pred, box, len(prog.rows), score_delay, say)
+            prog.rows.append(prog.last)
+        if ann is not None: _annotate(ann, s, f, win, prog.last, pred.threshold)
+
+def _watch_summary(src, pred, tl, stats, box, found, ended, interrupted, **kw) -> dict:
+    "What `summary.json` holds: the source, the run, the settings (`kw`), counts, latency and the real-time factor"
+    lat, wall = tl.latency_s.to_numpy(), ended - stats['started']
+    return dict(source=src.spec, kind=src.kind, run_id=pred.run_id, model=kw['model'],
+                mode='realtime' if kw['realtime'] else 'as_fast_as_possible', stride=kw['stride'], window=kw['window'],
+                frames=pred.frames, sample_every_s=kw['dt'], threshold=pred.threshold, windows=len(tl),
+                frames_read=stats['frames_read'], samples=stats['samples'], faces_found=found,
+                frames_dropped=box.dropped,
+                latency_mean_s=float(lat.mean()) if len(lat) else float('nan'),
+                latency_p95_s=float(np.percentile(lat, 95)) if len(lat) else float('nan'),
+                source_seconds=stats['source_seconds'], wall_seconds=wall,
+                realtime_factor=stats['source_seconds']/wall if wall > 0 else float('nan'),
+                interrupted=interrupted, score_delay=kw['score_delay'])
+
+def _write_watch(out, tl, summary, files, say) -> WatchResult:
+    "Write `timeline.csv` and `summary.json` to `out`, say what was done, and return the result"
+    with atomic_path(out/'timeline.csv') as tmp: tl.to_csv(tmp, index=False)
+    files.update(timeline=out/'timeline.csv', summary=save_json(summary, out/'summary.json'))
+    if not len(tl):
+        say(f"no window scored: the source ended after {summary['source_seconds']:.1f} s, "
+            f"before {summary['frames']} faces over {summary['window']:g} s filled a window; "
+            "pass a shorter --window, or a longer source")
+    ann = f"\nannotated video: {files['annotated']}" if 'annotated' in files else ''
+    say(summary_line(summary) + f"\ntimeline: {files['timeline']}" + ann)
+    return WatchResult(tl, summary, files)
+
+def watch(source='0', run_dir='', stride=1.0, window=0.0, realtime=True, model='keras', annotate=False, out_dir='',
+          max_seconds=0.0, score_delay=0.0, quiet=False) -> WatchResult:
+    """Score `source` (camera index, stream URL or video file) live with run `run_dir`: every `stride` s of source time,
+    P(fake) of its `frames` faces over the last `window` s (0: 2 x stride)"""
+    stride, window, max_seconds, score_delay = _watch_settings(stride, window, max_seconds, score_delay, model)
+    rdir = find_run(run_dir)             # a missing run: an error naming it and the fix, before anything is opened
+    say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
+    src, pred, scorer, win = _open_watch(source, rdir, model)
+    dt = window/pred.frames
+    out = _out_dir(out_dir, pred.run_id, src.name)
+    out.mkdir(parents=True, exist_ok=True)
     ann = None
     if annotate: ann = Annotator(Path(annotate) if isinstance(annotate, (str, Path)) else out/'annotated.mp4', 1/dt)
-    if src.kind == 'file' and not src.fps: say(f"note: {src.spec} reports no frame rate; its frames are timed by the wall clock as they decode")
-    say(f"watching {src.spec} ({src.kind}, {src.width}x{src.height}{f' at {src.fps:.2f} fps' if src.fps else ''}, {'real time' if realtime else 'as fast as possible'}) "
-        f"with {pred.run_id} ({model}): {T} faces over the last {window:g} s, scored every {stride:g} s, threshold {pred.threshold:.3f}")
-    box, stop, stats, due, rows, found, interrupted = Mailbox(latest=bool(realtime)), threading.Event(), {}, Ticker(stride, 1), [], 0, False
-    reader = threading.Thread(target=read_source, args=(src, box, dt, bool(realtime), max_seconds, stop, stats), daemon=True, name='watch-reader')
-    last = None
+    if src.kind == 'file' and not src.fps:
+        say(f"note: {src.spec} reports no frame rate; its frames are timed by the wall clock as they decode")
+    say(_watching_line(src, pred, model, realtime, window, stride))
+    box, stop, stats, prog, interrupted = Mailbox(latest=bool(realtime)), threading.Event(), {}, _Progress(), False
+    reader = threading.Thread(target=read_source, args=(src, box, dt, bool(realtime), max_seconds, stop, stats),
+                              daemon=True, name='watch-reader')
     try:
         reader.start()
-        while (s := box.get()) is not None:
-            if not realtime: s.arrival = time.perf_counter()          # read ahead of need: a frame arrives when the scorer takes it
-            f = win.add(s); found += f.box is not None
-            if due(s.t) and win.full:
-                if score_delay: time.sleep(score_delay)                # test hook: a slower scorer
-                prob = scorer(win)
-                lat = time.perf_counter() - s.arrival
-                verdict, nf = 'FAKE' if prob >= pred.threshold else 'REAL', sum(x.box is not None for x in win.items)
-                rows.append(last := dict(window=len(rows), t_start=win.items[0].t, t_end=s.t, frames=' '.join(str(x.index) for x in win.items), prob=prob,
-                                         verdict=verdict, faces_found=nf, latency_s=lat, dropped=box.dropped))
-                say(f"{s.t:8.2f} s  P(fake) {prob:.3f}  {verdict}  faces {nf}/{T}  latency {1000*lat:.0f} ms  dropped {box.dropped}")
-            if ann is not None:
-                text = 'first window not scored yet' if last is None else f"{last['verdict']}: P(fake) {last['prob']:.3f} (threshold {pred.threshold:.3f})"
-                color = (255, 255, 255) if last is None else (255, 80, 80) if last['verdict'] == 'FAKE' else (120, 255, 120)
-                ann.write(s, f.box if f.box is not None else win.prev, text, color, f.box is not None)
-    except KeyboardInterrupt: interrupted = True; say('stopped (Ctrl-C)')
+        _watch_loop(box, win, scorer, pred, Ticker(stride, 1), realtime, score_delay, ann, say, prog)
+    except KeyboardInterrupt:
+        interrupted = True
+        say('stopped (Ctrl-C)')
     finally:
-        stop.set(); reader.join(timeout=10); src.release()
+        stop.set()
+        reader.join(timeout=10)
+        src.release()
         ended = time.perf_counter()
         files = dict(out_dir=out)
         if ann is not None and (p := ann.close()) is not None: files['annotated'] = p
     if 'error' in stats: raise stats['error']
-    if not stats.get('frames_read'): raise DeepfakeNBError(f"source {src.spec}: no frame could be read; check that it plays (a file may be empty or truncated, a camera or stream may send nothing)")
-    tl = pd.DataFrame(rows, columns=TIMELINE_COLUMNS)
-    lat, wall = tl.latency_s.to_numpy(), ended - stats['started']
-    summary = dict(source=src.spec, kind=src.kind, run_id=pred.run_id, model=model, mode='realtime' if realtime else 'as_fast_as_possible',
-                   stride=stride, window=window, frames=T, sample_every_s=dt, threshold=pred.threshold, windows=len(tl), frames_read=stats['frames_read'],
-                   samples=stats['samples'], faces_found=found, frames_dropped=box.dropped,
-                   latency_mean_s=float(lat.mean()) if len(lat) else float('nan'), latency_p95_s=float(np.percentile(lat, 95)) if len(lat) else float('nan'),
-                   source_seconds=stats['source_seconds'], wall_seconds=wall, realtime_factor=stats['source_seconds']/wall if wall > 0 else float('nan'),
-                   interrupted=interrupted, score_delay=score_delay)
-    with atomic_path(out/'timeline.csv') as tmp: tl.to_csv(tmp, index=False)
-    files.update(timeline=out/'timeline.csv', summary=save_json(summary, out/'summary.json'))
-    if not len(tl): say(f"no window scored: the source ended after {summary['source_seconds']:.1f} s, before {T} faces over {window:g} s filled a window; "
-                        "pass a shorter --window, or a longer source")
-    say(summary_line(summary) + f"\ntimeline: {files['timeline']}" + (f"\nannotated video: {files['annotated']}" if 'annotated' in files else ''))
-    return WatchResult(tl, summary, files)
+    if not stats.get('frames_read'):
+        raise DeepfakeNBError(f"source {src.spec}: no frame could be read; check that it plays (a file may be empty or "
+                              "truncated, a camera or stream may send nothing)")
+    tl = pd.DataFrame(prog.rows, columns=TIMELINE_COLUMNS)
+    summary = _watch_summary(src, pred, tl, stats, box, prog.found, ended, interrupted, model=model, realtime=realtime,
+                             stride=stride, window=window, dt=dt, score_delay=score_delay)
+    return _write_watch(out, tl, summary, files, say)
 
 # %% ../nbs/lib/15_watch.ipynb #8127c4a8
 def plot_timeline(result, threshold=None, ax=None, title=None):

@@ -14,6 +14,17 @@ def suite_home(tmp_path_factory):
     if old is None: os.environ.pop('DEEPFAKE_NB_HOME', None)
     else: os.environ['DEEPFAKE_NB_HOME'] = old
 
+def train_demo_run(backbone='mobilenetv2'):
+    """The default frozen demo run of `backbone`, trained here in the open (`train_run`; a complete one is reused):
+    the library never trains on its own (`deepfake_nb.predict.demo_run` only finds one)"""
+    from deepfake_nb.train import train_run
+    return train_run(dataset='demo', backbone=backbone)
+
+@pytest.fixture(scope='session')
+def demo_run_dir(suite_home):
+    "The default MobileNetV2 demo run, in the suite home (trained once per session)"
+    return train_demo_run('mobilenetv2')
+
 @pytest.fixture(scope='session')
 def shared():
     from deepfake_nb.core import shared_dir

@@ -1,10 +1,11 @@
 "The comparison of runs (`deepfake_nb.compare`: stats.json, Holm, ensembles fitted on val only, one run) and the report's tables and figures (`deepfake_nb.report`), on synthetic runs."
 import numpy as np, pandas as pd, pytest
 
-from deepfake_nb.core import DeepfakeNBError, home_at, load_json, reports_dir
+from deepfake_nb.core import DeepfakeNBError, home_at, load_json, reports_dir, find_runs, is_synthetic
 from deepfake_nb.metrics import fmt_ci
 from deepfake_nb.stats import RAW_PROB_LABEL
-from deepfake_nb.compare import compare_runs, make_synthetic_runs
+from deepfake_nb.compare import compare_runs
+from deepfake_nb.testing import make_synthetic_runs
 from deepfake_nb.report import (main_metrics_table, pairs_table, pair_tests_table, seeds_table, ensembles_table, mcnemar_tables, multi_table,
                                 frame_level_table, fig_roc_pr, fig_reliability, fig_critical_difference)
 
@@ -16,6 +17,24 @@ def synthetic(tmp_path_factory):
         dirs = make_synthetic_runs('synthetic', n_videos=400, frames=4)
         s = compare_runs(dirs, reports_dir('compare', 'synthetic'), n_boot=150)
         yield home, dirs, s
+
+def test_find_runs_leaves_synthetic_runs_out_unless_allowed(tmp_path):
+    "Made-up scores are never taken for trained runs: find_runs leaves them out (a warning names them) unless allowed"
+    import json
+    with home_at(tmp_path):
+        dirs = make_synthetic_runs('mixed', n_videos=200)
+        real = reports_dir('runs', 'mixed', 'trained-run')              # a run as training writes it: no synthetic flag
+        real.mkdir()
+        (real/'params.json').write_text(json.dumps(dict(backbone='mobilenetv2', mode='frozen')))
+        (real/'complete.json').write_text(json.dumps(dict(params=dict(seed=0))))
+        assert all(is_synthetic(d) and load_json(d/'complete.json')['synthetic'] for d in dirs)
+        assert not is_synthetic(real)
+        left_out = r'3 synthetic run\(s\) .* left out .*mobilenetv2-lstm-s0.*allow_synthetic=True'
+        with pytest.warns(UserWarning, match=left_out):
+            assert find_runs('mixed') == [real]
+        assert find_runs('mixed', allow_synthetic=True) == sorted(dirs + [real])
+        assert any('made-up scores' in w for w in compare_runs(dirs[:2], n_boot=20)['warnings'])
+
 
 def test_compare_writes_stats_json_with_all_parts(synthetic):
     home, dirs, s = synthetic

@@ -3,12 +3,7 @@ import os, json
 from pathlib import Path
 import pytest
 from test_predict import _test_videos
-
-
-@pytest.fixture(scope='module')
-def demo_run_dir():
-    from deepfake_nb.predict import demo_run
-    return demo_run('mobilenetv2')
+from conftest import train_demo_run
 
 
 def _export_and_check(rdir, out_dir, per_label):
@@ -82,7 +77,6 @@ def test_int8_calibration_on_imagenet_mobilenetv2(shared, suite_home, tmp_path):
 @slow
 def test_resnet50_exports_within_tolerance(tmp_path):
     "ResNet50 demo run: every format within its tolerance (1e-4 float, 0.02 int8) on six test videos"
-    from deepfake_nb.predict import demo_run
     from deepfake_nb.export import EXPORT_TOLERANCE
-    done = _export_and_check(demo_run('resnet50'), tmp_path/'export', per_label=3)
+    done = _export_and_check(train_demo_run('resnet50'), tmp_path/'export', per_label=3)
     for fmt in done.index: assert done.max_abs_diff[fmt] <= EXPORT_TOLERANCE[fmt], (fmt, done.max_abs_diff[fmt])

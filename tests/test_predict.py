@@ -6,10 +6,27 @@ from conftest import shared_clips
 T_TOL = 1e-3   # scoring from the file vs training's predictions.csv: training features went through the float16 cache
 
 
-@pytest.fixture(scope='module')
-def demo_run_dir():
+def test_demo_run_never_trains(tmp_path):
+    "With no demo run, `demo_run` trains nothing: its error names the command that makes one"
+    from deepfake_nb.core import DeepfakeNBError, home_at, reports_dir
     from deepfake_nb.predict import demo_run
-    return demo_run('mobilenetv2')
+    with home_at(tmp_path):
+        with pytest.raises(DeepfakeNBError, match='make one with deepfake-nb train --dataset demo --backbone resnet50'):
+            demo_run('resnet50')
+        assert not reports_dir('runs').exists() and not (tmp_path/'data').exists()
+
+
+def test_demo_run_finds_the_trained_run_and_no_synthetic_one(demo_run_dir, tmp_path):
+    "`demo_run` returns the complete demo run training wrote; a synthetic run (made-up scores) is never it"
+    import shutil
+    from deepfake_nb.core import DeepfakeNBError, home_at, reports_dir, save_json, load_json
+    from deepfake_nb.predict import demo_run
+    assert demo_run('mobilenetv2') == demo_run_dir
+    with home_at(tmp_path):
+        fake = reports_dir('runs', 'demo', demo_run_dir.name)
+        shutil.copytree(demo_run_dir, fake)
+        save_json(dict(load_json(fake/'complete.json'), synthetic=True), fake/'complete.json')
+        with pytest.raises(DeepfakeNBError, match='no complete frozen demo run of mobilenetv2'): demo_run('mobilenetv2')
 
 
 def _test_videos(rdir, per_label=1):

@@ -13,7 +13,7 @@ CLIPS = {'ffpp': 'ffpp_c23/fake/Deepfakes_519_515.mp4',   # 640x480, 25 fps
 @pytest.fixture(scope='module')
 def tiny_run(shared, suite_home, tmp_path_factory):
     """A frozen MobileNetV2 + LSTM demo run with the shared ImageNet weights, 4 faces of 96x96, 2 epochs (about 15 s on 2 cores), in a home of
-    its own reports/ sharing the suite's demo data (so no other test's `demo_run` picks it up)"""
+    its own reports/ sharing the suite's demo data (so no other test's demo run is this one)"""
     from deepfake_nb.train import train_run
     from deepfake_nb.core import home_at
     h = tmp_path_factory.mktemp('watch_home'); (suite_home/'data').mkdir(exist_ok=True); (h/'data').symlink_to(suite_home/'data')
