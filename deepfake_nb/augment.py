@@ -18,34 +18,48 @@ __all__ = ['AUGMENTATIONS', 'AUGMENTATION_DOC', 'augment_settings', 'augment_vid
 
 # %% ../nbs/lib/04b_augment.ipynb #6adee27a
 AUGMENTATIONS = dict(flip=0.5, rotate=10.0, zoom=0.1, brightness=0.1, contrast=0.1, jpeg=60.0, blur=1.0)
-AUGMENTATION_DOC = dict(flip='probability of a horizontal flip', rotate='maximum rotation, degrees', zoom='maximum zoom in or out, fraction',
-                        brightness='maximum brightness shift, fraction of 255', contrast='maximum contrast change, fraction',
-                        jpeg='lowest JPEG quality of the re-compression (0: off)', blur='largest Gaussian blur sigma, pixels')
+AUGMENTATION_DOC = dict(flip='probability of a horizontal flip', rotate='maximum rotation, degrees',
+                        zoom='maximum zoom in or out, fraction', brightness='maximum brightness shift, fraction of 255',
+                        contrast='maximum contrast change, '
+                        'fraction', jpeg='lowest JPEG quality of the re-compression (0: off)',
+                        blur='largest Gaussian blur sigma, '
+                        'pixels')
 
 def augment_settings(augment) -> dict | None:
-    "Normalise `augment` (None, 'flip,rotate:15', a list of names or a dict) to a dict of every augmentation's strength, or None"
-    if augment is None or augment is False or (isinstance(augment, str) and augment.strip().lower() in ('', 'none', 'false')): return None
+    """Normalise `augment` (None, 'flip,rotate:15', a list of names or a dict) to a dict of every augmentation's
+    strength, or None"""
+    if augment is None or augment is False or (isinstance(augment, str) and
+                                               augment.strip().lower() in ('', 'none', 'false')):
+        return None
     if isinstance(augment, str):
-        augment = {k.strip(): (v.strip() or None) for k, _, v in (p.partition(':') for p in augment.split(',') if p.strip())}
+        augment = {
+            k.strip(): (v.strip() or None)
+            for k, _, v in (p.partition(':') for p in augment.split(',') if p.strip())
+        }
     elif isinstance(augment, (list, tuple)): augment = {k: None for k in augment}
-    if not isinstance(augment, dict): raise DeepfakeNBError(f"augment={augment!r}: pass None, 'flip,rotate,zoom', a list of names or a dict of strengths")
+    if not isinstance(augment, dict): raise DeepfakeNBError(f"augment={augment!r}: pass None, 'flip,rotate,zoom', a "
+                                                            "list of names or a dict of strengths")
     bad = sorted(set(augment) - set(AUGMENTATIONS))
     if bad: raise DeepfakeNBError(f"unknown augmentation(s) {bad}; valid names: {', '.join(AUGMENTATIONS)}")
     out = {k: 0.0 for k in AUGMENTATIONS}
     for k, v in augment.items():
         try: out[k] = float(AUGMENTATIONS[k] if v is None or v is True else v)
-        except (TypeError, ValueError): raise DeepfakeNBError(f"augmentation {k}={v!r} must be a number ({AUGMENTATION_DOC[k]})") from None
+        except (TypeError, ValueError): raise DeepfakeNBError(f"augmentation {k}={v!r} must be a number "
+                                                              f"({AUGMENTATION_DOC[k]})") from None
     limits = dict(flip=1, rotate=90, zoom=0.5, brightness=1, contrast=1, jpeg=100, blur=5)
     for k, v in out.items():
-        if not 0 <= v <= limits[k]: raise DeepfakeNBError(f"augmentation {k}={v} is outside [0, {limits[k]}] ({AUGMENTATION_DOC[k]})")
+        if not 0 <= v <= limits[k]: raise DeepfakeNBError(f"augmentation {k}={v} is outside [0, {limits[k]}] "
+                                                          f"({AUGMENTATION_DOC[k]})")
     return out if any(out.values()) else None
 
 # %% ../nbs/lib/04b_augment.ipynb #2edcc4be
 def augment_video(x, aug: dict, seed):
-    "Augment one video's faces `(T, S, S, 3)` (RGB 0..255) with one random draw for all frames; `seed`: two ints. Returns float32 0..255"
+    """Augment one video's faces `(T, S, S, 3)` (RGB 0..255) with one random draw for all frames; `seed`: two ints.
+    Returns float32 0..255"""
     import tensorflow as tf
     x = tf.cast(x, tf.float32)
-    sh = tf.shape(x); t, h, w = sh[0], sh[1], sh[2]
+    sh = tf.shape(x)
+    t, h, w = sh[0], sh[1], sh[2]
     r = tf.random.stateless_uniform([8], seed=tf.cast(seed, tf.int64))
     if aug.get('flip'): x = tf.cond(r[0] < aug['flip'], lambda: tf.reverse(x, [2]), lambda: x)
     if aug.get('rotate') or aug.get('zoom'):
@@ -54,8 +68,8 @@ def augment_video(x, aug: dict, seed):
         c, s = tf.cos(ang)/z, tf.sin(ang)/z                 # output pixel -> input pixel, about the centre
         cx, cy = (tf.cast(w, tf.float32) - 1)/2, (tf.cast(h, tf.float32) - 1)/2
         tr = tf.stack([c, -s, cx - c*cx + s*cy, s, c, cy - s*cx - c*cy, 0., 0.])[None]
-        x = tf.raw_ops.ImageProjectiveTransformV3(images=x, transforms=tf.repeat(tr, t, 0), output_shape=tf.stack([h, w]),
-                                                  fill_value=0., interpolation='BILINEAR', fill_mode='REFLECT')
+        x = tf.raw_ops.ImageProjectiveTransformV3(images=x, transforms=tf.repeat(tr, t, 0), output_shape=tf.stack(
+            [h, w]), fill_value=0., interpolation='BILINEAR', fill_mode='REFLECT')
     if aug.get('brightness') or aug.get('contrast'):
         mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
         x = (x - mean) * (1 + (2*r[4] - 1)*aug.get('contrast', 0)) + mean + (2*r[3] - 1)*aug.get('brightness', 0)*255
@@ -67,8 +81,10 @@ def augment_video(x, aug: dict, seed):
         rad = int(math.ceil(3*aug['blur']))
         sigma = r[6]*aug['blur']
         d = tf.range(-rad, rad + 1, dtype=tf.float32)
-        k1 = tf.exp(-d**2/(2*sigma**2 + 1e-6)); k1 = k1/tf.reduce_sum(k1)
-        kx = tf.tile(tf.reshape(k1, [1, -1, 1, 1]), [1, 1, 3, 1]); ky = tf.reshape(kx, [-1, 1, 3, 1])
+        k1 = tf.exp(-d**2/(2*sigma**2 + 1e-6))
+        k1 = k1/tf.reduce_sum(k1)
+        kx = tf.tile(tf.reshape(k1, [1, -1, 1, 1]), [1, 1, 3, 1])
+        ky = tf.reshape(kx, [-1, 1, 3, 1])
         x = tf.pad(x, [[0, 0], [rad, rad], [rad, rad], [0, 0]], 'REFLECT')
         x = tf.nn.depthwise_conv2d(tf.nn.depthwise_conv2d(x, kx, [1, 1, 1, 1], 'VALID'), ky, [1, 1, 1, 1], 'VALID')
     return x

@@ -21,20 +21,24 @@ __all__ = ['BACKBONES', 'VIT_PRESET', 'VIT_B16', 'VIT_INSTALL', 'Backbone', 'get
 # %% ../nbs/lib/04a_backbones.ipynb #a3ad61be
 def _keras():
     if keras is None:
-        raise DeepfakeNBError("TensorFlow/Keras is not installed: pip install 'deepfake_nb[cpu]' (or '[gpu]' on an NVIDIA machine); on Colab it is already there")
+        raise DeepfakeNBError("TensorFlow/Keras is not installed: pip install 'deepfake_nb[cpu]' (or '[gpu]' on an "
+                              "NVIDIA machine); on Colab it is already there")
     return keras
 
 def _preprocess_fn(module: str):
-    "The `preprocess_input` of a backbone family: a keras.applications module name, 'torch' (ImageNet mean/std), 'unit' (x/255) or 'vit' (x/127.5 - 1)"
+    """The `preprocess_input` of a backbone family: a keras.applications module name, 'torch' (ImageNet mean/std),
+    'unit' (x/255) or 'vit' (x/127.5 - 1)"""
     k = _keras()
     if module == 'torch': return lambda x: k.applications.imagenet_utils.preprocess_input(x, mode='torch')
     if module == 'unit': return lambda x: x / 255.0
-    if module == 'vit': return lambda x: x / 127.5 - 1.0         # Google's ViT (mean 0.5, std 0.5 of x/255), as KerasHub's ImageNet presets
+    # Google's ViT (mean 0.5, std 0.5 of x/255), as KerasHub's ImageNet presets
+    if module == 'vit': return lambda x: x / 127.5 - 1.0
     return getattr(k.applications, module).preprocess_input
 
 @dataclass
 class Backbone:
-    "A feature extractor: `build(weights, size)` gives a Keras model (image -> vector of `dim`); `preprocess` maps RGB 0..255 to its input range"
+    """A feature extractor: `build(weights, size)` gives a Keras model (image -> vector of `dim`); `preprocess` maps RGB
+    0..255 to its input range"""
     name: str
     ctor: str           # keras.applications constructor name, or a builder function of this module
     module: str         # keras.applications module holding preprocess_input, or 'torch' / 'unit' / 'vit'
@@ -42,19 +46,24 @@ class Backbone:
     label: str
     size: int = 224     # native input size
     min_size: int = 32
-    source: str = 'keras.applications'   # or 'deepfake_nb' (written here), 'keras_hub' (KerasHub, imported on first use)
+    # or 'deepfake_nb' (written here), 'keras_hub' (KerasHub, imported on first use)
+    source: str = 'keras.applications'
     def preprocess(self, x):
         "Numpy RGB 0..255 -> this backbone's input range (float32)"
         return np.asarray(_preprocess_fn(self.module)(np.asarray(x, np.float32).copy()), np.float32)
     @property
     def has_imagenet(self) -> bool: return self.source in ('keras.applications', 'keras_hub')
     def build(self, weights=None, size=160, highpass=False):
-        "The backbone without its classifier, global-average pooled (`weights` None or 'imagenet'; KerasHub's also a file); `highpass`: it reads its input's `HighPassResidual`"
+        """The backbone without its classifier, global-average pooled (`weights` None or 'imagenet'; KerasHub's also a
+        file); `highpass`: it reads its input's `HighPassResidual`"""
         k = _keras()
-        if size < self.min_size: raise DeepfakeNBError(f"size {size} is too small for {self.name}: it needs at least {self.min_size}x{self.min_size} inputs (native {self.size})")
+        if size < self.min_size: raise DeepfakeNBError(f"size {size} is too small for {self.name}: it needs at least "
+                                                       f"{self.min_size}x{self.min_size} inputs (native {self.size})")
         if self.source == 'keras_hub': return globals()[self.ctor]((size, size, 3), highpass=highpass, weights=weights)
         if self.source != 'keras.applications': return globals()[self.ctor]((size, size, 3), highpass=highpass)
-        if not highpass: return getattr(k.applications, self.ctor)(weights=weights, include_top=False, input_shape=(size, size, 3), pooling='avg')
+        if not highpass:
+            return getattr(k.applications, self.ctor)(weights=weights, include_top=False, input_shape=(size, size, 3),
+                                                      pooling='avg')
         inp = k.Input((size, size, 3))
         m = getattr(k.applications, self.ctor)(weights=weights, include_top=False, input_shape=(size, size, 3),
                                                input_tensor=HighPassResidual(name='highpass')(inp), pooling='avg')
@@ -79,7 +88,8 @@ BACKBONES = {b.name: b for b in [
 
 def get_backbone(name: str) -> Backbone:
     "The registered backbone `name`, or an error listing the valid names"
-    if name not in BACKBONES: raise DeepfakeNBError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}")
+    if name not in BACKBONES: raise DeepfakeNBError(f"unknown backbone {name!r}; valid names: "
+                                                    f"{', '.join(sorted(BACKBONES))}")
     return BACKBONES[name]
 
 # %% ../nbs/lib/04a_backbones.ipynb #52d07420
@@ -96,7 +106,8 @@ def _stem(inp):
     return L.MaxPooling2D(3, 2, name='maxpool')(L.ZeroPadding2D(1, name='maxpool_pad')(x))
 
 def _shortcut(x, filters, stride, name):
-    return x if stride == 1 and x.shape[-1] == filters else _conv_bn(x, filters, 1, stride, name=f'{name}_down', relu=False)
+    return x if stride == 1 and x.shape[-1] == filters else _conv_bn(x, filters, 1, stride, name=f'{name}_down',
+                                                                     relu=False)
 
 def _basic_block(x, filters, stride, name):
     L = _keras().layers
@@ -118,23 +129,30 @@ def _input(input_shape, highpass=False):
 
 def resnet18(input_shape=(224, 224, 3), highpass=False):
     "ResNet-18 without its classifier, global-average pooled (512 features)"
-    k = _keras(); inp, x = _input(input_shape, highpass); x = _stem(x)
+    k = _keras()
+    inp, x = _input(input_shape, highpass)
+    x = _stem(x)
     for i, f in enumerate([64, 128, 256, 512]):
         for j in range(2): x = _basic_block(x, f, 2 if (j == 0 and i > 0) else 1, f'layer{i+1}_{j}')
     return k.Model(inp, k.layers.GlobalAveragePooling2D(name='avg_pool')(x), name='resnet18')
 
 def resnext50(input_shape=(224, 224, 3), groups=32, width_per_group=4, highpass=False):
     "ResNeXt-50 (32x4d) without its classifier, global-average pooled (2048 features)"
-    k = _keras(); inp, x = _input(input_shape, highpass); x = _stem(x)
+    k = _keras()
+    inp, x = _input(input_shape, highpass)
+    x = _stem(x)
     for i, (planes, n) in enumerate(zip([64, 128, 256, 512], [3, 4, 6, 3])):
         width = planes * width_per_group // 64 * groups
-        for j in range(n): x = _bottleneck(x, width, planes*4, 2 if (j == 0 and i > 0) else 1, groups, f'layer{i+1}_{j}')
+        for j in range(n):
+            x = _bottleneck(x, width, planes * 4, 2 if (j == 0 and i > 0) else 1, groups, f'layer{i+1}_{j}')
     return k.Model(inp, k.layers.GlobalAveragePooling2D(name='avg_pool')(x), name='resnext50_32x4d')
 
 # %% ../nbs/lib/04a_backbones.ipynb #2d2547b0
 def meso4(input_shape=(256, 256, 3), top=False, highpass=False):
-    "Meso-4: the 16-unit embedding (`top=False`) or the authors' full classifier whose sigmoid gives P(real) (`top=True`)"
-    k = _keras(); L = k.layers
+    """Meso-4: the 16-unit embedding (`top=False`) or the authors' full classifier whose sigmoid gives P(real)
+    (`top=True`)"""
+    k = _keras()
+    L = k.layers
     inp, x = _input(input_shape, highpass)
     for i, (f, ks, pool) in enumerate([(8, 3, 2), (8, 5, 2), (16, 5, 2), (16, 5, 4)]):
         x = L.Conv2D(f, ks, padding='same', activation='relu', name=f'conv{i+1}')(x)
@@ -146,19 +164,23 @@ def meso4(input_shape=(256, 256, 3), top=False, highpass=False):
     return k.Model(inp, x, name='meso4_classifier' if top else 'meso4')
 
 def load_legacy_h5(model, path) -> int:
-    "Assign the weights of an old (Keras 2) h5 weights file to `model`'s layers with weights, in order; extra layers in the file are ignored"
+    """Assign the weights of an old (Keras 2) h5 weights file to `model`'s layers with weights, in order; extra layers
+    in the file are ignored"""
     import h5py
     with h5py.File(path, 'r') as f:
         g = f['model_weights'] if 'model_weights' in f else f
         names = [n.decode() if isinstance(n, bytes) else n for n in g.attrs['layer_names']]
-        stored = [[np.asarray(g[n][w.decode() if isinstance(w, bytes) else w]) for w in g[n].attrs['weight_names']] for n in names]
+        stored = [[np.asarray(g[n][w.decode() if isinstance(w, bytes) else w]) for w in g[n].attrs['weight_names']]
+                  for n in names]
     stored = [(n, ws) for n, ws in zip(names, stored) if ws]
     layers = [l for l in model.layers if l.weights]
-    if len(stored) < len(layers): raise DeepfakeNBError(f"{path} holds {len(stored)} layers with weights; {model.name} needs {len(layers)}")
+    if len(stored) < len(layers): raise DeepfakeNBError(f"{path} holds {len(stored)} layers with weights; "
+                                                        f"{model.name} needs {len(layers)}")
     for l, (n, ws) in zip(layers, stored):
         want = [tuple(w.shape) for w in l.weights]
         if want != [w.shape for w in ws]:
-            raise DeepfakeNBError(f"{path}: layer {n} has shapes {[w.shape for w in ws]} but {model.name}'s {l.name} needs {want} "
+            raise DeepfakeNBError(f"{path}: layer {n} has shapes {[w.shape for w in ws]} but {model.name}'s {l.name} "
+                                  f"needs {want} "
                                   f"(Meso-4 weights need 256x256 inputs)")
         l.set_weights(ws)
     return len(layers)
@@ -166,7 +188,8 @@ def load_legacy_h5(model, path) -> int:
 # %% ../nbs/lib/04a_backbones.ipynb #b055f804
 def meso4_classifier(weights_path):
     "The authors' Meso-4 classifier (256x256, output P(real)) with the weights of a MesoNet h5 file"
-    m = meso4((256, 256, 3), top=True); load_legacy_h5(m, weights_path)
+    m = meso4((256, 256, 3), top=True)
+    load_legacy_h5(m, weights_path)
     return m
 
 def load_images(paths, size=256) -> np.ndarray:
@@ -183,14 +206,19 @@ def load_images(paths, size=256) -> np.ndarray:
 if keras is not None:
     @keras.saving.register_keras_serializable('deepfake_nb')
     class HighPassResidual(keras.layers.Layer):
-        "The image minus its Gaussian blur (`sigma` pixels, reflected borders), per channel: the high-frequency residual that resampling and blending disturb"
+        """The image minus its Gaussian blur (`sigma` pixels, reflected borders), per channel: the high-frequency
+        residual that resampling and blending disturb"""
         def __init__(self, sigma=1.0, **kw):
             kw.setdefault('dtype', 'float32')      # under mixed precision too: a small difference of large pixel values
-            super().__init__(**kw); self.sigma = float(sigma)
-            r = max(1, math.ceil(3*self.sigma)); t = np.arange(-r, r+1)
-            g = np.exp(-t**2/(2*self.sigma**2)); self.radius, self.taps = r, (g/g.sum()).astype(np.float32)
+            super().__init__(**kw)
+            self.sigma = float(sigma)
+            r = max(1, math.ceil(3*self.sigma))
+            t = np.arange(-r, r+1)
+            g = np.exp(-t**2/(2*self.sigma**2))
+            self.radius, self.taps = r, (g/g.sum()).astype(np.float32)
         def build(self, input_shape):
-            self.kernel = np.tile(np.outer(self.taps, self.taps)[:, :, None, None], (1, 1, int(input_shape[-1]), 1)).astype(np.float32)
+            self.kernel = np.tile(np.outer(self.taps, self.taps)[:, :, None, None],
+                                  (1, 1, int(input_shape[-1]), 1)).astype(np.float32)
         def call(self, x):
             r = self.radius
             padded = keras.ops.pad(x, [[0, 0], [r, r], [r, r], [0, 0]], mode='reflect')
@@ -200,7 +228,8 @@ if keras is not None:
 # %% ../nbs/lib/04a_backbones.ipynb #d99542b9
 @contextlib.contextmanager
 def _socket_timeout(s):
-    old = socket.getdefaulttimeout(); socket.setdefaulttimeout(s)
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(s)
     try: yield
     finally: socket.setdefaulttimeout(old)
 
@@ -210,12 +239,15 @@ def _is_random(weights) -> bool:
 def _is_highpass(weights) -> bool: return isinstance(weights, str) and weights.lower() == 'random-highpass'
 
 def saved_init_key(key: str) -> bool:
-    "Whether `weights_key` names a random initialisation (plain or high-pass), whose weights are saved beside its feature cache"
+    """Whether `weights_key` names a random initialisation (plain or high-pass), whose weights are saved beside its
+    feature cache"""
     return key.startswith(('random-', 'highpass-'))
 
 def backbone_for_key(name: str, key: str, size=160):
-    "The untrained backbone `name` with the architecture of a random-initialisation `weights_key` (the high-pass input for 'highpass-...'); load its saved weights next"
-    if not saved_init_key(key): raise DeepfakeNBError(f"weights_key {key!r} is not a random initialisation ('random-s<seed>' or 'highpass-s<seed>')")
+    """The untrained backbone `name` with the architecture of a random-initialisation `weights_key` (the high-pass input
+    for 'highpass-...'); load its saved weights next"""
+    if not saved_init_key(key): raise DeepfakeNBError(f"weights_key {key!r} is not a random initialisation "
+                                                      "('random-s<seed>' or 'highpass-s<seed>')")
     return get_backbone(name).build(None, size, highpass=key.startswith('highpass-'))
 
 def build_backbone(name: str, weights='auto', size=160, init_seed=0):
@@ -226,39 +258,51 @@ def build_backbone(name: str, weights='auto', size=160, init_seed=0):
         return bb.build(None, size), f'random init (seed {init_seed})', f'random-s{init_seed}'
     if _is_highpass(weights):
         _keras().utils.set_random_seed(init_seed)
-        return bb.build(None, size, highpass=True), f'random init (seed {init_seed}) reading high-pass residuals', f'highpass-s{init_seed}'
+        return bb.build(None, size, highpass=True), (f'random init (seed {init_seed}) reading high-pass '
+                                                     'residuals'), f'highpass-s{init_seed}'
     if weights in ('imagenet', 'auto'):
         if not bb.has_imagenet:
             if weights == 'imagenet':
-                raise DeepfakeNBError(f"{name} is written here and keras.applications has no ImageNet weights for it; use weights='random-highpass' "
-                                      f"(random filters that a frozen-feature head can learn from), None (plain random initialisation, e.g. to train "
+                raise DeepfakeNBError(f"{name} is written here and keras.applications has no ImageNet weights for it; "
+                                      "use weights='random-highpass' "
+                                      "(random filters that a frozen-feature head can learn from), None (plain "
+                                      "random initialisation, e.g. to train "
                                       f"it end to end) or weights='/path/to/{name}.weights.h5'")
             m, used, key = build_backbone(name, 'random-highpass', size, init_seed)
             return m, f'{used} (no ImageNet weights for {name} in keras.applications)', key
         try:
-            src = 'keras.applications' if bb.source == 'keras.applications' else f"KerasHub {VIT_PRESET}" + (f", position grid resized to {size} px" if size != bb.size else '')
+            src = 'keras.applications' if bb.source == 'keras.applications' else f"KerasHub {VIT_PRESET}" + (
+                f", position grid resized to {size} px" if size != bb.size else '')
             with _socket_timeout(30): return bb.build('imagenet', size), f'ImageNet ({src})', 'imagenet'
         except DeepfakeNBError: raise
         except Exception as e:
             if weights == 'auto':
-                print(f"note: ImageNet weights for {name} are not available offline ({type(e).__name__}); using random initialisation reading high-pass residuals")
+                print(f"note: ImageNet weights for {name} are not available offline ({type(e).__name__}); using "
+                      "random initialisation reading high-pass residuals")
                 m, used, key = build_backbone(name, 'random-highpass', size, init_seed)
                 return m, f'{used} (ImageNet weights unavailable offline)', key
-            hint = (f"weights='/path/to/model.weights.h5' (KerasHub's {VIT_PRESET} preset, fetched where there is a network with "
+            hint = (f"weights='/path/to/model.weights.h5' (KerasHub's {VIT_PRESET} preset, fetched where there is a "
+                    "network with "
                     f"kagglehub.model_download('keras/vit/keras/{VIT_PRESET}'))" if bb.source == 'keras_hub' else
                     f"weights='/path/to/{name}_notop.weights.h5' (a Keras weights file for include_top=False)")
-            raise DeepfakeNBError(f"ImageNet weights for {name} could not be downloaded ({type(e).__name__}: {str(e)[:200]}). "
-                                  f"With no network, use weights='random-highpass' (random initialisation reading high-pass residuals), None "
+            raise DeepfakeNBError(f"ImageNet weights for {name} could not be downloaded ({type(e).__name__}: "
+                                  f"{str(e)[:200]}). "
+                                  "With no network, use weights='random-highpass' (random initialisation reading "
+                                  "high-pass residuals), None "
                                   f"(plain random initialisation) or {hint}") from None
     p = Path(weights)
-    if not p.exists(): raise DeepfakeNBError(f"weights {weights!r} is neither 'imagenet', 'auto', 'random-highpass', None nor an existing file; pass one of those")
-    if bb.source == 'keras_hub': return bb.build(str(p), size), f'file {p.name} (sha256 {file_hash(p, 12)})', f'file-{file_hash(p, 10)}'   # it reads its files itself
+    if not p.exists(): raise DeepfakeNBError(f"weights {weights!r} is neither 'imagenet', 'auto', 'random-highpass', "
+                                             "None nor an existing file; pass one of those")
+    # it reads its files itself
+    if bb.source == 'keras_hub': return bb.build(str(p), size), (f'file {p.name} (sha256 '
+                                                                 f'{file_hash(p, 12)})'), f'file-{file_hash(p, 10)}'
     m = bb.build(None, size)
     try: m.load_weights(str(p))
     except Exception as e:
         try: load_legacy_h5(m, p)
         except Exception as e2:
-            raise DeepfakeNBError(f"weights file {p} does not fit {name} (include_top=False, {size}x{size}): {str(e)[:200]}; "
+            raise DeepfakeNBError(f"weights file {p} does not fit {name} (include_top=False, {size}x{size}): "
+                                  f"{str(e)[:200]}; "
                                   f"read layer by layer: {str(e2)[:200]}") from None
     return m, f'file {p.name} (sha256 {file_hash(p, 12)})', f'file-{file_hash(p, 10)}'
 
@@ -269,9 +313,11 @@ def _imagenet_loads(name: str, size: int) -> bool:
     bb = get_backbone(name)
     if not bb.has_imagenet:
         return False
-    if cluster_size() > 1:      # a multi-worker process makes its strategy before any TensorFlow op: a child process tries
+    # a multi-worker process makes its strategy before any TensorFlow op: a child process tries
+    if cluster_size() > 1:
         code = f"from deepfake_nb.backbones import _imagenet_loads; print(_imagenet_loads({name!r}, {int(size)}))"
-        r = subprocess.run([sys.executable, '-c', code], env=dict(os.environ, TF_CONFIG=''), capture_output=True, text=True)
+        r = subprocess.run([sys.executable, '-c', code], env=dict(os.environ, TF_CONFIG=''), capture_output=True,
+                           text=True)
         return r.stdout.strip().endswith('True')
     try:
         with _socket_timeout(30):
@@ -281,14 +327,16 @@ def _imagenet_loads(name: str, size: int) -> bool:
         return False
 
 def resolve_weights(name: str, weights, size: int):
-    "What `weights` loads for backbone `name`: `'auto'` becomes `'imagenet'` where its ImageNet weights load, else `'random-highpass'`"
+    """What `weights` loads for backbone `name`: `'auto'` becomes `'imagenet'` where its ImageNet weights load, else
+    `'random-highpass'`"""
     if weights != 'auto':
         return weights
     return 'imagenet' if _imagenet_loads(name, int(size)) else 'random-highpass'
 
 # %% ../nbs/lib/04a_backbones.ipynb #f663d29d
 def bn_input_mean_agreement(model, x) -> float:
-    "Median over BatchNorm layers of the correlation between the batch mean of the layer's input and its stored moving mean"
+    """Median over BatchNorm layers of the correlation between the batch mean of the layer's input and its stored moving
+    mean"""
     k = _keras()
     bns = [l for l in model.layers if isinstance(l, k.layers.BatchNormalization)]
     probe = k.Model(model.inputs, [l.input for l in bns])
@@ -299,39 +347,49 @@ def bn_input_mean_agreement(model, x) -> float:
 # %% ../nbs/lib/04a_backbones.ipynb #8b2dfe0e
 VIT_PRESET = 'vit_base_patch16_224_imagenet'       # KerasHub's ImageNet-1k ViT-B/16, 224x224 (Kaggle Models)
 VIT_B16 = dict(patch_size=16, num_layers=12, num_heads=12, hidden_dim=768, mlp_dim=3072)
-VIT_INSTALL = ("pip install regex tokenizers kagglehub && pip install --no-deps 'keras-hub>=0.32' (what `make install` does: keras-hub's "
-               "tensorflow-text requirement would install the full `tensorflow` distribution over tensorflow-cpu), or pip install "
+VIT_INSTALL = ("pip install regex tokenizers kagglehub && pip install --no-deps 'keras-hub>=0.32' (what `make "
+               "install` does: keras-hub's "
+               "tensorflow-text requirement would install the full `tensorflow` distribution over tensorflow-cpu), or "
+               "pip install "
                "'deepfake_nb[vit]' where the full tensorflow is installed (Colab)")
 
 def _keras_hub():
     "KerasHub, imported on first use, or an error naming how to install it"
     try: import keras_hub
     except Exception as e:
-        raise DeepfakeNBError(f"the vit_b16 backbone needs KerasHub, which cannot be imported here ({type(e).__name__}: {str(e)[:150]}); "
+        raise DeepfakeNBError("the vit_b16 backbone needs KerasHub, which cannot be imported here "
+                              f"({type(e).__name__}: {str(e)[:150]}); "
                               f"install it: {VIT_INSTALL}") from None
     return keras_hub
 
 if keras is not None:
     @keras.saving.register_keras_serializable('deepfake_nb')
     class KerasHubViT(keras.layers.Layer):
-        """KerasHub's `ViTBackbone` (`config`: its settings) as one layer whose trainable tail is part of its config: `set_tail(k)` trains its
-        last `k` units (`units`), and a saved fine-tuning model reloads with the same ones training (KerasHub's own config does not keep them)"""
+        """KerasHub's `ViTBackbone` (`config`: its settings) as one layer whose trainable tail is part of its config:
+        `set_tail(k)` trains its last `k` units (`units`), and a saved fine-tuning model reloads with the same ones
+        training (KerasHub's own config does not keep them)"""
         def __init__(self, image_shape=(224, 224, 3), config=None, tail=None, **kw):
             super().__init__(**kw)
             self.image_shape, self.config, self.tail = tuple(int(v) for v in image_shape), dict(config or {}), tail
-            self.vit = _keras_hub().models.ViTBackbone(image_shape=self.image_shape, use_class_token=True, dtype=self.dtype_policy, **self.config)
+            self.vit = _keras_hub().models.ViTBackbone(image_shape=self.image_shape, use_class_token=True,
+                                                       dtype=self.dtype_policy, **self.config)
             if tail is not None: self.set_tail(tail)
         def units(self) -> list:
-            "Its layers with weights, in order: the patch embedding (class token and positions too), each transformer block, the final LayerNorm"
+            """Its layers with weights, in order: the patch embedding (class token and positions too), each transformer
+            block, the final LayerNorm"""
             enc = self.vit.get_layer('vit_encoder')
             return [self.vit.get_layer('vit_patching_and_embedding'), *enc.encoder_layers, enc.layer_norm]
         def set_tail(self, k):
             "Train its last `k` units (all when k < 0), freeze the others"
-            self.tail = int(k); units = self.units(); cut = 0 if k < 0 else max(0, len(units) - k)
+            self.tail = int(k)
+            units = self.units()
+            cut = 0 if k < 0 else max(0, len(units) - k)
             for i, l in enumerate(units): l.trainable = i >= cut
         def call(self, x): return self.vit(x)
         def compute_output_shape(self, input_shape): return self.vit.compute_output_shape(input_shape)
-        def get_config(self): return dict(super().get_config(), image_shape=list(self.image_shape), config=self.config, tail=self.tail)
+
+        def get_config(self):
+            return dict(super().get_config(), image_shape=list(self.image_shape), config=self.config, tail=self.tail)
 
 def vit_layer(model):
     "The `KerasHubViT` among `model`'s layers, or None"
@@ -342,89 +400,121 @@ def _is_vit(model) -> bool:
     return any(l.name == 'vit_tokens' for l in model.layers)
 
 def vit_units(model) -> list:
-    "The layers with weights of the KerasHub ViT among `model`'s layers, in order: its patch embedding (class token and positions too), each transformer block, its final LayerNorm"
+    """The layers with weights of the KerasHub ViT among `model`'s layers, in order: its patch embedding (class token
+    and positions too), each transformer block, its final LayerNorm"""
     vl = vit_layer(model)
     if vl is None: raise DeepfakeNBError(f"{model.name} holds no KerasHub ViT")
     return vl.units()
 
 def resize_positions(pos, grid: int) -> np.ndarray:
-    """ViT position embeddings `(1 + g*g, C)` (the class token's first) for a `grid` x `grid` patch grid: the class token's kept and the
-    g x g grid resized bicubically, antialiased when it shrinks (as timm does when a ViT runs at another size)"""
-    pos = np.asarray(pos, np.float32); pos = pos.reshape(pos.shape[-2:])
-    n, c = pos.shape; g = math.isqrt(n - 1)
-    if g*g != n - 1: raise DeepfakeNBError(f"position embeddings of {n} positions are not a class token and a square grid of patches")
+    """ViT position embeddings `(1 + g*g, C)` (the class token's first) for a `grid` x `grid` patch grid: the class
+    token's kept and the g x g grid resized bicubically, antialiased when it shrinks (as timm does when a ViT runs at
+    another size)"""
+    pos = np.asarray(pos, np.float32)
+    pos = pos.reshape(pos.shape[-2:])
+    n, c = pos.shape
+    g = math.isqrt(n - 1)
+    if g*g != n - 1: raise DeepfakeNBError(f"position embeddings of {n} positions are not a class token and a square "
+                                           "grid of patches")
     if g == grid: return pos.copy()
-    img = _keras().ops.image.resize(pos[1:].reshape(1, g, g, c), (grid, grid), interpolation='bicubic', antialias=grid < g)
+    img = _keras().ops.image.resize(pos[1:].reshape(1, g, g, c), (grid, grid), interpolation='bicubic', antialias=grid
+                                    < g)
     return np.concatenate([pos[:1], np.asarray(img, np.float32).reshape(grid*grid, c)])
 
 def copy_vit_weights(src, dst) -> int:
-    "Copy every weight of the KerasHub ViTBackbone `src` into `dst` (the same architecture at any input size), the position grid resized (`resize_positions`); returns how many"
+    """Copy every weight of the KerasHub ViTBackbone `src` into `dst` (the same architecture at any input size), the
+    position grid resized (`resize_positions`); returns how many"""
     if [w.path for w in src.weights] != [w.path for w in dst.weights]:
-        raise DeepfakeNBError(f"{src.name} and {dst.name} are different ViTs (their weights differ); pass a ViT-B/16 backbone's weights")
+        raise DeepfakeNBError(f"{src.name} and {dst.name} are different ViTs (their weights differ); pass a ViT-B/16 "
+                              "backbone's weights")
     for s, d in zip(src.weights, dst.weights):
         v = np.asarray(_keras().ops.convert_to_numpy(s), np.float32)
         if s.path.endswith('position_embedding/embeddings'): v = resize_positions(v, math.isqrt(int(d.shape[0]) - 1))
-        if tuple(v.shape) != tuple(d.shape): raise DeepfakeNBError(f"{s.path}: shape {tuple(v.shape)} does not fit {tuple(d.shape)}; pass a ViT-B/16 backbone's weights")
+        if tuple(v.shape) != tuple(d.shape): raise DeepfakeNBError(f"{s.path}: shape {tuple(v.shape)} does not fit "
+                                                                   f"{tuple(d.shape)}; pass a ViT-B/16 backbone's "
+                                                                   "weights")
         d.assign(v)
     return len(dst.weights)
 
 def _vit_file_positions(path):
-    "How many position embeddings a KerasHub ViTBackbone's own weights file holds (its patch embedding at the top level), or None for another file"
+    """How many position embeddings a KerasHub ViTBackbone's own weights file holds (its patch embedding at the top
+    level), or None for another file"""
     import h5py
     found = []
     try:
-        with h5py.File(path, 'r') as f: f.visititems(lambda n, o: found.append((n, o.shape)) if n.endswith('position_embedding/vars/0') else None)
+        with h5py.File(path, 'r') as f:
+            f.visititems(lambda n, o: found.append((n, o.shape)) if n.endswith('position_embedding/vars/0') else None)
     except OSError: return None
     return int(found[0][1][0]) if len(found) == 1 and found[0][0].count('layers/') == 1 else None
 
 def check_vit_preprocessing(converter):
-    "Stop when a KerasHub image `converter` maps pixels otherwise than `vit_b16`'s preprocessing, x/127.5 - 1 (checked on constant images)"
+    """Stop when a KerasHub image `converter` maps pixels otherwise than `vit_b16`'s preprocessing, x/127.5 - 1 (checked
+    on constant images)"""
     h, w = converter.image_size or (16, 16)
-    x = np.stack([np.full((h, w, 3), v, np.float32) for v in (0, 255)] + [np.tile(255*np.eye(3, dtype=np.float32)[i], (h, w, 1)) for i in range(3)])
+    x = np.stack([np.full((h, w, 3), v, np.float32)
+                  for v in (0, 255)] + [np.tile(255 * np.eye(3, dtype=np.float32)[i], (h, w, 1)) for i in range(3)])
     got = np.asarray(converter(x), np.float32)[:, h//2, w//2]
     want = get_backbone('vit_b16').preprocess(x)[:, h//2, w//2]
     if not np.allclose(got, want, atol=2e-3):
-        raise DeepfakeNBError(f"KerasHub's image converter for {VIT_PRESET} maps black and white pixels to {got[0].round(4).tolist()} and "
-                              f"{got[1].round(4).tolist()}, but vit_b16 preprocesses with x/127.5 - 1 ({want[0].tolist()}, {want[1].tolist()}): "
-                              f"the preset's normalisation differs from the one ViT-B/16 was trained with (mean and std 0.5 of x/255). If the converter is "
-                              f"right, set the 'vit' preprocessing of deepfake_nb.models._preprocess_fn to it; to use the weights as they are, pass the "
+        raise DeepfakeNBError(f"KerasHub's image converter for {VIT_PRESET} maps black and white pixels to "
+                              f"{got[0].round(4).tolist()} and "
+                              f"{got[1].round(4).tolist()}, but vit_b16 preprocesses with x/127.5 - 1 "
+                              f"({want[0].tolist()}, {want[1].tolist()}): "
+                              "the preset's normalisation differs from the one ViT-B/16 was trained with (mean and "
+                              "std 0.5 of x/255). If the converter is "
+                              "right, set the 'vit' preprocessing of deepfake_nb.models._preprocess_fn to it; to use "
+                              "the weights as they are, pass the "
                               f"preset folder's model.weights.h5 as weights (a file is not checked)")
 
 def _vit_imagenet():
-    "KerasHub's ImageNet ViT-B/16 (`VIT_PRESET`, 224x224, downloaded from Kaggle once), after checking its image converter preprocesses as `vit_b16` does"
+    """KerasHub's ImageNet ViT-B/16 (`VIT_PRESET`, 224x224, downloaded from Kaggle once), after checking its image
+    converter preprocesses as `vit_b16` does"""
     kh = _keras_hub()
     src = kh.models.ViTBackbone.from_preset(VIT_PRESET)
     try: conv = kh.layers.ViTImageConverter.from_preset(VIT_PRESET)
     except Exception as e:
-        conv = None; print(f"note: {VIT_PRESET} has no image converter to check vit_b16's preprocessing (x/127.5 - 1) against ({type(e).__name__})")
+        conv = None
+        print(f"note: {VIT_PRESET} has no image converter to check vit_b16's preprocessing (x/127.5 - 1) against "
+              f"({type(e).__name__})")
     if conv is not None: check_vit_preprocessing(conv)
     return src
 
 def _patch_grid(tokens):
-    "ViT tokens `(1 + h*w, C)` (the class token first) -> the patch tokens laid out as their `(h, w, C)` grid (the `patch_grid` operation)"
+    """ViT tokens `(1 + h*w, C)` (the class token first) -> the patch tokens laid out as their `(h, w, C)` grid (the
+    `patch_grid` operation)"""
     L = _keras().layers
-    n, c = int(tokens.shape[1]) - 1, int(tokens.shape[2]); g = math.isqrt(n)
+    n, c = int(tokens.shape[1]) - 1, int(tokens.shape[2])
+    g = math.isqrt(n)
     return L.Reshape((g, g, c), name='patch_grid')(L.Cropping1D((1, 0), name='patch_tokens')(tokens))
 
 def vit_b16(input_shape=(224, 224, 3), highpass=False, weights=None, config=None):
-    """ViT-B/16 (KerasHub's `ViTBackbone`) without its classifier: the class token of its last layer after the final LayerNorm (768 features).
-    `weights`: None (random), 'imagenet' (`VIT_PRESET`, its position grid resized to this size) or a weights file: this model's, or a KerasHub
-    ViT backbone's at any size. `config`: `ViTBackbone` settings (default `VIT_B16`); `highpass`: it reads its input's `HighPassResidual`"""
-    k = _keras(); L = k.layers
-    cfg = dict(VIT_B16 if config is None else config); p = int(cfg['patch_size']); size = int(input_shape[0])
+    """ViT-B/16 (KerasHub's `ViTBackbone`) without its classifier: the class token of its last layer after the final
+    LayerNorm (768 features). `weights`: None (random), 'imagenet' (`VIT_PRESET`, its position grid resized to this
+    size) or a weights file: this model's, or a KerasHub ViT backbone's at any size. `config`: `ViTBackbone` settings
+    (default `VIT_B16`); `highpass`: it reads its input's `HighPassResidual`"""
+    k = _keras()
+    L = k.layers
+    cfg = dict(VIT_B16 if config is None else config)
+    p = int(cfg['patch_size'])
+    size = int(input_shape[0])
     if size != input_shape[1] or size % p:
-        raise DeepfakeNBError(f"size {size}: ViT-B/16 cuts each face into {p}x{p} patches, so its size must be a multiple of {p} "
+        raise DeepfakeNBError(f"size {size}: ViT-B/16 cuts each face into {p}x{p} patches, so its size must be a "
+                              f"multiple of {p} "
                               f"(e.g. {max(2, round(size/p))*p}; native 224)")
-    kh = _keras_hub(); src, n_file = None, None
+    kh = _keras_hub()
+    src, n_file = None, None
     if isinstance(weights, str) and weights == 'imagenet': src = _vit_imagenet()
     elif weights is not None: n_file = _vit_file_positions(weights)
     if n_file:                                       # a KerasHub ViT backbone's own file, at the size it was saved at
         src = kh.models.ViTBackbone(image_shape=(p*math.isqrt(n_file - 1),)*2 + (3,), use_class_token=True, **cfg)
         try: src.load_weights(str(weights))
-        except Exception as e: raise DeepfakeNBError(f"weights file {weights} is a KerasHub ViT's but not ViT-B/16's: {str(e)[:200]}") from None
+        except Exception as e: raise DeepfakeNBError(f"weights file {weights} is a KerasHub ViT's but not ViT-B/16's: "
+                                                     f"{str(e)[:200]}") from None
     vit = KerasHubViT((size, size, 3), cfg, name='vit_backbone')
     copied = src is not None
-    if copied: copy_vit_weights(src, vit.vit); del src
+    if copied:
+        copy_vit_weights(src, vit.vit)
+        del src
     inp, x = _input(input_shape, highpass)
     tokens = L.Identity(name='vit_tokens')(vit(x))
     cls = L.Flatten(name='class_token')(L.Cropping1D((0, int(tokens.shape[1]) - 1), name='class_token_crop')(tokens))
@@ -432,5 +522,6 @@ def vit_b16(input_shape=(224, 224, 3), highpass=False, weights=None, config=None
     if weights is not None and not copied:           # this model's own weights file
         try: m.load_weights(str(weights))
         except Exception as e:
-            raise DeepfakeNBError(f"weights file {weights} fits neither vit_b16 at {size}x{size} nor a KerasHub ViT-B/16 backbone: {str(e)[:200]}") from None
+            raise DeepfakeNBError(f"weights file {weights} fits neither vit_b16 at {size}x{size} nor a KerasHub "
+                                  f"ViT-B/16 backbone: {str(e)[:200]}") from None
     return m

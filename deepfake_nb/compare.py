@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from scipy import stats
 from .core import *
-from .metrics import (check_binary, classification_metrics, youden_threshold, choose_threshold, THRESHOLD_RULES,
-                                 evaluate_scores, evaluate_frame_levels, fmt_ci)
-from .stats import (delong_auc_ci, delong_test, mcnemar_test, wilcoxon_test, wilcoxon_raw_probs, RAW_PROB_LABEL, log_losses, holm,
-                               paired_bootstrap_auc, cochran_q, friedman_test, model_ranks, nemenyi_cd, pairwise_holm, no_difference_groups,
-                               paired_tests, datta_satten, FEW_CLUSTERS)
+from .metrics import (check_binary, classification_metrics, youden_threshold, choose_threshold,
+                                 THRESHOLD_RULES, evaluate_scores, evaluate_frame_levels, fmt_ci)
+from .stats import (delong_auc_ci, delong_test, mcnemar_test, wilcoxon_test, wilcoxon_raw_probs,
+                               RAW_PROB_LABEL, log_losses, holm, paired_bootstrap_auc, cochran_q, friedman_test,
+                               model_ranks, nemenyi_cd, pairwise_holm, no_difference_groups, paired_tests, datta_satten,
+                               FEW_CLUSTERS)
 
 # %% auto #0
 __all__ = ['PRED_COLUMNS', 'MIN_CLUSTERS', 'SEED_METRICS', 'load_run', 'load_frame_predictions', 'video_ids_hash',
@@ -26,16 +27,20 @@ __all__ = ['PRED_COLUMNS', 'MIN_CLUSTERS', 'SEED_METRICS', 'load_run', 'load_fra
 PRED_COLUMNS = ['video_id', 'split', 'label', 'prob']
 
 def load_run(run_dir) -> dict:
-    "A complete run's `params`, `predictions` (DataFrame) and `run_dir`; `DeepfakeNBError` for an incomplete or malformed run"
+    """A complete run's `params`, `predictions` (DataFrame) and `run_dir`; `DeepfakeNBError` for an incomplete or
+    malformed run"""
     d = Path(run_dir)
-    if not d.is_dir(): raise DeepfakeNBError(f"run {d} does not exist; pass run directories under {reports_dir('runs')}")
+    if not d.is_dir(): raise DeepfakeNBError(f"run {d} does not exist; pass run directories under "
+                                             f"{reports_dir('runs')}")
     if not is_complete(d):
-        raise DeepfakeNBError(f"run {d} is incomplete (no complete.json, or a checkpoint/ left): it crashed or is still running; "
+        raise DeepfakeNBError(f"run {d} is incomplete (no complete.json, or a checkpoint/ left): it crashed or is "
+                              "still running; "
                               f"go on with deepfake-nb train --resume, or delete the folder")
     params = load_json(d/'params.json')
     pr = pd.read_csv(d/'predictions.csv', dtype={'video_id': str, 'split': str})
     missing = [c for c in PRED_COLUMNS if c not in pr]
-    if missing: raise DeepfakeNBError(f"{d/'predictions.csv'}: missing column(s) {missing}; it needs {PRED_COLUMNS} (re-run 03_train)")
+    if missing: raise DeepfakeNBError(f"{d/'predictions.csv'}: missing column(s) {missing}; it needs {PRED_COLUMNS} "
+                                      "(re-run 03_train)")
     params.setdefault('run_id', d.name)
     return dict(params=params, predictions=pr, run_dir=d)
 
@@ -59,47 +64,70 @@ def video_ids_hash(video_ids) -> str:
 MIN_CLUSTERS = 10
 
 def identity_clusters(runs: list, video_ids, cluster: str = 'auto', min_clusters: int = MIN_CLUSTERS, labels=None):
-    "Identity cluster of each of `video_ids` from the runs' manifest (or `None`), and a dict saying what was used and why"
-    if cluster in (None, 'none', ''): return None, dict(clustered=False, reason='clustering switched off (cluster=none)')
+    """Identity cluster of each of `video_ids` from the runs' manifest (or `None`), and a dict saying what was used and
+    why"""
+    if cluster in (None, 'none', ''): return None, dict(clustered=False, reason='clustering switched off '
+                                                                                '(cluster=none)')
     mpath = next((r['params'].get('manifest') for r in runs if r['params'].get('manifest')), None)
     if not mpath or not Path(mpath).exists():
-        if cluster != 'auto': raise DeepfakeNBError(f"cluster={cluster!r} needs the manifest, but the runs name {mpath!r}, which does not exist; re-run 03_train or use cluster='auto'")
+        if cluster != 'auto': raise DeepfakeNBError(f"cluster={cluster!r} needs the manifest, but the runs name "
+                                                    f"{mpath!r}, which does not exist; re-run 03_train or use "
+                                                    "cluster='auto'")
         return None, dict(clustered=False, reason=f'manifest {mpath!r} not found: videos treated as independent')
     man = pd.read_csv(mpath, dtype=str, keep_default_na=False)
-    col = cluster if cluster != 'auto' else next((c for c in ['group', 'identity'] if c in man and (man[c] != '').any()), None)
+    col = cluster if cluster != 'auto' else next(
+        (c for c in ['group', 'identity'] if c in man and (man[c] != '').any()), None)
     if col is None or col not in man:
-        if cluster != 'auto': raise DeepfakeNBError(f"{mpath}: no column {cluster!r}; its columns are {list(man.columns)}")
-        return None, dict(clustered=False, reason=f'{mpath} has no identity/group column: videos treated as independent')
+        if cluster != 'auto': raise DeepfakeNBError(f"{mpath}: no column {cluster!r}; its columns are "
+                                                    f"{list(man.columns)}")
+        return None, dict(clustered=False, reason=f'{mpath} has no identity/group column: videos treated as '
+                                                  'independent')
     m = dict(zip(man.video_id, man[col]))
-    ids = [str(v) for v in video_ids]; miss = [v for v in ids if v not in m]
-    if miss: return None, dict(clustered=False, reason=f'{len(miss)} test video(s) not in {mpath} (e.g. {miss[:2]}): videos treated as independent')
+    ids = [str(v) for v in video_ids]
+    miss = [v for v in ids if v not in m]
+    if miss: return None, dict(clustered=False, reason=f'{len(miss)} test video(s) not in {mpath} (e.g. {miss[:2]}): '
+                                                       'videos treated as independent')
     g = np.array([m[v] or f'__video_{v}' for v in ids])               # an empty identity is its own cluster
-    k = len(set(g)); info = dict(column=col, manifest=str(mpath), n_clusters=k)
+    k = len(set(g))
+    info = dict(column=col, manifest=str(mpath), n_clusters=k)
     if k == len(g): return None, dict(info, clustered=False, every_video_own_cluster=True, reason=(
-        f"every test video has its own '{col}': videos treated as independent. If one person appears in several videos, the identity is missing from "
-        f"the manifest (folder datasets: deepfake-nb data --identity-pattern REGEX) and the paired tests are likely too optimistic"))
+        f"every test video has its own '{col}': videos treated as independent. If one person appears in several "
+        "videos, the identity is missing from "
+        "the manifest (folder datasets: deepfake-nb data --identity-pattern REGEX) and the paired tests are likely "
+        "too optimistic"))
     if labels is not None:
-        y = np.asarray(labels); kf, kr = len(set(g[y == 1])), len(set(g[y == 0]))
+        y = np.asarray(labels)
+        kf, kr = len(set(g[y == 1])), len(set(g[y == 0]))
         if min(kf, kr) < 2: return None, dict(info, clustered=False, warning=(
-            f"the test set's fakes come from {kf} identity cluster(s) and its reals from {kr}: no cluster-aware test is possible, videos are treated as independent "
+            f"the test set's fakes come from {kf} identity cluster(s) and its reals from {kr}: no cluster-aware test "
+            "is possible, videos are treated as independent "
             f"and every p-value is likely too small"))
     sizes = pd.Series(g).value_counts()
-    info.update(clustered=True, largest_cluster=int(sizes.iloc[0]), few=k < FEW_CLUSTERS, bootstrap_clustered=cluster != 'auto' or k >= min_clusters)
+    info.update(clustered=True, largest_cluster=int(sizes.iloc[0]), few=k < FEW_CLUSTERS,
+                bootstrap_clustered=cluster != 'auto' or k >= min_clusters)
     if info['few']: info['warning'] = (
         f"only {k} identity clusters ('{col}') in the test set: " + ('the tests have little power, and ' if k < min_clusters else '') + "the verdicts rely on the exact cluster permutation test "
         f"(its smallest possible p is {2/2**k:.2g})" + ('' if info['bootstrap_clustered'] else
-        "; the bootstrap intervals resample videos as independent (a cluster bootstrap over so few identities is rougher still), so they are likely too narrow"))
+        "; the bootstrap intervals resample videos as independent (a cluster bootstrap over so few identities is "
+        "rougher still), so they are likely too narrow"))
     return g, info
 
 def leaking_test_videos(runs: list, video_ids) -> dict:
-    "Test videos whose identity (the manifest's `group`) also has videos in train or val, as the runs' manifest records it"
+    """Test videos whose identity (the manifest's `group`) also has videos in train or val, as the runs' manifest
+    records it"""
     mpath = next((r['params'].get('manifest') for r in runs if r['params'].get('manifest')), None)
-    if not mpath or not Path(mpath).exists(): return dict(checked=False, reason=f'manifest {mpath!r} not found', n_videos=0, video_ids=[], groups=[])
+    if not mpath or not Path(mpath).exists(): return dict(checked=False, reason=f'manifest {mpath!r} not '
+                                                                                'found', n_videos=0, video_ids=[], groups=[])
     man = pd.read_csv(mpath, dtype=str, keep_default_na=False)
-    if 'group' not in man or (man.group == '').all(): return dict(checked=False, reason=f'{mpath} has no group column', n_videos=0, video_ids=[], groups=[])
+    if 'group' not in man or (man.group == '').all(): return dict(checked=False, reason=f'{mpath} has no group '
+                                                                                        'column', n_videos=0, video_ids=[], groups=[])
     leak = set(man.group[(man.split != 'test') & (man.group != '')]) & set(man.group[man.split == 'test'])
-    g = dict(zip(man.video_id, man.group)); vids = sorted(v for v in map(str, video_ids) if g.get(v) in leak)
-    return dict(checked=True, n_videos=len(vids), video_ids=vids, groups=sorted({g[v] for v in vids}), n_groups=len({g[v] for v in vids}))
+    g = dict(zip(man.video_id, man.group))
+    vids = sorted(v for v in map(str, video_ids) if g.get(v) in leak)
+    return dict(checked=True, n_videos=len(vids), video_ids=vids, groups=sorted({g[v]
+                                                                                 for v in vids}), n_groups=len(
+                                                                                     {g[v]
+                                                                                      for v in vids}))
 
 # %% ../nbs/lib/08_compare.ipynb #8a502da7
 def _run_labels(params: list) -> list:
@@ -111,25 +139,31 @@ def _run_labels(params: list) -> list:
 def _test_split(run) -> pd.DataFrame:
     t = run['predictions'][run['predictions'].split == 'test'].sort_values('video_id')
     if t.empty: raise DeepfakeNBError(f"run {run['run_dir']}: predictions.csv has no test rows; re-run 03_train for it")
-    if t.video_id.duplicated().any(): raise DeepfakeNBError(f"run {run['run_dir']}: test video ids repeat ({t.video_id[t.video_id.duplicated()].head(3).tolist()}); re-run 03_train")
+    if t.video_id.duplicated().any(): raise DeepfakeNBError(f"run {run['run_dir']}: test video ids repeat "
+                                                            f"({t.video_id[t.video_id.duplicated()].head(3).tolist()}); re-run 03_train")
     return t.reset_index(drop=True)
 
 def check_same_test_set(runs: list) -> pd.DataFrame:
-    "The shared test set (`video_id`, `label`) of `runs`, or `DeepfakeNBError` naming the runs that differ from the first"
+    """The shared test set (`video_id`, `label`) of `runs`, or `DeepfakeNBError` naming the runs that differ from the
+    first"""
     tests = [_test_split(r) for r in runs]
-    ref, ref_run = tests[0], runs[0]; bad = []
+    ref, ref_run = tests[0], runs[0]
+    bad = []
     for r, t in zip(runs[1:], tests[1:]):
         why = []
         if len(t) != len(ref) or not (t.video_id.values == ref.video_id.values).all():
             a, b = set(ref.video_id), set(t.video_id)
             why.append(f"{len(b - a)} test video(s) not in the first run, {len(a - b)} missing")
-        elif not (t.label.values == ref.label.values).all(): why.append(f"{int((t.label.values != ref.label.values).sum())} test label(s) differ")
+        elif not (t.label.values == ref.label.values).all():
+            why.append(f"{int((t.label.values != ref.label.values).sum())} test label(s) differ")
         ha, hb = ref_run['params'].get('test_hash'), r['params'].get('test_hash')
         if ha and hb and ha != hb: why.append(f"test_hash {hb} != {ha}")
         if why: bad.append(f"{r['params']['run_id']} ({r['run_dir']}): " + '; '.join(why))
     if bad:
-        raise DeepfakeNBError(f"these runs do not share the test set of {ref_run['params']['run_id']} ({ref_run['run_dir']}): " + ' | '.join(bad) +
-                              ". Paired tests need the same test videos: compare only runs of one dataset, manifest and split "
+        raise DeepfakeNBError(f"these runs do not share the test set of {ref_run['params']['run_id']} "
+                              f"({ref_run['run_dir']}): " + ' | '.join(bad) +
+                              ". Paired tests need the same test videos: compare only runs of one dataset, manifest "
+                              "and split "
                               "(same test_hash), or re-run 03_train for them on the current manifest.")
     return ref[['video_id', 'label']]
 
@@ -137,11 +171,15 @@ def _fmt_p(p): return 'NaN' if p != p else (f'{p:.2g}' if p >= 0.001 else '< 0.0
 
 def pair_reading(la: str, lb: str, dl: dict, alpha: float = 0.05) -> str:
     "One plain sentence on the AUC difference of runs `la` and `lb` (the AUC test's result dict, with `p_holm`)"
-    if dl['p_value'] != dl['p_value']: return f"{la} vs {lb}: AUC difference {dl['diff']:+.3f}, no test possible: {dl.get('message') or 'the p-value is undefined'}"
-    hi, lo, d, (c0, c1) = (la, lb, dl['diff'], dl['ci_diff']) if dl['diff'] >= 0 else (lb, la, -dl['diff'], [-dl['ci_diff'][1], -dl['ci_diff'][0]])
+    if dl['p_value'] != dl['p_value']: return (f"{la} vs {lb}: AUC difference {dl['diff']:+.3f}, no test possible: "
+                                               f"{dl.get('message') or 'the p-value is undefined'}")
+    hi, lo, d, (c0, c1) = (la, lb, dl['diff'],
+                           dl['ci_diff']) if dl['diff'] >= 0 else (lb, la, -dl['diff'],
+                                                                   [-dl['ci_diff'][1], -dl['ci_diff'][0]])
     nums = f"difference {d:.3f}, 95% CI {c0:.3f} to {c1:.3f}, {dl.get('test', 'DeLong')} p = {_fmt_p(dl['p_value'])}"
     if dl['p_holm'] < alpha: return f"{hi} has higher AUC than {lo}: {nums}, significant after Holm"
-    if dl['p_value'] < alpha: return f"{hi} has higher AUC than {lo} before correction ({nums}), but not after Holm (p = {_fmt_p(dl['p_holm'])}): no significant difference"
+    if dl['p_value'] < alpha: return (f"{hi} has higher AUC than {lo} before correction ({nums}), but not after Holm "
+                                      f"(p = {_fmt_p(dl['p_holm'])}): no significant difference")
     return f"{hi} vs {lo}: no significant difference in AUC ({nums})"
 
 # %% ../nbs/lib/08_compare.ipynb #acc04188
@@ -153,8 +191,10 @@ def _holm_words(p, ph, alpha):
 def mcnemar_reading(la: str, lb: str, m: dict, alpha: float = 0.05) -> str:
     "One sentence on McNemar's test of runs `la` and `lb` (result dict, with `p_holm` when corrected)"
     b, c, ph = m['b'], m['c'], m.get('p_holm', m['p_value'])
-    head = f"At their validation-chosen thresholds, {la} is right where {lb} is wrong on {b} test video(s), and the reverse on {c}"
-    test = f"{m.get('test') or ('McNemar exact' if m['method'] == 'exact' else 'McNemar chi-square')} p = {_fmt_p(m['p_value'])}"
+    head = (f"At their validation-chosen thresholds, {la} is right where {lb} is wrong on {b} test video(s), and the "
+            f"reverse on {c}")
+    test = (f"{m.get('test') or ('McNemar exact' if m['method'] == 'exact' else 'McNemar chi-square')} p = "
+            f"{_fmt_p(m['p_value'])}")
     if b == c: return f"{head}: the same number of errors ({test})."
     if ph < alpha: return f"{head}: {la if b > c else lb} makes fewer errors ({test}, significant after Holm)."
     return f"{head} ({test}): {_holm_words(m['p_value'], ph, alpha)} in error rate."
@@ -162,51 +202,67 @@ def mcnemar_reading(la: str, lb: str, m: dict, alpha: float = 0.05) -> str:
 def wilcoxon_reading(la: str, lb: str, w: dict, alpha: float = 0.05) -> str:
     "One sentence on the Wilcoxon test of per-video log losses of `la` and `lb`"
     if w['n_nonzero'] == 0: return f"{la} and {lb} have identical per-video log losses."
-    ph = w.get('p_holm', w['p_value']); md = w['median_diff']
+    ph = w.get('p_holm', w['p_value'])
+    md = w['median_diff']
     closer = la if md < 0 else lb
     nums = f"median loss difference {abs(md):.3f}, {w.get('test', 'Wilcoxon')} p = {_fmt_p(w['p_value'])}"
-    if ph < alpha: return f"Per-video log loss: {closer} is usually closer to the truth ({nums}, significant after Holm)."
+    if ph < alpha: return (f"Per-video log loss: {closer} is usually closer to the truth ({nums}, significant after "
+                           "Holm).")
     return f"Per-video log loss: {_holm_words(w['p_value'], ph, alpha)} between {la} and {lb} ({nums})."
 
 def bootstrap_reading(la: str, lb: str, bd: dict) -> str:
     "One sentence on the paired bootstrap of AUC(`la`) - AUC(`lb`)"
     side = 'excludes 0' if bd['lo'] > 0 or bd['hi'] < 0 else 'includes 0'
-    return (f"Paired bootstrap ({bd['n_boot']} resamples, seed {bd['seed']}): AUC({la}) - AUC({lb}) = {bd['diff']:.3f}, "
+    return (f"Paired bootstrap ({bd['n_boot']} resamples, seed {bd['seed']}): AUC({la}) - AUC({lb}) = "
+            f"{bd['diff']:.3f}, "
             f"{bd['level']:.0%} CI {bd['lo']:.3f} to {bd['hi']:.3f}, which {side}.")
 
 def raw_prob_reading(la: str, lb: str, w: dict) -> str:
     "The sentence for the original study's Wilcoxon test on raw probabilities"
-    return (f"As in the original study, Wilcoxon on raw probabilities gives p = {_fmt_p(w['p_value'])} (median P(fake) of {la} minus {lb}: "
-            f"{w['median_diff']:+.3f}); it only asks which model outputs higher P(fake) overall, not which is more accurate, so nothing is concluded from it.")
+    return (f"As in the original study, Wilcoxon on raw probabilities gives p = {_fmt_p(w['p_value'])} (median "
+            f"P(fake) of {la} minus {lb}: "
+            f"{w['median_diff']:+.3f}); it only asks which model outputs higher P(fake) overall, not which is more "
+            "accurate, so nothing is concluded from it.")
 
 def run_reading(r: dict) -> str:
-    "One sentence on a run's test results: AUC with its DeLong CI, accuracy at the val-chosen threshold with its bootstrap CI"
-    ci, m = r['auc_ci'], r['metrics_val_threshold']; alo, ahi = r['ci']['val_threshold']['accuracy']
-    return (f"{r['label']}: AUC {ci['auc']:.3f} ({ci['level']:.0%} CI {ci['lo']:.3f} to {ci['hi']:.3f}, DeLong) on {m['n']} test videos "
-            f"({m['n_real']} real, {m['n_fake']} fake); at the threshold {r['threshold']:.3f} chosen on validation it classifies "
-            f"{m['accuracy']:.0%} correctly (CI {alo:.0%} to {ahi:.0%}), balanced accuracy {m['balanced_accuracy']:.0%}.")
+    """One sentence on a run's test results: AUC with its DeLong CI, accuracy at the val-chosen threshold with its
+    bootstrap CI"""
+    ci, m = r['auc_ci'], r['metrics_val_threshold']
+    alo, ahi = r['ci']['val_threshold']['accuracy']
+    return (f"{r['label']}: AUC {ci['auc']:.3f} ({ci['level']:.0%} CI {ci['lo']:.3f} to {ci['hi']:.3f}, DeLong) on "
+            f"{m['n']} test videos "
+            f"({m['n_real']} real, {m['n_fake']} fake); at the threshold {r['threshold']:.3f} chosen on validation it "
+            "classifies "
+            f"{m['accuracy']:.0%} correctly (CI {alo:.0%} to {ahi:.0%}), balanced accuracy "
+            f"{m['balanced_accuracy']:.0%}.")
 
 # %% ../nbs/lib/08_compare.ipynb #d91a26de
 def ensemble_mean(probs) -> np.ndarray:
     "Mean P(fake) of the members, video by video (`probs`: k arrays of n)"
     P = np.asarray(probs, dtype=float)
-    if P.ndim != 2 or len(P) < 2: raise DeepfakeNBError(f"an ensemble needs at least 2 members' predictions, got shape {P.shape}")
+    if P.ndim != 2 or len(P) < 2: raise DeepfakeNBError("an ensemble needs at least 2 members' predictions, got "
+                                                        f"shape {P.shape}")
     return P.mean(0)
 
 def _logit(p, eps=1e-6):
-    p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps); return np.log(p/(1 - p))
+    p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
+    return np.log(p/(1 - p))
 
 def fit_stack(probs_val, y_val, C: float = 1.0, seed: int = 0, folds: int = 5) -> dict:
-    "Logistic regression on the members' logits, fitted on validation predictions (`probs_val`: k arrays of n); with out-of-fold val predictions"
+    """Logistic regression on the members' logits, fitted on validation predictions (`probs_val`: k arrays of n); with
+    out-of-fold val predictions"""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    X = _logit(np.asarray(probs_val, dtype=float).T); y = check_binary(y_val, name='stack (val labels)')[0]
+    X = _logit(np.asarray(probs_val, dtype=float).T)
+    y = check_binary(y_val, name='stack (val labels)')[0]
     if X.shape[1] < 2: raise DeepfakeNBError(f"a stack needs at least 2 members, got {X.shape[1]}")
     n_min = int(min(y.sum(), len(y) - y.sum()))
-    if n_min < 2: raise DeepfakeNBError(f"the stack is fitted on the val split, which has {n_min} video(s) of one class; it needs at least 2 real and 2 fake")
+    if n_min < 2: raise DeepfakeNBError(f"the stack is fitted on the val split, which has {n_min} video(s) of one "
+                                        "class; it needs at least 2 real and 2 fake")
     lr = LogisticRegression(C=C, max_iter=1000).fit(X, y)
     k = min(folds, n_min)
-    oof = cross_val_predict(LogisticRegression(C=C, max_iter=1000), X, y, cv=StratifiedKFold(k, shuffle=True, random_state=seed), method='predict_proba')[:, 1]
+    oof = cross_val_predict(LogisticRegression(C=C, max_iter=1000), X, y, cv=StratifiedKFold(
+        k, shuffle=True, random_state=seed), method='predict_proba')[:, 1]
     return dict(coef=[float(c) for c in lr.coef_[0]], intercept=float(lr.intercept_[0]), C=C, folds=k, val_prob_oof=oof)
 
 def stack_predict(stack: dict, probs) -> np.ndarray:
@@ -219,16 +275,21 @@ def _val_split(run) -> pd.DataFrame:
     return run['predictions'][run['predictions'].split == 'val'].sort_values('video_id').reset_index(drop=True)
 
 def _val_threshold(params: dict, val: pd.DataFrame, rule: str, warns: list):
-    "A run's threshold chosen on its val predictions by `rule` (03_train's stored Youden threshold when it agrees), its source, and both rules' values"
-    if rule not in THRESHOLD_RULES: raise DeepfakeNBError(f"threshold_rule {rule!r} is unknown; use one of {list(THRESHOLD_RULES)}")
+    """A run's threshold chosen on its val predictions by `rule` (03_train's stored Youden threshold when it agrees),
+    its source, and both rules' values"""
+    if rule not in THRESHOLD_RULES: raise DeepfakeNBError(f"threshold_rule {rule!r} is unknown; use one of "
+                                                          f"{list(THRESHOLD_RULES)}")
     two = val.label.nunique() == 2
     vt = {r: (choose_threshold(val.label.values, val.prob.values, r) if two else None) for r in THRESHOLD_RULES}
     stored = params.get('threshold')
-    if rule == 'youden' and stored is not None and params.get('fakes') == 'sbi':   # trained without real fakes: chosen without them too
-        return float(stored), "youden on val's real videos and their self-blended copies (stored by 03_train; no real fake seen)", vt
+    # trained without real fakes: chosen without them too
+    if rule == 'youden' and stored is not None and params.get('fakes') == 'sbi':
+        return float(stored), ("youden on val's real videos and their self-blended copies (stored by 03_train; no real "
+                               "fake seen)"), vt
     if rule == 'youden' and stored is not None:
         if two and abs(stored - vt['youden']) > 1e-6:
-            warns.append(f"{params['run_id']}: params.json threshold {stored:.6f} differs from Youden on its val predictions ({vt['youden']:.6f}); the stored one is used")
+            warns.append(f"{params['run_id']}: params.json threshold {stored:.6f} differs from Youden on its val "
+                         f"predictions ({vt['youden']:.6f}); the stored one is used")
         return float(stored), "youden on val (stored by 03_train)", vt
     if two: return float(vt[rule]), f'{rule} on val', vt
     warns.append(f"{params['run_id']}: its val split holds one class, so no threshold can be chosen on it; 0.5 used")
@@ -236,45 +297,58 @@ def _val_threshold(params: dict, val: pd.DataFrame, rule: str, warns: list):
 
 def _evaluate_model(y, p, thr, groups, n_boot, seed, level) -> dict:
     ev = evaluate_scores(y, p, {'0.5': 0.5, 'val_threshold': thr}, groups=groups, n_boot=n_boot, seed=seed, level=level)
-    dl = delong_auc_ci(y, p, level); lo, hi = ev['ci']['threshold_free']['roc_auc']
-    return dict(metrics_05=ev['at']['0.5'], metrics_val_threshold=ev['at']['val_threshold'], auc_ci=asdict(dl),
-                auc_ci_bootstrap=dict(auc=dl.auc, lo=lo, hi=hi, se=ev['se']['threshold_free']['roc_auc'], level=level, method='bootstrap: ' + ev['bootstrap']['method']),
-                threshold_free=ev['threshold_free'], ci=ev['ci'], se=ev['se'], bootstrap=ev['bootstrap'], reliability=ev['reliability'], curves=ev['curves'])
+    dl = delong_auc_ci(y, p, level)
+    lo, hi = ev['ci']['threshold_free']['roc_auc']
+    return dict(
+        metrics_05=ev['at']['0.5'],
+        metrics_val_threshold=ev['at']['val_threshold'], auc_ci=asdict(dl), auc_ci_bootstrap=dict(
+            auc=dl.auc, lo=lo, hi=hi, se=ev['se']['threshold_free']['roc_auc'], level=level,
+            method='bootstrap: ' + ev['bootstrap']['method']), threshold_free=ev['threshold_free'], ci=ev['ci'],
+        se=ev['se'], bootstrap=ev['bootstrap'], reliability=ev['reliability'], curves=ev['curves'])
 
 def _compare_pair(y, A: dict, B: dict, groups, boot_groups, n_boot, seed, level, family) -> dict:
-    "Every paired test of models `A` and `B` ({label, run_id, p, threshold}): cluster-aware when `groups` are given, the independent-video results kept beside"
+    """Every paired test of models `A` and `B` ({label, run_id, p, threshold}): cluster-aware when `groups` are given,
+    the independent-video results kept beside"""
     t = paired_tests(y, A['p'], B['p'], A['threshold'], B['threshold'], groups, level, seed)
-    t['mcnemar'].update(threshold_a=A['threshold'], threshold_b=B['threshold'], rows=[f"{A['label']} right", f"{A['label']} wrong"],
+    t['mcnemar'].update(threshold_a=A['threshold'], threshold_b=B['threshold'], rows=[f"{A['label']} "
+                                                                                      "right", f"{A['label']} wrong"],
                         cols=[f"{B['label']} right", f"{B['label']} wrong"])
     return dict(a=A['label'], b=B['label'], run_id_a=A['run_id'], run_id_b=B['run_id'], family=family, **t,
                 wilcoxon_raw_prob=dict(asdict(wilcoxon_raw_probs(A['p'], B['p'])), label=RAW_PROB_LABEL),
                 bootstrap_auc_diff=asdict(paired_bootstrap_auc(y, A['p'], B['p'], boot_groups, n_boot, seed, level)))
 
 def _finish_pairs(pairs: list, alpha: float):
-    "Holm within this family of pairs for DeLong, McNemar and Wilcoxon (cluster-aware, and the independent-video ones apart), then the readings"
+    """Holm within this family of pairs for DeLong, McNemar and Wilcoxon (cluster-aware, and the independent-video ones
+    apart), then the readings"""
     for t in ['delong', 'mcnemar', 'wilcoxon']:
         for q, ph in zip(pairs, holm([q[t]['p_value'] for q in pairs])): q[t]['p_holm'] = float(ph)
         ind = [q for q in pairs if 'independent' in q]
-        for q, ph in zip(ind, holm([q['independent'][t]['p_value'] for q in ind])): q['independent'][t]['p_holm'] = float(ph)
+        for q, ph in zip(ind, holm([q['independent'][t]['p_value'] for q in ind])):
+            q['independent'][t]['p_holm'] = float(ph)
     for q in pairs:
         a, b = q['a'], q['b']
         q['reading'] = pair_reading(a, b, q['delong'], alpha)
-        q['readings'] = dict(delong=q['reading'], mcnemar=mcnemar_reading(a, b, q['mcnemar'], alpha), wilcoxon=wilcoxon_reading(a, b, q['wilcoxon'], alpha),
-                             bootstrap=bootstrap_reading(a, b, q['bootstrap_auc_diff']), wilcoxon_raw_prob=raw_prob_reading(a, b, q['wilcoxon_raw_prob']))
+        q['readings'] = dict(delong=q['reading'], mcnemar=mcnemar_reading(a, b, q['mcnemar'], alpha),
+                             wilcoxon=wilcoxon_reading(a, b, q['wilcoxon'], alpha), bootstrap=bootstrap_reading(
+                                 a, b, q['bootstrap_auc_diff']), wilcoxon_raw_prob=raw_prob_reading(
+                                     a, b, q['wilcoxon_raw_prob']))
     return pairs
 
 # %% ../nbs/lib/08_compare.ipynb #cdc5fd81
 def _perm_words(r): return f" (permuting the models within {r.n_clusters} identity clusters)" if r.n_clusters else ''
 
 def multi_model_tests(y, models: list, alpha: float = 0.05, groups=None) -> dict:
-    "Mean ranks (per-video log loss), Cochran's Q and Friedman (k >= 3), pairwise Wilcoxon and McNemar with Holm, no-difference groups; `groups`: cluster-aware"
-    labs = [m['label'] for m in models]; k = len(labs)
+    """Mean ranks (per-video log loss), Cochran's Q and Friedman (k >= 3), pairwise Wilcoxon and McNemar with Holm,
+    no-difference groups; `groups`: cluster-aware"""
+    labs = [m['label'] for m in models]
+    k = len(labs)
     L = np.stack([log_losses(y, m['p']) for m in models], 1)
     ranks = dict(zip(labs, model_ranks(L).mean(0).tolist()))
     order = sorted(labs, key=ranks.get)
     pw = pairwise_holm(y, {m['label']: m['p'] for m in models}, {m['label']: m['threshold'] for m in models}, groups)
-    out = dict(models=labs, n=len(y), k=k, mean_ranks=ranks, rank_order=order, pairwise=pw, groups=no_difference_groups(order, pw, alpha),
-               nemenyi_cd=nemenyi_cd(k, len(y), alpha) if k >= 2 else None, cochran_q=None, friedman=None, readings={})
+    out = dict(models=labs, n=len(y), k=k, mean_ranks=ranks, rank_order=order, pairwise=pw, groups=no_difference_groups(
+        order, pw, alpha), nemenyi_cd=nemenyi_cd(k, len(y), alpha) if k >= 2 else None, cochran_q=None, friedman=None,
+               readings={})
     if k < 2:
         out['reason'] = f'one model ({labs[0] if labs else "none"}): tests between models need two or more'
         return out
@@ -285,17 +359,23 @@ def multi_model_tests(y, models: list, alpha: float = 0.05, groups=None) -> dict
     cq, fr = cochran_q(C, groups), friedman_test(L, groups)
     out.update(cochran_q=asdict(cq), friedman=asdict(fr))
     out['readings'] = dict(
-        cochran_q=f"Cochran's Q over the {k} models' right/wrong decisions at their val-chosen thresholds: Q = {cq.statistic:.2f}, df {cq.df}, p = {_fmt_p(cq.p_value)}{_perm_words(cq)}: "
-                  + ('their error rates differ.' if cq.p_value < alpha else 'no significant difference in error rates.'),
-        friedman=f"Friedman test on per-video log losses of {k} models: chi-square {fr.statistic:.2f}, df {fr.df}, p = {_fmt_p(fr.p_value)}{_perm_words(fr)}: "
-                 + ('they differ' if fr.p_value < alpha else 'no significant difference') + '; mean ranks (1 = lowest loss): ' + ', '.join(f'{l} {ranks[l]:.2f}' for l in order) + '.')
+        cochran_q=f"Cochran's Q over the {k} models' right/wrong decisions at their val-chosen thresholds: Q = "
+        f"{cq.statistic:.2f}, df {cq.df}, p = {_fmt_p(cq.p_value)}{_perm_words(cq)}: " +
+        ('their error rates differ.' if cq.p_value < alpha else 'no significant difference in error '
+         'rates.'),
+        friedman=f"Friedman test on per-video log losses of {k} models: chi-square {fr.statistic:.2f}, df {fr.df}, p "
+        f"= {_fmt_p(fr.p_value)}{_perm_words(fr)}: " +
+        ('they differ' if fr.p_value < alpha else 'no significant difference') + '; mean ranks (1 = lowest '
+        'loss): ' + ', '.join(f'{l} {ranks[l]:.2f}' for l in order) + '.')
     return out
 
 # %% ../nbs/lib/08_compare.ipynb #d2b95cdb
 SEED_METRICS = [('threshold_free', m) for m in ['roc_auc', 'average_precision', 'eer', 'tpr_at_fpr_5pct', 'brier', 'log_loss', 'ece']] + \
                [('val_threshold', m) for m in ['accuracy', 'balanced_accuracy', 'f1_fake', 'mcc']]
 
-def _metric(rec, sec, m): return rec['threshold_free'][m] if sec == 'threshold_free' else rec['metrics_val_threshold'][m]
+
+def _metric(rec, sec, m):
+    return rec['threshold_free'][m] if sec == 'threshold_free' else rec['metrics_val_threshold'][m]
 
 def seed_statistics(y, records: list, probs: list, alpha: float = 0.05, groups=None) -> dict:
     "Backbones (backbone+head) with several seeds: mean/sd of each metric; pairs of backbones: tests paired by seed"
@@ -306,38 +386,60 @@ def seed_statistics(y, records: list, probs: list, alpha: float = 0.05, groups=N
         else: g[r.get('seed')] = i
     multi = {k: v for k, v in by.items() if len(v) >= 2}
     out = dict(groups=[], pairs=[], readings=[])
-    if dup: out['left_out'] = f"runs repeating a backbone's seed, left out of the seed statistics (the first run of each seed is used): {dup}"
+    if dup: out['left_out'] = ("runs repeating a backbone's seed, left out of the seed statistics (the first run of "
+                               f"each seed is used): {dup}")
     if not multi:
         out['reason'] = 'every backbone has one seed; train several (deepfake-nb run --seeds 0 1 2) for seed statistics'
         return out
     for name, seeds in multi.items():
         vals = {f'{s}/{m}': [_metric(records[i], s, m) for i in seeds.values()] for s, m in SEED_METRICS}
-        g = dict(model=name, seeds=sorted(seeds), runs=[records[i]['label'] for i in seeds.values()],
-                 metrics={k: dict(mean=float(np.mean(v)), sd=float(np.std(v, ddof=1)), min=float(np.min(v)), max=float(np.max(v)), values=v) for k, v in vals.items()})
+        g = dict(
+            model=name, seeds=sorted(seeds), runs=[records[i]['label'] for i in seeds.values()], metrics={
+                k: dict(mean=float(np.mean(v)), sd=float(np.std(v, ddof=1)), min=float(np.min(v)), max=float(np.max(v)),
+                        values=v)
+                for k, v in vals.items()
+            })
         a = g['metrics']['threshold_free/roc_auc']
-        g['reading'] = f"{name} over {len(seeds)} seeds: AUC {a['mean']:.3f} ± {a['sd']:.3f} (mean ± sd), from {a['min']:.3f} to {a['max']:.3f}."
-        out['groups'].append(g); out['readings'].append(g['reading'])
+        g['reading'] = (f"{name} over {len(seeds)} seeds: AUC {a['mean']:.3f} ± {a['sd']:.3f} (mean ± sd), from "
+                        f"{a['min']:.3f} to {a['max']:.3f}.")
+        out['groups'].append(g)
+        out['readings'].append(g['reading'])
     for (na, sa), (nb, sb) in itertools.combinations(multi.items(), 2):
         common = sorted(set(sa) & set(sb), key=str)
         if len(common) < 2: continue
-        auc_a = np.array([records[sa[s]]['threshold_free']['roc_auc'] for s in common]); auc_b = np.array([records[sb[s]]['threshold_free']['roc_auc'] for s in common])
+        auc_a = np.array([records[sa[s]]['threshold_free']['roc_auc'] for s in common])
+        auc_b = np.array([records[sb[s]]['threshold_free']['roc_auc'] for s in common])
         d = auc_a - auc_b
         t_p = float(stats.ttest_rel(auc_a, auc_b).pvalue) if np.ptp(d) > 0 else (1.0 if d[0] == 0 else 0.0)
         dl = np.mean([log_losses(y, probs[sa[s]]) - log_losses(y, probs[sb[s]]) for s in common], 0)
         if not (dl != 0).any(): w = None
-        elif groups is None: w = stats.wilcoxon(dl); w = dict(statistic=float(w.statistic), p_value=float(w.pvalue), method='Wilcoxon signed-rank')
-        else: T, _, p, K = datta_satten(dl, groups); w = dict(statistic=T, p_value=p, method=f'clustered signed-rank (Datta & Satten 2008, {K} clusters)')
-        out['pairs'].append(dict(a=na, b=nb, seeds=common, auc_diff_per_seed=d.tolist(), auc_diff_mean=float(d.mean()), auc_diff_sd=float(d.std(ddof=1)),
-                                 ttest_p=t_p, video_loss_wilcoxon=dict(w or dict(statistic=0.0, p_value=1.0, method='no difference'), median_diff=float(np.median(dl)))))
-    for t, key in [('ttest', lambda q: q['ttest_p']), ('video_loss_wilcoxon', lambda q: q['video_loss_wilcoxon']['p_value'])]:
+        elif groups is None:
+            w = stats.wilcoxon(dl)
+            w = dict(statistic=float(w.statistic), p_value=float(w.pvalue), method='Wilcoxon signed-rank')
+        else:
+            T, _, p, K = datta_satten(dl, groups)
+            w = dict(statistic=T, p_value=p, method=f'clustered signed-rank (Datta & Satten 2008, {K} clusters)')
+        out['pairs'].append(
+            dict(
+                a=na, b=nb, seeds=common, auc_diff_per_seed=d.tolist(), auc_diff_mean=float(d.mean()),
+                auc_diff_sd=float(d.std(ddof=1)), ttest_p=t_p, video_loss_wilcoxon=dict(
+                    w or dict(statistic=0.0, p_value=1.0, method='no difference'), median_diff=float(np.median(dl)))))
+    for t, key in [('ttest', lambda q: q['ttest_p']),
+                   ('video_loss_wilcoxon', lambda q: q['video_loss_wilcoxon']['p_value'])]:
         for q, ph in zip(out['pairs'], holm([key(q) for q in out['pairs']])): q[f'{t}_p_holm'] = float(ph)
     wname = 'Wilcoxon' if groups is None else 'clustered Wilcoxon'
     for q in out['pairs']:
-        w = q['video_loss_wilcoxon']; closer = q['a'] if w['median_diff'] < 0 else q['b']
-        q['reading'] = (f"Paired by seed ({len(q['seeds'])} seeds), AUC({q['a']}) - AUC({q['b']}) = {q['auc_diff_mean']:.3f} ± {q['auc_diff_sd']:.3f}, "
-                        f"paired t-test p = {_fmt_p(q['ttest_p'])} ({_holm_words(q['ttest_p'], q['ttest_p_holm'], alpha)}); per-video log loss averaged over seeds: "
-                        + (f"{closer} is usually closer to the truth ({wname} p = {_fmt_p(w['p_value'])}, significant after Holm)." if q['video_loss_wilcoxon_p_holm'] < alpha
-                           else f"{wname} p = {_fmt_p(w['p_value'])}, {_holm_words(w['p_value'], q['video_loss_wilcoxon_p_holm'], alpha)}."))
+        w = q['video_loss_wilcoxon']
+        closer = q['a'] if w['median_diff'] < 0 else q['b']
+        q['reading'] = (f"Paired by seed ({len(q['seeds'])} seeds), AUC({q['a']}) - AUC({q['b']}) = "
+                        f"{q['auc_diff_mean']:.3f} ± {q['auc_diff_sd']:.3f}, "
+                        f"paired t-test p = {_fmt_p(q['ttest_p'])} "
+                        f"({_holm_words(q['ttest_p'], q['ttest_p_holm'], alpha)}); per-video log loss averaged over "
+                        "seeds: "
+                        + (f"{closer} is usually closer to the truth ({wname} p = {_fmt_p(w['p_value'])}, significant "
+                           "after Holm)." if q['video_loss_wilcoxon_p_holm'] < alpha
+                           else f"{wname} p = {_fmt_p(w['p_value'])}, "
+                                f"{_holm_words(w['p_value'], q['video_loss_wilcoxon_p_holm'], alpha)}."))
         out['readings'].append(q['reading'])
     return out
 
@@ -354,7 +456,8 @@ def _parse_ensembles(spec, labels: list, run_ids: list) -> list:
             name = str(name).strip()
             if name in labels: idx.append(labels.index(name))
             elif name in run_ids: idx.append(run_ids.index(name))
-            else: raise DeepfakeNBError(f"ensemble member {name!r} is not one of the compared runs {labels}; name members by label or run id, sets separated by ';'")
+            else: raise DeepfakeNBError(f"ensemble member {name!r} is not one of the compared runs {labels}; name "
+                                        "members by label or run id, sets separated by ';'")
         if len(set(idx)) < 2: raise DeepfakeNBError(f"ensemble {list(s)} needs at least 2 different runs")
         out.append(sorted(set(idx)))
     return out
@@ -364,79 +467,123 @@ def _ensemble_name(kind, members, n_runs):
 
 # %% ../nbs/lib/08_compare.ipynb #33fc367f
 def _run_record(run, label, y, vids, groups, threshold_rule, warns, n_boot, seed, level):
-    "A run's record (its val-chosen threshold, test metrics with CIs, reading, frame level when it stores frame scores) and its model ({label, run_id, p, threshold})"
-    prm = run['params']; p = _test_split(run).prob.values.astype(float)
+    """A run's record (its val-chosen threshold, test metrics with CIs, reading, frame level when it stores frame
+    scores) and its model ({label, run_id, p, threshold})"""
+    prm = run['params']
+    p = _test_split(run).prob.values.astype(float)
     thr, src, vt = _val_threshold(prm, _val_split(run), threshold_rule, warns)
-    rec = dict(run_id=prm['run_id'], label=label, kind='run', run_dir=str(run['run_dir']),
-               **{k: prm.get(k) for k in ['backbone', 'head', 'seed', 'weights_used', 'manifest_hash']},
-               threshold=thr, threshold_source=src, val_thresholds=vt, **_evaluate_model(y, p, thr, groups, n_boot, seed, level))
+    rec = dict(run_id=prm['run_id'], label=label, kind='run', run_dir=str(
+        run['run_dir']), **{k: prm.get(k)
+                            for k in ['backbone', 'head', 'seed', 'weights_used', 'manifest_hash']}, threshold=thr,
+               threshold_source=src, val_thresholds=vt, **_evaluate_model(y, p, thr, groups, n_boot, seed, level))
     rec['reading'] = run_reading(rec)
     frames = load_frame_predictions(run['run_dir'])
     if frames is not None:
         fl = evaluate_frame_levels(frames, run['predictions'][['video_id', 'split', 'label']], threshold_rule,
-                                   groups=dict(zip(vids, groups)) if groups is not None else None, n_boot=n_boot, seed=seed, level=level)
+                                   groups=dict(zip(vids, groups)) if groups is not None else None, n_boot=n_boot,
+                                   seed=seed, level=level)
         lv = fl['levels']
-        fl['reading'] = (f"{label}, from its frame scores: AUC {fmt_ci(lv['frame']['threshold_free']['roc_auc'], *lv['frame']['ci']['threshold_free']['roc_auc'])} per frame; "
-                         + '; '.join(f"{k[6:]} of frames per video {fmt_ci(v['threshold_free']['roc_auc'], *v['ci']['threshold_free']['roc_auc'])}" for k, v in lv.items() if k != 'frame')
-                         + f"; the run's own video score {fmt_ci(rec['threshold_free']['roc_auc'], *rec['ci']['threshold_free']['roc_auc'])}.")
+        fl['reading'] = (
+            f"{label}, from its frame scores: AUC "
+            f"{fmt_ci(lv['frame']['threshold_free']['roc_auc'], *lv['frame']['ci']['threshold_free']['roc_auc'])} per "
+            "frame; "
+            + '; '.join(f"{k[6:]} of frames per video "
+                        f"{fmt_ci(v['threshold_free']['roc_auc'], *v['ci']['threshold_free']['roc_auc'])}"
+                        for k, v in lv.items() if k != 'frame') + "; the run's own video score "
+            f"{fmt_ci(rec['threshold_free']['roc_auc'], *rec['ci']['threshold_free']['roc_auc'])}.")
         rec['frame_level'] = fl
     return rec, dict(label=label, run_id=prm['run_id'], p=p, threshold=thr)
 
 # %% ../nbs/lib/08_compare.ipynb #edc4a235
-def _ensemble_records(runs, labels, run_ids, models, sets, y, threshold_rule, stack_C, warns, groups, n_boot, seed, level):
-    "The mean and the val-fitted stack of each member set in `sets`, evaluated like runs: (records, models); none, with a warning, when the runs' val splits differ"
+def _ensemble_records(runs, labels, run_ids, models, sets, y, threshold_rule, stack_C, warns, groups, n_boot, seed,
+                      level):
+    """The mean and the val-fitted stack of each member set in `sets`, evaluated like runs: (records, models); none,
+    with a warning, when the runs' val splits differ"""
     ens, ens_models = [], []
     if not sets: return ens, ens_models
     # members must share the val videos (the stack is fitted there, thresholds are chosen there)
     vals = [_val_split(r) for r in runs]
-    same_val = all(len(v) == len(vals[0]) and (v.video_id.values == vals[0].video_id.values).all() and (v.label.values == vals[0].label.values).all() for v in vals)
+    same_val = all(
+        len(v) == len(vals[0]) and (v.video_id.values == vals[0].video_id.values).all() and
+        (v.label.values == vals[0].label.values).all() for v in vals)
     yv = vals[0].label.values.astype(int)
-    if not same_val: warns.append(f"ensembles skipped: the runs' val splits differ ({', '.join(run_ids)}); an ensemble's threshold and stack need one val split"); return ens, ens_models
-    if len(set(yv)) < 2: warns.append('ensembles skipped: the val split holds one class'); return ens, ens_models
+    if not same_val:
+        warns.append(f"ensembles skipped: the runs' val splits differ ({', '.join(run_ids)}); an ensemble's threshold "
+                     "and stack need one val split")
+        return ens, ens_models
+    if len(set(yv)) < 2:
+        warns.append('ensembles skipped: the val split holds one class')
+        return ens, ens_models
     for s in sets:
-        mem = [labels[i] for i in s]; Pv = np.stack([vals[i].prob.values.astype(float) for i in s]); Pt = np.stack([models[i]['p'] for i in s])
+        mem = [labels[i] for i in s]
+        Pv = np.stack([vals[i].prob.values.astype(float) for i in s])
+        Pt = np.stack([models[i]['p'] for i in s])
         kinds = [('mean', ensemble_mean(Pv), ensemble_mean(Pt), f'{threshold_rule} on val', {})]
         try:
             st_ = fit_stack(Pv, yv, stack_C, seed)
-            kinds.append(('stack', st_['val_prob_oof'], stack_predict(st_, Pt), f"{threshold_rule} on out-of-fold val predictions ({st_['folds']} folds)",
-                          dict(coef=dict(zip(mem, st_['coef'])), intercept=st_['intercept'], C=st_['C'], fitted_on='val')))
+            kinds.append(('stack', st_['val_prob_oof'], stack_predict(st_, Pt), f"{threshold_rule} on out-of-fold val "
+                          f"predictions ({st_['folds']} folds)",
+                          dict(coef=dict(zip(mem, st_['coef'])), intercept=st_['intercept'], C=st_['C'],
+                               fitted_on='val')))
         except DeepfakeNBError as e: warns.append(f'stack of {mem} skipped: {e}')
         for kind, pv, pt, tsrc, extra in kinds:
-            lab = _ensemble_name(kind, mem, len(runs)); thr = choose_threshold(yv, pv, threshold_rule)
-            rec = dict(run_id=lab, label=lab, kind='ensemble', method=kind, members=mem, member_run_ids=[run_ids[i] for i in s],
-                       threshold=float(thr), threshold_source=tsrc, **extra, **_evaluate_model(y, pt, thr, groups, n_boot, seed, level))
-            rec['reading'] = run_reading(rec); ens.append(rec); ens_models.append(dict(label=lab, run_id=lab, p=pt, threshold=float(thr)))
+            lab = _ensemble_name(kind, mem, len(runs))
+            thr = choose_threshold(yv, pv, threshold_rule)
+            rec = dict(run_id=lab, label=lab, kind='ensemble', method=kind, members=mem,
+                       member_run_ids=[run_ids[i] for i in s], threshold=float(thr), threshold_source=tsrc, **extra,
+                       **_evaluate_model(y, pt, thr, groups, n_boot, seed, level))
+            rec['reading'] = run_reading(rec)
+            ens.append(rec)
+            ens_models.append(dict(label=lab, run_id=lab, p=pt, threshold=float(thr)))
     return ens, ens_models
 
 # %% ../nbs/lib/08_compare.ipynb #e52a4216
 def _methods(n_boot, seed, threshold_rule, stack_C, clusters=None) -> dict:
     "How each number of `stats.json` was computed, in words"
-    cl = (clusters or {}).get('clustered'); k = (clusters or {}).get('n_clusters')
-    few = f'; with fewer than {FEW_CLUSTERS} clusters the p-value is the exact cluster permutation test\'s (the asymptotic one kept as p_value_asymptotic)'
-    return dict(tests=tests_used(clusters or {}),
-                auc_ci='DeLong (Sun & Xu midranks, as pROC), and the percentile bootstrap',
-                bootstrap=f'{n_boot} percentile-bootstrap resamples (seed {seed}), stratified by class; whole identity clusters when the manifest has {MIN_CLUSTERS} or more in the test set; the same resamples for every model',
-                thresholds=f'0.5, and each model\'s threshold chosen on the val split ({threshold_rule}); never chosen on test',
-                delong=('paired two-sided test of AUC(a) = AUC(b): ' + (f"Obuchowski's (1997) clustered DeLong over {k} identity clusters" + few if cl else 'DeLong; treats videos as independent')),
-                mcnemar=('right/wrong of each model at its own val-chosen threshold; table rows = model a, columns = model b; ' +
-                         (f'clustered over {k} identities (Durkalski et al. 2003; exact sign-flip of the cluster totals below 25 discordant clusters)' + few if cl
-                          else 'exact binomial below 25 discordant videos, else chi-square with continuity correction')),
-                wilcoxon=('signed-rank test of per-video log losses (probabilities clipped to [1e-7, 1-1e-7]); median_diff = loss(a) - loss(b); ' +
-                          (f'clustered over {k} identities (Datta & Satten 2008)' + few if cl else 'videos independent')),
-                independent='with identity clusters, each pair also keeps the three tests treating videos as independent (`independent`, Holm-adjusted in the same families): a secondary column, not a verdict',
-                wilcoxon_raw_prob='signed-rank test of raw P(fake) pairs, as in the original study; shown for comparison only',
-                bootstrap_auc_diff='paired bootstrap of AUC(a) - AUC(b) on the same resamples; p = twice the share of replicates beyond 0',
-                holm='Holm step-down, separately for each test: over the pairs of runs; over the pairs involving an ensemble; over all pairs of models in `multi`',
-                multi="Cochran's Q on right/wrong and Friedman on per-video log losses (from 3 models), then pairwise Wilcoxon and McNemar with Holm" +
-                      (f'; p-values by permuting the models within each of the {k} identity clusters (2000 permutations)' if cl else ''),
-                seeds='mean and sd over seeds; per-seed paired t-test of AUC; Wilcoxon of per-video log-loss differences averaged over paired seeds' +
-                      (' (clustered, Datta & Satten)' if cl else ''),
-                ensembles=f'mean of members\' P(fake); logistic regression on members\' logits fitted on the val split (C = {stack_C}), threshold from out-of-fold val predictions')
+    cl = (clusters or {}).get('clustered')
+    k = (clusters or {}).get('n_clusters')
+    few = (f'; with fewer than {FEW_CLUSTERS} clusters the p-value is the exact cluster permutation test\'s (the '
+           'asymptotic one kept as p_value_asymptotic)')
+    return dict(
+        tests=tests_used(clusters or {}), auc_ci='DeLong (Sun & Xu midranks, as pROC), and the percentile bootstrap',
+        bootstrap=f'{n_boot} percentile-bootstrap resamples (seed {seed}), stratified by class; whole '
+        f'identity clusters when the manifest has {MIN_CLUSTERS} or more in the test set; the same '
+        'resamples for every model',
+        thresholds=f'0.5, and each model\'s threshold chosen on the val split ({threshold_rule}); never '
+        'chosen on test', delong=('paired two-sided test of AUC(a) = AUC(b): ' +
+                                  ("Obuchowski's (1997) clustered DeLong over "
+                                   f"{k} identity clusters" + few if cl else 'DeLong; treats videos as independent')),
+        mcnemar=('right/wrong of each model at its own val-chosen threshold; table rows = model a, columns = '
+                 'model b; ' +
+                 (f'clustered over {k} identities (Durkalski et al. 2003; exact sign-flip of the cluster '
+                  'totals below 25 discordant clusters)' +
+                  few if cl else 'exact binomial below 25 discordant videos, else chi-square with continuity '
+                  'correction')),
+        wilcoxon=('signed-rank test of per-video log losses (probabilities clipped to [1e-7, 1-1e-7]); '
+                  'median_diff = loss(a) - loss(b); ' +
+                  (f'clustered over {k} identities (Datta & Satten 2008)' + few if cl else 'videos independent')),
+        independent='with identity clusters, each pair also keeps the three tests treating videos as '
+        'independent (`independent`, Holm-adjusted in the same families): a secondary column, not '
+        'a verdict', wilcoxon_raw_prob='signed-rank test of raw P(fake) pairs, as in the original study; shown for '
+        'comparison only',
+        bootstrap_auc_diff='paired bootstrap of AUC(a) - AUC(b) on the same resamples; p = twice the share of '
+        'replicates beyond 0',
+        holm='Holm step-down, separately for each test: over the pairs of runs; over the pairs involving an '
+        'ensemble; over all pairs of models in `multi`',
+        multi="Cochran's Q on right/wrong and Friedman on per-video log losses (from 3 models), then pairwise "
+        "Wilcoxon and McNemar with Holm" +
+        (f'; p-values by permuting the models within each of the {k} identity clusters (2000 '
+         'permutations)' if cl else ''),
+        seeds='mean and sd over seeds; per-seed paired t-test of AUC; Wilcoxon of per-video log-loss '
+        'differences averaged over paired seeds' + (' (clustered, Datta & Satten)' if cl else ''),
+        ensembles='mean of members\' P(fake); logistic regression on members\' logits fitted on the val '
+        f'split (C = {stack_C}), threshold from out-of-fold val predictions')
 
 # %% ../nbs/lib/08_compare.ipynb #87e5fe3c
 def _drop_test_videos(run, vids: set):
     "`run` with the test rows of `vids` left out of its predictions (in memory)"
-    pr = run['predictions']; return dict(run, predictions=pr[~((pr.split == 'test') & pr.video_id.astype(str).isin(vids))])
+    pr = run['predictions']
+    return dict(run, predictions=pr[~((pr.split == 'test') & pr.video_id.astype(str).isin(vids))])
 
 def tests_used(clusters: dict) -> str:
     "One sentence: which paired tests gave the verdicts, on how many identity clusters"
@@ -445,18 +592,29 @@ def tests_used(clusters: dict) -> str:
                 + (clusters.get('reason') or clusters.get('warning') or 'no identity clusters') + '.')
     k, col = clusters['n_clusters'], clusters['column']
     if clusters.get('few'):
-        return (f"Verdicts come from the exact cluster permutation test over {k} identity clusters ('{col}'; AUC, accuracy and log loss): with fewer than "
-                f"{FEW_CLUSTERS} identities the asymptotic clustered tests are unreliable" + (f", and with fewer than {MIN_CLUSTERS} the tests have little power" if k < MIN_CLUSTERS else '')
-                + f" (the smallest possible p is {2/2**k:.2g}). Independent-video p-values are a secondary column.")
-    return (f"Verdicts come from cluster-aware tests over {k} identity clusters ('{col}', up to {clusters['largest_cluster']} test videos each): "
-            f"clustered DeLong (Obuchowski 1997), clustered McNemar (Durkalski et al. 2003), clustered Wilcoxon (Datta & Satten 2008), and Cochran's Q and Friedman "
+        return (f"Verdicts come from the exact cluster permutation test over {k} identity clusters ('{col}'; AUC, "
+                "accuracy and log loss): with fewer than "
+                f"{FEW_CLUSTERS} identities the asymptotic clustered tests are unreliable" +
+                (", and with fewer than "
+                 f"{MIN_CLUSTERS} the "
+                 "tests have little "
+                 "power" if k < MIN_CLUSTERS else '') +
+                f" (the smallest possible p is {2/2**k:.2g}). Independent-video p-values are a secondary column.")
+    return (f"Verdicts come from cluster-aware tests over {k} identity clusters ('{col}', up to "
+            f"{clusters['largest_cluster']} test videos each): "
+            "clustered DeLong (Obuchowski 1997), clustered McNemar (Durkalski et al. 2003), clustered Wilcoxon "
+            "(Datta & Satten 2008), and Cochran's Q and Friedman "
             f"by permuting models within identities. Independent-video p-values are kept as a secondary column.")
 
 def _weights_warning(runs, labels):
-    w = {lab: str(r['params'].get('weights_used')) for r, lab in zip(runs, labels) if r['params'].get('weights_used') is not None}
+    w = {
+        lab: str(r['params'].get('weights_used'))
+        for r, lab in zip(runs, labels) if r['params'].get('weights_used') is not None
+    }
     if len(set(w.values())) > 1:
         return ("the runs used different backbone weights (" + ', '.join(f'{k}: {v}' for k, v in w.items()) +
-                "): a difference between them may come from the weights rather than the architecture; compare runs with the same weights")
+                "): a difference between them may come from the weights rather than the architecture; compare runs "
+                "with the same weights")
 
 def _synthetic_warning(runs, labels):
     made_up = [lab for r, lab in zip(runs, labels) if r['params'].get('synthetic') or is_synthetic(r['run_dir'])]
@@ -464,36 +622,53 @@ def _synthetic_warning(runs, labels):
         return (f"synthetic run(s) {', '.join(made_up)}: made-up scores (deepfake_nb.testing.make_synthetic_runs, "
                 "for tests and docs), not trained models")
 
-def compare_runs(run_dirs, out_dir=None, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0, threshold_rule: str = 'youden',
-                 ensembles='all', cluster: str = 'auto', level: float = 0.95, stack_C: float = 1.0, drop_leaking_identities: bool = False) -> dict:
-    "Per-run metrics with CIs, paired tests of every pair (cluster-aware, Holm), many-model tests, seeds, ensembles; written to `out_dir/stats.json`. One run: its metrics and reading only"
+
+def compare_runs(run_dirs, out_dir=None, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0,
+                 threshold_rule: str = 'youden', ensembles='all', cluster: str = 'auto', level: float = 0.95,
+                 stack_C: float = 1.0, drop_leaking_identities: bool = False) -> dict:
+    """Per-run metrics with CIs, paired tests of every pair (cluster-aware, Holm), many-model tests, seeds, ensembles;
+    written to `out_dir/stats.json`. One run: its metrics and reading only"""
     run_dirs = [Path(d) for d in run_dirs]
-    if not run_dirs: raise DeepfakeNBError("compare_runs got no run; pass run directories written by 03_train (train one with deepfake-nb train --dataset <dataset>)")
-    runs = [load_run(d) for d in run_dirs]; warns = []
+    if not run_dirs: raise DeepfakeNBError("compare_runs got no run; pass run directories written by 03_train (train "
+                                           "one with deepfake-nb train --dataset <dataset>)")
+    runs = [load_run(d) for d in run_dirs]
+    warns = []
     test = check_same_test_set(runs)
     leaks = leaking_test_videos(runs, test.video_id.values)
     if leaks['n_videos']:
         leaks['dropped'] = bool(drop_leaking_identities)
         if drop_leaking_identities:
-            runs = [_drop_test_videos(r, set(leaks['video_ids'])) for r in runs]; test = check_same_test_set(runs)
-            warns.append(f"{leaks['n_videos']} test video(s) of {leaks['n_groups']} identities also seen in train or val were left out (drop_leaking_identities)")
-        else: warns.append(f"{leaks['n_videos']} test video(s) belong to {leaks['n_groups']} identities that also have videos in train or val "
-                           f"(e.g. {leaks['groups'][:3]}); the models may have seen these faces. deepfake-nb compare --drop-leaking-identities leaves them out")
-    y = test.label.values.astype(int); vids = test.video_id.values
-    labels = _run_labels([r['params'] for r in runs]); run_ids = [r['params']['run_id'] for r in runs]
+            runs = [_drop_test_videos(r, set(leaks['video_ids'])) for r in runs]
+            test = check_same_test_set(runs)
+            warns.append(f"{leaks['n_videos']} test video(s) of {leaks['n_groups']} identities also seen in train or "
+                         "val were left out (drop_leaking_identities)")
+        else: warns.append(f"{leaks['n_videos']} test video(s) belong to {leaks['n_groups']} identities that also "
+                           "have videos in train or val "
+                           f"(e.g. {leaks['groups'][:3]}); the models may have seen these faces. deepfake-nb compare "
+                           "--drop-leaking-identities leaves them out")
+    y = test.label.values.astype(int)
+    vids = test.video_id.values
+    labels = _run_labels([r['params'] for r in runs])
+    run_ids = [r['params']['run_id'] for r in runs]
     groups, clusters = identity_clusters(runs, vids, cluster, labels=y)
     boot_groups = groups if clusters.get('bootstrap_clustered') else None
     if 'warning' in clusters: warns.append(clusters['warning'])
     if clusters.get('every_video_own_cluster'): warns.append(clusters['reason'])
     if w := _weights_warning(runs, labels): warns.append(w)
     if w := _synthetic_warning(runs, labels): warns.append(w)
-    per_run, models = map(list, zip(*[_run_record(r, lab, y, vids, boot_groups, threshold_rule, warns, n_boot, seed, level) for r, lab in zip(runs, labels)]))
+    per_run, models = map(
+        list,
+        zip(*[
+            _run_record(r, lab, y, vids, boot_groups, threshold_rule, warns, n_boot, seed, level)
+            for r, lab in zip(runs, labels)
+        ]))
     mh = sorted({str(r['params'].get('manifest_hash')) for r in runs})
     if len(mh) > 1: warns.append(f"runs come from different manifests {mh} (same test set): training data may differ")
     pairs = _finish_pairs([_compare_pair(y, models[i], models[j], groups, boot_groups, n_boot, seed, level, 'runs')
                            for i, j in itertools.combinations(range(len(runs)), 2)], alpha)
-    ens, ens_models = _ensemble_records(runs, labels, run_ids, models, _parse_ensembles(ensembles, labels, run_ids), y, threshold_rule, stack_C, warns,
-                                        groups=boot_groups, n_boot=n_boot, seed=seed, level=level)
+    ens, ens_models = _ensemble_records(runs, labels, run_ids, models, _parse_ensembles(
+        ensembles, labels, run_ids), y, threshold_rule, stack_C, warns, groups=boot_groups, n_boot=n_boot, seed=seed,
+                                        level=level)
     allm = models + ens_models
     ens_pairs = _finish_pairs([_compare_pair(y, allm[i], allm[j], groups, boot_groups, n_boot, seed, level, 'ensembles')
                                for i, j in itertools.combinations(range(len(allm)), 2) if j >= len(models)], alpha)
@@ -505,14 +680,17 @@ def compare_runs(run_dirs, out_dir=None, alpha: float = 0.05, n_boot: int = 1000
                 + [t for q in pairs for t in q['readings'].values()] + [q['reading'] for q in ens_pairs]
                 + list(multi['readings'].values())
                 + seeds['readings'] + [r['frame_level']['reading'] for r in per_run if 'frame_level' in r])
-    if len(runs) == 1: readings.append(f"One run ({labels[0]}): paired tests and tests between models need two or more runs on the same test videos.")
-    res = dict(dataset=runs[0]['params'].get('dataset'), created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-               alpha=alpha, n_boot=n_boot, seed=seed, level=level, threshold_rule=threshold_rule,
-               test_set=dict(n=len(y), n_real=int((y == 0).sum()), n_fake=int(y.sum()),
-                             hash=hashes.pop() if len(hashes) == 1 and not (drop_leaking_identities and leaks['n_videos']) else video_ids_hash(test.video_id),
-                             manifest_hashes=mh, clusters=clusters, leaking=leaks),
-               runs=per_run, pairs=pairs, ensembles=ens, ensemble_pairs=ens_pairs, multi=multi, seeds=seeds,
-               frame_level_runs=[r['label'] for r in per_run if 'frame_level' in r], readings=readings, warnings=warns,
-               methods=_methods(n_boot, seed, threshold_rule, stack_C, clusters))
+    if len(runs) == 1: readings.append(f"One run ({labels[0]}): paired tests and tests between models need two or "
+                                       "more runs on the same test videos.")
+    res = dict(
+        dataset=runs[0]['params'].get('dataset'), created=datetime.datetime.now(
+            datetime.timezone.utc).isoformat(timespec='seconds'), alpha=alpha, n_boot=n_boot, seed=seed, level=level,
+        threshold_rule=threshold_rule, test_set=dict(
+            n=len(y), n_real=int((y == 0).sum()), n_fake=int(
+                y.sum()), hash=hashes.pop() if len(hashes) == 1 and not (drop_leaking_identities and leaks['n_videos'])
+            else video_ids_hash(test.video_id), manifest_hashes=mh, clusters=clusters, leaking=leaks), runs=per_run,
+        pairs=pairs, ensembles=ens, ensemble_pairs=ens_pairs, multi=multi, seeds=seeds, frame_level_runs=[
+            r['label'] for r in per_run if 'frame_level' in r
+        ], readings=readings, warnings=warns, methods=_methods(n_boot, seed, threshold_rule, stack_C, clusters))
     if out_dir is not None: save_json(res, Path(out_dir)/'stats.json')
     return res

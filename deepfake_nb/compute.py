@@ -24,25 +24,31 @@ def gpu_details() -> list[dict]:
     for g in tf.config.list_physical_devices('GPU'):
         try: d = tf.config.experimental.get_device_details(g)
         except Exception: d = {}
-        out.append(dict(device=g.name, name=d.get('device_name', ''), compute_capability=list(d.get('compute_capability') or [])))
+        out.append(
+            dict(device=g.name, name=d.get('device_name', ''), compute_capability=list(
+                d.get('compute_capability') or [])))
     return out
 
 def precision_policy(mixed_precision='auto') -> str:
     "'mixed_float16' or 'float32': `auto` picks mixed precision when every visible GPU has compute capability >= 7.0"
     if mixed_precision in (True, 'mixed_float16', 'mixed', 'true', 'True'): return 'mixed_float16'
     if mixed_precision in (False, None, 'float32', 'none', 'false', 'False'): return 'float32'
-    if mixed_precision != 'auto': raise DeepfakeNBError(f"mixed_precision={mixed_precision!r}: use 'auto', True or False")
+    if mixed_precision != 'auto': raise DeepfakeNBError(f"mixed_precision={mixed_precision!r}: use 'auto', True or "
+                                                        "False")
     gpus = gpu_details()
-    return 'mixed_float16' if gpus and all(g['compute_capability'] and tuple(g['compute_capability']) >= (7, 0) for g in gpus) else 'float32'
+    return 'mixed_float16' if gpus and all(g['compute_capability'] and tuple(g['compute_capability']) >= (7, 0)
+                                           for g in gpus) else 'float32'
 
 _STRATEGIES = {}
 def process_strategy(name: str, make):
-    "This process's one strategy of kind `name`, made by `make()` the first time (TensorFlow allows a single multi-worker strategy per process)"
+    """This process's one strategy of kind `name`, made by `make()` the first time (TensorFlow allows a single
+    multi-worker strategy per process)"""
     if name not in _STRATEGIES: _STRATEGIES[name] = make()
     return _STRATEGIES[name]
 
 def make_strategy(distribute='auto'):
-    "(strategy, name): 'auto' picks MultiWorkerMirrored (a `TF_CONFIG` cluster of several tasks, `core.multiworker`), Mirrored (>1 GPU) or the default strategy; a `tf.distribute.Strategy` is used as given"
+    """(strategy, name): 'auto' picks MultiWorkerMirrored (a `TF_CONFIG` cluster of several tasks, `core.multiworker`),
+    Mirrored (>1 GPU) or the default strategy; a `tf.distribute.Strategy` is used as given"""
     import tensorflow as tf
     if isinstance(distribute, tf.distribute.Strategy): return distribute, type(distribute).__name__
     if distribute not in ('auto', 'none', None, 'mirrored', 'multiworker'):
@@ -51,18 +57,23 @@ def make_strategy(distribute='auto'):
     if multiworker(distribute): name = 'MultiWorkerMirroredStrategy'
     elif distribute == 'mirrored' or (distribute == 'auto' and n_gpu > 1): name = 'MirroredStrategy'
     else: return tf.distribute.get_strategy(), 'default'
-    if name == 'MirroredStrategy':   # every GPU; with none, every logical CPU (one, unless configured so: the GPU path exercised on a CPU)
-        devices = [d.name for d in tf.config.list_logical_devices('GPU')] or [d.name for d in tf.config.list_logical_devices('CPU')]
+    # every GPU; with none, every logical CPU (one, unless configured so: the GPU path exercised on a CPU)
+    if name == 'MirroredStrategy':
+        devices = [d.name for d in tf.config.list_logical_devices('GPU')
+                   ] or [d.name for d in tf.config.list_logical_devices('CPU')]
         return process_strategy(name, lambda: tf.distribute.MirroredStrategy(devices)), name
     return process_strategy(name, tf.distribute.MultiWorkerMirroredStrategy), name
 
 @contextlib.contextmanager
 def compute_setup(mixed_precision='auto', distribute='auto'):
-    "Within the block Keras uses the chosen precision policy; yields dict(strategy, strategy_name, replicas, policy, gpus)"
+    """Within the block Keras uses the chosen precision policy; yields dict(strategy, strategy_name, replicas, policy,
+    gpus)"""
     k = _keras()
     policy = precision_policy(mixed_precision)
     strategy, name = make_strategy(distribute)
     old = k.mixed_precision.global_policy().name
     k.mixed_precision.set_global_policy(policy)
-    try: yield dict(strategy=strategy, strategy_name=name, replicas=int(strategy.num_replicas_in_sync), policy=policy, gpus=gpu_details())
+    try:
+        yield dict(strategy=strategy, strategy_name=name, replicas=int(strategy.num_replicas_in_sync), policy=policy,
+                   gpus=gpu_details())
     finally: k.mixed_precision.set_global_policy(old)

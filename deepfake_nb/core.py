@@ -40,17 +40,21 @@ def reports_dir(*parts) -> Path:
     return project_root()/'reports'/Path(*parts) if parts else project_root()/'reports'
 
 def nbs_dir() -> Path:
-    "The experiment notebooks: the clone's `nbs/` beside the package (a clone or editable install), else the package's own copies in `stages/`"
+    """The experiment notebooks: the clone's `nbs/` beside the package (a clone or editable install), else the package's
+    own copies in `stages/`"""
     clone, packaged = pkg_dir().parent, pkg_dir()/'stages'
     if (clone/'settings.ini').exists() and (clone/'nbs'/'03_train.ipynb').exists(): return clone/'nbs'
     if (packaged/'03_train.ipynb').exists(): return packaged
-    raise FileNotFoundError(f"No experiment notebooks in {clone/'nbs'} or {packaged}: the package was built without them; "
-                            "reinstall it from a clone or an sdist (`pip install .` copies nbs/NN_*.ipynb into deepfake_nb/stages/)")
+    raise FileNotFoundError(f"No experiment notebooks in {clone/'nbs'} or {packaged}: the package was built without "
+                            "them; "
+                            "reinstall it from a clone or an sdist (`pip install .` copies nbs/NN_*.ipynb into "
+                            "deepfake_nb/stages/)")
 
 @contextlib.contextmanager
 def home_at(path):
     "Temporarily make `path` the suite's home (`$DEEPFAKE_NB_HOME`), restoring the previous home afterwards"
-    old = os.environ.get('DEEPFAKE_NB_HOME'); os.environ['DEEPFAKE_NB_HOME'] = str(path)
+    old = os.environ.get('DEEPFAKE_NB_HOME')
+    os.environ['DEEPFAKE_NB_HOME'] = str(path)
     try: yield Path(path)
     finally:
         if old is None: os.environ.pop('DEEPFAKE_NB_HOME', None)
@@ -67,7 +71,8 @@ def colab_setup(drive_root: str = '') -> Path:
     if in_colab() and str(drive_root).startswith('/content/drive'):
         from google.colab import drive
         drive.mount('/content/drive')
-    home = Path(drive_root).expanduser(); home.mkdir(parents=True, exist_ok=True)
+    home = Path(drive_root).expanduser()
+    home.mkdir(parents=True, exist_ok=True)
     os.environ['DEEPFAKE_NB_HOME'] = str(home.resolve())
     return home
 
@@ -83,18 +88,22 @@ def shared_dir() -> Path | None:
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     "Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     os.close(fd)
     try:
         yield Path(tmp)
-        if os.path.exists(tmp): os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the file normal permissions
+        # mkstemp makes 0600; give the file normal permissions
+        if os.path.exists(tmp): os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
 
 def _umask():
-    m = os.umask(0); os.umask(m); return m
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 def write_text(path, text: str) -> Path:
     "Atomically write `text` to `path`"
@@ -122,9 +131,11 @@ class DeepfakeNBError(ValueError):
     "A problem with the user's input or settings; the message names the input, the problem and the fix"
 
 class LockBusy(DeepfakeNBError):
-    "`file_lock` with a `timeout` found the lock still held: `.owner` is the holder's record (host, pid, since, what), `.path` the lock file"
+    """`file_lock` with a `timeout` found the lock still held: `.owner` is the holder's record (host, pid, since, what),
+    `.path` the lock file"""
     def __init__(self, msg, path, owner):
-        super().__init__(msg); self.path, self.owner = Path(path), owner
+        super().__init__(msg)
+        self.path, self.owner = Path(path), owner
 
 # %% ../nbs/lib/00_core.ipynb #1a358f52
 def pid_alive(pid) -> bool:
@@ -148,10 +159,12 @@ def lock_owner(path) -> dict | None:
     finally: os.close(fd)
 
 def describe_owner(owner: dict | None) -> str:
-    "'pid 123 on host h since 2025-01-01T12:00:00+00:00' (with ', no longer running' when that pid is gone on this host)"
+    """'pid 123 on host h since 2025-01-01T12:00:00+00:00' (with ', no longer running' when that pid is gone on this
+    host)"""
     if not owner: return 'another process (it has not recorded itself yet)'
     gone = owner.get('host') == socket.gethostname() and not pid_alive(owner.get('pid'))
-    return f"pid {owner.get('pid')} on host {owner.get('host')} since {owner.get('since')}{', no longer running' if gone else ''}"
+    return (f"pid {owner.get('pid')} on host {owner.get('host')} since "
+            f"{owner.get('since')}{', no longer running' if gone else ''}")
 
 def _same_file(fd, path) -> bool:
     try: a, b = os.fstat(fd), os.stat(path)
@@ -161,93 +174,121 @@ def _same_file(fd, path) -> bool:
 def _flock(fd, path, deadline) -> bool:
     "Lock `fd`: wait until `deadline` (time.monotonic; None: for ever); False when it passed"
     try:
-        if deadline is None: fcntl.flock(fd, fcntl.LOCK_EX); return True
+        if deadline is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return True
         while True:
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); return True
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
             except BlockingIOError:
                 if time.monotonic() >= deadline: return False
                 time.sleep(max(0.0, min(0.1, deadline - time.monotonic())))
     except OSError as e:
         if isinstance(e, BlockingIOError): raise
-        raise DeepfakeNBError(f"cannot lock {path}: {e}. The filesystem does not support flock(); put the suite's home (DEEPFAKE_NB_HOME) on "
-                              "one that does (a local disk, NFS mounted with locking, Lustre mounted with -o flock)") from None
+        raise DeepfakeNBError(f"cannot lock {path}: {e}. The filesystem does not support flock(); put the suite's "
+                              "home (DEEPFAKE_NB_HOME) on "
+                              "one that does (a local disk, NFS mounted with locking, Lustre mounted with -o "
+                              "flock)") from None
 
 _HELD = threading.local()   # the lock files this thread holds: file_lock is re-entrant within a thread
-LOCKS_HELD_ENV = 'DEEPFAKE_NB_LOCKS_HELD'   # lock files a parent process holds for this one (os.pathsep-separated), e.g. the grid for its `deepfake-nb train` child
+# lock files a parent process holds for this one (os.pathsep-separated), e.g. the grid for its `deepfake-nb train` child
+LOCKS_HELD_ENV = 'DEEPFAKE_NB_LOCKS_HELD'
 
 @contextlib.contextmanager
 def file_lock(path: str | Path, timeout: float | None = None, what: str | None = None, say=print):
-    """An exclusive lock on `path` (created if needed, removed on release) for the duration of the block; yields the lock's state.
-
-    The holder records itself in the file (host, pid, start time, `what`) so others can name it. `timeout`: None waits as long as needed
-    (`say`ing once whom it waits for), 0 does not wait, a number waits that many seconds; then `LockBusy` names the holder. A holder that
-    was killed releases the lock with its process (the OS drops `flock` locks); its record stays in the file, and the next holder says it
-    takes over. Re-entrant within a thread, and for a child process whose parent holds the lock for it (`$DEEPFAKE_NB_LOCKS_HELD` lists
-    it); other threads and processes wait.
-
-    NFS: `flock` is advisory, per filesystem. On a local disk it excludes every process of the machine; on NFS, Linux emulates it with
-    POSIX locks the server arbitrates, so it holds across nodes (a dead node's lock goes when its lease expires, about 90 s with NFSv4);
-    on a filesystem mounted without lock support (NFS `nolock` or `local_lock=all`, Lustre without `-o flock`) it only excludes the
-    processes of one node: give overlapping cluster jobs separate homes there, or keep one writer per run."""
+    """An exclusive lock on `path` (created if needed, removed on release) for the duration of the block; yields the
+    lock's state. The holder records itself in the file (host, pid, start time, `what`) so others can name it.
+    `timeout`: None waits as long as needed (`say`ing once whom it waits for), 0 does not wait, a number waits that
+    many seconds; then `LockBusy` names the holder. A holder that was killed releases the lock with its process (the
+    OS drops `flock` locks); its record stays in the file, and the next holder says it takes over. Re-entrant within
+    a thread, and for a child process whose parent holds the lock for it (`$DEEPFAKE_NB_LOCKS_HELD` lists it); other
+    threads and processes wait. NFS: `flock` is advisory, per filesystem. On a local disk it excludes every process
+    of the machine; on NFS, Linux emulates it with POSIX locks the server arbitrates, so it holds across nodes (a
+    dead node's lock goes when its lease expires, about 90 s with NFSv4); on a filesystem mounted without lock
+    support (NFS `nolock` or `local_lock=all`, Lustre without `-o flock`) it only excludes the processes of one node:
+    give overlapping cluster jobs separate homes there, or keep one writer per run."""
     path = Path(path).absolute()
     held = _HELD.__dict__.setdefault('paths', set())
     if str(path) in held or str(path) in os.environ.get(LOCKS_HELD_ENV, '').split(os.pathsep):
-        yield SimpleNamespace(path=path, owner=None, waited=0.0, took_over=None, reentrant=True); return
+        yield SimpleNamespace(path=path, owner=None, waited=0.0, took_over=None, reentrant=True)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     what = what or str(path)
-    t0 = time.monotonic(); deadline = None if timeout is None else t0 + max(0.0, float(timeout))
+    t0 = time.monotonic()
+    deadline = None if timeout is None else t0 + max(0.0, float(timeout))
     owner, said = None, False
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); got = True
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
             except BlockingIOError: got = False
             except OSError: got = _flock(fd, path, None)        # names the filesystem problem
             if not got:
-                for _ in range(20):                              # the holder may be between truncating and writing its record
+                # the holder may be between truncating and writing its record
+                for _ in range(20):
                     if (owner := _read_owner(fd)) or not _same_file(fd, path): break
                     time.sleep(0.05)
                 if deadline is not None and time.monotonic() >= deadline: got = False
                 else:
-                    if say and not said: say(f"waiting for {what}: in use by {describe_owner(owner)} (lock file {path})"); said = True
+                    if say and not said:
+                        say(f"waiting for {what}: in use by {describe_owner(owner)} (lock file {path})")
+                        said = True
                     got = _flock(fd, path, deadline)
                 if not got:
-                    raise LockBusy(f"{what} is in use by {describe_owner(owner)} (lock file {path}); wait for it to finish, or run this again "
+                    raise LockBusy(f"{what} is in use by {describe_owner(owner)} (lock file {path}); wait for it to "
+                                   "finish, or run this again "
                                    "with a longer timeout (None: wait as long as needed)", path, owner)
-            if _same_file(fd, path): break                       # else its last holder removed it meanwhile: lock the file now at `path`
+            # else its last holder removed it meanwhile: lock the file now at `path`
+            if _same_file(fd, path): break
         except BaseException:
-            os.close(fd); raise
+            os.close(fd)
+            raise
         os.close(fd)
-    took_over = _read_owner(fd)                                  # a record left behind: its holder ended without releasing the lock
+    # a record left behind: its holder ended without releasing the lock
+    took_over = _read_owner(fd)
     if took_over and say:
-        for _ in range(200):                                     # a killed holder drops its locks a moment before its process is gone (seconds, for a big one on a busy machine)
+        # a killed holder drops its locks a moment before its process is gone (seconds, for a big one on a busy machine)
+        for _ in range(200):
             if took_over.get('host') != socket.gethostname() or not pid_alive(took_over.get('pid')): break
             time.sleep(0.05)
-        say(f"note: {what}: taking over the lock left by {describe_owner(took_over)}, which ended without releasing it (lock file {path})")
-    me = dict(host=socket.gethostname(), pid=os.getpid(), since=datetime.datetime.now().astimezone().isoformat(timespec='seconds'), what=what)
-    os.ftruncate(fd, 0); os.pwrite(fd, json.dumps(me).encode(), 0)
+        say(f"note: {what}: taking over the lock left by {describe_owner(took_over)}, which ended without releasing "
+            f"it (lock file {path})")
+    me = dict(host=socket.gethostname(), pid=os.getpid(),
+              since=datetime.datetime.now().astimezone().isoformat(timespec='seconds'), what=what)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
     held.add(str(path))
-    try: yield SimpleNamespace(path=path, owner=owner, waited=round(time.monotonic()-t0, 3), took_over=took_over, reentrant=False)
+    try:
+        yield SimpleNamespace(path=path, owner=owner, waited=round(time.monotonic() - t0, 3), took_over=took_over,
+                              reentrant=False)
     finally:
         held.discard(str(path))
         try:
-            if _same_file(fd, path): os.unlink(path)             # removed while still held: a waiter re-opens the path (see above)
+            # removed while still held: a waiter re-opens the path (see above)
+            if _same_file(fd, path): os.unlink(path)
         finally: os.close(fd)                                    # releases the lock
 
 # %% ../nbs/lib/00_core.ipynb #db556c08
-_TF_CONFIG_FORM = 'see examples/slurm_train.sh for its form: {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+_TF_CONFIG_FORM = ('see examples/slurm_train.sh for its form: {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                   '"task": {"type": "worker", "index": 0}}')
 
 def tf_config() -> dict:
     "`TF_CONFIG` read once, as dict(cluster={role: [addresses]}, task={type, index} or {}); {} cluster without one"
     raw = os.environ.get('TF_CONFIG', '').strip()
     try: cfg = json.loads(raw) if raw else {}
     except ValueError: raise DeepfakeNBError(f"TF_CONFIG is not JSON: {raw[:200]!r}; {_TF_CONFIG_FORM}") from None
-    if not isinstance(cfg, dict): raise DeepfakeNBError(f"TF_CONFIG is not a JSON object: {raw[:200]!r}; {_TF_CONFIG_FORM}")
+    if not isinstance(cfg, dict): raise DeepfakeNBError(f"TF_CONFIG is not a JSON object: {raw[:200]!r}; "
+                                                        f"{_TF_CONFIG_FORM}")
     cluster = {k: list(v) for k, v in (cfg.get('cluster') or {}).items() if v}
     task = cfg.get('task') or {}
     n = sum(len(v) for k, v in cluster.items() if k in ('chief', 'worker'))
-    if n > 1 and not task: raise DeepfakeNBError(f"TF_CONFIG names a cluster of {n} tasks but no 'task' for this process; {_TF_CONFIG_FORM}")
-    return dict(cluster=cluster, task=dict(type=task.get('type', 'worker'), index=int(task.get('index', 0))) if task else {})
+    if n > 1 and not task: raise DeepfakeNBError(f"TF_CONFIG names a cluster of {n} tasks but no 'task' for this "
+                                                 f"process; {_TF_CONFIG_FORM}")
+    return dict(cluster=cluster,
+                task=dict(type=task.get('type', 'worker'), index=int(task.get('index', 0))) if task else {})
 
 def cluster_size() -> int:
     "How many training tasks (chief and workers) the `TF_CONFIG` cluster has; 0 without one"
@@ -262,7 +303,8 @@ def is_chief() -> bool:
     return t['type'] == 'chief' or (t['type'] == 'worker' and t['index'] == 0 and not cfg['cluster'].get('chief'))
 
 def multiworker(distribute='auto') -> bool:
-    "Whether the `distribute` setting means `MultiWorkerMirroredStrategy`: asked for, or 'auto' in a cluster of several tasks"
+    """Whether the `distribute` setting means `MultiWorkerMirroredStrategy`: asked for, or 'auto' in a cluster of
+    several tasks"""
     return distribute == 'multiworker' or (distribute == 'auto' and cluster_size() > 1)
 
 def worker_name() -> str:
@@ -272,7 +314,8 @@ def worker_name() -> str:
 
 # %% ../nbs/lib/00_core.ipynb #5f8caa6d
 def is_complete(run_dir, params=None) -> bool:
-    "Whether `run_dir` holds a finished run: `complete.json` written and no `checkpoint/` left (a run in progress or killed); with `params`, trained with exactly those"
+    """Whether `run_dir` holds a finished run: `complete.json` written and no `checkpoint/` left (a run in progress or
+    killed); with `params`, trained with exactly those"""
     d = Path(run_dir)
     if (d/'checkpoint').exists() or not (d/'complete.json').exists(): return False
     return params is None or load_json(d/'complete.json').get('params') == params
@@ -297,13 +340,17 @@ def find_runs(dataset: str, allow_synthetic: bool = False) -> list[Path]:
     return [d for d in runs if d not in made_up]
 
 def run_lock_path(rdir) -> Path:
-    "The lock file of run directory `rdir`: beside it, hidden (`.<run_id>.lock`), so the directory itself holds only the run"
-    rdir = Path(rdir); return rdir.parent/f'.{rdir.name}.lock'
+    """The lock file of run directory `rdir`: beside it, hidden (`.<run_id>.lock`), so the directory itself holds only
+    the run"""
+    rdir = Path(rdir)
+    return rdir.parent/f'.{rdir.name}.lock'
 
 def run_lock(rdir, wait=True, say=print):
-    "Hold the lock of run directory `rdir` (`file_lock`): `wait` True waits for the process training it, False does not (`LockBusy` names that process: host, pid, since when), a number waits that many seconds"
+    """Hold the lock of run directory `rdir` (`file_lock`): `wait` True waits for the process training it, False does
+    not (`LockBusy` names that process: host, pid, since when), a number waits that many seconds"""
     timeout = None if wait is True or wait is None else 0 if wait is False else float(wait)
-    return file_lock(run_lock_path(rdir), timeout=timeout, what=f'run {Path(rdir).parent.name}/{Path(rdir).name}', say=say)
+    return file_lock(run_lock_path(rdir), timeout=timeout, what=f'run {Path(rdir).parent.name}/{Path(rdir).name}',
+                     say=say)
 
 # %% ../nbs/lib/00_core.ipynb #0e946b75
 def settings_key(settings: dict, n: int = 10) -> str:
@@ -321,15 +368,18 @@ def file_hash(path, n: int = 16) -> str:
 # %% ../nbs/lib/00_core.ipynb #0cf43eb6
 def seed_everything(seed: int):
     "Seed `random`, NumPy and Keras/TensorFlow (if imported) with `seed`"
-    random.seed(seed); np.random.seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
     os.environ['PYTHONHASHSEED'] = str(seed)
     if 'keras' in sys.modules or 'tensorflow' in sys.modules:
         import keras
         keras.utils.set_random_seed(seed)
 
 # %% ../nbs/lib/00_core.ipynb #de58de15
-_PACKAGES = ['deepfake_nb', 'tensorflow', 'tensorflow-cpu', 'keras', 'numpy', 'pandas', 'scikit-learn', 'scipy', 'statsmodels',
-             'opencv-python-headless', 'opencv-python', 'papermill', 'nbdev', 'matplotlib', 'mtcnn']
+_PACKAGES = [
+    'deepfake_nb', 'tensorflow', 'tensorflow-cpu', 'keras', 'numpy', 'pandas', 'scikit-learn', 'scipy', 'statsmodels',
+    'opencv-python-headless', 'opencv-python', 'papermill', 'nbdev', 'matplotlib', 'mtcnn'
+]
 
 def git_commit(path=None) -> str | None:
     "The git commit of the repository holding `path` (with `+dirty` when it has changes), or `None`"
@@ -337,7 +387,8 @@ def git_commit(path=None) -> str | None:
         cwd = str(path or pkg_dir())
         c = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=cwd, capture_output=True, text=True, timeout=10)
         if c.returncode: return None
-        d = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=cwd, capture_output=True, text=True, timeout=10)
+        d = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=cwd, capture_output=True,
+                           text=True, timeout=10)
         return c.stdout.strip() + ('+dirty' if d.stdout.strip() else '')
     except Exception: return None
 

@@ -28,20 +28,26 @@ IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 def check_manifest(df: pd.DataFrame, name='manifest') -> pd.DataFrame:
     "Validate a manifest's columns, labels and ids; raise `DeepfakeNBError` naming the problem and the fix"
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
-    if missing: raise DeepfakeNBError(f"{name}: missing column(s) {missing}; a manifest needs {MANIFEST_COLUMNS} (rebuild it with deepfake_nb.data.build_manifest)")
+    if missing: raise DeepfakeNBError(f"{name}: missing column(s) {missing}; a manifest needs {MANIFEST_COLUMNS} "
+                                      "(rebuild it with deepfake_nb.data.build_manifest)")
     bad = df[~df.label.isin([0, 1])]
-    if len(bad): raise DeepfakeNBError(f"{name}: label must be 0 (real) or 1 (fake); rows {bad.index[:5].tolist()} have {bad.label.head().tolist()}; fix those rows")
+    if len(bad): raise DeepfakeNBError(f"{name}: label must be 0 (real) or 1 (fake); rows {bad.index[:5].tolist()} "
+                                       f"have {bad.label.head().tolist()}; fix those rows")
     dup = df.video_id[df.video_id.duplicated()]
-    if len(dup): raise DeepfakeNBError(f"{name}: video_id must be unique; duplicated: {dup.head().tolist()}; give each video its own id")
+    if len(dup): raise DeepfakeNBError(f"{name}: video_id must be unique; duplicated: {dup.head().tolist()}; give "
+                                       "each video its own id")
     badsplit = df[~df.split.isin(['train', 'val', 'test'])]
-    if len(badsplit): raise DeepfakeNBError(f"{name}: split must be train, val or test; rows {badsplit.index[:5].tolist()} have {badsplit.split.head().tolist()}")
+    if len(badsplit): raise DeepfakeNBError(f"{name}: split must be train, val or test; rows "
+                                            f"{badsplit.index[:5].tolist()} have {badsplit.split.head().tolist()}")
     return df
 
 def load_manifest(path) -> pd.DataFrame:
     "Read and validate a manifest CSV"
     path = Path(path)
-    if not path.exists(): raise DeepfakeNBError(f"manifest {path} does not exist; build it with `deepfake-nb data` or deepfake_nb.data.build_manifest")
-    df = pd.read_csv(path, dtype={'video_id': str, 'identity': str, 'group': str, 'method': str, 'source': str}, keep_default_na=False)
+    if not path.exists(): raise DeepfakeNBError(f"manifest {path} does not exist; build it with `deepfake-nb data` or "
+                                                "deepfake_nb.data.build_manifest")
+    df = pd.read_csv(path, dtype={'video_id': str, 'identity': str, 'group': str, 'method': str, 'source': str},
+                     keep_default_na=False)
     if 'label' in df: df['label'] = pd.to_numeric(df.label, errors='coerce')
     return check_manifest(df, str(path))
 
@@ -50,7 +56,8 @@ _FACE_BOX = (177, 66, 95, 95)   # x, y, w, h of the face in skimage's astronaut 
 
 def _identity_look(rng):
     "Random colour gain, gamma and face-shape stretch for one pseudo-identity"
-    return dict(gain=rng.uniform(0.75, 1.25, 3), gamma=rng.uniform(0.8, 1.25), stretch=rng.uniform(0.9, 1.1), flip=bool(rng.integers(2)))
+    return dict(gain=rng.uniform(0.75, 1.25, 3), gamma=rng.uniform(0.8, 1.25), stretch=rng.uniform(0.9, 1.1), flip=bool(
+        rng.integers(2)))
 
 def _apply_look(img, look):
     "The portrait under an identity's look, and its face box"
@@ -75,7 +82,8 @@ def _render_frame(src, face_box, cam, i, size, face_frac, stretch):
     cx, cy = fx+fw/2, fy+fh/2
     scale = size*face_frac/fw*cam['zoom'][i]
     M = cv2.getRotationMatrix2D((cx, cy), cam['angle'][i], scale)
-    M[0] *= [stretch, 1, 1]; M[0, 2] = 0
+    M[0] *= [stretch, 1, 1]
+    M[0, 2] = 0
     M[0, 2] += size/2+cam['dx'][i]-(M[0, 0]*cx+M[0, 1]*cy)
     M[1, 2] += size/2+cam['dy'][i]-(M[1, 0]*cx+M[1, 1]*cy)
     frame = cv2.warpAffine(src, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -84,16 +92,21 @@ def _render_frame(src, face_box, cam, i, size, face_frac, stretch):
     box = (size/2+cam['dx'][i]-w/2, size/2+cam['dy'][i]-h/2, w, h)
     return frame, box
 
-def blend_params(rng, gain=(0.85, 1.15), bias=(-18, 18), resample=(0.3, 0.5), shift=(-3, 3), mask_w=(0.3, 0.38), mask_h=(0.36, 0.45), scale=None) -> dict:
-    "Random settings of one blend, drawn from the given ranges: colour gain and bias, down-sampling factor, shift in pixels, mask half-axes (fractions of the face box), optional zoom"
+
+def blend_params(rng, gain=(0.85, 1.15), bias=(-18, 18), resample=(0.3, 0.5), shift=(-3, 3), mask_w=(0.3, 0.38),
+                 mask_h=(0.36, 0.45), scale=None) -> dict:
+    """Random settings of one blend, drawn from the given ranges: colour gain and bias, down-sampling factor, shift in
+    pixels, mask half-axes (fractions of the face box), optional zoom"""
     p = dict(gain=rng.uniform(*gain, 3), bias=rng.uniform(*bias, 3), resample=rng.uniform(*resample),
              shift=rng.uniform(*shift, 2), mask_w=rng.uniform(*mask_w), mask_h=rng.uniform(*mask_h))
     if scale is not None: p['scale'] = rng.uniform(*scale)
     return p
 
 def blend_face(frame, box, params: dict, rng) -> np.ndarray:
-    "Blend a colour-shifted, resampled (blurred), slightly warped copy of `frame` into its inner face `box` (x, y, w, h) through a soft elliptical mask; float out"
-    frame = np.asarray(frame); frame = frame.astype(np.float32) if frame.dtype.kind in 'ui' else frame
+    """Blend a colour-shifted, resampled (blurred), slightly warped copy of `frame` into its inner face `box` (x, y, w,
+    h) through a soft elliptical mask; float out"""
+    frame = np.asarray(frame)
+    frame = frame.astype(np.float32) if frame.dtype.kind in 'ui' else frame
     x, y, w, h = box
     size = frame.shape[0]
     jit = rng.normal(0, 1.0, 2)
@@ -102,7 +115,8 @@ def blend_face(frame, box, params: dict, rng) -> np.ndarray:
     copy = cv2.resize(small, (frame.shape[1], size), interpolation=cv2.INTER_LINEAR)
     M = np.float32([[1, 0, params['shift'][0]+jit[0]], [0, 1, params['shift'][1]+jit[1]]])
     if params.get('scale', 1.0) != 1.0:   # zoom the copy about the face centre
-        M = cv2.getRotationMatrix2D((x+w/2, y+h/2), 0, params['scale']).astype(np.float32); M[:, 2] += [params['shift'][0]+jit[0], params['shift'][1]+jit[1]]
+        M = cv2.getRotationMatrix2D((x+w/2, y+h/2), 0, params['scale']).astype(np.float32)
+        M[:, 2] += [params['shift'][0]+jit[0], params['shift'][1]+jit[1]]
     copy = cv2.warpAffine(copy, M, (frame.shape[1], size), borderMode=cv2.BORDER_REFLECT)
     mask = np.zeros(frame.shape[:2], np.float32)
     centre = (int(round(x+w/2+rng.normal(0, 0.7))), int(round(y+h*0.55+rng.normal(0, 0.7))))
@@ -118,7 +132,8 @@ def write_video(path, frames_rgb, fps=15.0):
     with atomic_path(path) as tmp:
         tmp_mp4 = Path(str(tmp)+'.mp4')
         vw = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*'mp4v'), fps, (w, h))
-        if not vw.isOpened(): raise RuntimeError(f"OpenCV cannot write MPEG-4 video to {path}: this OpenCV build lacks an mp4v encoder")
+        if not vw.isOpened(): raise RuntimeError(f"OpenCV cannot write MPEG-4 video to {path}: this OpenCV build "
+                                                 "lacks an mp4v encoder")
         for f in frames_rgb: vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
         vw.release()
         tmp_mp4.replace(tmp)
@@ -140,11 +155,14 @@ def make_demo_video(path, identity_look, fake: bool, seed: int, n_frames=32, siz
         frames.append(np.clip(frame, 0, 255).astype(np.uint8))
     return write_video(path, frames)
 
-def make_demo_dataset(root=None, n_identities=8, videos_per_class=4, n_frames=32, size=160, seed=0, force=False) -> Path:
+
+def make_demo_dataset(root=None, n_identities=8, videos_per_class=4, n_frames=32, size=160, seed=0,
+                      force=False) -> Path:
     "Generate the demo dataset under `root/{real,fake}/` (default `data/raw/demo`); skipped when complete"
     root = Path(root or data_dir('raw', 'demo'))
     done = root/'.complete'
-    settings = dict(n_identities=n_identities, videos_per_class=videos_per_class, n_frames=n_frames, size=size, seed=seed)
+    settings = dict(n_identities=n_identities, videos_per_class=videos_per_class, n_frames=n_frames, size=size,
+                    seed=seed)
     with file_lock(root.parent/f'.{root.name}.lock'):
         if done.exists() and not force and load_json(done) == settings: return root
         rng = np.random.default_rng(seed)
@@ -160,14 +178,18 @@ def make_demo_dataset(root=None, n_identities=8, videos_per_class=4, n_frames=32
 # %% ../nbs/lib/02_data.ipynb #807c9e1a
 def media_files(folder, exts=VIDEO_EXTS) -> list:
     "Files under `folder` (any depth) whose extension is in `exts`, sorted; hidden files skipped"
-    return sorted(p for p in Path(folder).rglob('*') if p.suffix.lower() in exts and p.is_file() and not p.name.startswith('.'))
+    return sorted(
+        p for p in Path(folder).rglob('*') if p.suffix.lower() in exts and p.is_file() and not p.name.startswith('.'))
 
 def link_groups(links) -> dict:
-    "Union-find over `links` (each an iterable of names that must share a split): map every name to its group, named by its smallest member"
+    """Union-find over `links` (each an iterable of names that must share a split): map every name to its group, named
+    by its smallest member"""
     parent = {}
     def find(a):
         parent.setdefault(a, a)
-        while parent[a] != a: parent[a] = parent[parent[a]]; a = parent[a]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
         return a
     for items in links:
         items = [i for i in items if i]
@@ -190,39 +212,55 @@ def _rows_df(rows) -> pd.DataFrame:
 
 def _touch(root, rels):
     "Create empty files `rels` under `root` (a fake dataset tree for the tests)"
-    for r in rels: p = Path(root)/r; p.parent.mkdir(parents=True, exist_ok=True); p.touch()
+    for r in rels:
+        p = Path(root)/r
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.touch()
     return Path(root)
 
 # %% ../nbs/lib/02_data.ipynb #9876fc21
 DEFAULT_IDENTITY_REGEX = r'^(id\d+)_'
 
 def identity_regex_for(pattern: str | None, default: str | None = DEFAULT_IDENTITY_REGEX) -> str | None:
-    "The identity regex of an `identity_pattern` setting: '' -> `default`, 'none' -> None (every video its own identity), else `pattern`, checked"
+    """The identity regex of an `identity_pattern` setting: '' -> `default`, 'none' -> None (every video its own
+    identity), else `pattern`, checked"""
     if pattern is None: return None
     p = str(pattern)
     if p == '': return default
     if p.strip().lower() in ('none', 'null'): return None
-    fix = (r"write a regular expression whose first group (in parentheses) is the identity in the file name's stem, e.g. '^(id\d+)_' for id3_0001.mp4 "
-           r"or '^([^_]+)_' for alice_01.mp4 (quote it on the command line: --identity-pattern '^([^_]+)_'), or 'none' to make every video its own identity")
+    fix = (r"write a regular expression whose first group (in parentheses) is the identity in the file name's stem, "
+           r"e.g. '^(id\d+)_' for id3_0001.mp4 "
+           r"or '^([^_]+)_' for alice_01.mp4 (quote it on the command line: --identity-pattern '^([^_]+)_'), or "
+           r"'none' to make every video its own identity")
     try: rx = re.compile(p)
-    except re.error as e: raise DeepfakeNBError(f"identity_pattern={p!r} is not a valid regular expression ({e}); {fix}") from None
+    except re.error as e: raise DeepfakeNBError(f"identity_pattern={p!r} is not a valid regular expression ({e}); "
+                                                f"{fix}") from None
     if rx.groups < 1: raise DeepfakeNBError(f"identity_pattern={p!r} has no group, so it names no identity; {fix}")
     return p
 
-def folder_manifest(root, identity_regex: str | None = DEFAULT_IDENTITY_REGEX, method='fake', exts=VIDEO_EXTS, real_dir='real', fake_dir='fake') -> pd.DataFrame:
-    "Manifest rows (without split) for a `root/real`, `root/fake` tree of videos (or of any `exts`); `identity_regex`'s first matching group is a file's identity"
+
+def folder_manifest(root, identity_regex: str | None = DEFAULT_IDENTITY_REGEX, method='fake', exts=VIDEO_EXTS,
+                    real_dir='real', fake_dir='fake') -> pd.DataFrame:
+    """Manifest rows (without split) for a `root/real`, `root/fake` tree of videos (or of any `exts`);
+    `identity_regex`'s first matching group is a file's identity"""
     root = Path(root)
     if identity_regex: identity_regex_for(identity_regex)   # checked: it compiles and has a group
-    if not root.is_dir(): raise DeepfakeNBError(f"dataset folder {root} does not exist; pass the folder that holds {real_dir}/ and {fake_dir}/")
+    if not root.is_dir(): raise DeepfakeNBError(f"dataset folder {root} does not exist; pass the folder that holds "
+                                                f"{real_dir}/ and {fake_dir}/")
     rows = []
     for label, sub in ((0, real_dir), (1, fake_dir)):
         d = root/sub
-        if not d.is_dir(): raise DeepfakeNBError(f"dataset folder {root} has no {sub}/ subfolder; put the {'real' if label == 0 else 'fake'} files in {d}")
+        if not d.is_dir(): raise DeepfakeNBError(f"dataset folder {root} has no {sub}/ subfolder; put the "
+                                                 f"{'real' if label == 0 else 'fake'} files in {d}")
         files = media_files(d, exts)
-        if not files: raise DeepfakeNBError(f"{d} holds no files with extension {', '.join(exts)}; a detector needs both real and fake examples")
+        if not files: raise DeepfakeNBError(f"{d} holds no files with extension {', '.join(exts)}; a detector needs "
+                                            "both real and fake examples")
         stems = Counter(p.relative_to(d).with_suffix('').as_posix() for p in files)
-        clash = [p.relative_to(root).as_posix() for p in files if stems[p.relative_to(d).with_suffix('').as_posix()] > 1]
-        if clash: raise DeepfakeNBError(f"{d}: files {clash[:4]} differ only by extension, so they would share one video_id; rename or remove one of each pair")
+        clash = [
+            p.relative_to(root).as_posix() for p in files if stems[p.relative_to(d).with_suffix('').as_posix()] > 1
+        ]
+        if clash: raise DeepfakeNBError(f"{d}: files {clash[:4]} differ only by extension, so they would share one "
+                                        "video_id; rename or remove one of each pair")
         for p in files:
             rel = p.relative_to(d).with_suffix('').as_posix()
             m = re.match(identity_regex, p.stem) if identity_regex else None
@@ -238,7 +276,8 @@ def image_folder_manifest(root, identity_regex: str | None = IMAGE_IDENTITY_REGE
     "Manifest rows for a photo dataset in one of `IMAGE_LAYOUTS`; each image is a one-frame video"
     root = Path(root)
     for real, fake in IMAGE_LAYOUTS:
-        if (root/real).is_dir() and (root/fake).is_dir(): return folder_manifest(root, identity_regex, method, IMAGE_EXTS, real, fake)
+        if (root / real).is_dir() and (root / fake).is_dir():
+            return folder_manifest(root, identity_regex, method, IMAGE_EXTS, real, fake)
     raise DeepfakeNBError(f"{root} has none of the photo layouts {[f'{r}/ + {f}/' for r, f in IMAGE_LAYOUTS]}; "
                           f"put real photos in {root}/real and fake ones in {root}/fake")
 
@@ -248,19 +287,26 @@ CELEBDF_FOLDERS = {'Celeb-real': 0, 'YouTube-real': 0, 'Celeb-synthesis': 1}
 def celebdf_manifest(root, group_by='swap', test_list='List_of_testing_videos.txt') -> pd.DataFrame:
     "Manifest rows of a Celeb-DF v1/v2 folder; `split` is 'test' for the official test list's videos, else empty"
     root = Path(root)
-    if group_by not in ('swap', 'target'): raise DeepfakeNBError(f"group_by={group_by!r}: use 'swap' (a fake ties target and source) or 'target'")
+    if group_by not in ('swap', 'target'): raise DeepfakeNBError(f"group_by={group_by!r}: use 'swap' (a fake ties "
+                                                                 "target and source) or 'target'")
     if not (root/'Celeb-synthesis').is_dir() or not any((root/s).is_dir() for s in ('Celeb-real', 'YouTube-real')):
-        raise DeepfakeNBError(f"{root} does not look like Celeb-DF: it needs Celeb-synthesis/ and Celeb-real/ or YouTube-real/; pass the folder holding them")
+        raise DeepfakeNBError(f"{root} does not look like Celeb-DF: it needs Celeb-synthesis/ and Celeb-real/ or "
+                              "YouTube-real/; pass the folder holding them")
     rows = []
     for sub, label in CELEBDF_FOLDERS.items():
         for p in media_files(root/sub) if (root/sub).is_dir() else []:
             vid = f'{sub}/{p.relative_to(root/sub).with_suffix("").as_posix()}'
             ident, source, link = '', '', ()
             if m := re.match(r'^(id\d+)_(id\d+)_(\d+)$', p.stem):
-                ident, src_id, num = m.groups(); source = f'Celeb-real/{ident}_{num}'
+                ident, src_id, num = m.groups()
+                source = f'Celeb-real/{ident}_{num}'
                 link = (ident, src_id) if group_by == 'swap' else (ident,)
-            elif m := re.match(r'^(id\d+)_(\d+)$', p.stem): ident = m.group(1); link = (ident,)
-            rows.append(dict(video_id=vid, path=str(p.resolve()), label=label, identity=ident, method='celebdf' if label else 'real', source=source, link=link))
+            elif m := re.match(r'^(id\d+)_(\d+)$', p.stem):
+                ident = m.group(1)
+                link = (ident,)
+            rows.append(
+                dict(video_id=vid, path=str(p.resolve()), label=label, identity=ident,
+                     method='celebdf' if label else 'real', source=source, link=link))
     if not rows: raise DeepfakeNBError(f"{root}: Celeb-DF folders hold no videos")
     df = _rows_df(rows)
     df['split'] = ''
@@ -269,9 +315,12 @@ def celebdf_manifest(root, group_by='swap', test_list='List_of_testing_videos.tx
         listed = {}
         for line in tl.read_text().splitlines():
             parts = line.split()
-            if len(parts) == 2 and parts[0] in ('0', '1'): listed[Path(parts[1]).with_suffix('').as_posix()] = 1-int(parts[0])   # the list writes 1 for real
+            # the list writes 1 for real
+            if len(parts) == 2 and parts[0] in ('0', '1'):
+                listed[Path(parts[1]).with_suffix('').as_posix()] = 1 - int(parts[0])
         wrong = [v for v, lab in zip(df.video_id, df.label) if v in listed and listed[v] != lab]
-        if wrong: raise DeepfakeNBError(f"{tl}: {len(wrong)} video(s) have a label that contradicts their folder (e.g. {wrong[:3]}); check the list belongs to this dataset")
+        if wrong: raise DeepfakeNBError(f"{tl}: {len(wrong)} video(s) have a label that contradicts their folder "
+                                        f"(e.g. {wrong[:3]}); check the list belongs to this dataset")
         df.loc[df.video_id.isin(listed), 'split'] = 'test'
     return df
 
@@ -296,7 +345,9 @@ def _ffpp_split_of(splits_dir) -> dict:
     split_of = {}
     for s in ('train', 'val', 'test'):
         f = Path(splits_dir)/f'{s}.json'
-        if not f.exists(): raise DeepfakeNBError(f"{f} is missing; the official FaceForensics++ splits are train.json, val.json and test.json (from the FaceForensics repository's dataset/splits)")
+        if not f.exists(): raise DeepfakeNBError(f"{f} is missing; the official FaceForensics++ splits are "
+                                                 "train.json, val.json and test.json (from the FaceForensics "
+                                                 "repository's dataset/splits)")
         for pair in json.loads(f.read_text()):
             for i in pair: split_of[str(i)] = s
     return split_of
@@ -304,24 +355,33 @@ def _ffpp_split_of(splits_dir) -> dict:
 def ffpp_manifest(root, compression='c23', methods=None, splits_dir=None, group_by='swap') -> pd.DataFrame:
     "Manifest rows of a FaceForensics++ download at `compression`; `split` filled from the official splits when found"
     root = Path(root)
-    if compression not in FFPP_COMPRESSIONS: raise DeepfakeNBError(f"compression={compression!r}; FaceForensics++ comes as {list(FFPP_COMPRESSIONS)}")
+    if compression not in FFPP_COMPRESSIONS: raise DeepfakeNBError(f"compression={compression!r}; FaceForensics++ "
+                                                                   f"comes as {list(FFPP_COMPRESSIONS)}")
     wanted, explicit = _ffpp_methods(methods)
     vdir = lambda *parts: root.joinpath(*parts, compression, 'videos')
     rows = []
     yt = vdir('original_sequences', 'youtube')
     files = media_files(yt) if yt.is_dir() else []
-    if not files: raise DeepfakeNBError(f"{yt} holds no videos; pass the FaceForensics++ folder (holding original_sequences/ and manipulated_sequences/) and a compression you downloaded")
-    for p in files: rows.append(dict(video_id=f'youtube/{p.stem}', path=str(p.resolve()), label=0, identity=p.stem, method='real', source='', link=(p.stem,)))
+    if not files: raise DeepfakeNBError(f"{yt} holds no videos; pass the FaceForensics++ folder (holding "
+                                        "original_sequences/ and manipulated_sequences/) and a compression you "
+                                        "downloaded")
+    for p in files:
+        rows.append(
+            dict(video_id=f'youtube/{p.stem}', path=str(p.resolve()), label=0, identity=p.stem, method='real',
+                 source='', link=(p.stem, )))
     if 'DeepFakeDetection' in wanted and vdir('original_sequences', 'actors').is_dir():
         for p in media_files(vdir('original_sequences', 'actors')):
             actor = 'actor' + p.stem.split('__')[0]
-            rows.append(dict(video_id=f'actors/{p.stem}', path=str(p.resolve()), label=0, identity=actor, method='real', source='', link=(actor,)))
+            rows.append(
+                dict(video_id=f'actors/{p.stem}', path=str(p.resolve()), label=0, identity=actor, method='real',
+                     source='', link=(actor, )))
     present = []
     for m in wanted:
         d = vdir('manipulated_sequences', m)
         files = media_files(d) if d.is_dir() else []
         if not files:
-            if explicit: raise DeepfakeNBError(f"{d} holds no videos; download {m} at {compression} or leave it out of methods")
+            if explicit: raise DeepfakeNBError(f"{d} holds no videos; download {m} at {compression} or leave it out "
+                                               "of methods")
             continue
         present.append(m)
         for p in files:
@@ -329,9 +389,11 @@ def ffpp_manifest(root, compression='c23', methods=None, splits_dir=None, group_
             if m == 'DeepFakeDetection' and (mm := re.match(r'^(\d+)_(\d+)__(.+?)__(\w+)$', p.stem)):
                 t, s, source = f'actor{mm[1]}', f'actor{mm[2]}', f'actors/{mm[1]}__{mm[3]}'
             elif mm := re.match(r'^(\d+)_(\d+)$', p.stem): t, s, source = mm[1], mm[2], f'youtube/{mm[1]}'
-            rows.append(dict(video_id=f'{m}/{p.stem}', path=str(p.resolve()), label=1, identity=t, method=m, source=source,
-                             link=(t, s) if group_by == 'swap' else (t,) if t else ()))
-    if not present: raise DeepfakeNBError(f"{root}/manipulated_sequences holds no videos at {compression} for {wanted}; check the folder and the compression")
+            rows.append(
+                dict(video_id=f'{m}/{p.stem}', path=str(p.resolve()), label=1, identity=t, method=m, source=source,
+                     link=(t, s) if group_by == 'swap' else (t, ) if t else ()))
+    if not present: raise DeepfakeNBError(f"{root}/manipulated_sequences holds no videos at {compression} for "
+                                          f"{wanted}; check the folder and the compression")
     df = _rows_df(rows)
     sd = Path(splits_dir) if splits_dir else root/'splits'
     if splits_dir or (sd/'test.json').exists():
@@ -345,15 +407,19 @@ def dfdc_manifest(root) -> pd.DataFrame:
     "Manifest rows of DFDC (`dfdc_train_part_*/metadata.json` labels; a fake grouped with its original)"
     root = Path(root)
     metas = sorted(root.rglob('*metadata*.json'))
-    if not metas: raise DeepfakeNBError(f"{root} holds no metadata.json; DFDC labels come from dfdc_train_part_*/metadata.json: pass the folder holding the parts")
+    if not metas: raise DeepfakeNBError(f"{root} holds no metadata.json; DFDC labels come from "
+                                        "dfdc_train_part_*/metadata.json: pass the folder holding the parts")
     info = {}
     for f in metas:
         for fname, rec in json.loads(f.read_text()).items():
-            if fname in info and info[fname].get('label') != rec.get('label'): raise DeepfakeNBError(f"{f}: {fname} is labelled {rec.get('label')} here and {info[fname].get('label')} in another metadata file")
+            if fname in info and info[fname].get('label') != rec.get('label'): raise DeepfakeNBError(f"{f}: {fname} "
+                                                                                                     "is labelled "
+                                                                                                     f"{rec.get('label')} here and {info[fname].get('label')} in another metadata file")
             info[fname] = rec
     files = media_files(root)
     dups = [n for n, c in Counter(p.name for p in files).items() if c > 1]
-    if dups: raise DeepfakeNBError(f"{root}: file name(s) {dups[:3]} occur more than once; DFDC names are unique, remove the copies")
+    if dups: raise DeepfakeNBError(f"{root}: file name(s) {dups[:3]} occur more than once; DFDC names are unique, "
+                                   "remove the copies")
     rows, unlabeled = [], []
     for p in files:
         folders = [x.lower() for x in p.relative_to(root).parts[:-1]]
@@ -361,16 +427,25 @@ def dfdc_manifest(root) -> pd.DataFrame:
         rec = info.get(p.name)
         if rec is not None:
             label = {'REAL': 0, 'FAKE': 1}.get(str(rec.get('label')).upper())
-            if label is None: raise DeepfakeNBError(f"metadata of {p.name}: label {rec.get('label')!r} is neither REAL nor FAKE")
-            if folder_label is not None and folder_label != label: raise DeepfakeNBError(f"{p}: metadata says {rec.get('label')} but the file sits in a {'real' if folder_label == 0 else 'fake'}/ folder; fix one of them")
+            if label is None: raise DeepfakeNBError(f"metadata of {p.name}: label {rec.get('label')!r} is neither "
+                                                    "REAL nor FAKE")
+            if folder_label is not None and folder_label != label: raise DeepfakeNBError(f"{p}: metadata says "
+                                                                                         f"{rec.get('label')} but the "
+                                                                                         "file sits in a "
+                                                                                         f"{'real' if folder_label == 0 else 'fake'}/ folder; fix one of them")
         elif folder_label is not None: label = folder_label
-        else: unlabeled.append(p.name); continue
+        else:
+            unlabeled.append(p.name)
+            continue
         orig = Path((rec or {}).get('original') or '').stem if label == 1 else ''
         rows.append(dict(video_id=p.stem, path=str(p.resolve()), label=label, identity='', group=orig or p.stem,
                          method='dfdc' if label else 'real', source=orig))
-    if unlabeled: raise DeepfakeNBError(f"{len(unlabeled)} video(s) under {root} are in no metadata.json and no real/ or fake/ folder (e.g. {unlabeled[:3]}); add them to the metadata or move them out")
+    if unlabeled: raise DeepfakeNBError(f"{len(unlabeled)} video(s) under {root} are in no metadata.json and no real/ "
+                                        f"or fake/ folder (e.g. {unlabeled[:3]}); add them to the metadata or move "
+                                        "them out")
     if not rows: raise DeepfakeNBError(f"{root} holds no videos")
-    df = pd.DataFrame(rows); df['split'] = ''
+    df = pd.DataFrame(rows)
+    df['split'] = ''
     return df
 
 # %% ../nbs/lib/02_data.ipynb #2b81dd4b
@@ -388,15 +463,19 @@ def split_groups(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.Se
         # the split furthest below its target share, counting both classes
         deficit = {s: ((target[s]*tot - have[s])*(cnt > 0)).sum()/max(target[s], 1e-9) for s in target if target[s] > 0}
         s = max(deficit, key=deficit.get)
-        assign[grp] = s; have[s] += cnt
+        assign[grp] = s
+        have[s] += cnt
     out = df.group.map(assign)
     for s in (k for k, v in target.items() if v > 0):
         labs = set(df.label[out == s])
         if labs != {0, 1}:
             big = g['size'].max()
-            raise DeepfakeNBError(f"split '{s}' got classes {sorted(labs)} only: {df.group.nunique()} groups (the largest holds {big} of {len(df)} videos) are too few "
-                                  f"for an identity-disjoint train/val/test split with both classes; add videos or identities, change val_frac/test_frac, "
-                                  f"or (Celeb-DF, FaceForensics++) pass group_by='target' so that a fake is tied to its target identity only")
+            raise DeepfakeNBError(f"split '{s}' got classes {sorted(labs)} only: {df.group.nunique()} groups (the "
+                                  f"largest holds {big} of {len(df)} videos) are too few "
+                                  "for an identity-disjoint train/val/test split with both classes; add videos or "
+                                  "identities, change val_frac/test_frac, "
+                                  "or (Celeb-DF, FaceForensics++) pass group_by='target' so that a fake is tied to "
+                                  "its target identity only")
     return out
 
 def assign_splits(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.Series:
@@ -404,7 +483,8 @@ def assign_splits(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.S
     pre = df['split'].fillna('').astype(str) if 'split' in df else pd.Series('', index=df.index)
     rest = pre == ''
     if not rest.any(): return pre
-    if set(pre[~rest]) == {'test'}: vf, tf = val_frac/(1-test_frac), 0.0   # the official test set: split the rest into train and val
+    # the official test set: split the rest into train and val
+    if set(pre[~rest]) == {'test'}: vf, tf = val_frac/(1-test_frac), 0.0
     else: vf, tf = val_frac, test_frac
     out = pre.copy()
     out[rest] = split_groups(df[rest], seed, vf, tf)
@@ -412,22 +492,28 @@ def assign_splits(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.S
 
 # %% ../nbs/lib/02_data.ipynb #accd8b4d
 def grouped_kfold(df: pd.DataFrame, k=5, seed=0) -> pd.Series:
-    "Fold 0..k-1 of each row: whole `group`s per fold, real and fake counts balanced across folds, deterministic in `seed`"
+    """Fold 0..k-1 of each row: whole `group`s per fold, real and fake counts balanced across folds, deterministic in
+    `seed`"""
     k = int(k)
     g = df.groupby('group').label.agg(['size', 'sum'])
-    if k < 2 or k > len(g): raise DeepfakeNBError(f"cv_folds={k}: needs 2 to {len(g)} folds for {len(g)} groups (identities) of {len(df)} videos")
+    if k < 2 or k > len(g): raise DeepfakeNBError(f"cv_folds={k}: needs 2 to {len(g)} folds for {len(g)} groups "
+                                                  f"(identities) of {len(df)} videos")
     g = g.iloc[np.random.default_rng(seed).permutation(len(g))].sort_values('size', ascending=False, kind='stable')
-    have = np.zeros((k, 2)); fold = {}
+    have = np.zeros((k, 2))
+    fold = {}
     for grp, (n, nf) in g.iterrows():
         cnt = np.array([n-nf, nf], float)
-        f = int(np.lexsort((have.sum(1), (have*cnt).sum(1)))[0])     # the fold holding fewest of this group's classes, then fewest videos
-        fold[grp] = f; have[f] += cnt
+        # the fold holding fewest of this group's classes, then fewest videos
+        f = int(np.lexsort((have.sum(1), (have*cnt).sum(1)))[0])
+        fold[grp] = f
+        have[f] += cnt
     return df.group.map(fold).astype(int)
 
 CV_VAL_FRAC = 0.15          # of the videos outside the test fold: val (early stopping, threshold); the rest train
 
 def cv_split(df: pd.DataFrame, k=5, fold=0, seed=0, val_frac=CV_VAL_FRAC) -> pd.Series:
-    "The split of every row for fold `fold` of `k` (`grouped_kfold` with `seed`): 'test' in the fold, the other folds' groups split into 'train' and 'val' (`val_frac` of them)"
+    """The split of every row for fold `fold` of `k` (`grouped_kfold` with `seed`): 'test' in the fold, the other folds'
+    groups split into 'train' and 'val' (`val_frac` of them)"""
     k, fold = int(k), int(fold)
     if not 0 <= fold < k: raise DeepfakeNBError(f"cv_fold={fold}: must be 0 to cv_folds-1 = {k-1}")
     fo = grouped_kfold(df, k, seed)
@@ -437,18 +523,22 @@ def cv_split(df: pd.DataFrame, k=5, fold=0, seed=0, val_frac=CV_VAL_FRAC) -> pd.
     return out
 
 # %% ../nbs/lib/02_data.ipynb #39bdad2e
-ADAPTERS = dict(folder=folder_manifest, images=image_folder_manifest, celebdf=celebdf_manifest, ffpp=ffpp_manifest, dfdc=dfdc_manifest)
+ADAPTERS = dict(folder=folder_manifest, images=image_folder_manifest, celebdf=celebdf_manifest, ffpp=ffpp_manifest,
+                dfdc=dfdc_manifest)
 DATASETS = ('demo', *ADAPTERS)
 
 def _resolve_dataset(dataset, root):
     "(dataset kind, root) with a bare folder path read as 'folder'"
     if dataset in DATASETS: return dataset, root
-    if root: raise DeepfakeNBError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)} and pass its folder as root")
-    if not Path(dataset).is_dir(): raise DeepfakeNBError(f"dataset {dataset!r} is neither one of {list(DATASETS)} nor an existing folder")
+    if root: raise DeepfakeNBError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)} and pass its folder "
+                                   "as root")
+    if not Path(dataset).is_dir(): raise DeepfakeNBError(f"dataset {dataset!r} is neither one of {list(DATASETS)} nor "
+                                                         "an existing folder")
     return 'folder', dataset
 
 def manifest_name(dataset='demo', root=None, compression='c23', name=None) -> str:
-    "The name the manifest of `dataset` is stored under in `data/manifests/`: `name`, else the dataset's, else the folder's name"
+    """The name the manifest of `dataset` is stored under in `data/manifests/`: `name`, else the dataset's, else the
+    folder's name"""
     if name: return str(name)
     if dataset in ('demo', 'celebdf', 'dfdc'): return dataset
     if dataset == 'ffpp': return f'ffpp_{compression}'
@@ -458,50 +548,65 @@ def _identity_kw(kind, identity_pattern, adapter_kw) -> dict:
     "The adapter's `identity_regex` from an `identity_pattern` setting ('' keeps the adapter's default)"
     if not identity_pattern: return {}
     if kind not in ('demo', 'folder', 'images'):
-        raise DeepfakeNBError(f"identity_pattern={identity_pattern!r}: only folder datasets (folder, images, demo) take it; {kind} reads identities from its own "
+        raise DeepfakeNBError(f"identity_pattern={identity_pattern!r}: only folder datasets (folder, images, demo) "
+                              f"take it; {kind} reads identities from its own "
                               f"file names or metadata, so leave identity_pattern empty")
     if 'identity_regex' in adapter_kw: raise DeepfakeNBError("pass identity_pattern or identity_regex, not both")
-    return dict(identity_regex=identity_regex_for(identity_pattern, IMAGE_IDENTITY_REGEX if kind == 'images' else DEFAULT_IDENTITY_REGEX))
+    return dict(identity_regex=identity_regex_for(identity_pattern, IMAGE_IDENTITY_REGEX if kind ==
+                                                  'images' else DEFAULT_IDENTITY_REGEX))
 
 def every_video_own_group(df: pd.DataFrame) -> bool:
     "Whether no two videos of `df` share a group (no identity was found: the videos count as independent)"
     return len(df) > 1 and df.group.nunique() == len(df)
 
-def build_manifest(dataset='demo', root=None, seed=0, val_frac=0.2, test_frac=0.2, name=None, force=False, compression='c23', methods=None,
-                   eval_only=False, identity_pattern='', **adapter_kw) -> Path:
-    "Write (once) and return the manifest of `dataset` read from `root` (`compression`, `methods`: FaceForensics++ only; `eval_only`: every video in test; `identity_pattern`: folder datasets, see `identity_regex_for`)"
+
+def build_manifest(dataset='demo', root=None, seed=0, val_frac=0.2, test_frac=0.2, name=None, force=False,
+                   compression='c23', methods=None, eval_only=False, identity_pattern='', **adapter_kw) -> Path:
+    """Write (once) and return the manifest of `dataset` read from `root` (`compression`, `methods`: FaceForensics++
+    only; `eval_only`: every video in test; `identity_pattern`: folder datasets, see `identity_regex_for`)"""
     kind, root = _resolve_dataset(dataset, root)
     adapter_kw.update(_identity_kw(kind, identity_pattern, adapter_kw))
     if kind == 'demo': root = Path(root) if root else make_demo_dataset()
-    elif not root: raise DeepfakeNBError(f"dataset {kind!r} needs root, the folder that holds it (deepfake-nb data --dataset {kind} --root PATH)")
+    elif not root: raise DeepfakeNBError(f"dataset {kind!r} needs root, the folder that holds it (deepfake-nb data "
+                                         f"--dataset {kind} --root PATH)")
     if kind == 'ffpp': adapter_kw.update(compression=compression, methods=methods)
     name = manifest_name(kind, root, compression, name)
     out = data_dir('manifests', f'{name}.csv')
-    split_settings = dict(dataset=kind, seed=seed, val_frac=val_frac, test_frac=test_frac, adapter={k: adapter_kw[k] for k in sorted(adapter_kw)})
+    split_settings = dict(dataset=kind, seed=seed, val_frac=val_frac, test_frac=test_frac,
+                          adapter={k: adapter_kw[k]
+                                   for k in sorted(adapter_kw)})
     if eval_only: split_settings = dict(dataset=kind, eval_only=True, adapter=split_settings['adapter'])
     with file_lock(out.with_suffix('.lock')):
         df = ADAPTERS.get(kind, folder_manifest)(root, **adapter_kw)
         if out.exists() and not force:
             old = load_manifest(out)
             if sorted(old.video_id) != sorted(df.video_id):
-                raise DeepfakeNBError(f"{out} was built from a different set of videos than {root} now holds; delete it or pass force=True to rebuild the split")
+                raise DeepfakeNBError(f"{out} was built from a different set of videos than {root} now holds; delete "
+                                      "it or pass force=True to rebuild the split")
             info = load_json(out.with_suffix('.json')) if out.with_suffix('.json').exists() else {}
             was = info.get('split_settings')
             if was is not None and was != json.loads(json.dumps(split_settings, default=str)):
-                raise DeepfakeNBError(f"{out} was built with {was}, not {split_settings}; pass force=True to rebuild its split, or a new name")
+                raise DeepfakeNBError(f"{out} was built with {was}, not {split_settings}; pass force=True to rebuild "
+                                      "its split, or a new name")
             return out
         df['split'] = 'test' if eval_only else assign_splits(df, seed, val_frac, test_frac)
         check_manifest(df, str(out))
         cols = MANIFEST_COLUMNS + [c for c in df.columns if c not in MANIFEST_COLUMNS]
         with atomic_path(out) as tmp: df[cols].to_csv(tmp, index=False)
-        counts = {f"{s}/{'fake' if l else 'real'}": int(n) for (s, l), n in df.groupby(['split', 'label']).size().items()}
-        save_json(dict(dataset=kind, root=str(root), split_settings=split_settings, n=len(df), counts=counts, leaks=len(split_leaks(df)),
-                       every_video_own_group=every_video_own_group(df)), out.with_suffix('.json'))
+        counts = {
+            f"{s}/{'fake' if l else 'real'}": int(n)
+            for (s, l), n in df.groupby(['split', 'label']).size().items()
+        }
+        save_json(
+            dict(dataset=kind, root=str(root), split_settings=split_settings, n=len(df), counts=counts, leaks=len(
+                split_leaks(df)), every_video_own_group=every_video_own_group(df)), out.with_suffix('.json'))
     return out
 
 def identity_warning(manifest) -> str:
-    "A warning to print when every video of `manifest` (a path) is its own group, else '' (also when there is no manifest)"
-    manifest = Path(manifest); side = manifest.with_suffix('.json')
+    """A warning to print when every video of `manifest` (a path) is its own group, else '' (also when there is no
+    manifest)"""
+    manifest = Path(manifest)
+    side = manifest.with_suffix('.json')
     if not manifest.exists(): return ''
     info = load_json(side) if side.exists() else {}
     df = load_manifest(manifest)
@@ -510,14 +615,19 @@ def identity_warning(manifest) -> str:
     chosen = (info.get('split_settings') or {}).get('adapter', {}).get('identity_regex', '') is None
     return (f"warning: each of the {len(df)} videos of {manifest.stem} is its own group"
             + (" (identity_pattern 'none')" if chosen else ": no identity was found in the file names") + ". "
-            f"The split cannot keep a person's videos on one side, and the comparison's paired tests and bootstrap CIs will treat the videos as "
-            f"independent (too optimistic when people have several videos). If the file names carry the identity, delete {manifest} and rebuild it "
-            f"with a regular expression whose first group is the identity: deepfake-nb data --dataset {info.get('dataset') or 'folder'} "
-            f"--root {info.get('root') or 'PATH'} --name {manifest.stem} --identity-pattern '^([^_]+)_' (or identity_pattern in 01_data and `deepfake-nb run`).")
+            "The split cannot keep a person's videos on one side, and the comparison's paired tests and bootstrap "
+            "CIs will treat the videos as "
+            "independent (too optimistic when people have several videos). If the file names carry the identity, "
+            f"delete {manifest} and rebuild it "
+            "with a regular expression whose first group is the identity: deepfake-nb data --dataset "
+            f"{info.get('dataset') or 'folder'} "
+            f"--root {info.get('root') or 'PATH'} --name {manifest.stem} --identity-pattern '^([^_]+)_' (or "
+            "identity_pattern in 01_data and `deepfake-nb run`).")
 
 def manifest_summary(df: pd.DataFrame) -> pd.DataFrame:
     "Videos and groups per split and class"
-    t = df.assign(cls=df.label.map({0: 'real', 1: 'fake'})).groupby(['split', 'cls']).agg(videos=('video_id', 'size'), groups=('group', 'nunique'))
+    t = df.assign(cls=df.label.map({0: 'real', 1: 'fake'})).groupby(['split', 'cls']).agg(
+        videos=('video_id', 'size'), groups=('group', 'nunique'))
     return t.unstack('cls').reindex(['train', 'val', 'test'])
 
 # %% ../nbs/lib/02_data.ipynb #d5fee67f
@@ -527,14 +637,16 @@ def _read_list(p: Path) -> list[Path]:
     "Paths in a list file, relative ones taken from the list's folder"
     if p.suffix.lower() == '.csv':
         df = pd.read_csv(p, dtype=str, keep_default_na=False)
-        if 'path' not in df: raise DeepfakeNBError(f"{p}: a CSV list of videos needs a 'path' column (it has {list(df.columns)[:8]})")
+        if 'path' not in df: raise DeepfakeNBError(f"{p}: a CSV list of videos needs a 'path' column (it has "
+                                                   f"{list(df.columns)[:8]})")
         items = df.path.tolist()
     else: items = [l.strip() for l in p.read_text().splitlines()]
     items = [s for s in items if s and not s.startswith('#')]
     return [q if q.is_absolute() else p.parent/q for q in map(lambda s: Path(s).expanduser(), items)]
 
 def list_videos(inputs, exts=VIDEO_EXTS) -> list[Path]:
-    "The videos named by `inputs`: a video, a folder (recursive, files ending in `exts`), a list file (.txt lines or a .csv `path` column), or a list of these"
+    """The videos named by `inputs`: a video, a folder (recursive, files ending in `exts`), a list file (.txt lines or a
+    .csv `path` column), or a list of these"""
     items = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     out = []
     for item in items:
@@ -542,11 +654,13 @@ def list_videos(inputs, exts=VIDEO_EXTS) -> list[Path]:
         p = Path(str(item).strip()).expanduser()
         if p.is_dir():
             found = sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in exts)
-            if not found: raise DeepfakeNBError(f"folder {p} holds no videos ({', '.join(exts)}); point inputs at a video, a folder of videos or a list file")
+            if not found: raise DeepfakeNBError(f"folder {p} holds no videos ({', '.join(exts)}); point inputs at a "
+                                                "video, a folder of videos or a list file")
             out += found
         elif p.is_file() and p.suffix.lower() in LIST_EXTS: out += _read_list(p)
         else: out.append(p)
-    if not out: raise DeepfakeNBError(f"inputs {inputs!r} name no video; pass a video file, a folder of videos or a list file")
+    if not out: raise DeepfakeNBError(f"inputs {inputs!r} name no video; pass a video file, a folder of videos or a "
+                                      "list file")
     return list(dict.fromkeys(out))
 
 # %% ../nbs/lib/02_data.ipynb #d852d326
@@ -562,7 +676,8 @@ def _path_key(p) -> str:
     except OSError: return str(p.absolute())
 
 def known_labels(paths, inputs=None, manifest=None) -> pd.DataFrame:
-    "The true label (0 real, 1 fake) of each of `paths` where it is known, and where from: a `label` column of a CSV list in `inputs`, the `manifest`, or a parent folder named real/ or fake/; `<NA>` and '' where unknown"
+    """The true label (0 real, 1 fake) of each of `paths` where it is known, and where from: a `label` column of a CSV
+    list in `inputs`, the `manifest`, or a parent folder named real/ or fake/; `<NA>` and '' where unknown"""
     found = {}
     def add(path, value, source):
         v = _label_value(value)
@@ -573,7 +688,8 @@ def known_labels(paths, inputs=None, manifest=None) -> pd.DataFrame:
         if p.is_file() and p.suffix.lower() == '.csv':
             df = pd.read_csv(p, dtype=str, keep_default_na=False)
             if {'path', 'label'} <= set(df.columns):
-                for q, lab in zip(df.path, df.label): add(q if Path(q).expanduser().is_absolute() else p.parent/q, lab, f'list {p.name}')
+                for q, lab in zip(df.path, df.label):
+                    add(q if Path(q).expanduser().is_absolute() else p.parent / q, lab, f'list {p.name}')
     if manifest and Path(manifest).is_file():
         man = pd.read_csv(manifest, dtype=str, keep_default_na=False)
         if {'path', 'label'} <= set(man.columns):

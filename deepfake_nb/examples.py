@@ -16,24 +16,34 @@ from .features import _save_features
 __all__ = ['load_sbi_pair', 'video_dataset', 'sbi_cache_path', 'sbi_features', 'sbi_pairs']
 
 # %% ../nbs/lib/05c_examples.ipynb #db2e052a
-def _video_seed(video_id) -> int: return int(settings_key(str(video_id), 8), 16)   # one number per video, independent of order
+# one number per video, independent of order
+def _video_seed(video_id) -> int: return int(settings_key(str(video_id), 8), 16)
 
 def load_sbi_pair(face_file, video_seed, draw=0) -> np.ndarray:
-    "One SBI training pair `(2, T, S, S, 3)` uint8 of the cached real video `face_file`: its target (the real image, label 0) and its self-blended fake (label 1), one draw per (video, `draw`)"
+    """One SBI training pair `(2, T, S, S, 3)` uint8 of the cached real video `face_file`: its target (the real image,
+    label 0) and its self-blended fake (label 1), one draw per (video, `draw`)"""
     from deepfake_nb.sbi import self_blend_video
     with np.load(face_file) as z:
         if 'landmarks' not in z.files:
-            raise DeepfakeNBError(f"{face_file} has no facial landmarks, which self-blended fakes need; re-run preprocessing with this version of deepfake_nb (it caches them)")
+            raise DeepfakeNBError(f"{face_file} has no facial landmarks, which self-blended fakes need; re-run "
+                                  "preprocessing with this version of deepfake_nb (it caches them)")
         faces, lms = z['faces'], z['landmarks']
     blends, _, targets = self_blend_video(faces, lms, seed=[int(video_seed), int(draw)], return_target=True)
-    return np.stack([targets, blends])       # as SBI trains: when the altered copy is the target, the real example is that altered target
+    # as SBI trains: when the altered copy is the target, the real example is that altered target
+    return np.stack([targets, blends])
 
-def video_dataset(face_dir, video_ids, labels=None, batch_size=2, augment=None, shuffle=False, seed=0, sbi_ids=(), sbi_redraw=True):
-    "`tf.data` over cached faces: load (parallel), augment (training), batch, prefetch; items `(T, S, S, 3)` float32 0..255. `sbi_ids`: real videos that each add an SBI pair (target labelled 0, then its self-blend labelled 1), blended anew every epoch (`sbi_redraw`) or the same each time"
+
+def video_dataset(face_dir, video_ids, labels=None, batch_size=2, augment=None, shuffle=False, seed=0, sbi_ids=(),
+                  sbi_redraw=True):
+    """`tf.data` over cached faces: load (parallel), augment (training), batch, prefetch; items `(T, S, S, 3)` float32
+    0..255. `sbi_ids`: real videos that each add an SBI pair (target labelled 0, then its self-blend labelled 1),
+    blended anew every epoch (`sbi_redraw`) or the same each time"""
     import tensorflow as tf
     video_ids, sbi_ids = list(video_ids), list(sbi_ids)
-    if sbi_ids and labels is None and video_ids: raise DeepfakeNBError("video_dataset: self-blended pairs (sbi_ids) need the labels of video_ids")
-    if not video_ids and labels is not None and len(labels): raise DeepfakeNBError("video_dataset: labels without video_ids")
+    if sbi_ids and labels is None and video_ids: raise DeepfakeNBError("video_dataset: self-blended pairs (sbi_ids) "
+                                                                       "need the labels of video_ids")
+    if not video_ids and labels is not None and len(labels): raise DeepfakeNBError("video_dataset: labels without "
+                                                                                   "video_ids")
     path = lambda v: str(Path(face_dir)/f'{v}.npz')
     shape = np.load(path((video_ids + sbi_ids)[0]))['faces'].shape
     aug = augment_settings(augment)
@@ -43,27 +53,37 @@ def video_dataset(face_dir, video_ids, labels=None, batch_size=2, augment=None, 
     def pipeline(items, fn):
         ds = tf.data.Dataset.zip(items)
         if shuffle: ds = ds.shuffle(len(items[0]), seed=seed, reshuffle_each_iteration=True)
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))   # one draw per video and epoch
+        # one draw per video and epoch
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)))
         return ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     parts, weights = [], []
     if video_ids:
         def plain(item, r):
             f, *lab = item
-            x = tf.numpy_function(lambda f: np.load(f.decode())['faces'], [f], tf.uint8); x.set_shape(shape)
+            x = tf.numpy_function(lambda f: np.load(f.decode())['faces'], [f], tf.uint8)
+            x.set_shape(shape)
             return finish(x, r, lab[0] if lab else None)
         items = (tf.data.Dataset.from_tensor_slices([path(v) for v in video_ids]),)
         if labels is not None: items += (tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.float32)),)
-        parts.append(pipeline(items, plain)); weights.append(len(video_ids))
+        parts.append(pipeline(items, plain))
+        weights.append(len(video_ids))
     if sbi_ids:
         def pair(item, r):
             f, vseed = item
-            x = tf.numpy_function(lambda f, s, r: load_sbi_pair(f.decode(), s, r if sbi_redraw else 0), [f, vseed, r], tf.uint8); x.set_shape((2, *shape))
+            x = tf.numpy_function(lambda f, s, r: load_sbi_pair(f.decode(), s, r
+                                                                if sbi_redraw else 0), [f, vseed, r], tf.uint8)
+            x.set_shape((2, *shape))
             x = tf.stack([finish(x[0], r, None), finish(x[1], r, None)])         # the pair augmented alike
             return (x, tf.constant([0., 1.])) if labels is not None else x
-        items = (tf.data.Dataset.from_tensor_slices([path(v) for v in sbi_ids]), tf.data.Dataset.from_tensor_slices(np.array([_video_seed(v) for v in sbi_ids], np.int64)))
-        parts.append(pipeline(items, pair).unbatch()); weights.append(2*len(sbi_ids))
+
+        items = (tf.data.Dataset.from_tensor_slices([path(v) for v in sbi_ids]),
+                 tf.data.Dataset.from_tensor_slices(np.array([_video_seed(v) for v in sbi_ids], np.int64)))
+        parts.append(pipeline(items, pair).unbatch())
+        weights.append(2*len(sbi_ids))
     if len(parts) == 1: ds = parts[0]
-    else: ds = tf.data.Dataset.sample_from_datasets(parts, [w/sum(weights) for w in weights], seed=seed, stop_on_empty_dataset=False)
+    else:
+        ds = tf.data.Dataset.sample_from_datasets(parts, [w / sum(weights) for w in weights], seed=seed,
+                                                  stop_on_empty_dataset=False)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 # %% ../nbs/lib/05c_examples.ipynb #sbi20002
@@ -73,38 +93,53 @@ def sbi_cache_path(clean_path, copy: int) -> Path:
     clean = Path(clean_path)
     return clean.with_name(f'{clean.stem}-sbi{SBI_VERSION}-c{copy}.npy')
 
-def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbone='mobilenetv2', weights='auto', size=160, scale=None,
-                 batch_size=64, chunk_videos=64):
-    "Frozen features of SBI pair `copy` of each real video of `video_ids` (cached once), divided by `scale` (the run's; default the storage scale): (targets `(N, T, D)`, labelled real; self-blends `(N, T, D)`, labelled fake; info)"
+
+def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbone='mobilenetv2', weights='auto',
+                 size=160, scale=None, batch_size=64, chunk_videos=64):
+    """Frozen features of SBI pair `copy` of each real video of `video_ids` (cached once), divided by `scale` (the
+    run's; default the storage scale): (targets `(N, T, D)`, labelled real; self-blends `(N, T, D)`, labelled fake;
+    info)"""
     path = sbi_cache_path(clean_info['clean_path'], copy)
     ids, clean = list(video_ids), Path(clean_info['clean_path'])
     storage = float(clean_info['storage_scale'])
     with file_lock(path.parent/f'.{clean.stem}-sbi.lock'):
         rec = path.with_suffix('.json')
         info = load_json(rec) if rec.exists() and path.exists() else None
-        if info is not None and info.get('storage_scale') != storage: info = None   # made with another clean cache: start again
+        # made with another clean cache: start again
+        if info is not None and info.get('storage_scale') != storage: info = None
         have = list(info['video_ids']) if info else []
-        todo = list(dict.fromkeys(v for v in ids if v not in set(have)))             # the videos not cached yet: only they are extracted
+        # the videos not cached yet: only they are extracted
+        todo = list(dict.fromkeys(v for v in ids if v not in set(have)))
         if todo:
             t0 = time.time()
-            model, *_ = backbone_for_features(backbone, weights, size, 0, clean)     # the backbone (and layers) that made the clean cache
+            # the backbone (and layers) that made the clean cache
+            model, *_ = backbone_for_features(backbone, weights, size, 0, clean)
             face_dir = face_cache_dir(dataset, prep_key)
             def pairs(part):   # (2n, T, S, S, 3): each video's target, then its self-blend
                 return np.concatenate([load_sbi_pair(Path(face_dir)/f'{v}.npz', _video_seed(v), copy) for v in part])
-            f = np.concatenate([extract_features(pairs(todo[i:i+chunk_videos]), backbone, model, batch_size) for i in range(0, len(todo), chunk_videos)])
-            f = (f.reshape(len(todo), 2, *f.shape[1:]) / storage).astype(np.float16)     # (N, target | self-blend, T, D)
-            if have: f = np.concatenate([np.load(path), f])                              # the cached videos kept as they were, the new ones added
+
+            f = np.concatenate([
+                extract_features(pairs(todo[i:i + chunk_videos]), backbone, model, batch_size)
+                for i in range(0, len(todo), chunk_videos)
+            ])
+            # (N, target | self-blend, T, D)
+            f = (f.reshape(len(todo), 2, *f.shape[1:]) / storage).astype(np.float16)
+            # the cached videos kept as they were, the new ones added
+            if have: f = np.concatenate([np.load(path), f])
             _save_features(path, f)
             from deepfake_nb.sbi import SBI_VERSION
-            info = dict(video_ids=have + todo, clean_cache=clean.stem, storage_scale=storage, sbi_version=SBI_VERSION, copy=int(copy), shape=list(f.shape),
-                        seconds=round((info or {}).get('seconds', 0) + time.time()-t0, 2), cache_key=path.stem)
+            info = dict(video_ids=have + todo, clean_cache=clean.stem, storage_scale=storage, sbi_version=SBI_VERSION,
+                        copy=int(copy), shape=list(f.shape), seconds=round(
+                            (info or {}).get('seconds', 0) + time.time() - t0, 2), cache_key=path.stem)
             save_json(info, rec)
-    arr = np.load(path, mmap_mode='r'); pos = {v: i for i, v in enumerate(info['video_ids'])}
+    arr = np.load(path, mmap_mode='r')
+    pos = {v: i for i, v in enumerate(info['video_ids'])}
     X = np.asarray(arr[[pos[v] for v in ids]], np.float32) * np.float32(storage/(scale or storage))
     return X[:, 0], X[:, 1], info
 
 def sbi_pairs(video_ids, copies, **sbi_kw):
-    "SBI pairs of the real videos `video_ids`, `copies` of each (`sbi_features` with `sbi_kw`): (features: each copy's targets then its self-blends, labels: 0 then 1, the caches' infos)"
+    """SBI pairs of the real videos `video_ids`, `copies` of each (`sbi_features` with `sbi_kw`): (features: each copy's
+    targets then its self-blends, labels: 0 then 1, the caches' infos)"""
     got = [sbi_features(video_ids=list(video_ids), copy=c, **sbi_kw) for c in copies]
     X = np.concatenate([x for t, b, _ in got for x in (t, b)])
     y = np.concatenate([np.r_[np.zeros(len(t), int), np.ones(len(b), int)] for t, b, _ in got])

@@ -19,57 +19,83 @@ __all__ = ['EXPORT_FORMATS', 'EXPORT_FILES', 'EXPORT_TOLERANCE', 'INT8_COMPUTE',
 
 # %% ../nbs/lib/11_export.ipynb #604c12f5
 EXPORT_FORMATS = ('savedmodel', 'tflite', 'tflite_int8', 'onnx')
-EXPORT_FILES = dict(savedmodel='saved_model', tflite='model_float32.tflite', tflite_int8='model_int8.tflite', onnx='model.onnx')
+EXPORT_FILES = dict(savedmodel='saved_model', tflite='model_float32.tflite', tflite_int8='model_int8.tflite',
+                    onnx='model.onnx')
 EXPORT_TOLERANCE = dict(keras=0.0, savedmodel=1e-4, tflite=1e-4, tflite_int8=0.02, onnx=1e-4)
 
 def _size_mb(p: Path) -> float:
-    return round((sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size)/2**20, 2)
+    return round(
+        (sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) if p.is_dir() else p.stat().st_size) / 2**20, 2)
 
 INT8_COMPUTE = dict(float='int8 weights, float32 compute (dequantized once at load)',
                     hybrid='int8 weights, hybrid kernels (activations quantized to int8 per image at run time)')
 _HYBRID_OPS = ('CONV_2D', 'DEPTHWISE_CONV_2D', 'FULLY_CONNECTED')
 
 def _check_int8_compute(int8_compute):
-    if int8_compute not in INT8_COMPUTE: raise DeepfakeNBError(f"int8_compute {int8_compute!r} is not known; use one of {list(INT8_COMPUTE)}")
+    if int8_compute not in INT8_COMPUTE: raise DeepfakeNBError(f"int8_compute {int8_compute!r} is not known; use one "
+                                                               f"of {list(INT8_COMPUTE)}")
 
 # %% ../nbs/lib/11_export.ipynb #8b88c492
 def _builtin_op(m, op) -> str:
     "Builtin name (e.g. 'CONV_2D') of operator `op` of the TFLite model object `m` (`flatbuffer_utils`)"
     from tensorflow.lite.tools.flatbuffer_utils import schema_fb
     c = m.operatorCodes[op.opcodeIndex]
-    return next(k for k, v in vars(schema_fb.BuiltinOperator).items() if v == max(c.builtinCode, c.deprecatedBuiltinCode) and not k.startswith('_'))
+    return next(k for k, v in vars(schema_fb.BuiltinOperator).items()
+                if v == max(c.builtinCode, c.deprecatedBuiltinCode) and not k.startswith('_'))
 
 def int8_float_compute(flatbuffer: bytes) -> bytes:
-    "A dynamic-range TFLite model (its bytes) with every int8 weight read through a DEQUANTIZE op, run once when the interpreter prepares: the same int8 file, float32 compute"
+    """A dynamic-range TFLite model (its bytes) with every int8 weight read through a DEQUANTIZE op, run once when the
+    interpreter prepares: the same int8 file, float32 compute"""
     from tensorflow.lite.tools import flatbuffer_utils as fu
-    S = fu.schema_fb; m = fu.convert_bytearray_to_object(bytearray(flatbuffer))
+    S = fu.schema_fb
+    m = fu.convert_bytearray_to_object(bytearray(flatbuffer))
     op_name = lambda op: _builtin_op(m, op)
-    dq = S.OperatorCodeT(); dq.builtinCode = dq.deprecatedBuiltinCode = S.BuiltinOperator.DEQUANTIZE; dq.version = 5   # 5: per-channel int8 input
-    dq_index = None                                                                                                      # added when first needed
+    dq = S.OperatorCodeT()
+    dq.builtinCode = dq.deprecatedBuiltinCode = S.BuiltinOperator.DEQUANTIZE
+    dq.version = 5   # 5: per-channel int8 input
+    # added when first needed
+    dq_index = None
     for g in m.subgraphs:
-        weight = {i for i, t in enumerate(g.tensors) if t.type == S.TensorType.INT8 and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data)}
+        weight = {
+            i
+            for i, t in enumerate(g.tensors)
+            if t.type == S.TensorType.INT8 and m.buffers[t.buffer].data is not None and len(m.buffers[t.buffer].data)
+        }
         floats, first = {}, []
         for op in g.operators:
             for j, i in enumerate(op.inputs):
                 if i not in weight: continue
                 if op_name(op) not in _HYBRID_OPS:
-                    raise DeepfakeNBError(f"int8 weight {g.tensors[i].name.decode()!r} feeds a {op_name(op)} op, which int8_float_compute does not handle; "
+                    raise DeepfakeNBError(f"int8 weight {g.tensors[i].name.decode()!r} feeds a {op_name(op)} op, "
+                                          "which int8_float_compute does not handle; "
                                           "export with int8_compute='hybrid'")
-                if dq_index is None: m.operatorCodes.append(dq); dq_index = len(m.operatorCodes) - 1
+                if dq_index is None:
+                    m.operatorCodes.append(dq)
+                    dq_index = len(m.operatorCodes) - 1
                 if i not in floats:
-                    t = g.tensors[i]; f = S.TensorT(); f.name, f.shape, f.type = t.name + b'/dequantized', t.shape, S.TensorType.FLOAT32
-                    m.buffers.append(S.BufferT()); f.buffer = len(m.buffers) - 1
-                    g.tensors.append(f); floats[i] = len(g.tensors) - 1
-                    d = S.OperatorT(); d.opcodeIndex, d.inputs, d.outputs = dq_index, [i], [floats[i]]; first.append(d)
+                    t = g.tensors[i]
+                    f = S.TensorT()
+                    f.name, f.shape, f.type = t.name + b'/dequantized', t.shape, S.TensorType.FLOAT32
+                    m.buffers.append(S.BufferT())
+                    f.buffer = len(m.buffers) - 1
+                    g.tensors.append(f)
+                    floats[i] = len(g.tensors) - 1
+                    d = S.OperatorT()
+                    d.opcodeIndex, d.inputs, d.outputs = dq_index, [i], [floats[i]]
+                    first.append(d)
                 op.inputs[j] = floats[i]
         g.operators = first + g.operators
     return bytes(fu.convert_object_to_bytearray(m))
 
 # %% ../nbs/lib/11_export.ipynb #4905ad03
-def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8_note='', int8_compute='float') -> pd.DataFrame:
-    "Export a Keras model with a fixed input shape to SavedModel, TFLite float32, TFLite int8 weights and ONNX; one row per format; `int8_weights`: a context manager factory under which `model` holds the weights to quantize; `int8_compute`: 'float' or 'hybrid' (see `INT8_COMPUTE`)"
+def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8_note='',
+                 int8_compute='float') -> pd.DataFrame:
+    """Export a Keras model with a fixed input shape to SavedModel, TFLite float32, TFLite int8 weights and ONNX; one
+    row per format; `int8_weights`: a context manager factory under which `model` holds the weights to quantize;
+    `int8_compute`: 'float' or 'hybrid' (see `INT8_COMPUTE`)"""
     import tensorflow as tf, tempfile
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad: raise DeepfakeNBError(f"unknown export format(s) {bad}; choose from {EXPORT_FORMATS}")
     _check_int8_compute(int8_compute)
@@ -77,8 +103,10 @@ def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8
     sm = out_dir/EXPORT_FILES['savedmodel'] if 'savedmodel' in formats else Path(tmpdir.name)/'saved_model'
     t0 = time.time()
     if sm.exists(): shutil.rmtree(sm)
-    if set(formats) - {'tflite_int8'} or int8_weights is None: model.export(str(sm), format='tf_saved_model', verbose=False)
-    if 'savedmodel' in formats: rows.append(dict(format='savedmodel', path=str(sm), seconds=round(time.time()-t0, 2), note=''))
+    if set(formats) - {'tflite_int8'} or int8_weights is None:
+        model.export(str(sm), format='tf_saved_model', verbose=False)
+    if 'savedmodel' in formats:
+        rows.append(dict(format='savedmodel', path=str(sm), seconds=round(time.time() - t0, 2), note=''))
     for fmt in ('tflite', 'tflite_int8'):
         if fmt not in formats: continue
         t0 = time.time()
@@ -89,28 +117,43 @@ def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8
         conv = tf.lite.TFLiteConverter.from_saved_model(str(src))
         if fmt == 'tflite_int8': conv.optimizations = [tf.lite.Optimize.DEFAULT]   # dynamic range: int8 weights
         try: flat = conv.convert()
-        except Exception as e:          # a model TFLite's builtin ops cannot hold: said in its row, the other formats go on
-            rows.append(dict(format=fmt, path='', seconds=round(time.time()-t0, 2), note=f'failed: TFLite cannot convert this model ({type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ""})'))
+            # a model TFLite's builtin ops cannot hold: said in its row, the other formats go on
+        except Exception as e:
+            rows.append(
+                dict(
+                    format=fmt, path='', seconds=round(time.time() - t0, 2), note='failed: TFLite cannot '
+                    'convert this model '
+                    f'({type(e).__name__}: '
+                    f'{str(e).strip().splitlines()[-1][:300] if str(e).strip() else ""})'))
             continue
         if fmt == 'tflite_int8' and int8_compute == 'float': flat = int8_float_compute(flat)
         p = out_dir/EXPORT_FILES[fmt]
         with atomic_path(p) as tmp: Path(tmp).write_bytes(flat)
-        rows.append(dict(format=fmt, path=str(p), seconds=round(time.time()-t0, 2),
-                         note=(INT8_COMPUTE[int8_compute] + (f'; {int8_note}' if int8_note else '')) if fmt == 'tflite_int8' else ''))
+        rows.append(
+            dict(
+                format=fmt, path=str(p), seconds=round(time.time() - t0, 2),
+                note=(INT8_COMPUTE[int8_compute] +
+                      (f'; {int8_note}' if int8_note else '')) if fmt == 'tflite_int8' else ''))
     if 'onnx' in formats:
         p = out_dir/EXPORT_FILES['onnx']
         if importlib.util.find_spec('tf2onnx') is None:
-            rows.append(dict(format='onnx', path='', seconds=0.0, note='skipped: tf2onnx is not installed (pip install tf2onnx onnxruntime)'))
+            rows.append(dict(format='onnx', path='', seconds=0.0, note='skipped: tf2onnx is not installed (pip '
+                                                                       'install tf2onnx onnxruntime)'))
         else:
             t0 = time.time()
-            r = subprocess.run([sys.executable, '-m', 'tf2onnx.convert', '--saved-model', str(sm), '--output', str(p), '--opset', '17'],
-                               capture_output=True, text=True, timeout=900)
+            r = subprocess.run([
+                sys.executable, '-m', 'tf2onnx.convert', '--saved-model',
+                str(sm), '--output',
+                str(p), '--opset', '17'
+            ], capture_output=True, text=True, timeout=900)
             ok = r.returncode == 0 and p.exists()
             note = '' if ok else 'failed: ' + (r.stderr.strip().splitlines() or ['?'])[-1][:300]
-            if ok and importlib.util.find_spec('onnxruntime') is not None:   # tf2onnx can write ops ONNX lacks (e.g. Erfc): load it to be sure
+            # tf2onnx can write ops ONNX lacks (e.g. Erfc): load it to be sure
+            if ok and importlib.util.find_spec('onnxruntime') is not None:
                 import onnxruntime as ort
                 try: ort.InferenceSession(str(p), providers=['CPUExecutionProvider'])
-                except Exception as e: ok, note = False, f'failed: tf2onnx wrote a model ONNX Runtime cannot load ({str(e)[:300]})'
+                except Exception as e: ok, note = False, ('failed: tf2onnx wrote a model ONNX Runtime cannot load '
+                                                          f'({str(e)[:300]})')
             rows.append(dict(format='onnx', path=str(p) if ok else '', seconds=round(time.time()-t0, 2), note=note))
     tmpdir.cleanup()
     df = pd.DataFrame(rows)
@@ -127,12 +170,15 @@ def exported_runner(fmt: str, path):
     if fmt in ('tflite', 'tflite_int8'):
         import warnings
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore')   # tf.lite.Interpreter's deprecation notice (LiteRT's interpreter is the same runtime)
+            # tf.lite.Interpreter's deprecation notice (LiteRT's interpreter is the same runtime)
+            warnings.simplefilter('ignore')
             it = tf.lite.Interpreter(model_path=str(path), num_threads=os.cpu_count())
         it.allocate_tensors()
         i, o = it.get_input_details()[0]['index'], it.get_output_details()[0]['index']
         def run(x):
-            it.set_tensor(i, np.asarray(x, np.float32)); it.invoke(); return it.get_tensor(o).ravel().copy()
+            it.set_tensor(i, np.asarray(x, np.float32))
+            it.invoke()
+            return it.get_tensor(o).ravel().copy()
         return run
     if fmt == 'onnx':
         import onnxruntime as ort
@@ -142,38 +188,54 @@ def exported_runner(fmt: str, path):
     raise DeepfakeNBError(f"unknown export format {fmt!r}; choose from {EXPORT_FORMATS}")
 
 def check_exports(model, exports: pd.DataFrame, inputs, repeats=3) -> pd.DataFrame:
-    "Each exported model against the Keras `model` on the same `inputs` (arrays of the model's input shape): largest |difference| in P(fake), median ms per call"
+    """Each exported model against the Keras `model` on the same `inputs` (arrays of the model's input shape): largest
+    |difference| in P(fake), median ms per call"""
     def timed(fn):
-        fn(inputs[0]); outs, ts = [], []
+        fn(inputs[0])
+        outs, ts = [], []
         for x in inputs:
             for r in range(repeats):
-                t0 = time.perf_counter(); y = fn(x); ts.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                y = fn(x)
+                ts.append(time.perf_counter() - t0)
             outs.append(float(np.ravel(y)[0]))
         return np.array(outs), 1000*float(np.median(ts))
     inputs = [np.asarray(x, np.float32) for x in inputs]
     ref, ms = timed(lambda x: model.predict_on_batch(x))
-    rows = [dict(format='keras', size_mb=np.nan, max_abs_diff=0.0, mean_abs_diff=0.0, ms_per_video=ms, tolerance=0.0, ok=True)]
+    rows = [
+        dict(format='keras', size_mb=np.nan, max_abs_diff=0.0, mean_abs_diff=0.0, ms_per_video=ms, tolerance=0.0,
+             ok=True)
+    ]
     for r in exports.itertuples():
-        if not r.path: rows.append(dict(format=r.format, size_mb=np.nan, max_abs_diff=np.nan, mean_abs_diff=np.nan, ms_per_video=np.nan, tolerance=EXPORT_TOLERANCE[r.format], ok=None)); continue
+        if not r.path:
+            rows.append(
+                dict(format=r.format, size_mb=np.nan, max_abs_diff=np.nan, mean_abs_diff=np.nan, ms_per_video=np.nan,
+                     tolerance=EXPORT_TOLERANCE[r.format], ok=None))
+            continue
         got, ms = timed(exported_runner(r.format, r.path))
         d = np.abs(got - ref)
-        rows.append(dict(format=r.format, size_mb=r.size_mb, max_abs_diff=float(d.max()), mean_abs_diff=float(d.mean()), ms_per_video=ms,
-                         tolerance=EXPORT_TOLERANCE[r.format], ok=bool(d.max() <= EXPORT_TOLERANCE[r.format])))
+        rows.append(
+            dict(format=r.format, size_mb=r.size_mb, max_abs_diff=float(d.max()), mean_abs_diff=float(d.mean()),
+                 ms_per_video=ms, tolerance=EXPORT_TOLERANCE[r.format], ok=bool(d.max() <= EXPORT_TOLERANCE[r.format])))
     return pd.DataFrame(rows)
 
 # %% ../nbs/lib/11_export.ipynb #f7b87fe8
 INT8_MIN_ELEMENTS = 1024   # the TFLite dynamic-range quantizer leaves smaller weight tensors in float
 
 def _fake_int8(w: np.ndarray, depthwise: bool) -> np.ndarray:
-    "Symmetric per-output-channel int8 rounding of a conv kernel `(kh, kw, in, out)` (depthwise: `(kh, kw, in, multiplier)`), as TFLite's converter does"
+    """Symmetric per-output-channel int8 rounding of a conv kernel `(kh, kw, in, out)` (depthwise: `(kh, kw, in,
+    multiplier)`), as TFLite's converter does"""
     v = w.reshape(*w.shape[:2], -1) if depthwise else w
     s = np.abs(v).max(axis=tuple(range(v.ndim - 1)), keepdims=True)/127.0
     s[s == 0] = 1.0
     return (np.clip(np.round(v/s), -127, 127)*s).reshape(w.shape).astype(w.dtype)
 
 def _quantized_convs(backbone):
-    "`(conv, shift)` for every conv layer of `backbone` that int8 rounds: `shift(delta)` moves its output channels by `delta` (through the next BatchNorm's beta, else its bias)"
-    k = _keras(); L = k.layers; out = []
+    """`(conv, shift)` for every conv layer of `backbone` that int8 rounds: `shift(delta)` moves its output channels by
+    `delta` (through the next BatchNorm's beta, else its bias)"""
+    k = _keras()
+    L = k.layers
+    out = []
     consumers = {}
     for l in backbone.layers:
         for node in getattr(l, '_inbound_nodes', []):
@@ -202,8 +264,12 @@ def _weights_restored(model):
         for v, w in saved: v.assign(w)
 
 def _walk(model, x, hook):
-    "Run the functional `model` on `x` (all at once) one layer at a time, dropping each activation after its last use; `hook(layer, args, kwargs)` may return the layer's output (else the layer is called)"
-    nodes = [n for d in sorted(model._nodes_by_depth, reverse=True) for n in model._nodes_by_depth[d] if n.operation is not None and not n.is_input]
+    """Run the functional `model` on `x` (all at once) one layer at a time, dropping each activation after its last use;
+    `hook(layer, args, kwargs)` may return the layer's output (else the layer is called)"""
+    nodes = [
+        n for d in sorted(model._nodes_by_depth, reverse=True) for n in model._nodes_by_depth[d]
+        if n.operation is not None and not n.is_input
+    ]
     uses, keep = {}, {id(t) for t in model.outputs}
     for n in nodes:
         for t in n.input_tensors: uses[id(t)] = uses.get(id(t), 0) + 1
@@ -220,15 +286,19 @@ def _walk(model, x, hook):
 
 # %% ../nbs/lib/11_export.ipynb #39742eac
 def gptq_round(w, H, damp=0.01) -> np.ndarray:
-    "Int8-grid weights for `w` `(n_in, n_out)`, or a batch `(B, n_in, n_out)` with `H` `(B, n_in, n_in)`: symmetric per output column (scale `max|w|/127`, kept), rounded by GPTQ for inputs with `H = XᵀX`"
+    """Int8-grid weights for `w` `(n_in, n_out)`, or a batch `(B, n_in, n_out)` with `H` `(B, n_in, n_in)`: symmetric
+    per output column (scale `max|w|/127`, kept), rounded by GPTQ for inputs with `H = XᵀX`"""
     w, H = np.asarray(w, np.float64), np.asarray(H, np.float64)
     one = w.ndim == 2
     if one: w, H = w[None], H[None]
-    B, n, m = w.shape; b = np.arange(B)[:, None]
+    B, n, m = w.shape
+    b = np.arange(B)[:, None]
     order = np.argsort(-np.diagonal(H, axis1=1, axis2=2), axis=1, kind='stable')             # most active inputs first
     w, H = w[b, order].copy(), H[b[..., None], order[:, :, None], order[:, None, :]].copy()
-    s = np.abs(w).max(1)/127.0; s[s == 0] = 1.0
-    top = np.abs(w).argmax(1)                                     # stays at +-127: the converter then computes the same scale
+    s = np.abs(w).max(1)/127.0
+    s[s == 0] = 1.0
+    # stays at +-127: the converter then computes the same scale
+    top = np.abs(w).argmax(1)
     dg = np.diagonal(H, axis1=1, axis2=2)
     H += np.eye(n)*((dg <= 0) + damp*dg.mean(1, keepdims=True))[:, None, :]       # dead inputs, and dampening
     U = np.linalg.cholesky(np.linalg.inv(H)).transpose(0, 2, 1)
@@ -238,26 +308,32 @@ def gptq_round(w, H, damp=0.01) -> np.ndarray:
         qi = np.where(top == i, np.sign(w[:, i])*127, qi)
         q[:, i] = qi*s
         w[:, i+1:] -= U[:, i, i+1:, None]*((w[:, i] - q[:, i])/U[:, i, i, None])[:, None, :]
-    out = np.empty_like(q); out[b, order] = q
+    out = np.empty_like(q)
+    out[b, order] = q
     return (out[0] if one else out).astype(np.float32)
 
 # %% ../nbs/lib/11_export.ipynb #2c1a2394
 def _patches(x, layer, rows, rng):
     "`rows` random input patches `(rows, kh*kw, C)` of a depthwise conv `layer` on its input `x` `(N, H, W, C)`"
-    kh, kw = layer.kernel.shape[:2]; (sh, sw), (dh, dw) = layer.strides, layer.dilation_rate
+    kh, kw = layer.kernel.shape[:2]
+    (sh, sw), (dh, dw) = layer.strides, layer.dilation_rate
     N, Hi, Wi, C = x.shape
     if layer.padding == 'same':
-        ph = max((-(-Hi//sh) - 1)*sh + (kh - 1)*dh + 1 - Hi, 0); pw = max((-(-Wi//sw) - 1)*sw + (kw - 1)*dw + 1 - Wi, 0)
+        ph = max((-(-Hi//sh) - 1)*sh + (kh - 1)*dh + 1 - Hi, 0)
+        pw = max((-(-Wi//sw) - 1)*sw + (kw - 1)*dw + 1 - Wi, 0)
         x = np.pad(x, ((0, 0), (ph//2, ph - ph//2), (pw//2, pw - pw//2), (0, 0)))
     Ho, Wo = (x.shape[1] - (kh - 1)*dh - 1)//sh + 1, (x.shape[2] - (kw - 1)*dw - 1)//sw + 1
     idx = rng.choice(N*Ho*Wo, min(rows, N*Ho*Wo), replace=False)
     n, oy, ox = idx//(Ho*Wo), idx//Wo % Ho, idx % Wo
-    ys = oy[:, None, None]*sh + np.arange(kh)[None, :, None]*dh; xs = ox[:, None, None]*sw + np.arange(kw)[None, None, :]*dw
+    ys = oy[:, None, None]*sh + np.arange(kh)[None, :, None]*dh
+    xs = ox[:, None, None]*sw + np.arange(kw)[None, None, :]*dw
     return x[n[:, None, None], ys, xs].reshape(len(idx), kh*kw, C)
 
 def _gptq_kernel(layer, x, damp, rows, rng):
-    "GPTQ int8 kernel of a 1x1 or depthwise conv `layer` for its inputs `x` (`H` from up to `rows` input rows; a depthwise conv's 9x9 per channel from a tenth); `None` for other convs (they are rounded to nearest)"
-    L = _keras().layers; w = layer.kernel.numpy()
+    """GPTQ int8 kernel of a 1x1 or depthwise conv `layer` for its inputs `x` (`H` from up to `rows` input rows; a
+    depthwise conv's 9x9 per channel from a tenth); `None` for other convs (they are rounded to nearest)"""
+    L = _keras().layers
+    w = layer.kernel.numpy()
     if isinstance(layer, L.DepthwiseConv2D):
         if w.shape[-1] != 1: return None
         p = _patches(np.asarray(x, np.float32), layer, rows//10, rng)
@@ -271,9 +347,13 @@ def _gptq_kernel(layer, x, damp, rows, rng):
 
 # %% ../nbs/lib/11_export.ipynb #c89e9970
 def int8_corrections(backbone, inputs, rounding='gptq', damp=0.01, rows=200_000, seed=0) -> dict:
-    "Per int8 conv of `backbone` (by name): `kernel`, its int8-grid weights (`None`: nearest rounding) and `shift`, the channel shift that undoes its mean error; fitted on `inputs` (the backbone's own inputs); the model is left as it was"
-    if rounding not in ('gptq', 'nearest'): raise DeepfakeNBError(f"int8 rounding {rounding!r} is not known; use 'gptq' or 'nearest'")
-    k = _keras(); L = k.layers
+    """Per int8 conv of `backbone` (by name): `kernel`, its int8-grid weights (`None`: nearest rounding) and `shift`,
+    the channel shift that undoes its mean error; fitted on `inputs` (the backbone's own inputs); the model is left
+    as it was"""
+    if rounding not in ('gptq', 'nearest'): raise DeepfakeNBError(f"int8 rounding {rounding!r} is not known; use "
+                                                                  "'gptq' or 'nearest'")
+    k = _keras()
+    L = k.layers
     convs = {l.name: (l, shift) for l, shift in _quantized_convs(backbone)}
     if not convs: return {}
     x = k.ops.convert_to_tensor(np.asarray(inputs, np.float32))
@@ -281,13 +361,20 @@ def int8_corrections(backbone, inputs, rounding='gptq', damp=0.01, rows=200_000,
     ref, out, rng = {}, {}, np.random.default_rng(seed)
     def record(layer, args, kwargs):
         if layer.name not in convs: return None
-        y = layer(*args, **kwargs); ref[layer.name] = means(y); return y
+        y = layer(*args, **kwargs)
+        ref[layer.name] = means(y)
+        return y
     def calibrate(layer, args, kwargs):
         if layer.name not in convs: return None
         q = _gptq_kernel(layer, args[0], damp, rows, rng) if rounding == 'gptq' else None
-        layer.kernel.assign(q if q is not None else _fake_int8(layer.kernel.numpy(), isinstance(layer, L.DepthwiseConv2D)))
-        y = layer(*args, **kwargs); shift = convs[layer.name][1]; d = None
-        if shift is not None: d = (ref[layer.name] - means(y)).astype(np.float32); shift(d)
+        layer.kernel.assign(
+            q if q is not None else _fake_int8(layer.kernel.numpy(), isinstance(layer, L.DepthwiseConv2D)))
+        y = layer(*args, **kwargs)
+        shift = convs[layer.name][1]
+        d = None
+        if shift is not None:
+            d = (ref[layer.name] - means(y)).astype(np.float32)
+            shift(d)
         out[layer.name] = dict(kernel=q, shift=d)
         return y
     _walk(backbone, x, record)
@@ -296,7 +383,8 @@ def int8_corrections(backbone, inputs, rounding='gptq', damp=0.01, rows=200_000,
 
 @contextmanager
 def int8_corrected(backbone, corrections: dict):
-    "Within the block `backbone` holds the int8 calibration `corrections` (from `int8_corrections`); its weights are restored on exit"
+    """Within the block `backbone` holds the int8 calibration `corrections` (from `int8_corrections`); its weights are
+    restored on exit"""
     with _weights_restored(backbone):
         for l, shift in _quantized_convs(backbone):
             c = corrections.get(l.name)
@@ -307,7 +395,8 @@ def int8_corrected(backbone, corrections: dict):
 
 # %% ../nbs/lib/11_export.ipynb #968930e6
 def _cached_split(pred: Predictor, split: str):
-    "`(cache, video_ids, reason)`: a run's face cache and its `split` videos found there (`reason` says why there are none)"
+    """`(cache, video_ids, reason)`: a run's face cache and its `split` videos found there (`reason` says why there are
+    none)"""
     from deepfake_nb.preprocess import face_cache_dir, _cache_file
     p = pred.params
     try: df = _data.load_manifest(p['manifest'])
@@ -315,10 +404,12 @@ def _cached_split(pred: Predictor, split: str):
     cache = face_cache_dir(p['dataset'], p['prep_key'])
     listed = df.video_id[df.split == split].tolist()
     ids = [v for v in listed if _cache_file(cache, v).exists()]
-    return cache, ids, '' if ids else f"no face cache of its {len(listed)} {split} videos in {cache} (run 02_preprocess on {p['dataset']})"
+    return cache, ids, '' if ids else (f"no face cache of its {len(listed)} {split} videos in {cache} (run "
+                                       f"02_preprocess on {p['dataset']})")
 
 def int8_calibration_faces(pred: Predictor, n=128, seed=0):
-    "`(faces, '')`: up to `n` uint8 crops from random frames of the run's training videos (its face cache), or `(None, reason)`"
+    """`(faces, '')`: up to `n` uint8 crops from random frames of the run's training videos (its face cache), or `(None,
+    reason)`"""
     from deepfake_nb.preprocess import load_faces
     cache, ids, why = _cached_split(pred, 'train')
     if not ids: return None, why
@@ -328,33 +419,47 @@ def int8_calibration_faces(pred: Predictor, n=128, seed=0):
     return faces[rng.choice(len(faces), min(n, len(faces)), replace=False)], ''
 
 def check_videos_faces(pred: Predictor, n=32, split='val', seed=0):
-    "`(faces, description)`: the cached crops `(N, T, S, S, 3)` of up to `n` random videos of a run's `split` (held out from training), or `(None, reason)`"
+    """`(faces, description)`: the cached crops `(N, T, S, S, 3)` of up to `n` random videos of a run's `split` (held
+    out from training), or `(None, reason)`"""
     from deepfake_nb.preprocess import load_faces
     cache, ids, why = _cached_split(pred, split)
     if not ids: return None, why
     pick = sorted(np.random.default_rng(seed).permutation(ids)[:n])
-    return load_faces(cache, pick), f"{len(pick)} {split} videos of {pred.params['dataset']}" + (f' (random {len(pick)} of {len(ids)})' if len(ids) > n else '')
+    return load_faces(
+        cache,
+        pick), f"{len(pick)} {split} videos of {pred.params['dataset']}" + (f' (random {len(pick)} of {len(ids)})'
+                                                                            if len(ids) > n else '')
 
 def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
-    "`(backbone, corrections, info)`: the int8 calibration of a run's backbone on `n` of its training faces; `corrections` is `None` (and `info` says why) when it cannot be made"
+    """`(backbone, corrections, info)`: the int8 calibration of a run's backbone on `n` of its training faces;
+    `corrections` is `None` (and `info` says why) when it cannot be made"""
     pipeline_model(pred)
     bbm = pred.backbone if pred.backbone is not None else _nested_model(pred._frame)
     aff = affine_preprocess(pred.bb)
-    if bbm is None or aff is None: return bbm, None, dict(reason=f"{pred.bb.name}: no convolutional backbone with an affine preprocessing to calibrate")
+    if bbm is None or aff is None: return bbm, None, dict(reason=f"{pred.bb.name}: no convolutional backbone with an "
+                                                                 "affine preprocessing to calibrate")
     faces, why = int8_calibration_faces(pred, n)
     if faces is None: return bbm, None, dict(reason=why)
     t0 = time.time()
     cor = int8_corrections(bbm, faces.astype(np.float32) @ aff[0].T + aff[1], rounding=rounding)
-    return bbm, cor, dict(faces=len(faces), source='random frames of the training videos (face cache)', rounding=rounding,
-                          gptq_layers=sum(c['kernel'] is not None for c in cor.values()), bias_corrected_layers=sum(c['shift'] is not None for c in cor.values()),
-                          seconds=round(time.time()-t0, 1))
+    return bbm, cor, dict(faces=len(faces), source='random frames of the training videos (face '
+                          'cache)', rounding=rounding, gptq_layers=sum(c['kernel'] is not None for c in cor.values()),
+                          bias_corrected_layers=sum(c['shift'] is not None for c in cor.values()), seconds=round(
+                              time.time() - t0, 1))
 
 # %% ../nbs/lib/11_export.ipynb #60e65df8
-def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='val', check_videos=32, int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
-    "Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) with `export.json`, checked against Keras (agreement, latency) on `check_faces`: 'val' (up to `check_videos` of the run's validation videos), a list of `(T, S, S, 3)` uint8 faces, or None; `int8_calibration`: training faces to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest', `int8_compute`: 'float' or 'hybrid'"
+def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='val', check_videos=32,
+               int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
+    ("Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) "
+     "with `export.json`, checked against Keras (agreement, latency) on `check_faces`: 'val' (up to `check_videos` of "
+     "the run's validation videos), a list of `(T, S, S, 3)` uint8 faces, or None; `int8_calibration`: training faces "
+     "to calibrate the int8 model on (0: plain conversion), `int8_rounding`: 'gptq' or 'nearest', `int8_compute`: "
+     "'float' or 'hybrid'")
     _check_int8_compute(int8_compute)                     # before the calibration
-    if not (check_faces is None or isinstance(check_faces, str) and check_faces == 'val' or isinstance(check_faces, (list, tuple, np.ndarray))):
-        raise DeepfakeNBError(f"check_faces {check_faces!r} is not known; use 'val', a list of (T, S, S, 3) face arrays, or None")
+    if not (check_faces is None or isinstance(check_faces, str) and check_faces == 'val' or
+            isinstance(check_faces, (list, tuple, np.ndarray))):
+        raise DeepfakeNBError(f"check_faces {check_faces!r} is not known; use 'val', a list of (T, S, S, 3) face "
+                              "arrays, or None")
     pred = load_predictor(run_dir)
     model = pipeline_model(pred)
     out_dir = Path(out_dir) if out_dir else reports_dir('predict', pred.run_id, 'export')
@@ -362,7 +467,8 @@ def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='va
     if 'tflite_int8' in formats and int8_calibration:
         bbm, cor, int8_info = run_int8_corrections(pred, int8_calibration, int8_rounding)
         if cor is not None: int8_weights = lambda: int8_corrected(bbm, cor)
-    note = (f"{'GPTQ-rounded and ' if int8_info['gptq_layers'] else ''}bias-corrected on {int8_info['faces']} training faces" if int8_weights
+    note = (f"{'GPTQ-rounded and ' if int8_info['gptq_layers'] else ''}bias-corrected on {int8_info['faces']} "
+            "training faces" if int8_weights
             else f"no calibration: {int8_info['reason']}")
     ex = export_model(model, out_dir, formats, int8_weights=int8_weights, int8_note=note, int8_compute=int8_compute)
     if check_faces is None: faces, what = None, 'not asked for (check_faces=None)'
@@ -370,23 +476,38 @@ def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='va
         faces, what = check_videos_faces(pred, check_videos)
         if faces is None:
             what = f'no validation videos: {what}'
-            warnings.warn(f"the exports are not checked against the Keras model: {what}; pass check_faces (a list of (T, S, S, 3) face arrays)")
+            warnings.warn(f"the exports are not checked against the Keras model: {what}; pass check_faces (a list of "
+                          "(T, S, S, 3) face arrays)")
     else: faces, what = check_faces, f"{len(check_faces)} given video{'s' if len(check_faces) != 1 else ''}"
     table, agreement = ex, dict(inputs=None, reason=what)
     if faces is not None:
         chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in faces])
         table = chk.merge(ex[['format', 'path', 'seconds', 'note']], on='format', how='left')
-        agreement = dict(inputs=what, formats={r.format: dict(max_abs_diff=r.max_abs_diff, mean_abs_diff=r.mean_abs_diff, tolerance=r.tolerance, ok=r.ok,
-                                                              ms_per_video=round(r.ms_per_video, 2)) for r in chk.itertuples() if r.format != 'keras' and r.ok is not None})
+        agreement = dict(
+            inputs=what, formats={
+                r.format: dict(max_abs_diff=r.max_abs_diff, mean_abs_diff=r.mean_abs_diff, tolerance=r.tolerance,
+                               ok=r.ok, ms_per_video=round(r.ms_per_video, 2))
+                for r in chk.itertuples() if r.format != 'keras' and r.ok is not None
+            })
         for f, a in agreement['formats'].items():
-            if not a['ok']: warnings.warn(f"exported {f} ({EXPORT_FILES[f]}) differs from the Keras model by up to {a['max_abs_diff']:.4f} in P(fake) on {what} "
-                                          f"(tolerance {a['tolerance']}); " + ("where P(fake) must agree that closely use the float32 TFLite model" if f == 'tflite_int8'
-                                                                               else "this is a bug in the export: please report it with the run's params.json"))
-    save_json(dict(run_id=pred.run_id, run_dir=str(pred.run_dir), mode=pred.mode, backbone=pred.bb.name, head=pred.head_kind,
-                   input=dict(shape=[1, pred.frames, pred.size, pred.size, 3], dtype='float32', layout='NTHWC', pixels='RGB 0..255 face crops',
-                              crops=pred.params.get('prep_settings'), preprocessing='inside the model'),
-                   output='P(fake), shape (1, 1)', threshold=pred.threshold, files={r.format: Path(r.path).name for r in ex.itertuples() if r.path},
-                   int8_compute=INT8_COMPUTE[int8_compute] if 'tflite_int8' in formats else None, int8_calibration=int8_info if 'tflite_int8' in formats else None,
-                   agreement=agreement),
-              out_dir/'export.json')
+            if not a['ok']: warnings.warn(f"exported {f} ({EXPORT_FILES[f]}) differs from the Keras model by up to "
+                                          f"{a['max_abs_diff']:.4f} in P(fake) on {what} "
+                                          f"(tolerance {a['tolerance']}); " + ("where P(fake) must agree that closely "
+                                                                               "use the float32 TFLite "
+                                                                               "model" if f == 'tflite_int8'
+                                                                               else "this is a bug in the export: "
+                                                                                    "please report it with the run's "
+                                                                                    "params.json"))
+    save_json(
+        dict(
+            run_id=pred.run_id, run_dir=str(
+                pred.run_dir), mode=pred.mode, backbone=pred.bb.name, head=pred.head_kind, input=dict(
+                    shape=[1, pred.frames, pred.size, pred.size, 3], dtype='float32', layout='NTHWC',
+                    pixels='RGB 0..255 face crops', crops=pred.params.get('prep_settings'),
+                    preprocessing='inside the model'), output='P(fake), shape (1, 1)', threshold=pred.threshold,
+            files={r.format: Path(r.path).name
+                   for r in ex.itertuples()
+                   if r.path}, int8_compute=INT8_COMPUTE[int8_compute] if 'tflite_int8' in formats else None,
+            int8_calibration=int8_info if 'tflite_int8' in formats else None, agreement=agreement),
+        out_dir / 'export.json')
     return table

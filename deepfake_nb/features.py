@@ -25,8 +25,10 @@ __all__ = ['FEATURE_LAYERS', 'POOLS', 'MAP_HEADS', 'BLOCK_STRIDES', 'FACE_REGION
 
 # %% ../nbs/lib/04d_features.ipynb #e4ce00d7
 FEATURE_LAYERS = ('final', 'blocks', 'mid', 'maps')
-POOLS = ('mean', 'face')                             # pooled features: the mean over the whole crop, or mean and sd over the inner face
-MAP_HEADS = ('convlstm', 'conv3d', 'spacetime')      # the heads that read feature maps (feature_layers 'maps' or 'maps-c<N>')
+# pooled features: the mean over the whole crop, or mean and sd over the inner face
+POOLS = ('mean', 'face')
+# the heads that read feature maps (feature_layers 'maps' or 'maps-c<N>')
+MAP_HEADS = ('convlstm', 'conv3d', 'spacetime')
 BLOCK_STRIDES = (8, 16)
 _BLOCK_RECORD = ('feature_layers', 'block_layers', 'block_strides', 'block_dims', 'block_scales', 'pool', 'face_region')
 
@@ -42,22 +44,29 @@ def is_maps(feature_layers) -> bool:
 def check_feature_layers(feature_layers) -> str:
     "`feature_layers` if it is 'final', 'blocks', 'mid', 'maps' or 'maps-c<N>', else an error naming them"
     if feature_layers not in FEATURE_LAYERS and not is_maps(feature_layers):
-        raise DeepfakeNBError(f"feature_layers={feature_layers!r}: use 'final' (the backbone's pooled final-layer features), 'blocks' "
-                              f"(the pooled outputs of its last blocks at strides {BLOCK_STRIDES} and its final features, concatenated), "
+        raise DeepfakeNBError(f"feature_layers={feature_layers!r}: use 'final' (the backbone's pooled final-layer "
+                              "features), 'blocks' "
+                              f"(the pooled outputs of its last blocks at strides {BLOCK_STRIDES} and its final "
+                              "features, concatenated), "
                               f"'mid' (its layers around the stride-16 to stride-32 transition: see mid_layer_names), "
-                              f"'maps' (its last feature map before pooling, for the heads {', '.join(MAP_HEADS)}) or 'maps-c<N>' "
+                              f"'maps' (its last feature map before pooling, for the heads {', '.join(MAP_HEADS)}) or "
+                              "'maps-c<N>' "
                               f"(that map through a frozen 1x1 projection to N channels, e.g. 'maps-c256')")
     return feature_layers
 
 def check_pool(pool, feature_layers='final') -> str:
-    "`pool` if it is one of `POOLS` and fits `feature_layers` (feature maps are not pooled), else an error naming the fix"
-    if pool not in POOLS: raise DeepfakeNBError(f"pool={pool!r}: use 'mean' (the average over the whole face crop) or 'face' (mean and standard deviation over the inner face)")
+    """`pool` if it is one of `POOLS` and fits `feature_layers` (feature maps are not pooled), else an error naming the
+    fix"""
+    if pool not in POOLS: raise DeepfakeNBError(f"pool={pool!r}: use 'mean' (the average over the whole face crop) or "
+                                                "'face' (mean and standard deviation over the inner face)")
     if pool == 'face' and is_maps(feature_layers):
-        raise DeepfakeNBError(f"pool='face' with feature_layers={feature_layers!r}: the map heads read whole feature maps; use pool='mean', or feature_layers 'final', 'blocks' or 'mid'")
+        raise DeepfakeNBError(f"pool='face' with feature_layers={feature_layers!r}: the map heads read whole feature "
+                              "maps; use pool='mean', or feature_layers 'final', 'blocks' or 'mid'")
     return pool
 
 def _layer_stride(op) -> int:
-    "How much `op` downsamples: its `strides` (convolutions, pooling), the product over a nested Sequential, its own graph's for a nested model, else 1"
+    """How much `op` downsamples: its `strides` (convolutions, pooling), the product over a nested Sequential, its own
+    graph's for a nested model, else 1"""
     k = _keras()
     if isinstance(op, k.Sequential): return int(np.prod([_layer_stride(l) for l in op.layers]))
     if isinstance(op, k.Model):
@@ -68,12 +77,16 @@ def _layer_stride(op) -> int:
     return int(s[0] if isinstance(s, (tuple, list)) else s)
 
 def _graph_strides(model):
-    "(stride of each operation's output relative to the input, parents of each operation) in the graph of a functional `model`"
-    names, mine = {o.name for o in model.operations}, getattr(model, '_nodes', None)    # the keys of this graph's nodes (a layer may be in others)
+    """(stride of each operation's output relative to the input, parents of each operation) in the graph of a functional
+    `model`"""
+    # the keys of this graph's nodes (a layer may be in others)
+    names, mine = {o.name for o in model.operations}, getattr(model, '_nodes', None)
     parents, st = {}, {}
     for o in model.operations:                               # in graph order (by depth): parents first
-        ps = [t._keras_history.operation.name for i, n in enumerate(o._inbound_nodes) if mine is None or f'{id(o)}_ib-{i}' in mine
-              for t in _keras().tree.flatten(n.input_tensors)]
+        ps = [
+            t._keras_history.operation.name for i, n in enumerate(o._inbound_nodes)
+            if mine is None or f'{id(o)}_ib-{i}' in mine for t in _keras().tree.flatten(n.input_tensors)
+        ]
         parents[o.name] = list(dict.fromkeys(p for p in ps if p in names))
         st[o.name] = max([st[p] for p in parents[o.name]] or [1]) * _layer_stride(o)
     return st, parents
@@ -87,12 +100,15 @@ def _path_test(model):
     sources = [n for n, ps in parents.items() if not ps]
     sink = model.outputs[0]._keras_history.operation.name
     def on_every_path(v):
-        seen = {v, *sources}; stack = [s for s in sources if s != v]
+        seen = {v, *sources}
+        stack = [s for s in sources if s != v]
         while stack:
             n = stack.pop()
             if n == sink: return False
             for c in children[n]:
-                if c not in seen: seen.add(c); stack.append(c)
+                if c not in seen:
+                    seen.add(c)
+                    stack.append(c)
         return True
     return st, on_every_path
 
@@ -102,70 +118,94 @@ def _blocks(model, strides=BLOCK_STRIDES) -> list[tuple[int, str]]:
     out = []
     for s in strides:
         for o in reversed(model.operations):
-            if st[o.name] == s and _out_rank(o) == 4 and not isinstance(o, _keras().layers.ZeroPadding2D) and on_every_path(o.name):
-                out.append((s, o.name)); break
+            if st[o.name] == s and _out_rank(o) == 4 and not isinstance(
+                    o,
+                    _keras().layers.ZeroPadding2D) and on_every_path(o.name):
+                out.append((s, o.name))
+                break
     return out
 
 def block_layer_names(model, strides=BLOCK_STRIDES) -> list[str]:
-    """The outputs of `model`'s blocks at `strides` (8 and 16: a quarter and a half of the way down a stride-32 backbone): for each stride, the
-    last operation in graph order whose 4-D output has that stride relative to the input (the `strides` of convolutions and pooling multiplied
-    along the graph, so the choice does not depend on the input size) and through which every path from input to output passes, zero padding
-    excepted: the stage's output, or in the inverted-residual nets (MobileNets, EfficientNets) the next block's expansion activation that
-    feeds its strided depthwise convolution. A backbone without such an output at some stride gives fewer blocks: Meso-4 pools by 2, 2, 2
-    and 4, so it has a stride-8 block and none at stride 16."""
+    """The outputs of `model`'s blocks at `strides` (8 and 16: a quarter and a half of the way down a stride-32
+    backbone): for each stride, the last operation in graph order whose 4-D output has that stride relative to the
+    input (the `strides` of convolutions and pooling multiplied along the graph, so the choice does not depend on the
+    input size) and through which every path from input to output passes, zero padding excepted: the stage's output,
+    or in the inverted-residual nets (MobileNets, EfficientNets) the next block's expansion activation that feeds its
+    strided depthwise convolution. A backbone without such an output at some stride gives fewer blocks: Meso-4 pools
+    by 2, 2, 2 and 4, so it has a stride-8 block and none at stride 16."""
     return [n for _, n in _blocks(model, strides)]
 
 def mid_layer_names(model) -> list[str]:
-    """The layers `feature_layers='mid'` reads, around the stride-16 to stride-32 transition: the last merge (residual add or concatenation)
-    through which every path passes at stride 16 (the stride-16 stage's output), the last operation at stride 16 through which every path
-    passes (`block_layer_names`' stride-16 choice), and the first activation at stride 32 with more channels than that one (the first
-    expansion of the stride-32 stage). MobileNetV2: `block_12_add`, `block_13_expand_relu`, `block_14_expand_relu`."""
-    k = _keras(); L = k.layers
-    if _is_vit(model): raise DeepfakeNBError(f"{model.name} is a Vision Transformer: it has no stride-16 and stride-32 stages; use feature_layers='final'")
+    """The layers `feature_layers='mid'` reads, around the stride-16 to stride-32 transition: the last merge (residual
+    add or concatenation) through which every path passes at stride 16 (the stride-16 stage's output), the last
+    operation at stride 16 through which every path passes (`block_layer_names`' stride-16 choice), and the first
+    activation at stride 32 with more channels than that one (the first expansion of the stride-32 stage).
+    MobileNetV2: `block_12_add`, `block_13_expand_relu`, `block_14_expand_relu`."""
+    k = _keras()
+    L = k.layers
+    if _is_vit(model): raise DeepfakeNBError(f"{model.name} is a Vision Transformer: it has no stride-16 and "
+                                             "stride-32 stages; use feature_layers='final'")
     st, on_every_path = _path_test(model)
     ops = [o for o in model.operations if _out_rank(o) == 4 and not isinstance(o, (L.ZeroPadding2D, L.InputLayer))]
     s16 = [o for o in ops if st[o.name] == 16 and on_every_path(o.name)]
-    if not s16: raise DeepfakeNBError(f"{model.name} has no stride-16 stage for feature_layers='mid'; use 'final' or 'blocks'")
+    if not s16: raise DeepfakeNBError(f"{model.name} has no stride-16 stage for feature_layers='mid'; use 'final' or "
+                                      "'blocks'")
     merges = [o for o in s16 if isinstance(o, (L.Add, L.Concatenate))]
     end16 = s16[-1]
-    wider = [o for o in ops if st[o.name] == 32 and isinstance(o, (L.ReLU, L.Activation)) and o.output.shape[-1] > end16.output.shape[-1]]
-    return list(dict.fromkeys(([merges[-1].name] if merges else []) + [end16.name] + ([wider[0].name] if wider else [])))
+    wider = [
+        o for o in ops
+        if st[o.name] == 32 and isinstance(o, (L.ReLU, L.Activation)) and o.output.shape[-1] > end16.output.shape[-1]
+    ]
+    return list(
+        dict.fromkeys(([merges[-1].name] if merges else []) + [end16.name] + ([wider[0].name] if wider else [])))
 
 def _probe_images(size, n=8, seed=0) -> np.ndarray:
-    "A fixed batch of synthetic images with a natural (1/f) amplitude spectrum, RGB 0..255 float32 `(n, size, size, 3)`: calibration independent of any data set"
+    """A fixed batch of synthetic images with a natural (1/f) amplitude spectrum, RGB 0..255 float32 `(n, size, size,
+    3)`: calibration independent of any data set"""
     rng = np.random.default_rng(seed)
     f = np.sqrt(np.fft.fftfreq(size)[:, None]**2 + np.fft.fftfreq(size)[None, :]**2)
-    z = np.fft.ifft2(np.fft.fft2(rng.normal(size=(n, 3, size, size)), axes=(-2, -1)) / np.maximum(f, 1/size), axes=(-2, -1)).real
+    z = np.fft.ifft2(
+        np.fft.fft2(rng.normal(size=(n, 3, size, size)), axes=(-2, -1)) / np.maximum(f, 1 / size), axes=(-2, -1)).real
     z = (z - z.mean(axis=(1, 2, 3), keepdims=True)) / z.std(axis=(1, 2, 3), keepdims=True)
     return np.clip(128 + 48*z, 0, 255).transpose(0, 2, 3, 1).astype(np.float32)
 
-FACE_REGION = dict(box=(0.044, 0.42), landmarks=(0.115, 0.42))   # (centre below the framing box's centre, radius), in units of the box's side
+# (centre below the framing box's centre, radius), in units of the box's side
+FACE_REGION = dict(box=(0.044, 0.42), landmarks=(0.115, 0.42))
 
 def face_region(margin=1.3, framing='box') -> list[float]:
-    "The inner-face disc `[cx, cy, r]` in fractions of a face crop cut at `margin` around a `framing` box ('box': the detector's, 'landmarks': see `landmark_frame_box`)"
+    """The inner-face disc `[cx, cy, r]` in fractions of a face crop cut at `margin` around a `framing` box ('box': the
+    detector's, 'landmarks': see `landmark_frame_box`)"""
     if framing not in FACE_REGION: raise DeepfakeNBError(f"framing={framing!r}: use one of {', '.join(FACE_REGION)}")
     dy, r = FACE_REGION[framing]
     return [0.5, 0.5 + dy/float(margin), r/float(margin)]
 
 def region_weights(h: int, w: int, region, sub=8) -> np.ndarray:
-    "`(h, w)` weights summing to 1: the area of each cell of an `h x w` grid over the crop that lies inside the disc `region` (`face_region`), by `sub x sub` sampling"
+    """`(h, w)` weights summing to 1: the area of each cell of an `h x w` grid over the crop that lies inside the disc
+    `region` (`face_region`), by `sub x sub` sampling"""
     cx, cy, r = (float(v) for v in region)
     ys, xs = (np.arange(h*sub) + 0.5)/(h*sub), (np.arange(w*sub) + 0.5)/(w*sub)
     inside = ((xs[None, :] - cx)**2 + (ys[:, None] - cy)**2 <= r*r).astype(np.float64)
     m = inside.reshape(h, sub, w, sub).mean(axis=(1, 3))
-    if m.sum() <= 0: m = np.ones((h, w))                                   # a grid too coarse to hold the disc: the whole map
+    # a grid too coarse to hold the disc: the whole map
+    if m.sum() <= 0: m = np.ones((h, w))
     return (m/m.sum()).astype(np.float32)
 
 if keras is not None:
     @keras.saving.register_keras_serializable('deepfake_nb')
     class FacePool(keras.layers.Layer):
-        "Mean and standard deviation `(2C,)` of a feature map `(h, w, C)` over the inner-face disc `region` (`face_region`), each cell weighted by its area inside it"
+        """Mean and standard deviation `(2C,)` of a feature map `(h, w, C)` over the inner-face disc `region`
+        (`face_region`), each cell weighted by its area inside it"""
         def __init__(self, region=(0.5, 0.5, 0.3), **kw):
-            kw.setdefault('dtype', 'float32'); super().__init__(**kw); self.region = [float(v) for v in region]
-        def build(self, input_shape): self.w = region_weights(int(input_shape[1]), int(input_shape[2]), self.region)[None, :, :, None]
+            kw.setdefault('dtype', 'float32')
+            super().__init__(**kw)
+            self.region = [float(v) for v in region]
+
+        def build(self, input_shape):
+            self.w = region_weights(int(input_shape[1]), int(input_shape[2]), self.region)[None, :, :, None]
         def call(self, x):
             ops = keras.ops
-            x = ops.cast(x, 'float32'); w = ops.convert_to_tensor(self.w)
+            x = ops.cast(x, 'float32')
+            w = ops.convert_to_tensor(self.w)
             mu = ops.sum(x*w, axis=(1, 2))
             var = ops.relu(ops.sum(x*x*w, axis=(1, 2)) - mu*mu)
             return ops.concatenate([mu, ops.sqrt(var + 1e-12)], axis=-1)
@@ -173,12 +213,16 @@ if keras is not None:
         def get_config(self): return dict(super().get_config(), region=self.region)
 
 def _part_names(backbone: str, backbone_model, feature_layers, pool) -> list[tuple[str, str]]:
-    "(tag, operation name) of each pooled part of `feature_layers` ('final' with pool 'mean': the backbone's own pooled output)"
+    """(tag, operation name) of each pooled part of `feature_layers` ('final' with pool 'mean': the backbone's own
+    pooled output)"""
     if _is_vit(backbone_model):
-        raise DeepfakeNBError(f"{backbone} is a Vision Transformer: it has no convolutional blocks at strides {BLOCK_STRIDES} (every layer keeps the "
-                              f"same 16-pixel patch tokens); use feature_layers='final' (its class token) or 'maps' (its patch tokens as a grid)"
+        raise DeepfakeNBError(f"{backbone} is a Vision Transformer: it has no convolutional blocks at strides "
+                              f"{BLOCK_STRIDES} (every layer keeps the "
+                              "same 16-pixel patch tokens); use feature_layers='final' (its class token) or 'maps' "
+                              "(its patch tokens as a grid)"
                               + (" with pool='mean'" if pool == 'face' else ''))
-    final = ('final', map_layer_name(backbone_model) if pool == 'face' else backbone_model.outputs[0]._keras_history.operation.name)
+    final = ('final', map_layer_name(backbone_model)
+             if pool == 'face' else backbone_model.outputs[0]._keras_history.operation.name)
     if feature_layers == 'final': return [final]
     if feature_layers == 'blocks': return [(f'block_s{s}', n) for s, n in _blocks(backbone_model)] + [final]
     return [(f'mid{i}', n) for i, n in enumerate(mid_layer_names(backbone_model))]
@@ -190,10 +234,12 @@ def feature_model(backbone: str, backbone_model, feature_layers='final', block_s
     `region` (`pool='face'`, `FacePool`; default `face_region()`), multiplied by its `block_scales` entry, and the parts are concatenated.
     `block_scales` None: 1/RMS of each part on `_probe_images` (the backbone's preprocessing), so parts whose magnitudes differ by up to 1e7
     (random-init MobileNetV2) meet on equal terms; the model's `feature_blocks` records the choice"""
-    check_feature_layers(feature_layers); check_pool(pool, feature_layers)
+    check_feature_layers(feature_layers)
+    check_pool(pool, feature_layers)
     if feature_layers == 'final' and pool == 'mean': return backbone_model
     if is_maps(feature_layers): return map_model(backbone, backbone_model, map_channels(feature_layers))
-    k = _keras(); L = k.layers
+    k = _keras()
+    L = k.layers
     names = _part_names(backbone, backbone_model, feature_layers, pool)
     ops = {o.name: o for o in backbone_model.operations}
     region = [float(v) for v in (region or face_region())]
@@ -209,14 +255,20 @@ def feature_model(backbone: str, backbone_model, feature_layers='final', block_s
         rms = [float(np.sqrt(np.mean(np.square(o, dtype=np.float64)))) for o in outs]
         block_scales = [1/r if r > 0 else 1.0 for r in rms]
     if len(block_scales) != len(parts):
-        raise DeepfakeNBError(f"block_scales has {len(block_scales)} entries but {backbone} has {len(parts)} parts ({[n for _, n in names]})")
-    scaled = [L.Rescaling(float(c), dtype='float32', name=f'{t}_scale')(x) for (t, _), x, c in zip(names, parts, block_scales)]
+        raise DeepfakeNBError(f"block_scales has {len(block_scales)} entries but {backbone} has {len(parts)} parts "
+                              f"({[n for _, n in names]})")
+    scaled = [
+        L.Rescaling(float(c), dtype='float32', name=f'{t}_scale')(x)
+        for (t, _), x, c in zip(names, parts, block_scales)
+    ]
     out = scaled[0] if len(scaled) == 1 else L.Concatenate(dtype='float32', name='block_features')(scaled)
     if len(scaled) == 1: out = L.Activation('linear', dtype='float32', name='block_features')(out)
-    m = k.Model(backbone_model.input, out, name=f'{backbone_model.name}_{feature_layers}' + ('_face' if pool == 'face' else ''))
+    m = k.Model(backbone_model.input, out,
+                name=f'{backbone_model.name}_{feature_layers}' + ('_face' if pool == 'face' else ''))
     st = _graph_strides(backbone_model)[0]
-    m.feature_blocks = dict(feature_layers=feature_layers, block_layers=[n for _, n in names], block_strides=[st[n] for _, n in names],
-                            block_dims=[int(x.shape[-1]) for x in parts], block_scales=[float(c) for c in block_scales], pool=pool,
+    m.feature_blocks = dict(feature_layers=feature_layers, block_layers=[n for _, n in names], block_strides=[
+        st[n] for _, n in names
+    ], block_dims=[int(x.shape[-1]) for x in parts], block_scales=[float(c) for c in block_scales], pool=pool,
                             face_region=region if pool == 'face' else None)
     return m
 
@@ -225,32 +277,42 @@ def _out_rank(op) -> int:
     except Exception: return 0           # a layer used more than once has no single output
 
 def map_layer_name(model) -> str:
-    "The operation giving `model`'s last feature map: the last one in graph order with a 4-D output (what its global pooling reads); a ViT's: its tokens, `vit_tokens`"
+    """The operation giving `model`'s last feature map: the last one in graph order with a 4-D output (what its global
+    pooling reads); a ViT's: its tokens, `vit_tokens`"""
     if _is_vit(model): return 'vit_tokens'          # `map_model` lays out its patch tokens as their grid
     names = [o.name for o in model.operations if not isinstance(o, _keras().layers.InputLayer) and _out_rank(o) == 4]
-    if not names: raise DeepfakeNBError(f"{model.name} has no 4-D feature map for the map heads; use a convolutional backbone")
+    if not names: raise DeepfakeNBError(f"{model.name} has no 4-D feature map for the map heads; use a convolutional "
+                                        "backbone")
     return names[-1]
 
 def projection_kernel(channels: int, n: int, seed=0) -> np.ndarray:
-    "A fixed `(channels, n)` matrix with orthonormal columns (QR of a seeded Gaussian, signs fixed): a random 1x1 projection that keeps each channel's RMS on average"
+    """A fixed `(channels, n)` matrix with orthonormal columns (QR of a seeded Gaussian, signs fixed): a random 1x1
+    projection that keeps each channel's RMS on average"""
     q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(channels, n)))
     return (q * np.sign(np.diag(r))).astype(np.float32)
 
 def map_model(backbone: str, backbone_model, channels=0):
-    """`backbone_model`'s last feature map `(h, w, C)` (the grid before its global pooling: 5x5x1280 for MobileNetV2 at 160 px) instead of
-    its pooled features; `channels` > 0 adds a frozen 1x1 projection to that many channels (`projection_kernel`); `feature_blocks` records it"""
-    k = _keras(); L = k.layers
+    """`backbone_model`'s last feature map `(h, w, C)` (the grid before its global pooling: 5x5x1280 for MobileNetV2 at
+    160 px) instead of its pooled features; `channels` > 0 adds a frozen 1x1 projection to that many channels
+    (`projection_kernel`); `feature_blocks` records it"""
+    k = _keras()
+    L = k.layers
     name = map_layer_name(backbone_model)
     x = {o.name: o for o in backbone_model.operations}[name].output
-    if len(x.shape) == 3: x = _patch_grid(x)         # a ViT's tokens: its patch tokens as their (size/16, size/16, 768) grid
+    # a ViT's tokens: its patch tokens as their (size/16, size/16, 768) grid
+    if len(x.shape) == 3: x = _patch_grid(x)
     c = int(x.shape[-1])
     if channels:
-        if channels >= c: raise DeepfakeNBError(f"maps-c{channels}: {backbone}'s last feature map has {c} channels; project to fewer (e.g. 'maps-c{max(1, c//4)}') or use 'maps'")
+        if channels >= c: raise DeepfakeNBError(f"maps-c{channels}: {backbone}'s last feature map has {c} channels; "
+                                                f"project to fewer (e.g. 'maps-c{max(1, c//4)}') or use 'maps'")
         proj = L.Conv2D(channels, 1, use_bias=False, trainable=False, dtype='float32', name='map_projection')
-        x = proj(x); proj.set_weights([projection_kernel(c, channels)[None, None]])
-    m = k.Model(backbone_model.input, L.Activation('linear', dtype='float32', name='map_features')(x), name=f'{backbone_model.name}_maps')
-    m.feature_blocks = dict(feature_layers=f'maps-c{channels}' if channels else 'maps', map_layer=name, map_shape=[int(v) for v in m.output.shape[1:]],
-                            map_channels=int(channels), backbone_channels=c)
+        x = proj(x)
+        proj.set_weights([projection_kernel(c, channels)[None, None]])
+    m = k.Model(backbone_model.input,
+                L.Activation('linear', dtype='float32', name='map_features')(x), name=f'{backbone_model.name}_maps')
+    m.feature_blocks = dict(feature_layers=f'maps-c{channels}' if channels else 'maps', map_layer=name, map_shape=[
+        int(v) for v in m.output.shape[1:]
+    ], map_channels=int(channels), backbone_channels=c)
     return m
 
 def _layers_record(model, feature_layers, pool='mean') -> dict:
@@ -263,16 +325,22 @@ def _is_blocks_model(model) -> bool: return any(l.name == 'block_features' for l
 # %% ../nbs/lib/04d_features.ipynb #dab68758
 def _layers_tag(feature_layers, pool='mean') -> str:
     "'' for the pooled final features, else `-<feature_layers>`, with `-face` for `pool='face'`"
-    check_feature_layers(feature_layers); check_pool(pool, feature_layers)
+    check_feature_layers(feature_layers)
+    check_pool(pool, feature_layers)
     return ('' if feature_layers == 'final' else f'-{feature_layers}') + ('-face' if pool == 'face' else '')
 
-def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, aug_pass=0, feature_layers='final', pool='mean') -> Path:
-    "`<backbone>-<weights_key>.npy` ('final' features), `<backbone>-<weights_key>-blocks.npy` ('blocks'; `-mid`, `-face` likewise), with `-aug<key>-p<k>` for an augmented pass"
+
+def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, aug_pass=0, feature_layers='final',
+                       pool='mean') -> Path:
+    """`<backbone>-<weights_key>.npy` ('final' features), `<backbone>-<weights_key>-blocks.npy` ('blocks'; `-mid`,
+    `-face` likewise), with `-aug<key>-p<k>` for an augmented pass"""
     suffix = f'-aug{aug_key}-p{aug_pass}' if aug_key and aug_pass else ''
-    return data_dir('features', dataset, prep_key, f'{backbone}-{weights_key}{_layers_tag(feature_layers, pool)}{suffix}.npy')
+    return data_dir('features', dataset, prep_key,
+                    f'{backbone}-{weights_key}{_layers_tag(feature_layers, pool)}{suffix}.npy')
 
 def extract_features(faces, backbone: str, model, batch_size=64, augment=None, seeds=None) -> np.ndarray:
-    "Frozen-backbone embeddings `(N, T, D)` (feature maps: `(N, T, h, w, C)`) float32 of faces `(N, T, S, S, 3)`, augmented per video (seed `seeds[i]`) when `augment` is set"
+    """Frozen-backbone embeddings `(N, T, D)` (feature maps: `(N, T, h, w, C)`) float32 of faces `(N, T, S, S, 3)`,
+    augmented per video (seed `seeds[i]`) when `augment` is set"""
     bb = get_backbone(backbone)
     faces = np.asarray(faces)
     if augment: faces = np.stack([np.asarray(augment_video(f, augment, s)) for f, s in zip(faces, seeds)])
@@ -290,38 +358,50 @@ def _candidate_keys(weights, init_seed=0):
 FEATURE_VERSION = 2
 
 def _cache_matches(path, info, video_ids, backbone, key, prep_key, size, feature_layers='final', pool='mean') -> bool:
-    "Whether the cache at `path` (described by `info`) was made by these settings, holds `video_ids`, and its array fits its record"
+    """Whether the cache at `path` (described by `info`) was made by these settings, holds `video_ids`, and its array
+    fits its record"""
     want = dict(backbone=backbone, weights_key=key, prep_key=prep_key, size=size, version=FEATURE_VERSION)
-    if any(info.get(k) != v for k, v in want.items()) or not set(video_ids) <= set(info.get('video_ids', [])): return False
-    if info.get('feature_layers', 'final') != feature_layers: return False      # a record without it: made before 'blocks' existed
+    if any(info.get(k) != v for k, v in want.items()) or not set(video_ids) <= set(info.get('video_ids', [])):
+        return False
+    # a record without it: made before 'blocks' existed
+    if info.get('feature_layers', 'final') != feature_layers: return False
     if info.get('pool', 'mean') != pool: return False
     try: return np.load(path, mmap_mode='r').shape[0] == len(info['video_ids'])
     except Exception: return False
 
-def _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, aug_key=None, aug_pass=0, size=None, feature_layers='final', pool='mean'):
-    "The cache (path, info) holding `video_ids` made with exactly these settings, or (None, None): a stale or partial one is not reused"
+
+def _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, aug_key=None, aug_pass=0, size=None,
+                feature_layers='final', pool='mean'):
+    """The cache (path, info) holding `video_ids` made with exactly these settings, or (None, None): a stale or partial
+    one is not reused"""
     for key in _candidate_keys(weights, init_seed):
         path = feature_cache_path(dataset, prep_key, backbone, key, aug_key, aug_pass, feature_layers, pool)
         if path.exists() and path.with_suffix('.json').exists():
             try: info = load_json(path.with_suffix('.json'))
             except ValueError: continue
-            if _cache_matches(path, info, video_ids, backbone, key, prep_key, info.get('size') if size is None else size, feature_layers, pool): return path, info
+            if _cache_matches(path, info, video_ids, backbone, key, prep_key,
+                              info.get('size') if size is None else size, feature_layers, pool):
+                return path, info
     return None, None
 
 def _save_features(path, arr):
-    "Write a feature array atomically; its record (`.json`, the commit marker) is removed first and written last by the caller"
+    """Write a feature array atomically; its record (`.json`, the commit marker) is removed first and written last by
+    the caller"""
     path.with_suffix('.json').unlink(missing_ok=True)
     with atomic_path(path) as tmp, open(tmp, 'wb') as fh: np.save(fh, arr)
 
 def _store_clean(clean, f, ids, rec, seconds, save_weights=None, **extra) -> dict:
-    "Write raw features `f` of `ids` as the clean cache at `clean` (float16, divided by their RMS) and its record (`rec` and `extra` added); `save_weights(path)` writes a random initialisation's weights beside it"
-    msq = np.square(f, dtype=np.float64).mean(axis=tuple(range(1, f.ndim)))   # per video: a run's scale comes from its own training videos
-    scale = float(np.sqrt(msq.mean())) or 1.0                                # storage only: tiny activations survive float16
+    """Write raw features `f` of `ids` as the clean cache at `clean` (float16, divided by their RMS) and its record
+    (`rec` and `extra` added); `save_weights(path)` writes a random initialisation's weights beside it"""
+    # per video: a run's scale comes from its own training videos
+    msq = np.square(f, dtype=np.float64).mean(axis=tuple(range(1, f.ndim)))
+    # storage only: tiny activations survive float16
+    scale = float(np.sqrt(msq.mean())) or 1.0
     _save_features(clean, (f/scale).astype(np.float16))
     if save_weights is not None:
         with atomic_path(clean.with_suffix('.weights.h5')) as tmp: save_weights(tmp)
-    info = dict(video_ids=list(ids), **rec, scale=scale, version=FEATURE_VERSION, seconds=round(seconds, 2), shape=list(f.shape),
-                cache_key=clean.stem, produced_by=_producer(), video_msq=msq.tolist(), **extra)
+    info = dict(video_ids=list(ids), **rec, scale=scale, version=FEATURE_VERSION, seconds=round(seconds, 2), shape=list(
+        f.shape), cache_key=clean.stem, produced_by=_producer(), video_msq=msq.tolist(), **extra)
     save_json(info, clean.with_suffix('.json'))
     return info
 
@@ -335,107 +415,154 @@ def _producer() -> dict:
     return out
 
 def backbone_for_features(backbone, weights, size, init_seed, clean_path, feature_layers=None):
-    """The feature model that made the clean cache at `clean_path` (`feature_model` of its `feature_layers`, None: its record's, with its
-    record's `pool`, `face_region` and `block_scales`): a random initialisation is rebuilt from its record with its saved weights. Returns (model, weights_used, weights_key)"""
-    clean_path = Path(clean_path); rec, w = clean_path.with_suffix('.json'), clean_path.with_suffix('.weights.h5')
+    """The feature model that made the clean cache at `clean_path` (`feature_model` of its `feature_layers`, None: its
+    record's, with its record's `pool`, `face_region` and `block_scales`): a random initialisation is rebuilt from its
+    record with its saved weights. Returns (model, weights_used, weights_key)"""
+    clean_path = Path(clean_path)
+    rec, w = clean_path.with_suffix('.json'), clean_path.with_suffix('.weights.h5')
     info = load_json(rec) if rec.exists() else {}
     made = info.get('feature_layers', 'final') if info else None
     layers = check_feature_layers(feature_layers or made or 'final')
     if made is not None and layers != made:
-        raise DeepfakeNBError(f"feature cache {clean_path} holds feature_layers={made!r} features, not {layers!r}; pass feature_layers={made!r} "
+        raise DeepfakeNBError(f"feature cache {clean_path} holds feature_layers={made!r} features, not {layers!r}; "
+                              f"pass feature_layers={made!r} "
                               f"(or None: the cache's own), or the path of a {layers!r} cache")
     key = info.get('weights_key', '')
-    if saved_init_key(key) and w.exists():      # whatever 'auto' would give now (the network may be back): the cache's own backbone
-        model = backbone_for_key(backbone, key, size); model.load_weights(str(w)); used = info.get('weights_used', key)
+    # whatever 'auto' would give now (the network may be back): the cache's own backbone
+    if saved_init_key(key) and w.exists():
+        model = backbone_for_key(backbone, key, size)
+        model.load_weights(str(w))
+        used = info.get('weights_used', key)
     else: model, used, key = build_backbone(backbone, weights, size, init_seed)
     pool = info.get('pool', 'mean')
-    fm = feature_model(backbone, model, layers, info.get('block_scales') if layers != 'final' or pool != 'mean' else None, pool, info.get('face_region'))
+    fm = feature_model(backbone, model, layers,
+                       info.get('block_scales') if layers != 'final' or pool != 'mean' else None, pool,
+                       info.get('face_region'))
     if hasattr(fm, 'feature_blocks') and info.get('block_dims') not in (None, fm.feature_blocks.get('block_dims')):
-        raise DeepfakeNBError(f"feature cache {clean_path} has blocks of sizes {info['block_dims']} but {backbone} gives {fm.feature_blocks['block_dims']} now; "
+        raise DeepfakeNBError(f"feature cache {clean_path} has blocks of sizes {info['block_dims']} but {backbone} "
+                              f"gives {fm.feature_blocks['block_dims']} now; "
                               f"delete {clean_path} and its .json to extract its features again")
     return fm, used, key
 
 def _video_msq(path, info, video_ids, chunk_videos=256) -> np.ndarray:
-    "Mean square of each of `video_ids`' raw features: recorded in a clean cache's `info` (`video_msq`), else computed from its stored array"
+    """Mean square of each of `video_ids`' raw features: recorded in a clean cache's `info` (`video_msq`), else computed
+    from its stored array"""
     pos = {v: i for i, v in enumerate(info['video_ids'])}
     idx = np.array([pos[v] for v in video_ids], int)
     if info.get('video_msq') is not None: return np.asarray(info['video_msq'], np.float64)[idx]
-    arr = np.load(path, mmap_mode='r')                     # a cache made before `video_msq` was recorded: its float16 values times its scale
-    return np.concatenate([np.square(np.asarray(arr[idx[i:i+chunk_videos]], np.float64)).mean(axis=tuple(range(1, arr.ndim)))
-                           for i in range(0, len(idx), chunk_videos)] or [np.zeros(0)]) * info['scale']**2
+    # a cache made before `video_msq` was recorded: its float16 values times its scale
+    arr = np.load(path, mmap_mode='r')
+    return np.concatenate([
+        np.square(np.asarray(arr[idx[i:i + chunk_videos]], np.float64)).mean(axis=tuple(range(1, arr.ndim)))
+        for i in range(0, len(idx), chunk_videos)
+    ] or [np.zeros(0)]) * info['scale']**2
 
 def feature_scale(info: dict, video_ids) -> float:
-    "RMS of the raw backbone features of `video_ids` (a run's training videos) in the clean feature cache described by `info`"
+    """RMS of the raw backbone features of `video_ids` (a run's training videos) in the clean feature cache described by
+    `info`"""
     ids = list(video_ids)
-    if not ids: raise DeepfakeNBError("feature_scale: no videos to compute the feature scale from; pass the run's training videos")
+    if not ids: raise DeepfakeNBError("feature_scale: no videos to compute the feature scale from; pass the run's "
+                                      "training videos")
     return float(np.sqrt(_video_msq(Path(info['path']), info, ids).mean())) or 1.0
 
 def cache_face_region(dataset, prep_key) -> list[float]:
-    "The inner-face disc (`face_region`) of the crops in the face cache of `dataset` at `prep_key`, from its recorded `margin` and `framing`"
+    """The inner-face disc (`face_region`) of the crops in the face cache of `dataset` at `prep_key`, from its recorded
+    `margin` and `framing`"""
     rec = face_cache_dir(dataset, prep_key)/'prep.json'
-    if not rec.exists(): raise DeepfakeNBError(f"{rec} is missing: preprocess the dataset with these settings first (deepfake-nb preprocess)")
+    if not rec.exists(): raise DeepfakeNBError(f"{rec} is missing: preprocess the dataset with these settings first "
+                                               "(deepfake-nb preprocess)")
     s = load_json(rec)
     return face_region(s['margin'], s.get('framing', 'box'))
 
 def cached_features(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, batch_size=64,
-                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256, scale_ids=None, feature_layers='final', pool='mean'):
+                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256, scale_ids=None, feature_layers='final',
+                    pool='mean'):
     """Features of `video_ids` from the cache (extracting all of them, once, when missing), divided by the RMS of `scale_ids`' features (the training
     videos; None: `video_ids`); `feature_layers` and `pool` as `feature_model` (the inner face of `pool='face'`: `cache_face_region`), each
     combination its own cache; returns (features float32, info)"""
-    check_feature_layers(feature_layers); check_pool(pool, feature_layers)
+    check_feature_layers(feature_layers)
+    check_pool(pool, feature_layers)
     weights = resolve_weights(backbone, weights, size)      # 'auto': what loads here, so its cache is that one's
     scale_ids = list(video_ids if scale_ids is None else scale_ids)
     face_dir = face_cache_dir(dataset, prep_key)
     aug = augment_settings(augment) if aug_pass else None
     with file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock')):
-        path, info = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, size=size, feature_layers=feature_layers, pool=pool)
-        for parts in ([] if path is not None else _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers, pool)):
-            path, info = _merge_shards_locked(parts, video_ids)           # a sharded extraction (extract_feature_shard) whose last shard is in
+        path, info = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, size=size,
+                                 feature_layers=feature_layers, pool=pool)
+        for parts in ([] if path is not None else _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed,
+                                                                       size, feature_layers, pool)):
+            # a sharded extraction (extract_feature_shard) whose last shard is in
+            path, info = _merge_shards_locked(parts, video_ids)
             if path is not None: break
         clean = None
         if path is None or aug:
             t0 = time.time()
             if path is None:
                 bmodel, used, key = build_backbone(backbone, weights, size, init_seed)
-                model = feature_model(backbone, bmodel, feature_layers, pool=pool, region=cache_face_region(dataset, prep_key) if pool == 'face' else None)
+                model = feature_model(backbone, bmodel, feature_layers, pool=pool,
+                                      region=cache_face_region(dataset, prep_key) if pool == 'face' else None)
                 clean = feature_cache_path(dataset, prep_key, backbone, key, feature_layers=feature_layers, pool=pool)
-            else: model, used, key = backbone_for_features(backbone, weights, size, init_seed, path, feature_layers); clean = path
+            else:
+                model, used, key = backbone_for_features(backbone, weights, size, init_seed, path, feature_layers)
+                clean = path
         if path is None:
             ids = list(video_ids)
-            f = np.concatenate([extract_features(load_faces(face_dir, ids[i:i+chunk_videos]), backbone, model, batch_size)
-                                for i in range(0, len(ids), chunk_videos)])
-            def save_weights(tmp): bmodel.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)   # the backbone's
-            info = _store_clean(clean, f, ids, dict(backbone=backbone, weights_key=key, weights_used=used, size=size, prep_key=prep_key,
-                                                    params=int(model.count_params()), **_layers_record(model, feature_layers, pool)),
-                                time.time()-t0, save_weights if saved_init_key(key) else None)
+            f = np.concatenate([
+                extract_features(load_faces(face_dir, ids[i:i + chunk_videos]), backbone, model, batch_size)
+                for i in range(0, len(ids), chunk_videos)
+            ])
+            # the backbone's
+            def save_weights(tmp):
+                bmodel.save_weights(str(tmp) + '.weights.h5')
+                Path(str(tmp) + '.weights.h5').replace(tmp)
+
+            info = _store_clean(
+                clean, f, ids,
+                dict(backbone=backbone, weights_key=key, weights_used=used, size=size, prep_key=prep_key, params=int(
+                    model.count_params()), **_layers_record(model, feature_layers, pool)),
+                time.time() - t0, save_weights if saved_init_key(key) else None)
             path = clean
         clean_info = dict(info, path=str(path))
         run_scale = feature_scale(clean_info, scale_ids)
         if aug:
             akey = settings_key(aug, 8)
-            apath, ainfo = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, akey, aug_pass, size=size, feature_layers=feature_layers, pool=pool)
-            if apath is not None and (ainfo.get('augment') != aug or ainfo.get('scale') != info['scale']): apath = None   # made from another clean cache
+            apath, ainfo = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, akey, aug_pass,
+                                       size=size, feature_layers=feature_layers, pool=pool)
+            # made from another clean cache
+            if apath is not None and (ainfo.get('augment') != aug or ainfo.get('scale') != info['scale']): apath = None
             if apath is None:
-                t0 = time.time(); ids = list(video_ids)
-                seeds = [[aug_pass, int(settings_key(v, 8), 16)] for v in ids]     # one seed per (pass, video), independent of order
-                f = np.concatenate([extract_features(load_faces(face_dir, ids[i:i+chunk_videos]), backbone, model, batch_size, aug, seeds[i:i+chunk_videos])
-                                    for i in range(0, len(ids), chunk_videos)])
-                apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass, feature_layers, pool)
+                t0 = time.time()
+                ids = list(video_ids)
+                # one seed per (pass, video), independent of order
+                seeds = [[aug_pass, int(settings_key(v, 8), 16)] for v in ids]
+                f = np.concatenate([
+                    extract_features(load_faces(face_dir, ids[i:i + chunk_videos]), backbone, model, batch_size, aug,
+                                     seeds[i:i + chunk_videos]) for i in range(0, len(ids), chunk_videos)
+                ])
+                apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass,
+                                           feature_layers, pool)
                 _save_features(apath, (f/info['scale']).astype(np.float16))
-                ainfo = dict({k: v for k, v in info.items() if k != 'video_msq'}, video_ids=ids, augment=aug, aug_key=akey, aug_pass=aug_pass,
-                             seconds=round(time.time()-t0, 2), shape=list(f.shape), cache_key=apath.stem)
+                ainfo = dict({k: v
+                              for k, v in info.items() if k != 'video_msq'},
+                             video_ids=ids, augment=aug, aug_key=akey, aug_pass=aug_pass, seconds=round(
+                                 time.time() - t0, 2), shape=list(f.shape), cache_key=apath.stem)
                 save_json(ainfo, apath.with_suffix('.json'))
             path, info = apath, ainfo
     arr = np.load(path, mmap_mode='r')
     pos = {v: i for i, v in enumerate(info['video_ids'])}
-    X = np.asarray(arr[[pos[v] for v in video_ids]], np.float32) * np.float32(info['scale']/run_scale)   # stored / storage scale -> raw / run scale
+    # stored / storage scale -> raw / run scale
+    X = np.asarray(arr[[pos[v] for v in video_ids]], np.float32) * np.float32(info['scale']/run_scale)
     return X, dict(info, path=str(path), clean_path=clean_info['path'], storage_scale=info['scale'], scale=run_scale,
                    n_scale_videos=len(scale_ids), scale_videos_key=settings_key(sorted(scale_ids)))
 
 # %% ../nbs/lib/04d_features.ipynb #f5a1d2c2
-def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards, feature_layers='final', pool='mean') -> Path:
-    "Shard `shard` of `num_shards` of the raw (float32) `feature_layers` features of the video list whose `settings_key` is `list_key`"
-    return data_dir('features', dataset, prep_key, 'shards', f'{backbone}-{weights_key}{_layers_tag(feature_layers, pool)}-{list_key}.shard{shard}of{num_shards}.npy')
+def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards, feature_layers='final',
+                       pool='mean') -> Path:
+    """Shard `shard` of `num_shards` of the raw (float32) `feature_layers` features of the video list whose
+    `settings_key` is `list_key`"""
+    return data_dir(
+        'features', dataset, prep_key, 'shards',
+        f'{backbone}-{weights_key}{_layers_tag(feature_layers, pool)}-{list_key}.shard{shard}of{num_shards}.npy')
 
 def _weights_digest(model) -> str:
     import hashlib
@@ -449,37 +576,49 @@ def _shard_parts(first: Path) -> list[Path]:
     return [first.with_name(f'{stem}.shard{i}of{n}.npy') for i in range(int(n))]
 
 def _merge_shards_locked(parts: list[Path], video_ids=None):
-    "Merge the shard set `parts` into the clean feature cache, under the caller's feature lock; (path, info), or (None, None) while a shard is missing"
+    """Merge the shard set `parts` into the clean feature cache, under the caller's feature lock; (path, info), or
+    (None, None) while a shard is missing"""
     if not all(p.exists() and p.with_suffix('.json').exists() for p in parts): return None, None
     recs = [load_json(p.with_suffix('.json')) for p in parts]
     r0 = recs[0]
-    same = ('dataset', 'backbone', 'weights_key', 'size', 'prep_key', 'version', 'list_key', 'num_shards', 'weights_digest', 'feature_layers', 'block_dims', 'pool')
+    same = ('dataset', 'backbone', 'weights_key', 'size', 'prep_key', 'version', 'list_key', 'num_shards',
+            'weights_digest', 'feature_layers', 'block_dims', 'pool')
     for p, r in zip(parts, recs):
         if [r.get(k) for k in same] != [r0.get(k) for k in same]:
             raise DeepfakeNBError(f"feature shard {p} was made with other settings than {parts[0]} "
-                                  f"({ {k: (r.get(k), r0.get(k)) for k in same if r.get(k) != r0.get(k)} }); delete {p.parent} and extract every shard again")
-    order = sorted((pos, v, i, j) for i, r in enumerate(recs) for j, (v, pos) in enumerate(zip(r['video_ids'], r['positions'])))
+                                  f"({ {k: (r.get(k), r0.get(k)) for k in same if r.get(k) != r0.get(k)} }); delete "
+                                  f"{p.parent} and extract every shard again")
+    order = sorted(
+        (pos, v, i, j) for i, r in enumerate(recs) for j, (v, pos) in enumerate(zip(r['video_ids'], r['positions'])))
     ids = [v for _, v, _, _ in order]
     if video_ids is not None and not set(video_ids) <= set(ids): return None, None
-    dataset, prep_key, layers, pool = r0['dataset'], r0['prep_key'], r0.get('feature_layers', 'final'), r0.get('pool', 'mean')
+    dataset, prep_key, layers, pool = r0['dataset'], r0['prep_key'], r0.get('feature_layers', 'final'), r0.get(
+        'pool', 'mean')
     clean = feature_cache_path(dataset, prep_key, r0['backbone'], r0['weights_key'], feature_layers=layers, pool=pool)
-    if clean.exists() and clean.with_suffix('.json').exists():     # merged meanwhile (or extracted unsharded): keep it when it holds these videos
+    # merged meanwhile (or extracted unsharded): keep it when it holds these videos
+    if clean.exists() and clean.with_suffix('.json').exists():
         info = load_json(clean.with_suffix('.json'))
-        if _cache_matches(clean, info, ids, r0['backbone'], r0['weights_key'], prep_key, r0['size'], layers, pool): return clean, info
+        if _cache_matches(clean, info, ids, r0['backbone'], r0['weights_key'], prep_key, r0['size'], layers, pool):
+            return clean, info
     import shutil
     arrs = [np.load(p, mmap_mode='r') for p in parts]
     f = np.empty((len(ids), *arrs[0].shape[1:]), np.float32)
     for k, (_, _, i, j) in enumerate(order): f[k] = arrs[i][j]
     w = parts[0].with_suffix('.weights.h5')
-    rec = {k: r0[k] for k in ('backbone', 'weights_key', 'weights_used', 'size', 'prep_key', 'params', *_BLOCK_RECORD) if k in r0}
-    info = _store_clean(clean, f, ids, rec, sum(r['seconds'] for r in recs), (lambda tmp: shutil.copyfile(w, tmp)) if w.exists() else None,
-                        shards=len(parts))
+    rec = {
+        k: r0[k]
+        for k in ('backbone', 'weights_key', 'weights_used', 'size', 'prep_key', 'params', *_BLOCK_RECORD) if k in r0
+    }
+    info = _store_clean(clean, f, ids, rec, sum(r['seconds'] for r in recs),
+                        (lambda tmp: shutil.copyfile(w, tmp)) if w.exists() else None, shards=len(parts))
     del arrs
     for p in parts:
         for q in (p, p.with_suffix('.json'), p.with_suffix('.weights.h5')): q.unlink(missing_ok=True)
     return clean, info
 
-def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers='final', pool='mean') -> list[list[Path]]:
+
+def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, feature_layers='final',
+                         pool='mean') -> list[list[Path]]:
     "Shard sets of `backbone` features (made with these settings) whose every shard exists"
     keys = _candidate_keys(weights, init_seed)
     out = []
@@ -495,30 +634,42 @@ def _complete_shard_sets(dataset, prep_key, backbone, weights, init_seed, size, 
 def _features_lock(dataset, prep_key, backbone):
     return file_lock(data_dir('features', dataset, prep_key, f'.{backbone}.lock'))
 
-def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, shard=0, num_shards=1,
-                          batch_size=64, init_seed=0, chunk_videos=256, skip=(), feature_layers='final', pool='mean') -> dict:
-    """Frozen features of shard `shard` of `num_shards` of `video_ids` (every `num_shards`-th from the `shard`-th, as preprocessing shards them,
-    less the videos in `skip`: those that could not be preprocessed) into a shard file; the process that finds every shard there merges them
-    into the clean cache `cached_features` reads, identical to an unsharded extraction (of `feature_layers` features). Returns dict(shard, merged: the cache path or None, videos, seconds)"""
-    check_feature_layers(feature_layers); check_pool(pool, feature_layers)
+
+def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', weights='auto', size=160, shard=0,
+                          num_shards=1, batch_size=64, init_seed=0, chunk_videos=256, skip=(), feature_layers='final',
+                          pool='mean') -> dict:
+    """Frozen features of shard `shard` of `num_shards` of `video_ids` (every `num_shards`-th from the `shard`-th, as
+    preprocessing shards them, less the videos in `skip`: those that could not be preprocessed) into a shard file; the
+    process that finds every shard there merges them into the clean cache `cached_features` reads, identical to an
+    unsharded extraction (of `feature_layers` features). Returns dict(shard, merged: the cache path or None, videos,
+    seconds)"""
+    check_feature_layers(feature_layers)
+    check_pool(pool, feature_layers)
     weights = resolve_weights(backbone, weights, size)
-    if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 to num_shards-1")
+    if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 "
+                                                                    "to num_shards-1")
     shard, num_shards = int(shard), int(num_shards)
     ids, skip = list(video_ids), set(skip)
     pos = {v: i for i, v in enumerate(ids)}
-    if len(pos) != len(ids): raise DeepfakeNBError(f"extract_feature_shard: video_ids repeat {len(ids) - len(pos)} video(s); pass each video once")
+    if len(pos) != len(ids): raise DeepfakeNBError(f"extract_feature_shard: video_ids repeat {len(ids) - len(pos)} "
+                                                   "video(s); pass each video once")
     mine = [v for v in ids[shard::num_shards] if v not in skip]
     t0 = time.time()
     if num_shards == 1 or not mine:
-        if mine: cached_features(dataset, prep_key, mine, backbone, weights, size, batch_size, init_seed=init_seed, chunk_videos=chunk_videos,
-                                 feature_layers=feature_layers, pool=pool)
-        path, _ = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size, feature_layers=feature_layers, pool=pool)
+        if mine:
+            cached_features(dataset, prep_key, mine, backbone, weights, size, batch_size, init_seed=init_seed,
+                            chunk_videos=chunk_videos, feature_layers=feature_layers, pool=pool)
+        path, _ = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size,
+                              feature_layers=feature_layers, pool=pool)
         return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))
     with _features_lock(dataset, prep_key, backbone):
-        path, info = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size, feature_layers=feature_layers, pool=pool)
-    if path is not None: return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))   # already cached
+        path, info = _find_cache(dataset, prep_key, mine, backbone, weights, init_seed, size=size,
+                                 feature_layers=feature_layers, pool=pool)
+    # already cached
+    if path is not None: return dict(shard=None, merged=path, videos=len(mine), seconds=round(time.time()-t0, 2))
     bmodel, used, key = build_backbone(backbone, weights, size, init_seed)
-    model = feature_model(backbone, bmodel, feature_layers, pool=pool, region=cache_face_region(dataset, prep_key) if pool == 'face' else None)
+    model = feature_model(backbone, bmodel, feature_layers, pool=pool,
+                          region=cache_face_region(dataset, prep_key) if pool == 'face' else None)
     lkey = settings_key(ids)
     sp = feature_shard_path(dataset, prep_key, backbone, key, lkey, shard, num_shards, feature_layers, pool)
     with file_lock(sp.with_suffix('.lock')):                      # one process per shard; a second one reuses its file
@@ -526,17 +677,23 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone='mobilenetv2', 
         if rec is None or rec.get('video_ids') != mine or rec.get('size') != size or rec.get('version') != FEATURE_VERSION \
            or rec.get('feature_layers', 'final') != feature_layers or rec.get('pool', 'mean') != pool:
             face_dir = face_cache_dir(dataset, prep_key)
-            f = np.concatenate([extract_features(load_faces(face_dir, mine[i:i+chunk_videos]), backbone, model, batch_size)
-                                for i in range(0, len(mine), chunk_videos)])
+            f = np.concatenate([
+                extract_features(load_faces(face_dir, mine[i:i + chunk_videos]), backbone, model, batch_size)
+                for i in range(0, len(mine), chunk_videos)
+            ])
             sp.with_suffix('.json').unlink(missing_ok=True)
             with atomic_path(sp) as tmp, open(tmp, 'wb') as fh: np.save(fh, f)
             if saved_init_key(key):
                 with atomic_path(sp.with_suffix('.weights.h5')) as tmp:
-                    bmodel.save_weights(str(tmp) + '.weights.h5'); Path(str(tmp) + '.weights.h5').replace(tmp)
-            save_json(dict(video_ids=mine, positions=[pos[v] for v in mine], dataset=dataset, backbone=backbone, weights_key=key, weights_used=used, size=size,
-                           prep_key=prep_key, version=FEATURE_VERSION, params=int(model.count_params()), list_key=lkey, shard=shard,
-                           num_shards=num_shards, n_list=len(ids), weights_digest=_weights_digest(bmodel), seconds=round(time.time()-t0, 2),
-                           shape=list(f.shape), produced_by=_producer(), **_layers_record(model, feature_layers, pool)), sp.with_suffix('.json'))
+                    bmodel.save_weights(str(tmp) + '.weights.h5')
+                    Path(str(tmp) + '.weights.h5').replace(tmp)
+            save_json(
+                dict(video_ids=mine, positions=[pos[v] for v in mine], dataset=dataset, backbone=backbone,
+                     weights_key=key, weights_used=used, size=size, prep_key=prep_key, version=FEATURE_VERSION,
+                     params=int(model.count_params()), list_key=lkey, shard=shard,
+                     num_shards=num_shards, n_list=len(ids), weights_digest=_weights_digest(bmodel), seconds=round(
+                         time.time() - t0, 2), shape=list(f.shape), produced_by=_producer(),
+                     **_layers_record(model, feature_layers, pool)), sp.with_suffix('.json'))
     with _features_lock(dataset, prep_key, backbone):
         merged, _ = _merge_shards_locked(_shard_parts(sp.with_name(sp.name.replace(f'.shard{shard}of', '.shard0of'))))
     return dict(shard=sp, merged=merged, videos=len(mine), seconds=round(time.time()-t0, 2))

@@ -27,7 +27,8 @@ if keras is not None:
     class PositionEmbedding(keras.layers.Layer):
         "Adds a learned embedding of each frame's position to a `(T, units)` sequence"
         def build(self, input_shape):
-            self.pos = self.add_weight(shape=tuple(input_shape[1:]), initializer=keras.initializers.RandomNormal(stddev=0.02), name='pos')
+            self.pos = self.add_weight(shape=tuple(input_shape[1:]),
+                                       initializer=keras.initializers.RandomNormal(stddev=0.02), name='pos')
         def call(self, x): return x + keras.ops.cast(self.pos, x.dtype)
 
     @keras.saving.register_keras_serializable('deepfake_nb')
@@ -49,67 +50,93 @@ if keras is not None:
     class BackbonePreprocess(keras.layers.Layer):
         "A backbone's `preprocess_input` as a layer (RGB 0..255 in), so a fine-tuned model takes raw faces"
         def __init__(self, backbone='mobilenetv2', **kw):
-            kw.setdefault('dtype', 'float32')      # pixels in float32 under mixed precision too; the backbone casts its own input
-            super().__init__(**kw); self.backbone = backbone
-        def call(self, x): return _preprocess_fn(get_backbone(self.backbone).module)(keras.ops.cast(x, self.compute_dtype))
+            # pixels in float32 under mixed precision too; the backbone casts its own input
+            kw.setdefault('dtype', 'float32')
+            super().__init__(**kw)
+            self.backbone = backbone
+
+        def call(self, x):
+            return _preprocess_fn(get_backbone(self.backbone).module)(keras.ops.cast(x, self.compute_dtype))
         def get_config(self): return dict(super().get_config(), backbone=self.backbone)
 
 def check_head(head):
     if head not in HEADS: raise DeepfakeNBError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
 
 def floor_std(norm, norm_floor=1.0):
-    "Raise the standard deviations of an adapted `Normalization` layer to at least `norm_floor` x their RMS over dimensions"
+    """Raise the standard deviations of an adapted `Normalization` layer to at least `norm_floor` x their RMS over
+    dimensions"""
     if norm_floor < 0: raise DeepfakeNBError(f"norm_floor={norm_floor!r} must be >= 0 (0: plain standardisation)")
     v = np.asarray(norm.adapt_variance.numpy(), np.float64)
-    norm.adapt_variance.assign(np.maximum(v, norm_floor**2 * v.mean()).astype(np.float32)); norm.finalize_state()
+    norm.adapt_variance.assign(np.maximum(v, norm_floor**2 * v.mean()).astype(np.float32))
+    norm.finalize_state()
     return norm
 
 def _map_head(x, head, units, dropout, num_heads, depth=1):
-    "The body of a map head on standardised feature maps `(T, h, w, C)`: a 1x1 projection to `units`, then ConvLSTM, (2+1)D convolution or divided space-time attention; pooled `(units,)`"
+    """The body of a map head on standardised feature maps `(T, h, w, C)`: a 1x1 projection to `units`, then ConvLSTM,
+    (2+1)D convolution or divided space-time attention; pooled `(units,)`"""
     L = _keras().layers
-    x = L.Dense(units, activation='relu', name='map_reduce')(L.Dropout(dropout)(x))        # a trainable 1x1 convolution, per frame and cell
+    # a trainable 1x1 convolution, per frame and cell
+    x = L.Dense(units, activation='relu', name='map_reduce')(L.Dropout(dropout)(x))
     if head == 'convlstm':
-        return L.GlobalAveragePooling2D()(L.ConvLSTM2D(units, 3, padding='same', name='convlstm')(x))   # its last state, (h, w, units)
-    if head == 'conv3d':                                                                   # (2+1)D: space, then time, with a residual
+        # its last state, (h, w, units)
+        return L.GlobalAveragePooling2D()(L.ConvLSTM2D(units, 3, padding='same', name='convlstm')(x))
+    # (2+1)D: space, then time, with a residual
+    if head == 'conv3d':
         y = L.Conv3D(units, (1, 3, 3), padding='same', activation='relu', name='conv_space')(x)
         y = L.Conv3D(units, (3, 1, 1), padding='same', activation='relu', name='conv_time')(y)
         return L.GlobalAveragePooling3D()(L.Add()([x, y]))
-    t, h, w = x.shape[1:4]                                                                 # spacetime: TimeSformer's divided attention
+    # spacetime: TimeSformer's divided attention
+    t, h, w = x.shape[1:4]
     x = SpaceTimePositions(name='positions')(L.Reshape((t, h*w, units))(x))
     for i in range(depth):
-        for axis, what in ((1, 'time'), (2, 'space')):                                     # each cell across frames, then each frame across cells
+        # each cell across frames, then each frame across cells
+        for axis, what in ((1, 'time'), (2, 'space')):
             y = L.LayerNormalization(name=f'{what}_norm_{i}')(x)
-            y = L.MultiHeadAttention(num_heads, max(1, units // num_heads), attention_axes=(axis,), dropout=dropout, name=f'{what}_attention_{i}')(y, y)
+            y = L.MultiHeadAttention(num_heads, max(1, units // num_heads), attention_axes=(axis, ), dropout=dropout,
+                                     name=f'{what}_attention_{i}')(y, y)
             x = L.Add()([x, y])
         y = L.Dropout(dropout)(L.Dense(units)(L.Dense(2*units, activation=gelu_tanh)(L.LayerNormalization()(x))))
         x = L.Add()([x, y])
-    return L.GlobalAveragePooling2D()(L.LayerNormalization()(x))                            # the mean over (frame, cell) tokens
+    # the mean over (frame, cell) tokens
+    return L.GlobalAveragePooling2D()(L.LayerNormalization()(x))
 
-def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_data=None, num_heads=4, norm_floor=1.0, norm_stats=None):
-    """A temporal classifier `(T, D)` -> P(fake), or for the map heads (`MAP_HEADS`) `(T, h, w, C)` -> P(fake) with `dim=(h, w, C)`; `norm_data`
-    (features) fits its input standardisation per channel (see `floor_std`), or `norm_stats` `(mean, variance)` sets it; `frames=1` gives the
-    image head (the linear head stays linear: it scores frames anyway)"""
-    k = _keras(); L = k.layers
+
+def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_data=None, num_heads=4, norm_floor=1.0,
+               norm_stats=None):
+    """A temporal classifier `(T, D)` -> P(fake), or for the map heads (`MAP_HEADS`) `(T, h, w, C)` -> P(fake) with
+    `dim=(h, w, C)`; `norm_data` (features) fits its input standardisation per channel (see `floor_std`), or
+    `norm_stats` `(mean, variance)` sets it; `frames=1` gives the image head (the linear head stays linear: it scores
+    frames anyway)"""
+    k = _keras()
+    L = k.layers
     check_head(head)
     shape = tuple(int(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
     if frames == 1 and head not in MAP_HEADS + ('linear',): head = 'image'
     if (head in MAP_HEADS) != (len(shape) == 3):
-        raise DeepfakeNBError(f"the {head} head reads " + ("feature maps (T, h, w, C): extract them with feature_layers='maps'" if head in MAP_HEADS else
-                              "one feature vector per frame (T, D): use feature_layers 'final' or 'blocks', or a map head (" + ', '.join(MAP_HEADS) + ")") +
+        raise DeepfakeNBError(f"the {head} head reads " + ("feature maps (T, h, w, C): extract them with "
+                                                           "feature_layers='maps'" if head in MAP_HEADS else
+                              "one feature vector per frame (T, D): use feature_layers 'final' or 'blocks', or a map "
+                              "head (" + ', '.join(MAP_HEADS) + ")") +
                               f"; got per-frame features of shape {shape}")
     inp = k.Input((frames, *shape))
-    norm = L.Normalization(axis=-1, dtype='float32')       # float32 under mixed precision: raw features may be far from 1
+    # float32 under mixed precision: raw features may be far from 1
+    norm = L.Normalization(axis=-1, dtype='float32')
     if norm_stats is not None:
-        norm = L.Normalization(axis=-1, mean=np.asarray(norm_stats[0], np.float32), variance=np.asarray(norm_stats[1], np.float32), dtype='float32')
+        norm = L.Normalization(axis=-1, mean=np.asarray(norm_stats[0], np.float32), variance=np.asarray(
+            norm_stats[1], np.float32), dtype='float32')
     elif norm_data is not None:
-        norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, shape[-1])); floor_std(norm, norm_floor)
+        norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, shape[-1]))
+        floor_std(norm, norm_floor)
     x = norm(inp)
     if head in MAP_HEADS:
-        out = L.Dense(1, activation='sigmoid', dtype='float32')(L.Dropout(dropout)(_map_head(x, head, units, dropout, num_heads)))
+        out = L.Dense(1, activation='sigmoid', dtype='float32')(L.Dropout(dropout)(_map_head(
+            x, head, units, dropout, num_heads)))
         return k.Model(inp, out, name=f'{head}_head')
-    if head == 'linear':                                   # one logit per frame; the video's score: sigmoid of their mean
+    # one logit per frame; the video's score: sigmoid of their mean
+    if head == 'linear':
         logit = L.Dense(1, dtype='float32', name='frame_logit')(x)
-        out = L.Activation('sigmoid', dtype='float32', name='video_prob')(L.GlobalAveragePooling1D(dtype='float32', name='mean_logit')(logit))
+        out = L.Activation('sigmoid', dtype='float32', name='video_prob')(L.GlobalAveragePooling1D(
+            dtype='float32', name='mean_logit')(logit))
         return k.Model(inp, out, name='linear_head')
     if head == 'image':
         x = L.Dropout(dropout)(L.Dense(units, activation='relu')(L.Dropout(dropout)(x)))
@@ -131,20 +158,25 @@ def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_dat
 
 # %% ../nbs/lib/04e_heads.ipynb #c5bcbd51
 def set_trainable_tail(backbone_model, k: int) -> int:
-    "Make the last `k` layers of `backbone_model` trainable (all when k < 0), BatchNorm layers always frozen (a ViT's: of its `vit_units`); returns trainable weights count"
+    """Make the last `k` layers of `backbone_model` trainable (all when k < 0), BatchNorm layers always frozen (a ViT's:
+    of its `vit_units`); returns trainable weights count"""
     L = _keras().layers
     backbone_model.trainable = True
-    if _is_vit(backbone_model):                       # its transformer blocks, not the one encoder layer holding them all
+    # its transformer blocks, not the one encoder layer holding them all
+    if _is_vit(backbone_model):
         vit_layer(backbone_model).set_tail(k)         # kept in its config: a resumed fine-tuning trains the same layers
         for l in backbone_model.layers:
             if l.name == 'map_projection': l.trainable = False
         return len(backbone_model.trainable_weights)
     layers = backbone_model.layers
     cut = 0 if k < 0 else max(0, len(layers) - k)
-    for i, l in enumerate(layers): l.trainable = i >= cut and not isinstance(l, L.BatchNormalization) and l.name != 'map_projection'   # the projection stays fixed
+    # the projection stays fixed
+    for i, l in enumerate(layers):
+        l.trainable = i >= cut and not isinstance(l, L.BatchNormalization) and l.name != 'map_projection'
     return len(backbone_model.trainable_weights)
 
-FLOAT16_FEATURE_RMS = (1e-2, 1e3)    # the feature RMS a backbone needs to run in float16 (normal numbers: 6.1e-5 to 65504)
+# the feature RMS a backbone needs to run in float16 (normal numbers: 6.1e-5 to 65504)
+FLOAT16_FEATURE_RMS = (1e-2, 1e3)
 
 def _all_layers(model):
     for l in model.layers:
@@ -152,29 +184,41 @@ def _all_layers(model):
         if isinstance(l, _keras().Model): yield from _all_layers(l)
 
 def keep_float32(model):
-    "Make every layer of `model` compute in float32 (its variables are float32 under mixed precision too); before the model is first called"
+    """Make every layer of `model` compute in float32 (its variables are float32 under mixed precision too); before the
+    model is first called"""
     for l in [model, *_all_layers(model)]: l.dtype_policy = 'float32'
     return model
 
 def backbone_needs_float32(scale, policy) -> bool:
-    "Whether a backbone whose features (in float32) have RMS `scale` must run in float32 under `policy`: they would leave float16's range"
+    """Whether a backbone whose features (in float32) have RMS `scale` must run in float32 under `policy`: they would
+    leave float16's range"""
     lo, hi = FLOAT16_FEATURE_RMS
     return policy == 'mixed_float16' and not lo <= float(scale) <= hi
 
-def build_finetune_model(backbone: str, backbone_model, head_model, frames: int, size: int, scale=1.0, trainable_layers=20):
-    "`(T, S, S, 3)` RGB 0..255 -> P(fake): TimeDistributed(preprocess + backbone), divided by `scale` (float32), then `head_model`; see `backbone_needs_float32`"
-    k = _keras(); L = k.layers
+
+def build_finetune_model(backbone: str, backbone_model, head_model, frames: int, size: int, scale=1.0,
+                         trainable_layers=20):
+    """`(T, S, S, 3)` RGB 0..255 -> P(fake): TimeDistributed(preprocess + backbone), divided by `scale` (float32), then
+    `head_model`; see `backbone_needs_float32`"""
+    k = _keras()
+    L = k.layers
     if getattr(backbone_model, 'feature_blocks', {}).get('feature_layers') == 'blocks' and trainable_layers != 0:
-        raise DeepfakeNBError(f"{backbone}: feature_layers='blocks' is for frozen mode (mode='frozen'); fine-tune with feature_layers='final', "
-                              f"or pass trainable_layers=0 to wrap a frozen 'blocks' run's backbone and head as one model")
+        raise DeepfakeNBError(f"{backbone}: feature_layers='blocks' is for frozen mode (mode='frozen'); fine-tune "
+                              "with feature_layers='final', "
+                              "or pass trainable_layers=0 to wrap a frozen 'blocks' run's backbone and head as one "
+                              "model")
     set_trainable_tail(backbone_model, trainable_layers)
     if backbone_needs_float32(scale, backbone_model.dtype_policy.name):
-        why = '; a random initialisation shrinks its activations layer by layer' if scale < FLOAT16_FEATURE_RMS[0] else ''
-        print(f"note: {backbone}'s features have RMS {float(scale):.2g}, outside the range float16 holds ({FLOAT16_FEATURE_RMS[0]:g} to "
+        why = '; a random initialisation shrinks its activations layer by layer' if scale < FLOAT16_FEATURE_RMS[
+            0] else ''
+        print(f"note: {backbone}'s features have RMS {float(scale):.2g}, outside the range float16 holds "
+              f"({FLOAT16_FEATURE_RMS[0]:g} to "
               f"{FLOAT16_FEATURE_RMS[1]:g}{why}): under mixed precision it runs in float32, the head in mixed_float16")
         keep_float32(backbone_model)
     fin = k.Input((size, size, 3))
-    feats = L.Rescaling(1/float(scale), dtype='float32', name='feature_scale')(backbone_model(BackbonePreprocess(backbone)(fin)))
+    feats = L.Rescaling(1 / float(scale), dtype='float32', name='feature_scale')(backbone_model(
+        BackbonePreprocess(backbone)(fin)))
     frame = k.Model(fin, feats, name=f'{backbone}_frame')
     inp = k.Input((frames, size, size, 3))
-    return k.Model(inp, head_model(L.TimeDistributed(frame, name='frames', dtype='float32')(inp)), name=f'{backbone}_{head_model.name}_finetune')
+    return k.Model(inp, head_model(L.TimeDistributed(frame, name='frames', dtype='float32')(inp)),
+                   name=f'{backbone}_{head_model.name}_finetune')

@@ -21,19 +21,23 @@ def check_binary(y_true, *scores, name='predictions'):
     "`y_true` as an int array of 0/1 and each of `scores` as a float array of the same length, or `DeepfakeNBError`"
     y = np.asarray(y_true)
     if y.ndim != 1: raise DeepfakeNBError(f"{name}: labels must be one-dimensional, got shape {y.shape}")
-    if not np.isin(y, [0, 1]).all(): raise DeepfakeNBError(f"{name}: labels must be 0 (real) or 1 (fake); got {sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}")
+    if not np.isin(y, [0, 1]).all(): raise DeepfakeNBError(f"{name}: labels must be 0 (real) or 1 (fake); got "
+                                                           f"{sorted(set(np.unique(y).tolist()) - {0, 1})[:5]}")
     out = [y.astype(int)]
     for s in scores:
         s = np.asarray(s, dtype=float)
-        if s.shape != y.shape: raise DeepfakeNBError(f"{name}: {len(y)} labels but scores of shape {s.shape}; pass one score per video")
-        if not np.isfinite(s).all(): raise DeepfakeNBError(f"{name}: {int((~np.isfinite(s)).sum())} score(s) are NaN or infinite; fix the predictions (a diverged model?)")
+        if s.shape != y.shape: raise DeepfakeNBError(f"{name}: {len(y)} labels but scores of shape {s.shape}; pass "
+                                                     "one score per video")
+        if not np.isfinite(s).all(): raise DeepfakeNBError(f"{name}: {int((~np.isfinite(s)).sum())} score(s) are NaN "
+                                                           "or infinite; fix the predictions (a diverged model?)")
         out.append(s)
     return out
 
 def roc_auc(y_true, scores) -> float:
     "Area under the ROC curve (ties count one half), from midranks; NaN when only one class is present"
     y, s = check_binary(y_true, scores)
-    m = int(y.sum()); n = len(y) - m
+    m = int(y.sum())
+    n = len(y) - m
     if m == 0 or n == 0: return float('nan')
     r = stats.rankdata(s)
     return float((r[y == 1].sum() - m*(m+1)/2)/(m*n))
@@ -42,10 +46,16 @@ def roc_auc(y_true, scores) -> float:
 def _ratio(a, b): return float(a/b) if b else 0.0
 
 def classification_metrics(y_true, prob, threshold: float = 0.5, eps: float = 1e-7) -> dict:
-    "Accuracy, balanced accuracy, ROC AUC, per-class precision/recall/F1, kappa, MCC, Youden's J, log loss, Brier and the confusion matrix at `threshold`"
+    """Accuracy, balanced accuracy, ROC AUC, per-class precision/recall/F1, kappa, MCC, Youden's J, log loss, Brier and
+    the confusion matrix at `threshold`"""
     y, p = check_binary(y_true, prob)
-    pred = p >= threshold; yb = y == 1
-    tp = int((pred & yb).sum()); fp = int(pred.sum()) - tp; fn = int(yb.sum()) - tp; n = len(y); tn = n - tp - fp - fn
+    pred = p >= threshold
+    yb = y == 1
+    tp = int((pred & yb).sum())
+    fp = int(pred.sum()) - tp
+    fn = int(yb.sum()) - tp
+    n = len(y)
+    tn = n - tp - fp - fn
     acc = _ratio(tp+tn, n)
     out = dict(n=n, n_real=tn+fp, n_fake=tp+fn, threshold=float(threshold), accuracy=acc)
     recalls = [_ratio(t, t+f) for t, f in [(tn, fp), (tp, fn)] if t+f]   # classes present only
@@ -65,13 +75,17 @@ def classification_metrics(y_true, prob, threshold: float = 0.5, eps: float = 1e
     out['confusion'] = [[tn, fp], [fn, tp]]
     return out
 
-AT_THRESHOLD = ['accuracy', 'balanced_accuracy', 'precision_real', 'recall_real', 'f1_real', 'precision_fake', 'recall_fake', 'f1_fake',
-                'cohen_kappa', 'mcc', 'youden_j']
+
+AT_THRESHOLD = [
+    'accuracy', 'balanced_accuracy', 'precision_real', 'recall_real', 'f1_real', 'precision_fake', 'recall_fake',
+    'f1_fake', 'cohen_kappa', 'mcc', 'youden_j'
+]
 
 # %% ../nbs/lib/05_metrics.ipynb #752204fa
 def _roc_counts(y, s):
     "Cumulative (tps, fps) at each distinct score, highest first, with the (0, 0) start, and the thresholds"
-    order = np.argsort(-s, kind='mergesort'); ss, ys = s[order], y[order]
+    order = np.argsort(-s, kind='mergesort')
+    ss, ys = s[order], y[order]
     last = np.r_[np.flatnonzero(ss[1:] != ss[:-1]), len(ss) - 1]
     tps = np.cumsum(ys)[last]
     return np.r_[0, tps], np.r_[0, last + 1 - tps], np.r_[np.inf, ss[last]]
@@ -79,7 +93,8 @@ def _roc_counts(y, s):
 def roc_curve_points(y_true, scores):
     "ROC curve `(fpr, tpr, thresholds)`, one point per distinct score (highest threshold first, from (0, 0))"
     y, s = check_binary(y_true, scores, name='ROC')
-    P = int(y.sum()); N = len(y) - P
+    P = int(y.sum())
+    N = len(y) - P
     if P == 0 or N == 0: raise DeepfakeNBError(f"ROC: needs real and fake videos, got {N} real and {P} fake")
     tps, fps, thr = _roc_counts(y, s)
     return fps/N, tps/P, thr
@@ -102,7 +117,8 @@ def _eer_index(fpr, fnr):
 
 def eer(y_true, scores) -> float:
     "Equal error rate: where FPR = FNR on the ROC curve, linearly interpolated between its points"
-    fpr, tpr, _ = roc_curve_points(y_true, scores); fnr = 1 - tpr
+    fpr, tpr, _ = roc_curve_points(y_true, scores)
+    fnr = 1 - tpr
     i = _eer_index(fpr, fnr)
     d0, d1 = fnr[i-1] - fpr[i-1], fnr[i] - fpr[i]             # d0 > 0 >= d1
     return float(fpr[i-1] + d0/(d0 - d1)*(fpr[i] - fpr[i-1]))
@@ -116,11 +132,16 @@ def tpr_at_fpr(y_true, scores, max_fpr: float = 0.01) -> float:
 def reliability_table(y_true, prob, n_bins: int = 10) -> pd.DataFrame:
     "Equal-width bins of P(fake): count, mean predicted P(fake), observed share of fakes, and its Wilson 95% interval"
     y, p = check_binary(y_true, prob, name='reliability')
-    edges = np.linspace(0, 1, n_bins + 1); b = np.searchsorted(edges[1:-1], p)   # calibration_curve's bins
-    cnt = np.bincount(b, minlength=n_bins); sp = np.bincount(b, p, n_bins); sy = np.bincount(b, y, n_bins)
+    edges = np.linspace(0, 1, n_bins + 1)
+    b = np.searchsorted(edges[1:-1], p)   # calibration_curve's bins
+    cnt = np.bincount(b, minlength=n_bins)
+    sp = np.bincount(b, p, n_bins)
+    sy = np.bincount(b, y, n_bins)
     with np.errstate(invalid='ignore', divide='ignore'):
-        frac = sy/cnt; z = 1.959963984540054
-        centre = (frac + z*z/(2*cnt))/(1 + z*z/cnt); half = z*np.sqrt(frac*(1 - frac)/cnt + z*z/(4*cnt*cnt))/(1 + z*z/cnt)
+        frac = sy/cnt
+        z = 1.959963984540054
+        centre = (frac + z*z/(2*cnt))/(1 + z*z/cnt)
+        half = z*np.sqrt(frac*(1 - frac)/cnt + z*z/(4*cnt*cnt))/(1 + z*z/cnt)
         return pd.DataFrame(dict(bin_lo=edges[:-1], bin_hi=edges[1:], n=cnt, mean_prob=sp/cnt, frac_fake=frac,
                                  frac_lo=centre - half, frac_hi=centre + half))
 
@@ -131,26 +152,38 @@ def expected_calibration_error(y_true, prob, n_bins: int = 10) -> float:
 
 def _ece(y, p, n_bins):
     b = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p)
-    cnt = np.bincount(b, minlength=n_bins); sp = np.bincount(b, p, n_bins); sy = np.bincount(b, y, n_bins)
+    cnt = np.bincount(b, minlength=n_bins)
+    sp = np.bincount(b, p, n_bins)
+    sy = np.bincount(b, y, n_bins)
     return float(np.abs(sp - sy).sum()/len(y))
 
 # %% ../nbs/lib/05_metrics.ipynb #28113c00
-THRESHOLD_FREE = ['roc_auc', 'average_precision', 'eer', 'tpr_at_fpr_1pct', 'tpr_at_fpr_5pct', 'brier', 'log_loss', 'ece']
+THRESHOLD_FREE = [
+    'roc_auc', 'average_precision', 'eer', 'tpr_at_fpr_1pct', 'tpr_at_fpr_5pct', 'brier', 'log_loss', 'ece'
+]
 
 def _threshold_free(y, p, n_bins=10, eps=1e-7, fpr_grid=None, recall_grid=None):
-    "The threshold-free metrics from one sort (NaN when a class is missing), and optionally ROC TPR / PR precision on grids"
-    P = int(y.sum()); N = len(y) - P
+    """The threshold-free metrics from one sort (NaN when a class is missing), and optionally ROC TPR / PR precision on
+    grids"""
+    P = int(y.sum())
+    N = len(y) - P
     pc = np.clip(p, eps, 1 - eps)
     out = dict.fromkeys(THRESHOLD_FREE[:5], float('nan'))
-    out.update(brier=float(np.mean((p - y)**2)), log_loss=float(-np.mean(y*np.log(pc) + (1 - y)*np.log(1 - pc))), ece=_ece(y, p, n_bins))
+    out.update(brier=float(np.mean((p - y)**2)), log_loss=float(-np.mean(y * np.log(pc) + (1 - y) * np.log(1 - pc))),
+               ece=_ece(y, p, n_bins))
     if P == 0 or N == 0: return out, None, None
-    tps, fps, _ = _roc_counts(y, p); fpr, tpr = fps/N, tps/P; fnr = 1 - tpr
+    tps, fps, _ = _roc_counts(y, p)
+    fpr, tpr = fps/N, tps/P
+    fnr = 1 - tpr
     prec = tps[1:]/(tps[1:] + fps[1:])
-    i = _eer_index(fpr, fnr); d0, d1 = fnr[i-1] - fpr[i-1], fnr[i] - fpr[i]
-    out.update(roc_auc=float(np.sum(np.diff(fps)*(tps[1:] + tps[:-1]))/(2*P*N)),   # integer sums: exact
-               average_precision=float(np.sum(np.diff(tpr)*prec)),
-               eer=float(fpr[i-1] + d0/(d0 - d1)*(fpr[i] - fpr[i-1])),
-               tpr_at_fpr_1pct=float(tpr[fpr <= 0.01 + 1e-12].max()), tpr_at_fpr_5pct=float(tpr[fpr <= 0.05 + 1e-12].max()))
+    i = _eer_index(fpr, fnr)
+    d0, d1 = fnr[i-1] - fpr[i-1], fnr[i] - fpr[i]
+    out.update(
+        roc_auc=float(np.sum(np.diff(fps) * (tps[1:] + tps[:-1])) / (2 * P * N)),  # integer sums: exact
+        average_precision=float(np.sum(np.diff(tpr) * prec)),
+        eer=float(fpr[i - 1] + d0 / (d0 - d1) * (fpr[i] - fpr[i - 1])),
+        tpr_at_fpr_1pct=float(tpr[fpr <= 0.01 + 1e-12].max()),
+        tpr_at_fpr_5pct=float(tpr[fpr <= 0.05 + 1e-12].max()))
     roc_g = tpr[np.searchsorted(fpr, fpr_grid, 'right') - 1] if fpr_grid is not None else None
     pr_g = None
     if recall_grid is not None:                      # interpolated precision: the best precision at recall >= r
@@ -168,18 +201,26 @@ def threshold_free_metrics(y_true, prob, n_bins: int = 10, eps: float = 1e-7) ->
 def youden_threshold(y_true, prob) -> float:
     "Threshold maximising TPR - FPR on (`y_true`, `prob`) (use the validation split); ties go to the higher threshold"
     y, p = check_binary(y_true, prob, name='youden_threshold')
-    if y.min() == y.max(): raise DeepfakeNBError("youden_threshold: the labels hold one class only; the validation split needs real and fake videos (rebuild the split with a larger val_frac)")
+    if y.min() == y.max(): raise DeepfakeNBError("youden_threshold: the labels hold one class only; the validation "
+                                                 "split needs real and fake videos (rebuild the split with a larger "
+                                                 "val_frac)")
     cand = np.unique(p)[::-1]                          # distinct scores, highest first; predict fake when p >= t
     pos, neg = np.sort(p[y == 1]), np.sort(p[y == 0])
-    tpr = 1 - np.searchsorted(pos, cand, 'left')/len(pos); fpr = 1 - np.searchsorted(neg, cand, 'left')/len(neg)
+    tpr = 1 - np.searchsorted(pos, cand, 'left')/len(pos)
+    fpr = 1 - np.searchsorted(neg, cand, 'left')/len(neg)
     i = int(np.argmax(tpr - fpr))
     return float(cand[i] if i == len(cand)-1 else (cand[i] + cand[i+1])/2)
 
 def eer_threshold(y_true, prob) -> float:
-    "Threshold where FPR is closest to FNR on (`y_true`, `prob`) (use the validation split); ties go to the higher threshold"
+    """Threshold where FPR is closest to FNR on (`y_true`, `prob`) (use the validation split); ties go to the higher
+    threshold"""
     y, p = check_binary(y_true, prob, name='eer_threshold')
-    if y.min() == y.max(): raise DeepfakeNBError("eer_threshold: the labels hold one class only; the validation split needs real and fake videos (rebuild the split with a larger val_frac)")
-    fpr, tpr, thr = roc_curve_points(y, p); gap = np.abs(fpr - (1 - tpr)); gap[0] = np.inf   # (0, 0) is "nothing is fake": no threshold
+    if y.min() == y.max(): raise DeepfakeNBError("eer_threshold: the labels hold one class only; the validation split "
+                                                 "needs real and fake videos (rebuild the split with a larger "
+                                                 "val_frac)")
+    fpr, tpr, thr = roc_curve_points(y, p)
+    gap = np.abs(fpr - (1 - tpr))
+    gap[0] = np.inf   # (0, 0) is "nothing is fake": no threshold
     k = int(np.argmin(gap))
     return float(thr[k] if k == len(thr) - 1 else (thr[k] + thr[k+1])/2)
 
@@ -187,38 +228,52 @@ THRESHOLD_RULES = {'youden': youden_threshold, 'eer': eer_threshold}
 
 def choose_threshold(y_val, prob_val, rule: str = 'youden') -> float:
     "The decision threshold chosen on the validation split by `rule` ('youden' or 'eer')"
-    if rule not in THRESHOLD_RULES: raise DeepfakeNBError(f"threshold rule {rule!r} is unknown; use one of {list(THRESHOLD_RULES)}")
+    if rule not in THRESHOLD_RULES: raise DeepfakeNBError(f"threshold rule {rule!r} is unknown; use one of "
+                                                          f"{list(THRESHOLD_RULES)}")
     return THRESHOLD_RULES[rule](y_val, prob_val)
 
 # %% ../nbs/lib/05_metrics.ipynb #0610bd70
 def _gather(order, starts, lens, chosen):
     "Indices of the members of clusters `chosen` (with repeats), without a Python loop"
-    l = lens[chosen]; tot = int(l.sum())
+    l = lens[chosen]
+    tot = int(l.sum())
     off = np.repeat(starts[chosen] - np.r_[0, np.cumsum(l)[:-1]], l)
     return order[off + np.arange(tot)]
 
 def bootstrap_indices(y_true, groups=None, n_boot: int = 1000, seed: int = 0):
-    "`n_boot` resampled index arrays (stratified by class; whole `groups` clusters when given) and a dict describing the scheme"
-    y = check_binary(y_true, name='bootstrap')[0]; n = len(y)
+    """`n_boot` resampled index arrays (stratified by class; whole `groups` clusters when given) and a dict describing
+    the scheme"""
+    y = check_binary(y_true, name='bootstrap')[0]
+    n = len(y)
     if groups is None: g = np.arange(n)
     else:
         groups = np.asarray(groups)
-        if len(groups) != n: raise DeepfakeNBError(f"bootstrap: {n} labels but {len(groups)} group ids; pass one group per video")
+        if len(groups) != n: raise DeepfakeNBError(f"bootstrap: {n} labels but {len(groups)} group ids; pass one "
+                                                   "group per video")
         g = pd.factorize(pd.Series(groups).astype(str))[0]
     ng = int(g.max()) + 1
-    comp = (np.bincount(g[y == 0], minlength=ng) > 0)*1 + (np.bincount(g[y == 1], minlength=ng) > 0)*2   # 1 real only, 2 fake only, 3 both
-    order = np.argsort(g, kind='stable'); lens = np.bincount(g, minlength=ng); starts = np.r_[0, np.cumsum(lens)[:-1]]
-    strata = {name: np.flatnonzero(comp == c) for c, name in [(1, 'real only'), (2, 'fake only'), (3, 'both classes')] if (comp == c).any()}
-    rng = np.random.default_rng(seed); idx = []
+    # 1 real only, 2 fake only, 3 both
+    comp = (np.bincount(g[y == 0], minlength=ng) > 0)*1 + (np.bincount(g[y == 1], minlength=ng) > 0)*2
+    order = np.argsort(g, kind='stable')
+    lens = np.bincount(g, minlength=ng)
+    starts = np.r_[0, np.cumsum(lens)[:-1]]
+    strata = {
+        name: np.flatnonzero(comp == c)
+        for c, name in [(1, 'real only'), (2, 'fake only'), (3, 'both classes')] if (comp == c).any()
+    }
+    rng = np.random.default_rng(seed)
+    idx = []
     for _ in range(n_boot):
         chosen = np.concatenate([s[rng.integers(0, len(s), len(s))] for s in strata.values()])
         idx.append(_gather(order, starts, lens, chosen))
     clustered = groups is not None and ng < n
     meta = dict(n_boot=int(n_boot), seed=int(seed), n=n, clustered=bool(clustered), n_clusters=ng,
                 strata={k: len(v) for k, v in strata.items()},
-                method=(f'{ng} identity clusters redrawn whole, within strata of clusters holding real only / fake only / both'
+                method=(f'{ng} identity clusters redrawn whole, within strata of clusters holding real only / fake '
+                        'only / both'
                         if clustered else 'videos redrawn within each class (stratified)'))
-    if clustered and ng < 10: meta['warning'] = f'only {ng} identity clusters in the test set: clustered intervals rest on {ng} independent units and are rough'
+    if clustered and ng < 10: meta['warning'] = (f'only {ng} identity clusters in the test set: clustered intervals '
+                                                 f'rest on {ng} independent units and are rough')
     return idx, meta
 
 # %% ../nbs/lib/05_metrics.ipynb #7c589e32
@@ -227,41 +282,57 @@ def _grid_curves(y, p, fpr, tpr, recall, precision, max_points=400):
     k = max(1, int(np.ceil(len(fpr)/max_points)))
     keep = np.unique(np.r_[np.arange(0, len(fpr), k), len(fpr) - 1])
     kr = np.unique(np.r_[np.arange(0, len(recall), k), len(recall) - 1])
-    return [float(x) for x in fpr[keep]], [float(x) for x in tpr[keep]], [float(x) for x in recall[kr]], [float(x) for x in precision[kr]]
+    return [float(x) for x in fpr[keep]], [float(x) for x in tpr[keep]], [float(x) for x in recall[kr]], [
+        float(x) for x in precision[kr]
+    ]
 
 def evaluate_scores(y_true, prob, thresholds: dict | None = None, groups=None, n_boot: int = 1000, seed: int = 0,
                     level: float = 0.95, n_bins: int = 10, grid_points: int = 101) -> dict:
-    "Threshold-free metrics, metrics at each of `thresholds` ({name: t}), bootstrap CIs of all, reliability table and curves with bands"
+    """Threshold-free metrics, metrics at each of `thresholds` ({name: t}), bootstrap CIs of all, reliability table and
+    curves with bands"""
     y, p = check_binary(y_true, prob, name='evaluate_scores')
-    if y.min() == y.max(): raise DeepfakeNBError(f"evaluate_scores: the test labels hold one class only ({len(y)} videos); metrics need real and fake videos")
+    if y.min() == y.max(): raise DeepfakeNBError(f"evaluate_scores: the test labels hold one class only ({len(y)} "
+                                                 "videos); metrics need real and fake videos")
     thresholds = {'0.5': 0.5} if thresholds is None else thresholds
     fg = rg = np.linspace(0, 1, grid_points)
     def one(yy, pp):
         tf, roc_g, pr_g = _threshold_free(yy, pp, n_bins, fpr_grid=fg, recall_grid=rg)
         ats = {k: classification_metrics(yy, pp, t) for k, t in thresholds.items()}
-        return [tf[m] for m in THRESHOLD_FREE] + [a[m] for a in ats.values() for m in AT_THRESHOLD], roc_g, pr_g, tf, ats
+        return [tf[m] for m in THRESHOLD_FREE] + [a[m] for a in ats.values()
+                                                  for m in AT_THRESHOLD], roc_g, pr_g, tf, ats
     point, roc_p, pr_p, tf, ats = one(y, p)
     idx, meta = bootstrap_indices(y, groups, n_boot, seed)
     reps = [one(y[i], p[i])[:3] for i in idx]
-    V = np.array([r[0] for r in reps], dtype=float); R = np.array([r[1] for r in reps]); Q = np.array([r[2] for r in reps], dtype=float)
+    V = np.array([r[0] for r in reps], dtype=float)
+    R = np.array([r[1] for r in reps])
+    Q = np.array([r[2] for r in reps], dtype=float)
     a = (1 - level)/2
-    with warnings.catch_warnings():                  # an all-NaN column (a metric never defined) gives NaN, which is right
+    # an all-NaN column (a metric never defined) gives NaN, which is right
+    with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
         lo, hi, sd = np.nanquantile(V, a, axis=0), np.nanquantile(V, 1 - a, axis=0), np.nanstd(V, axis=0, ddof=1)
         rlo, rhi = np.nanquantile(R, a, axis=0), np.nanquantile(R, 1 - a, axis=0)
         qlo, qhi = np.nanquantile(Q, a, axis=0), np.nanquantile(Q, 1 - a, axis=0)
     names = [('threshold_free', m) for m in THRESHOLD_FREE] + [(k, m) for k in thresholds for m in AT_THRESHOLD]
-    ci = {'threshold_free': {}, **{k: {} for k in thresholds}}; se = {k: {} for k in ci}
-    for (sec, m), l, h, d in zip(names, lo, hi, sd): ci[sec][m] = [float(l), float(h)]; se[sec][m] = float(d)
+    ci = {'threshold_free': {}, **{k: {} for k in thresholds}}
+    se = {k: {} for k in ci}
+    for (sec, m), l, h, d in zip(names, lo, hi, sd):
+        ci[sec][m] = [float(l), float(h)]
+        se[sec][m] = float(d)
     undefined = {f'{s}/{m}': int(c) for (s, m), c in zip(names, np.isnan(V).sum(0)) if c}
-    fpr, tpr, _ = roc_curve_points(y, p); rec, prec, _ = pr_curve_points(y, p)
+    fpr, tpr, _ = roc_curve_points(y, p)
+    rec, prec, _ = pr_curve_points(y, p)
     f_, t_, r_, p_ = _grid_curves(y, p, fpr, tpr, rec, prec)
     def _l(a): return [None if x != x else float(x) for x in a]
-    return dict(n=len(y), n_real=int((y == 0).sum()), n_fake=int(y.sum()), threshold_free=tf, at=ats, thresholds={k: float(v) for k, v in thresholds.items()},
-                ci=ci, se=se, bootstrap=dict(meta, level=level, interval='percentile', n_undefined=undefined),
-                reliability=reliability_table(y, p, n_bins).to_dict('records'),
-                curves=dict(roc=dict(fpr=f_, tpr=t_, grid=_l(fg), lo=_l(rlo), hi=_l(rhi)),
-                            pr=dict(recall=r_, precision=p_, grid=_l(rg), lo=_l(qlo), hi=_l(qhi), prevalence=float(y.mean()))))
+
+    return dict(
+        n=len(y), n_real=int((y == 0).sum()), n_fake=int(
+            y.sum()), threshold_free=tf, at=ats, thresholds={k: float(v)
+                                                             for k, v in thresholds.items()}, ci=ci, se=se,
+        bootstrap=dict(meta, level=level, interval='percentile', n_undefined=undefined), reliability=reliability_table(
+            y, p, n_bins).to_dict('records'), curves=dict(
+                roc=dict(fpr=f_, tpr=t_, grid=_l(fg), lo=_l(rlo), hi=_l(rhi)), pr=dict(
+                    recall=r_, precision=p_, grid=_l(rg), lo=_l(qlo), hi=_l(qhi), prevalence=float(y.mean()))))
 
 # %% ../nbs/lib/05_metrics.ipynb #20fc07eb
 FRAME_AGGREGATES = ('mean', 'max', 'median')
@@ -269,7 +340,8 @@ FRAME_AGGREGATES = ('mean', 'max', 'median')
 def aggregate_frames(frames: pd.DataFrame, how=FRAME_AGGREGATES) -> pd.DataFrame:
     "Per-video scores `prob_<how>` from per-frame scores (`video_id, frame, prob`), with `n_frames` and `n_unscored`"
     missing = [c for c in ['video_id', 'frame', 'prob'] if c not in frames]
-    if missing: raise DeepfakeNBError(f"frame predictions: missing column(s) {missing}; they need video_id, frame, prob (P(fake) per frame)")
+    if missing: raise DeepfakeNBError(f"frame predictions: missing column(s) {missing}; they need video_id, frame, "
+                                      "prob (P(fake) per frame)")
     bad = [h for h in how if h not in FRAME_AGGREGATES]
     if bad: raise DeepfakeNBError(f"frame aggregate(s) {bad} unknown; use {list(FRAME_AGGREGATES)}")
     f = frames.assign(video_id=frames.video_id.astype(str))
@@ -277,30 +349,36 @@ def aggregate_frames(frames: pd.DataFrame, how=FRAME_AGGREGATES) -> pd.DataFrame
     out = pd.DataFrame({'n_frames': g.size(), 'n_unscored': g.apply(lambda s: int(s.isna().sum()))})
     for h in how: out[f'prob_{h}'] = getattr(g, h)()
     empty = out.index[out.n_frames == out.n_unscored]
-    if len(empty): raise DeepfakeNBError(f"frame predictions: {len(empty)} video(s) have no scored frame ({list(empty[:3])}); re-score them or drop them from the manifest")
+    if len(empty): raise DeepfakeNBError(f"frame predictions: {len(empty)} video(s) have no scored frame "
+                                         f"({list(empty[:3])}); re-score them or drop them from the manifest")
     return out
 
 # %% ../nbs/lib/05_metrics.ipynb #87905fd1
 def evaluate_frame_levels(frames: pd.DataFrame, videos: pd.DataFrame, rule: str = 'youden', groups: dict | None = None,
                           how=FRAME_AGGREGATES, **kw) -> dict:
-    "Frame-level and video-level (`how` aggregates) evaluations of a run's frame scores; `videos` has `video_id, split, label`; thresholds chosen on val"
+    """Frame-level and video-level (`how` aggregates) evaluations of a run's frame scores; `videos` has `video_id,
+    split, label`; thresholds chosen on val"""
     v = videos.assign(video_id=videos.video_id.astype(str)).set_index('video_id')
     agg = aggregate_frames(frames, how)
     unknown = agg.index.difference(v.index)
-    if len(unknown): raise DeepfakeNBError(f"frame predictions: {len(unknown)} video id(s) are not in predictions.csv ({list(unknown[:3])}); they must score the same videos")
+    if len(unknown): raise DeepfakeNBError(f"frame predictions: {len(unknown)} video id(s) are not in predictions.csv "
+                                           f"({list(unknown[:3])}); they must score the same videos")
     agg = agg.join(v[['split', 'label']])
-    fr = frames.assign(video_id=frames.video_id.astype(str)).dropna(subset=['prob']).join(v[['split', 'label']], on='video_id')
+    fr = frames.assign(video_id=frames.video_id.astype(str)).dropna(subset=['prob']).join(
+        v[['split', 'label']], on='video_id')
     levels = {'frame': (fr, 'prob', fr.video_id.map(groups) if groups else fr.video_id)}
     for h in how: levels[f'video_{h}'] = (agg.reset_index(), f'prob_{h}', None)
     out = dict(n_frames=int(len(frames)), n_unscored_frames=int(frames.prob.isna().sum()), rule=rule, levels={})
     for name, (d, col, g) in levels.items():
         te, va = d[d.split == 'test'], d[d.split == 'val']
-        if va.label.nunique() < 2: raise DeepfakeNBError(f"frame level {name}: the val split needs real and fake videos to choose a threshold")
+        if va.label.nunique() < 2: raise DeepfakeNBError(f"frame level {name}: the val split needs real and fake "
+                                                         "videos to choose a threshold")
         thr = choose_threshold(va.label.values, va[col].values, rule)
         gg = None
         if name == 'frame': gg = g[d.split == 'test'].values
         elif groups: gg = te.video_id.map(groups).values
-        out['levels'][name] = evaluate_scores(te.label.values, te[col].values, {'0.5': 0.5, 'val_threshold': thr}, groups=gg, **kw)
+        out['levels'][name] = evaluate_scores(te.label.values, te[col].values, {'0.5': 0.5, 'val_threshold': thr},
+                                              groups=gg, **kw)
         out['levels'][name]['unit'] = 'frame' if name == 'frame' else 'video'
     return out
 

@@ -15,27 +15,35 @@ __all__ = ['multiworker_strategy', 'worker_lost_message', 'worker_scope']
 
 # %% ../nbs/lib/05a_multiworker.ipynb #mw210002
 import os, contextlib
-# the cluster (TF_CONFIG) is read by core.tf_config alone: cluster_size, is_chief, multiworker and worker_name come from there
+# the cluster (TF_CONFIG) is read by core.tf_config alone: cluster_size, is_chief, multiworker and worker_name come from
+# there
 def _keras_multiworker_fixes():
-    """Mend, once, two defects of Keras 3's TensorFlow trainer under `MultiWorkerMirroredStrategy` (keras-team/keras#20585): it builds a model
-    from `strategy.reduce` of a whole batch structure, which that strategy refuses (here: from the dataset's element spec), and it averages each step's logs with `axis=0`, which fails on scalars"""
+    """Mend, once, two defects of Keras 3's TensorFlow trainer under `MultiWorkerMirroredStrategy`
+    (keras-team/keras#20585): it builds a model from `strategy.reduce` of a whole batch structure, which that strategy
+    refuses (here: from the dataset's element spec), and it averages each step's logs with `axis=0`, which fails on
+    scalars"""
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer as T
     if getattr(T, '_deepfake_nb_multiworker', False): return
     reduce, build = T.reduce_per_replica, T.TensorFlowTrainer._maybe_symbolic_build
     def reduce_per_replica(values, strategy, reduction):
-        if reduction in ('auto', 'mean') and T._collective_all_reduce_multi_worker(strategy):   # the mean over every replica, element by element
-            return tree.map_structure(lambda v: strategy.reduce('MEAN', v, axis=None) if T._is_per_replica_instance(v) else v, values)
+        # the mean over every replica, element by element
+        if reduction in ('auto', 'mean') and T._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(
+                lambda v: strategy.reduce('MEAN', v, axis=None) if T._is_per_replica_instance(v) else v, values)
         return reduce(values, strategy, reduction)
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if self._distribute_strategy is None or not T._collective_all_reduce_multi_worker(self._distribute_strategy):
             return build(self, iterator, data_batch)
-        if iterator is not None: data_batch = iterator.data_adapter.get_tf_dataset().element_spec   # shapes only: drawing a batch would advance a reshuffling dataset
+        # shapes only: drawing a batch would advance a reshuffling dataset
+        if iterator is not None: data_batch = iterator.data_adapter.get_tf_dataset().element_spec
         with self.distribute_strategy.scope(): self._symbolic_build(data_batch=data_batch)
+
     T.reduce_per_replica, T.TensorFlowTrainer._maybe_symbolic_build, T._deepfake_nb_multiworker = reduce_per_replica, _maybe_symbolic_build, True
 
 def _coordinate(timeout):
-    "Have TensorFlow's coordination service wait `timeout` s for every worker to join, and declare a worker lost after `timeout` s without its heartbeat"
+    """Have TensorFlow's coordination service wait `timeout` s for every worker to join, and declare a worker lost after
+    `timeout` s without its heartbeat"""
     from tensorflow.python.eager import context
     from tensorflow.python.distribute import multi_worker_util
     from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2 as cc
@@ -44,26 +52,36 @@ def _coordinate(timeout):
     if ctx.coordination_service is not None: return
     spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
     ms = int(timeout * 1000)
-    ctx.configure_coordination_service('standalone', multi_worker_util.coordination_leader(spec), cluster_register_timeout_in_ms=ms, heartbeat_timeout_in_ms=ms,
-                                       coordinated_jobs=[cc.CoordinatedJob(name=j, num_tasks=spec.num_tasks(j)) for j in ('chief', 'worker') if j in spec.jobs])
-    ctx._coordination_service_config.cluster_register_with_barrier = True   # the start waits for everyone, `timeout` at most
+    ctx.configure_coordination_service(
+        'standalone', multi_worker_util.coordination_leader(spec), cluster_register_timeout_in_ms=ms,
+        heartbeat_timeout_in_ms=ms, coordinated_jobs=[
+            cc.CoordinatedJob(name=j, num_tasks=spec.num_tasks(j)) for j in ('chief', 'worker') if j in spec.jobs
+        ])
+    # the start waits for everyone, `timeout` at most
+    ctx._coordination_service_config.cluster_register_with_barrier = True
 
 _MULTIWORKER = {}
 def multiworker_strategy(worker_timeout=120):
-    "This process's `MultiWorkerMirroredStrategy` (one per process), made before any other TensorFlow op; workers wait `worker_timeout` s for one another (see above)"
+    """This process's `MultiWorkerMirroredStrategy` (one per process), made before any other TensorFlow op; workers wait
+    `worker_timeout` s for one another (see above)"""
     import tensorflow as tf
     def make():                        # unless compute.make_strategy made it already
         if isinstance(worker_timeout, bool) or not isinstance(worker_timeout, (int, float)) or worker_timeout < 10:
-            raise DeepfakeNBError(f"worker_timeout={worker_timeout!r} must be a number of seconds, at least 10 (TensorFlow's heartbeats are seconds apart)")
+            raise DeepfakeNBError(f"worker_timeout={worker_timeout!r} must be a number of seconds, at least 10 "
+                                  "(TensorFlow's heartbeats are seconds apart)")
         if cluster_size() > 1:
             try: _coordinate(worker_timeout)
-            except Exception as e: print(f"note: TensorFlow's coordination service could not be configured ({type(e).__name__}: {e}); its own timeouts apply")
+            except Exception as e: print("note: TensorFlow's coordination service could not be configured "
+                                         f"({type(e).__name__}: {e}); its own timeouts apply")
         try: return tf.distribute.MultiWorkerMirroredStrategy()
         except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
             c = tf_config()['cluster']
-            raise DeepfakeNBError(f"{worker_name()}: not every worker of the TF_CONFIG cluster ({', '.join(c.get('chief', []) + c.get('worker', []))}) joined within "
-                                  f"worker_timeout={worker_timeout} s. Start the same `deepfake-nb train` command on every worker, each with its own task index, "
-                                  f"check that these addresses are reachable from every node, or give a longer --worker-timeout "
+            raise DeepfakeNBError(f"{worker_name()}: not every worker of the TF_CONFIG cluster "
+                                  f"({', '.join(c.get('chief', []) + c.get('worker', []))}) joined within "
+                                  f"worker_timeout={worker_timeout} s. Start the same `deepfake-nb train` command on "
+                                  "every worker, each with its own task index, "
+                                  "check that these addresses are reachable from every node, or give a longer "
+                                  "--worker-timeout "
                                   f"(TensorFlow: {str(e).strip().splitlines()[0][:200]})") from None
     if 'strategy' not in _MULTIWORKER:
         s = process_strategy('MultiWorkerMirroredStrategy', make)
@@ -72,35 +90,44 @@ def multiworker_strategy(worker_timeout=120):
     return _MULTIWORKER['strategy']
 
 def worker_lost_message(error, worker_timeout=120) -> str:
-    "The message of a multi-worker run whose collectives failed with TensorFlow `error` (a worker gone): which worker, why, and how to go on"
+    """The message of a multi-worker run whose collectives failed with TensorFlow `error` (a worker gone): which worker,
+    why, and how to go on"""
     import re
     text, t = str(error), tf_config()['task']
     me = f"/job:{t.get('type')}/replica:0/task:{t.get('index')}"
     tasks = [x for x in dict.fromkeys(re.findall(r'/job:\w+/replica:\d+/task:\d+', text)) if x != me]
     who = f"{'worker' if len(tasks) == 1 else 'workers'} {', '.join(tasks)}" if tasks else 'another worker'
-    first = re.sub(r'\{\{[^}]*\}\}\s*', '', next((l.strip() for l in text.splitlines() if l.strip()), type(error).__name__))
-    return (f"multi-worker training stopped on {worker_name()}: {who} stopped responding (killed, crashed, out of memory or its node lost; "
-            f"a silent worker is given worker_timeout={worker_timeout} s). Every worker must run to the end. Start every worker again with the same "
-            f"command and --resume: they go on from the chief's last epoch checkpoint (a longer --worker-timeout tolerates slow nodes). TensorFlow: {first[:300]}")
+    first = re.sub(r'\{\{[^}]*\}\}\s*', '',
+                   next((l.strip() for l in text.splitlines() if l.strip()),
+                        type(error).__name__))
+    return (f"multi-worker training stopped on {worker_name()}: {who} stopped responding (killed, crashed, out of "
+            "memory or its node lost; "
+            f"a silent worker is given worker_timeout={worker_timeout} s). Every worker must run to the end. Start "
+            "every worker again with the same "
+            "command and --resume: they go on from the chief's last epoch checkpoint (a longer --worker-timeout "
+            f"tolerates slow nodes). TensorFlow: {first[:300]}")
 
 @contextlib.contextmanager
 def worker_scope(rdir, resume=False, mw=False, worker_timeout=120):
-    "Yields the epoch-checkpoint folder: the chief's in its run directory (made ready), another worker's in a scratch folder of its own, removed at the end; a lost worker becomes `DeepfakeNBError`"
+    """Yields the epoch-checkpoint folder: the chief's in its run directory (made ready), another worker's in a scratch
+    folder of its own, removed at the end; a lost worker becomes `DeepfakeNBError`"""
     import tensorflow as tf, shutil, tempfile
     scratch = None
     if is_chief():
         rdir.mkdir(parents=True, exist_ok=True)
-        (rdir/'complete.json').unlink(missing_ok=True)    # from here on the directory is a run in progress (with checkpoint/)
+        # from here on the directory is a run in progress (with checkpoint/)
+        (rdir/'complete.json').unlink(missing_ok=True)
         ckpt = rdir/'checkpoint'
         if not resume: shutil.rmtree(ckpt, ignore_errors=True)
-    else:                                                 # nothing under reports/: the chief's checkpoint is read (to resume), never written
+    # nothing under reports/: the chief's checkpoint is read (to resume), never written
+    else:
         scratch = Path(tempfile.mkdtemp(prefix=f"deepfake_nb-{worker_name().replace(' ', '')}-"))
         ckpt = scratch/'checkpoint'
         if resume and (rdir/'checkpoint').is_dir(): shutil.copytree(rdir/'checkpoint', ckpt)
     try: yield ckpt
     except tf.errors.OpError as e:
-        if mw and (isinstance(e, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError, tf.errors.CancelledError))
-                   or 'ollective' in str(e)): raise DeepfakeNBError(worker_lost_message(e, worker_timeout)) from None
+        if mw and (isinstance(e, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                                  tf.errors.CancelledError)) or 'ollective' in str(e)):            raise DeepfakeNBError(worker_lost_message(e, worker_timeout)) from None
         raise
     finally:
         if scratch is not None: shutil.rmtree(scratch, ignore_errors=True)

@@ -8,8 +8,8 @@ import argparse, sys, time, os, subprocess, itertools, json, contextlib, logging
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from .core import *
-from .settings import (stage_settings, default_value, defaults, add_options, given, dashes, check_settings, load_settings_file,
-                                  unknown_message, resolve_paths, RUN_SETTINGS)
+from .settings import (stage_settings, default_value, defaults, add_options, given, dashes, check_settings,
+                                  load_settings_file, unknown_message, resolve_paths, RUN_SETTINGS)
 
 # %% auto #0
 __all__ = ['COMMANDS', 'verbose', 'notebook_lock', 'run_notebook', 'dataset_name', 'run_section', 'run_section_output',
@@ -22,11 +22,13 @@ def verbose() -> bool:
     return os.environ.get('DEEPFAKE_NB_VERBOSE', '') not in ('', '0')
 
 def _kernel_manager(log_file):
-    "A Jupyter kernel manager class whose kernels write their stdout and stderr (what the notebook does not show) to `log_file`"
+    """A Jupyter kernel manager class whose kernels write their stdout and stderr (what the notebook does not show) to
+    `log_file`"""
     from jupyter_client.manager import AsyncKernelManager
     class QuietKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw):
-            kw.setdefault('stdout', log_file); kw.setdefault('stderr', log_file)
+            kw.setdefault('stdout', log_file)
+            kw.setdefault('stderr', log_file)
             return await super().start_kernel(**kw)
     return QuietKernelManager
 
@@ -35,15 +37,18 @@ def _note(msg): print(f'[deepfake-nb {time.strftime("%H:%M:%S")}] {msg}', flush=
 def _notebook_lock_path(out) -> Path: return (Path(out).parent/f'.{Path(out).name}.lock').absolute()
 
 def notebook_lock(out, timeout=None, what=None, say=_note):
-    "The lock of executed notebook `out` (`core.file_lock` on `.<name>.lock` beside it): one process at a time executes a stage into it, and reads it back"
+    """The lock of executed notebook `out` (`core.file_lock` on `.<name>.lock` beside it): one process at a time
+    executes a stage into it, and reads it back"""
     return file_lock(_notebook_lock_path(out), timeout=timeout, what=what or f'the executed notebook {out}', say=say)
 
 def run_notebook(notebook: str, out: Path, log: Path | None = None, **params) -> Path:
-    "Execute stage notebook `nbs/<notebook>.ipynb` (or a notebook path) with `params` into `out` (holding `notebook_lock(out)`); the kernel's own output and papermill's log go to `log` (default: `out` as .log)"
+    """Execute stage notebook `nbs/<notebook>.ipynb` (or a notebook path) with `params` into `out` (holding
+    `notebook_lock(out)`); the kernel's own output and papermill's log go to `log` (default: `out` as .log)"""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
     src = Path(notebook) if str(notebook).endswith('.ipynb') else nbs_dir()/f'{notebook}.ipynb'
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     log = Path(log or out.with_suffix('.log'))
     os.environ.setdefault('DEEPFAKE_NB_HOME', str(project_root()))
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -51,13 +56,18 @@ def run_notebook(notebook: str, out: Path, log: Path | None = None, **params) ->
     with notebook_lock(out), open(log, 'w') as lf:
         h = logging.StreamHandler(sys.stderr if verbose() else lf)
         h.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
-        plog.addHandler(h); plog.setLevel(logging.INFO)
+        plog.addHandler(h)
+        plog.setLevel(logging.INFO)
         quiet = {} if verbose() else dict(kernel_manager_class=_kernel_manager(lf))
-        try: pm.execute_notebook(str(src), str(out), parameters=params, kernel_name='python3', cwd=str(src.parent), progress_bar=False,
-                                 log_output=verbose(), stdout_file=lf, stderr_file=lf, **quiet)
+        try:
+            pm.execute_notebook(str(src), str(out), parameters=params, kernel_name='python3', cwd=str(src.parent),
+                                progress_bar=False, log_output=verbose(), stdout_file=lf, stderr_file=lf, **quiet)
         except PapermillExecutionError as e:
-            raise DeepfakeNBError(f"{src.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue} (executed notebook: {out}; log: {log})") from None
-        finally: plog.removeHandler(h); plog.setLevel(level)
+            raise DeepfakeNBError(f"{src.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue} (executed "
+                                  f"notebook: {out}; log: {log})") from None
+        finally:
+            plog.removeHandler(h)
+            plog.setLevel(level)
     return out
 
 def dataset_name(dataset: str, root=None, compression='c23', name=None) -> str:
@@ -74,7 +84,8 @@ def run_section(nb) -> list:
 _LIBRARY_CHATTER = ('WARNING:tensorflow:', 'INFO:tensorflow:', 'WARNING:absl:', 'INFO:absl:', 'Downloading data from ')
 
 def run_section_output(nb_path) -> str:
-    "What the run section (the cells after the parameters) of an executed notebook printed, without TensorFlow's and Keras' own chatter"
+    """What the run section (the cells after the parameters) of an executed notebook printed, without TensorFlow's and
+    Keras' own chatter"""
     nb = _read_nb(nb_path)
     text = ''.join(o.get('text', '') for c in run_section(nb) for o in c.get('outputs', [])
                    if o.get('output_type') == 'stream' and o.get('name') == 'stdout')
@@ -95,7 +106,8 @@ def grid_params(dataset=_R.dataset, backbones=_R.backbones, heads=_R.heads, seed
 
 def visible_gpus() -> list[str]:
     "GPU indices to pin jobs to: `$CUDA_VISIBLE_DEVICES`, else those `nvidia-smi -L` lists, else none"
-    if os.environ.get('CUDA_VISIBLE_DEVICES') not in (None, ''): return [g for g in os.environ['CUDA_VISIBLE_DEVICES'].split(',') if g.strip()]
+    if os.environ.get('CUDA_VISIBLE_DEVICES') not in (None, ''):
+        return [g for g in os.environ['CUDA_VISIBLE_DEVICES'].split(',') if g.strip()]
     try: out = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=10).stdout
     except Exception: return []
     return [str(i) for i, l in enumerate(out.splitlines()) if l.startswith('GPU ')]
@@ -106,24 +118,32 @@ def _train_cmd(p: dict) -> list[str]:
     return [str(exe) if exe.exists() else 'deepfake-nb', 'train', '--params', json.dumps(p)]
 
 def _run_one(p: dict, force: bool, gpu: str | None, resume: bool = False, wait: bool = True, say=print) -> str:
-    "Train run `p` in a papermill kernel ('done'), or find it trained by another process meanwhile ('reused'); without `wait`, `LockBusy` when another process is on it"
+    """Train run `p` in a papermill kernel ('done'), or find it trained by another process meanwhile ('reused'); without
+    `wait`, `LockBusy` when another process is on it"""
     from deepfake_nb.train import run_dir_for, is_complete, run_lock
     rdir = run_dir_for(p)
     was_complete = is_complete(rdir, p)
     nb = rdir/'03_train.ipynb'
-    with notebook_lock(nb, None if wait else 0, f"run {p['dataset']}/{rdir.name}", say) as lk:   # another grid (or deepfake-nb train) on this run
+    # another grid (or deepfake-nb train) on this run
+    with notebook_lock(nb, None if wait else 0, f"run {p['dataset']}/{rdir.name}", say) as lk:
         with run_lock(rdir, wait, say): pass                  # ... or train_run called from Python in another process
         if is_complete(rdir, p) and not (force and was_complete): return 'reused'
         if gpu is None:
             run_notebook('03_train', nb, rdir/'papermill.log', force=force, resume=resume, **p)
             return 'done'
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu, **{LOCKS_HELD_ENV: str(lk.path)})   # the child executes the notebook under this lock
-        r = subprocess.run(_train_cmd(p) + (['--force'] if force else []) + (['--resume'] if resume else []), env=env, capture_output=True, text=True)
-    if r.returncode: raise RuntimeError((r.stderr or r.stdout).strip().splitlines()[-1] if (r.stderr or r.stdout).strip() else f'exit {r.returncode}')
+        # the child executes the notebook under this lock
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu, **{LOCKS_HELD_ENV: str(lk.path)})
+        r = subprocess.run(
+            _train_cmd(p) + (['--force'] if force else []) + (['--resume'] if resume else []), env=env,
+            capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError((r.stderr or r.stdout).strip().splitlines()[-1] if (
+            r.stderr or r.stdout).strip() else f'exit {r.returncode}')
     return 'done'
 
 def run_grid(params_list: list[dict], force=False, jobs=1, progress=True, resume=False) -> dict:
-    "Run (or skip) each run of the grid (`resume`: an interrupted run goes on from its last epoch checkpoint); return {'done', 'skipped', 'failed'} lists of run directories"
+    """Run (or skip) each run of the grid (`resume`: an interrupted run goes on from its last epoch checkpoint); return
+    {'done', 'skipped', 'failed'} lists of run directories"""
     from deepfake_nb.train import run_dir_for, is_complete
     from tqdm.auto import tqdm
     res = dict(done=[], skipped=[], failed=[])
@@ -138,16 +158,20 @@ def run_grid(params_list: list[dict], force=False, jobs=1, progress=True, resume
     def _finish(p, err=None, status='done'):
         rdir = run_dir_for(p)
         if err is None and status == 'reused':
-            res['skipped'].append(rdir); _write(f"{_label(p)}: trained by another process meanwhile; reused ({rdir})")
+            res['skipped'].append(rdir)
+            _write(f"{_label(p)}: trained by another process meanwhile; reused ({rdir})")
         elif err is None: res['done'].append(rdir)
         else:
             res['failed'].append(rdir)
-            _write(f"FAILED {_label(p)}: {err} (executed notebook: {rdir/'03_train.ipynb'}, log: {rdir/'papermill.log'})")
-        bar.update(1); bar.set_postfix_str(f'{_label(p)} {"ok" if err is None else "failed"}; elapsed {time.time()-t0:.0f}s')
+            _write(f"FAILED {_label(p)}: {err} (executed notebook: {rdir/'03_train.ipynb'}, log: "
+                   f"{rdir/'papermill.log'})")
+        bar.update(1)
+        bar.set_postfix_str(f'{_label(p)} {"ok" if err is None else "failed"}; elapsed {time.time()-t0:.0f}s')
     def _outcome(p, result, later):
         try: status = result()
         except LockBusy as e:
-            later.append(p); _write(f"{_label(p)}: being trained elsewhere, by {describe_owner(e.owner)}; back to it after the others")
+            later.append(p)
+            _write(f"{_label(p)}: being trained elsewhere, by {describe_owner(e.owner)}; back to it after the others")
         except Exception as e: _finish(p, f'{type(e).__name__}: {_last_line(e)}')
         else: _finish(p, status=status)
     gpus = visible_gpus() if jobs > 1 else []
@@ -174,28 +198,37 @@ def _last_line(e) -> str:
 # %% ../nbs/lib/13_pipeline.ipynb #3e8a52d9
 def _say(msg): print(f'[deepfake-nb {time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
-def _line(text: str, start: str) -> str: return next((l.strip() for l in text.splitlines() if l.strip().startswith(start)), '')
 
-def run_pipeline(dataset=_R.dataset, backbones=_R.backbones, seeds=_R.seeds, heads=_R.heads, force=_R.force, report=_R.report, jobs=_R.jobs,
-                 root=_R.root, compression=_R.compression, name=_R.name, resume=_R.resume, methods=_R.methods, split_seed=_R.split_seed,
-                 num_workers=_R.num_workers, identity_pattern=_R.identity_pattern, **train_kw) -> dict:
-    "Run every stage for `backbones` x `heads` x `seeds` on `dataset` (demo, celebdf, ffpp, dfdc, folder, images or a folder path, read from `root`)"
+def _line(text: str, start: str) -> str:
+    return next((l.strip() for l in text.splitlines() if l.strip().startswith(start)), '')
+
+
+def run_pipeline(dataset=_R.dataset, backbones=_R.backbones, seeds=_R.seeds, heads=_R.heads, force=_R.force,
+                 report=_R.report, jobs=_R.jobs, root=_R.root, compression=_R.compression, name=_R.name,
+                 resume=_R.resume, methods=_R.methods, split_seed=_R.split_seed, num_workers=_R.num_workers,
+                 identity_pattern=_R.identity_pattern, **train_kw) -> dict:
+    """Run every stage for `backbones` x `heads` x `seeds` on `dataset` (demo, celebdf, ffpp, dfdc, folder, images or a
+    folder path, read from `root`)"""
     name = dataset_name(dataset, root or None, compression, name or None)
     grid = grid_params(name, backbones, heads, seeds, split_seed=split_seed, **train_kw)   # checked before any work
     t0 = time.time()
     pdir = reports_dir('pipeline', name)
-    run_notebook('01_data', pdir/'01_data.ipynb', dataset=dataset, root=str(root or ''), name=name, compression=compression, methods=methods,
-                 split_seed=split_seed, identity_pattern=identity_pattern)
+    run_notebook('01_data', pdir / '01_data.ipynb', dataset=dataset, root=str(root or ''), name=name,
+                 compression=compression, methods=methods, split_seed=split_seed, identity_pattern=identity_pattern)
     _say(f'data: {dataset} -> {data_dir("manifests", name + ".csv")}')
     from deepfake_nb.data import identity_warning
     if warning := identity_warning(data_dir('manifests', name + '.csv')): _say(warning)
-    grid = grid_params(name, backbones, heads, seeds, split_seed=split_seed, **train_kw)   # again: preset 'auto' reads the manifest now built
+    # again: preset 'auto' reads the manifest now built
+    grid = grid_params(name, backbones, heads, seeds, split_seed=split_seed, **train_kw)
     p0 = grid[0]
-    with notebook_lock(pdir/'02_preprocess.ipynb'):          # read back before another process on this home executes it again
-        nb = run_notebook('02_preprocess', pdir/'02_preprocess.ipynb', dataset=name, frames=p0['frames'], size=p0['size'], detector=p0['detector'],
-                          margin=p0['margin'], framing=p0['framing'], align=p0['align'], num_workers=num_workers)
+    # read back before another process on this home executes it again
+    with notebook_lock(pdir/'02_preprocess.ipynb'):
+        nb = run_notebook('02_preprocess', pdir / '02_preprocess.ipynb', dataset=name, frames=p0['frames'],
+                          size=p0['size'], detector=p0['detector'], margin=p0['margin'], framing=p0['framing'],
+                          align=p0['align'], num_workers=num_workers)
         printed = run_section_output(nb)
-    _say(f"faces: {_line(printed, 'face found') or 'done'} -> {_line(printed, 'face cache:').removeprefix('face cache:').strip() or nb}")
+    _say(f"faces: {_line(printed, 'face found') or 'done'} -> "
+         f"{_line(printed, 'face cache:').removeprefix('face cache:').strip() or nb}")
     _say(f'train: {len(grid)} run(s), {" ".join(backbones)} x {" ".join(heads)} x seeds {" ".join(map(str, seeds))}')
     out = run_grid(grid, force=force, jobs=jobs, resume=resume)
     runs = out['done'] + out['skipped']
@@ -209,53 +242,78 @@ def run_pipeline(dataset=_R.dataset, backbones=_R.backbones, seeds=_R.seeds, hea
             out['report'] = render_report(name)
             _say(f"report -> {out['report']}")
     else: _say('no complete run: nothing to compare or report')
-    _say(f"finished in {time.time()-t0:.0f}s: {len(out['done'])} trained, {len(out['skipped'])} skipped, {len(out['failed'])} failed")
+    _say(f"finished in {time.time()-t0:.0f}s: {len(out['done'])} trained, {len(out['skipped'])} skipped, "
+         f"{len(out['failed'])} failed")
     for r in out['failed']: _say(f'  failed: {r}')
     if 'report' in out: print(out['report'])
     return out
 
 def _offline_template() -> dict:
-    "nbconvert's lab template without the scripts it loads from a CDN (require.js, MathJax), so the HTML is one self-contained file"
+    """nbconvert's lab template without the scripts it loads from a CDN (require.js, MathJax), so the HTML is one
+    self-contained file"""
     from jinja2 import DictLoader
-    tpl = ("{%- extends 'lab/index.html.j2' -%}\n{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}\n"
-           "{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}\n{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}")
+    tpl = ("{%- extends 'lab/index.html.j2' -%}\n{%- block html_head_js_requirejs -%}{%- endblock "
+           "html_head_js_requirejs -%}\n"
+           "{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}\n{%- block html_head_js_mermaidjs "
+           "-%}{%- endblock html_head_js_mermaidjs -%}")
     return dict(extra_loaders=[DictLoader({'deepfake_report.html.j2': tpl})], template_file='deepfake_report.html.j2')
 
 def render_report(dataset='demo', out_html=None) -> Path:
     "Execute `05_report` for `dataset` and convert what follows its parameters to a single HTML file with no code cells"
     from nbconvert import HTMLExporter
     nb_out = reports_dir('report.ipynb')
-    with notebook_lock(nb_out):                               # read back before another process on this home executes it again
+    # read back before another process on this home executes it again
+    with notebook_lock(nb_out):
         run_notebook('05_report', nb_out, reports_dir('report.log'), dataset=dataset)
         nb = _read_nb(nb_out)
     exp = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, **_offline_template())
     nb.cells = run_section(nb)   # the report proper (above the parameters: the title, the Colab cell)
     for c in nb.cells:   # library warnings on stderr belong in the executed notebook, not in the report readers get
-        if 'outputs' in c: c.outputs = [o for o in c.outputs if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
+        if 'outputs' in c:
+            c.outputs = [o for o in c.outputs if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
     html, _ = exp.from_notebook_node(nb, resources=dict(metadata=dict(name=f'deepfake_nb report: {dataset}')))
     return write_text(out_html or reports_dir('report.html'), html)
 
 # %% ../nbs/lib/13_pipeline.ipynb #f21b5cdb
 _EXAMPLES = dict(
-    run='deepfake-nb run --dataset demo --backbones mobilenetv2 resnet50 --seeds 0 1\n  deepfake-nb run --config grid.yaml --jobs 2',
-    data="deepfake-nb data --dataset demo\n  deepfake-nb data --dataset ffpp --root /data/FaceForensics++ --compression c40\n  deepfake-nb data --dataset folder --root /data/mine --identity-pattern '^([^_]+)_'   # alice_01.mp4 -> identity alice",
-    preprocess='deepfake-nb preprocess --dataset demo --frames 12 --size 160\n  deepfake-nb preprocess --manifest data/manifests/ffpp_c40.csv --detector yunet --detector-model face_detection_yunet_2023mar.onnx --num-workers 4\n  deepfake-nb preprocess --dataset celebdf --shard 3 --num-shards 16 --features mobilenetv2 resnet50   # one array job of 16 (examples/slurm_preprocess.sh)',
-    train='deepfake-nb train --dataset demo --backbone resnet50 --seed 1\n  deepfake-nb train --backbone mobilenetv2 --mode finetune --finetune-layers 30 --augment flip,rotate\n  TF_CONFIG=... deepfake-nb train --dataset celebdf --worker-timeout 300   # on every worker of a cluster (examples/slurm_train.sh)',
-    compare='deepfake-nb compare --dataset demo\n  deepfake-nb compare --dataset demo --threshold-rule eer --n-boot 2000',
+    run='deepfake-nb run --dataset demo --backbones mobilenetv2 resnet50 --seeds 0 1\n  deepfake-nb run --config '
+        'grid.yaml --jobs 2',
+    data="deepfake-nb data --dataset demo\n  deepfake-nb data --dataset ffpp --root /data/FaceForensics++ "
+         "--compression c40\n  deepfake-nb data --dataset folder --root /data/mine --identity-pattern '^([^_]+)_'   # "
+         "alice_01.mp4 -> identity alice",
+    preprocess='deepfake-nb preprocess --dataset demo --frames 12 --size 160\n  deepfake-nb preprocess --manifest '
+               'data/manifests/ffpp_c40.csv --detector yunet --detector-model face_detection_yunet_2023mar.onnx '
+               '--num-workers 4\n  deepfake-nb preprocess --dataset celebdf --shard 3 --num-shards 16 --features '
+               'mobilenetv2 resnet50   # one array job of 16 (examples/slurm_preprocess.sh)',
+    train='deepfake-nb train --dataset demo --backbone resnet50 --seed 1\n  deepfake-nb train --backbone mobilenetv2 '
+          '--mode finetune --finetune-layers 30 --augment flip,rotate\n  TF_CONFIG=... deepfake-nb train --dataset '
+          'celebdf --worker-timeout 300   # on every worker of a cluster (examples/slurm_train.sh)',
+    compare='deepfake-nb compare --dataset demo\n  deepfake-nb compare --dataset demo --threshold-rule eer --n-boot '
+            '2000',
     report='deepfake-nb report --dataset demo',
-    study='deepfake-nb study --dataset demo\n  deepfake-nb study --dataset celebdf --studies cross_dataset degradations --eval-datasets ffpp_c23 dfdc --degradations jpeg:90,70,50,30 h264:23,30,37',
-    predict='deepfake-nb predict --inputs my_video.mp4 --annotate --gradcam\n  deepfake-nb predict --inputs videos/ --run-dir reports/runs/demo/<run_id> --windows 3 --export',
-    watch='deepfake-nb watch --source 0 --run-dir reports/runs/demo/<run_id>   # the first camera; Ctrl-C stops\n  deepfake-nb watch --source clip.mp4 --model tflite --annotate\n  deepfake-nb watch --source rtsp://camera.local/stream --stride 0.5\n  deepfake-nb watch --source clip.mp4 --as-fast-as-possible --max-seconds 60',
+    study='deepfake-nb study --dataset demo\n  deepfake-nb study --dataset celebdf --studies cross_dataset '
+          'degradations --eval-datasets ffpp_c23 dfdc --degradations jpeg:90,70,50,30 h264:23,30,37',
+    predict='deepfake-nb predict --inputs my_video.mp4 --annotate --gradcam\n  deepfake-nb predict --inputs videos/ '
+            '--run-dir reports/runs/demo/<run_id> --windows 3 --export',
+    watch='deepfake-nb watch --source 0 --run-dir reports/runs/demo/<run_id>   # the first camera; Ctrl-C stops\n  '
+          'deepfake-nb watch --source clip.mp4 --model tflite --annotate\n  deepfake-nb watch --source '
+          'rtsp://camera.local/stream --stride 0.5\n  deepfake-nb watch --source clip.mp4 --as-fast-as-possible '
+          '--max-seconds 60',
 )
 COMMANDS = dict(run=('run', 'everything: data, faces, a grid of backbones x heads x seeds, comparison and report'),
                 data=('data', 'build the manifest of a dataset (and generate the demo); print its path and counts'),
                 preprocess=('preprocess', 'fill the face cache of a dataset and print the face-found rate'),
                 train=('train', 'train one run (03_train) into reports/runs/<dataset>/<run_id>/'),
-                compare=('compare', 'statistics over the complete runs of a dataset (paired tests when there are two or more)'),
+                compare=('compare', 'statistics over the complete runs of a dataset (paired tests when there are two '
+                                    'or more)'),
                 report=('report', 'render reports/report.html from the comparison of a dataset'),
-                study=('studies', 'generalisation and robustness studies (08_studies) into reports/studies/<dataset>/; the report shows them'),
-                predict=('predict', 'score videos with a trained run: CSV per video, optional per-frame scores, GIF, Grad-CAM, export'),
-                watch=('watch', 'score a camera, a stream or a video file live: P(fake) every --stride seconds, a timeline CSV, optionally an annotated video'))   # command: (stage, help)
+                study=('studies', 'generalisation and robustness studies (08_studies) into '
+                                  'reports/studies/<dataset>/; the report shows them'),
+                predict=('predict', 'score videos with a trained run: CSV per video, optional per-frame scores, GIF, '
+                                    'Grad-CAM, export'),
+                # command: (stage, help)
+                watch=('watch', 'score a camera, a stream or a video file live: P(fake) every --stride seconds, a '
+                                'timeline CSV, optionally an annotated video'))
 
 class _Parser(argparse.ArgumentParser):
     "argparse without abbreviations, whose errors name the valid options instead of repeating a long usage line"
@@ -264,27 +322,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f'{self.prog}: error: {message}\n(`{self.prog} --help` lists the options)\n')
 
 def _parser() -> _Parser:
-    p = _Parser('deepfake-nb', description='Reproducible deepfake video detection: every stage runs its notebook through papermill.')
+    p = _Parser('deepfake-nb', description='Reproducible deepfake video detection: every stage runs its notebook '
+                                           'through papermill.')
     vhelp = "show what TensorFlow, the Jupyter kernels and ffmpeg print (by default it goes to the logs)"
     p.add_argument('--verbose', action='store_true', help=vhelp)
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
     for cmd, (stage, help) in COMMANDS.items():
-        s = sub.add_parser(cmd, help=help, description=f'{help}.', epilog=f'example:\n  {_EXAMPLES[cmd]}', usage='%(prog)s [--option VALUE ...]',
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        s = sub.add_parser(cmd, help=help, description=f'{help}.', epilog=f'example:\n  {_EXAMPLES[cmd]}',
+                           usage='%(prog)s [--option VALUE ...]', formatter_class=argparse.RawDescriptionHelpFormatter)
         s.add_argument('--verbose', action='store_true', default=argparse.SUPPRESS, help=vhelp)
-        if cmd == 'run': s.add_argument('--config', metavar='GRID.YAML', help='a YAML file of any of the settings below (command-line options win)')
-        if cmd == 'train': s.add_argument('--params', metavar='JSON', help='the settings of the run as JSON (as the grid runner passes them); options given too win')
+        if cmd == 'run': s.add_argument('--config', metavar='GRID.YAML', help='a YAML file of any of the settings '
+                                                                              'below (command-line options win)')
+        if cmd == 'train': s.add_argument('--params', metavar='JSON', help='the settings of the run as JSON (as the '
+                                                                           'grid runner passes them); options given '
+                                                                           'too win')
         add_options(s, stage)
     p.subcommands = sub.choices
     return p
 
 def parse_command(argv=None) -> tuple[str, dict, argparse.Namespace]:
-    "(command, its settings: defaults <- YAML/JSON <- options given, the parsed namespace) of a `deepfake-nb` command line"
+    """(command, its settings: defaults <- YAML/JSON <- options given, the parsed namespace) of a `deepfake-nb` command
+    line"""
     p = _parser()
     a, extra = p.parse_known_args(dashes(list(sys.argv[1:] if argv is None else argv)))
     sub = p.subcommands[a.cmd]
     if extra:
-        valid = [o for act in sub._actions for o in act.option_strings if o.startswith('--') and o != '--help' and not o.startswith('--no-')]
+        valid = [
+            o for act in sub._actions for o in act.option_strings
+            if o.startswith('--') and o != '--help' and not o.startswith('--no-')
+        ]
         opts = [x.partition('=')[0] for x in extra if x.startswith('-')]
         sub.error(unknown_message(opts, valid, 'option(s)').replace('; valid:', '; valid options:') if opts else
                   f"unexpected argument(s) {' '.join(extra)}: every setting is an option, e.g. --dataset demo")
@@ -299,18 +365,25 @@ def parse_command(argv=None) -> tuple[str, dict, argparse.Namespace]:
 
 @contextlib.contextmanager
 def quiet_stderr(log_path):
-    "Send what C libraries and child processes write to file descriptor 2 (TensorFlow's start-up lines) to `log_path`; Python's `sys.stderr` still reaches the terminal"
-    log_path = Path(log_path); log_path.parent.mkdir(parents=True, exist_ok=True)
+    """Send what C libraries and child processes write to file descriptor 2 (TensorFlow's start-up lines) to `log_path`;
+    Python's `sys.stderr` still reaches the terminal"""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     sys.stderr.flush()
     saved = os.dup(2)
     old, lf = sys.stderr, open(log_path, 'a')
-    lf.write(f'--- {time.strftime("%Y-%m-%d %H:%M:%S")} deepfake-nb {" ".join(sys.argv[1:])}\n'); lf.flush()
+    lf.write(f'--- {time.strftime("%Y-%m-%d %H:%M:%S")} deepfake-nb {" ".join(sys.argv[1:])}\n')
+    lf.flush()
     os.dup2(lf.fileno(), 2)
     sys.stderr = os.fdopen(os.dup(saved), 'w', buffering=1)
     try: yield log_path
     finally:
-        sys.stderr.flush(); sys.stderr.close(); sys.stderr = old
-        os.dup2(saved, 2); os.close(saved); lf.close()
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = old
+        os.dup2(saved, 2)
+        os.close(saved)
+        lf.close()
 
 def main(argv=None):
     "Entry point of the `deepfake-nb` command"
@@ -319,15 +392,21 @@ def main(argv=None):
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     import tempfile
     try: chief = is_chief()                   # TF_CONFIG read (and checked) before anything runs
-    except DeepfakeNBError as e: print(f'deepfake-nb {cmd}: error: {e}', file=sys.stderr); return 2
-    log = reports_dir('deepfake-nb.log') if chief else Path(tempfile.gettempdir())/f'deepfake-nb-worker{os.getpid()}.log'   # a non-chief worker: not under reports/
+    except DeepfakeNBError as e:
+        print(f'deepfake-nb {cmd}: error: {e}', file=sys.stderr)
+        return 2
+    # a non-chief worker: not under reports/
+    log = reports_dir('deepfake-nb.log') if chief else Path(
+        tempfile.gettempdir()) / f'deepfake-nb-worker{os.getpid()}.log'
     with (contextlib.nullcontext() if verbose() else quiet_stderr(log)):
         try: return _dispatch(cmd, v)
         except DeepfakeNBError as e:
-            print(f'deepfake-nb {cmd}: error: {e}', file=sys.stderr); return 2
+            print(f'deepfake-nb {cmd}: error: {e}', file=sys.stderr)
+            return 2
 
 def _show(out: Path):
-    print(run_section_output(out).rstrip()); print(f'executed notebook: {out}')
+    print(run_section_output(out).rstrip())
+    print(f'executed notebook: {out}')
 
 def _dispatch(cmd: str, v: dict) -> int:
     if cmd == 'run':
@@ -338,19 +417,24 @@ def _dispatch(cmd: str, v: dict) -> int:
         _show(run_notebook('01_data', reports_dir('pipeline', name, '01_data.ipynb'), **v))
     elif cmd == 'preprocess':
         name = v['dataset'] or (Path(v['manifest']).stem if v['manifest'] else 'demo')
-        out = '02_preprocess.ipynb' if v['num_shards'] == 1 else f"02_preprocess.shard{v['shard']}of{v['num_shards']}.ipynb"   # shards run at once
+        # shards run at once
+        out = '02_preprocess.ipynb' if v[
+            'num_shards'] == 1 else f"02_preprocess.shard{v['shard']}of{v['num_shards']}.ipynb"
         _show(run_notebook('02_preprocess', reports_dir('pipeline', name, out), **v))
     elif cmd == 'train':
         from deepfake_nb.train import run_params, run_dir_for
         p = run_params(**{k: v[k] for k in RUN_SETTINGS})
         rdirs = [run_dir_for(run_params(**dict(p, seed=s))) for s in (v['seeds'] or [p['seed']])]
-        if not is_chief():   # another worker of a multi-worker cluster: it trains with the chief, in this process; only the chief writes under reports/
+        # another worker of a multi-worker cluster: it trains with the chief, in this process; only the chief writes
+        # under reports/
+        if not is_chief():
             from deepfake_nb.train import train_seeds, worker_name
-            train_seeds(v['seeds'] or [p['seed']], force=v['force'], resume=v['resume'], worker_timeout=v['worker_timeout'], **p)
+            train_seeds(v['seeds'] or [p['seed']], force=v['force'], resume=v['resume'],
+                        worker_timeout=v['worker_timeout'], **p)
             print(f"{worker_name()}: trained with the chief, which writes the run directory:", *rdirs, sep='\n')
             return 0
-        run_notebook('03_train', rdirs[0]/'03_train.ipynb', rdirs[0]/'papermill.log', force=v['force'], resume=v['resume'], seeds=v['seeds'],
-                     worker_timeout=v['worker_timeout'], **p)
+        run_notebook('03_train', rdirs[0] / '03_train.ipynb', rdirs[0] / 'papermill.log', force=v['force'],
+                     resume=v['resume'], seeds=v['seeds'], worker_timeout=v['worker_timeout'], **p)
         print(*rdirs, sep='\n')
     elif cmd == 'compare':
         run_notebook('04_compare', reports_dir('compare', v['dataset'], '04_compare.ipynb'), **v)
@@ -360,8 +444,11 @@ def _dispatch(cmd: str, v: dict) -> int:
         _show(run_notebook('08_studies', reports_dir('studies', v['dataset'], '08_studies.ipynb'), **v))
         print(f"the report (deepfake-nb report --dataset {v['dataset']}) shows the studies")
     elif cmd == 'predict':
-        _show(run_notebook('06_predict', reports_dir('predict', f'06_predict-{time.strftime("%Y%m%d-%H%M%S")}.ipynb'), **v))
-    elif cmd == 'watch':                                     # live: in this process, no notebook (it prints a line per window)
+        _show(
+            run_notebook('06_predict', reports_dir('predict', f'06_predict-{time.strftime("%Y%m%d-%H%M%S")}.ipynb'),
+                         **v))
+    # live: in this process, no notebook (it prints a line per window)
+    elif cmd == 'watch':
         from deepfake_nb.watch import watch
         fast = v.pop('as_fast_as_possible')
         watch(**dict(v, realtime=v['realtime'] and not fast))

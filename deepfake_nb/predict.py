@@ -26,15 +26,18 @@ __all__ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'af
 
 # %% ../nbs/lib/10_predict.ipynb #c8fd7178
 def find_run(run_dir='', dataset='demo') -> Path:
-    "The run folder `run_dir` (or the folder of its `model.keras`); empty: the complete run of `dataset` with the best validation AUC"
+    """The run folder `run_dir` (or the folder of its `model.keras`); empty: the complete run of `dataset` with the best
+    validation AUC"""
     if run_dir:
         p = Path(run_dir).expanduser()
         if p.is_file(): p = p.parent
         if not ((p/'params.json').exists() and (p/'model.keras').exists()):
-            raise DeepfakeNBError(f"{run_dir} is not a run directory (no params.json and model.keras in {p}); pass a folder under reports/runs/<dataset>/ written by 03_train")
+            raise DeepfakeNBError(f"{run_dir} is not a run directory (no params.json and model.keras in {p}); pass a "
+                                  "folder under reports/runs/<dataset>/ written by 03_train")
         return p
     runs = [d for d in find_runs(dataset) if (d/'model.keras').exists()]
-    if not runs: raise DeepfakeNBError(f"no complete run under {reports_dir('runs', dataset)}; train one first (deepfake-nb run --dataset {dataset}, or 03_train) or pass run_dir")
+    if not runs: raise DeepfakeNBError(f"no complete run under {reports_dir('runs', dataset)}; train one first "
+                                       f"(deepfake-nb run --dataset {dataset}, or 03_train) or pass run_dir")
     def val_auc(d):
         m = load_json(d/'metrics.json').get('val', {}) if (d/'metrics.json').exists() else {}
         auc = m.get('roc_auc')
@@ -67,18 +70,22 @@ def preprocess_kwargs(params: dict) -> dict:
     "The face-crop settings of a run as `preprocess_video` keyword arguments, read from its `params.json`"
     ps = params.get('prep_settings') or {k: params[k] for k in ('frames', 'size', 'detector', 'margin')}
     kw = dict(frames=int(ps['frames']), size=int(ps['size']), detector=ps['detector'], margin=float(ps['margin']))
-    if ps.get('align'): kw['align'] = True          # the run's crops were rotated to level eyes: so are the ones it scores
-    if ps.get('framing', 'box') != 'box': kw['framing'] = ps['framing']   # framed on the landmarks' box: so are the ones it scores
+    # the run's crops were rotated to level eyes: so are the ones it scores
+    if ps.get('align'): kw['align'] = True
+    # framed on the landmarks' box: so are the ones it scores
+    if ps.get('framing', 'box') != 'box': kw['framing'] = ps['framing']
     opts = ps.get('detector_options') or {}
     if opts and 'detector_options' in inspect.signature(preprocess_video).parameters:
         dets = getattr(_pp, 'DETECTORS', None) or getattr(_pp, '_DETECTORS', {})
         ok = inspect.signature(dets[kw['detector']].__init__).parameters if kw['detector'] in dets else {}
-        # a model file is recorded by its content hash: the detector finds the file itself (its default place or environment variable)
+        # a model file is recorded by its content hash: the detector finds the file itself (its default place or
+        # environment variable)
         kw['detector_options'] = {k: v for k, v in opts.items() if k in ok and not str(v).startswith('sha256:')}
     return kw
 
 def load_run_backbone(params: dict):
-    "The frozen backbone of a run, with the weights its cached features were extracted with (for `feature_layers='blocks'` or 'mid', or `pool='face'`: its pooled parts, scaled as in training)"
+    """The frozen backbone of a run, with the weights its cached features were extracted with (for
+    `feature_layers='blocks'` or 'mid', or `pool='face'`: its pooled parts, scaled as in training)"""
     m = _plain_run_backbone(params)
     layers, pool = params.get('feature_layers', 'final'), params.get('pool', 'mean')
     if layers == 'final' and pool == 'mean': return m
@@ -86,7 +93,9 @@ def load_run_backbone(params: dict):
     scales = params.get('block_scales')
     if scales is None:
         rec = Path(str(params.get('features'))).with_suffix('.json')
-        if not rec.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its block scales are neither in params.json nor in its feature cache record {rec}; re-train the run")
+        if not rec.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its block scales are neither in "
+                                                   f"params.json nor in its feature cache record {rec}; re-train the "
+                                                   "run")
         scales = load_json(rec).get('block_scales')
     return feature_model(params['backbone'], m, layers, scales, pool, params.get('face_region'))
 
@@ -98,20 +107,30 @@ def _plain_run_backbone(params: dict):
         cands = [Path(params['features']).with_suffix('.weights.h5') if params.get('features') else None,
                  feature_cache_path(params['dataset'], params['prep_key'], name, key).with_suffix('.weights.h5')]
         w = next((c for c in cands if c is not None and c.exists()), None)
-        if w is None: raise DeepfakeNBError(f"run {params.get('run_id')}: the randomly initialised {name} weights saved beside its feature cache ({cands[0]}) are missing; "
-                                            "re-run its training (deepfake-nb train) to extract the features and save them again")
-        m = backbone_for_key(name, key, size); m.load_weights(str(w)); return m
+        if w is None: raise DeepfakeNBError(f"run {params.get('run_id')}: the randomly initialised {name} weights "
+                                            f"saved beside its feature cache ({cands[0]}) are missing; "
+                                            "re-run its training (deepfake-nb train) to extract the features and save "
+                                            "them again")
+        m = backbone_for_key(name, key, size)
+        m.load_weights(str(w))
+        return m
     if key.startswith('file-'):
         w = Path(str(params.get('weights')))
-        if not w.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its backbone weights file {w} is missing; put it back or re-train the run")
-        if file_hash(w, 10) != key[5:]: raise DeepfakeNBError(f"run {params.get('run_id')}: {w} changed since training (hash {file_hash(w, 10)}, trained with {key[5:]}); restore the original file")
-        return build_backbone(name, str(w), size)[0]          # read as training read it (a KerasHub ViT's file or an old Keras 2 h5 too)
+        if not w.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its backbone weights file {w} is "
+                                                 "missing; put it back or re-train the run")
+        if file_hash(w, 10) != key[5:]: raise DeepfakeNBError(f"run {params.get('run_id')}: {w} changed since "
+                                                              f"training (hash {file_hash(w, 10)}, trained with "
+                                                              f"{key[5:]}); restore the original file")
+        # read as training read it (a KerasHub ViT's file or an old Keras 2 h5 too)
+        return build_backbone(name, str(w), size)[0]
     raise DeepfakeNBError(f"run {params.get('run_id')}: unknown weights_key {key!r} in params.json")
 
 # %% ../nbs/lib/10_predict.ipynb #8f1d84f7
 def affine_preprocess(bb):
-    "`(M, b)` with `bb.preprocess(x) == x @ M.T + b` for RGB pixels, checked on random ones; `None` when the preprocessing is not affine"
-    probe = np.zeros((4, 1, 1, 3), np.float32); probe[1:, 0, 0] = 255*np.eye(3)
+    """`(M, b)` with `bb.preprocess(x) == x @ M.T + b` for RGB pixels, checked on random ones; `None` when the
+    preprocessing is not affine"""
+    probe = np.zeros((4, 1, 1, 3), np.float32)
+    probe[1:, 0, 0] = 255*np.eye(3)
     y = bb.preprocess(probe).reshape(4, 3).astype(np.float64)
     b, M = y[0], (y[1:] - y[0]).T/255
     x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
@@ -136,13 +155,15 @@ def _find_layer(model, cls_name):
     return False
 
 def cam_layer(frame_model):
-    "The backbone's last convolutional block: the last layer with a 4-D output in the backbone inside `frame_model`; a ViT's class token: its last transformer block's input"
+    """The backbone's last convolutional block: the last layer with a 4-D output in the backbone inside `frame_model`; a
+    ViT's class token: its last transformer block's input"""
     k = _keras()
     bbm = _nested_model(frame_model) or frame_model
     layers = [l for l in bbm.layers if not isinstance(l, k.layers.InputLayer)]
     vit = layers.index(vit_layer(bbm)) if vit_layer(bbm) is not None else None
     cands = [l for l in layers[0 if vit is None else vit + 1:] if len(l.output.shape) == 4]
-    if vit is not None and not cands: return vit_units(bbm)[-3]     # the tokens the last block reads (its patch tokens: the grid)
+    # the tokens the last block reads (its patch tokens: the grid)
+    if vit is not None and not cands: return vit_units(bbm)[-3]
     if not cands: raise DeepfakeNBError(f"{frame_model.name} has no convolutional feature map for Grad-CAM")
     return cands[-1]
 
@@ -152,10 +173,12 @@ def _run(model, x, batch_size=64) -> np.ndarray:
     return np.concatenate([np.asarray(model(x[i:i+batch_size], training=False)) for i in range(0, len(x), batch_size)])
 
 def _variable_length_head(head, frames):
-    "The head re-applied to sequences of any length (for prefix scores), or `None` when it is not a plain chain of layers"
+    """The head re-applied to sequences of any length (for prefix scores), or `None` when it is not a plain chain of
+    layers"""
     k = _keras()
     try:
-        inp = k.Input((None, head.inputs[0].shape[-1])); x = inp
+        inp = k.Input((None, head.inputs[0].shape[-1]))
+        x = inp
         for l in head.layers[1:]: x = l(x)
         vh = k.Model(inp, x)
         probe = np.random.default_rng(0).normal(size=(2, frames, head.inputs[0].shape[-1])).astype(np.float32)
@@ -163,16 +186,20 @@ def _variable_length_head(head, frames):
     except Exception: return None
 
 def unrolled(model):
-    "A copy of `model` sharing its layers, with recurrent layers unrolled (a fixed-length loop that TFLite converts to builtin ops)"
+    """A copy of `model` sharing its layers, with recurrent layers unrolled (a fixed-length loop that TFLite converts to
+    builtin ops)"""
     k = _keras()
     def clone(layer):
         cfg = layer.get_config()
-        rec = 'unroll' in cfg or any(isinstance(cfg.get(n), dict) and 'unroll' in cfg[n].get('config', {}) for n in ('layer', 'backward_layer'))
+        rec = 'unroll' in cfg or any(
+            isinstance(cfg.get(n), dict) and 'unroll' in cfg[n].get('config', {}) for n in ('layer', 'backward_layer'))
         if not rec: return layer
         if 'unroll' in cfg: cfg['unroll'] = True
         for n in ('layer', 'backward_layer'):
             if isinstance(cfg.get(n), dict) and 'unroll' in cfg[n].get('config', {}): cfg[n]['config']['unroll'] = True
-        new = layer.__class__.from_config(cfg); new.build(layer.input.shape); new.set_weights(layer.get_weights())
+        new = layer.__class__.from_config(cfg)
+        new.build(layer.input.shape)
+        new.set_weights(layer.get_weights())
         return new
     return k.models.clone_model(model, clone_function=clone)
 
@@ -185,19 +212,23 @@ class Predictor:
         self.params = p = load_json(self.run_dir/'params.json')
         self.run_id = p.get('run_id', self.run_dir.name)
         thr = p.get('threshold')
-        if thr is None and (self.run_dir/'metrics.json').exists(): thr = load_json(self.run_dir/'metrics.json').get('threshold')
+        if thr is None and (self.run_dir / 'metrics.json').exists():
+            thr = load_json(self.run_dir / 'metrics.json').get('threshold')
         self.threshold = 0.5 if thr is None else float(thr)
         self.prep = preprocess_kwargs(p)
         self.frames, self.size = self.prep['frames'], self.prep['size']
         self.bb = get_backbone(p['backbone'])
         self.mode = p.get('mode', 'frozen')
-        if self.bb.source == 'keras_hub': _keras_hub()        # a ViT's model.keras holds KerasHub layers: say how to install it when it is missing
+        # a ViT's model.keras holds KerasHub layers: say how to install it when it is missing
+        if self.bb.source == 'keras_hub': _keras_hub()
         model = k.models.load_model(self.run_dir/'model.keras', compile=False)
-        if tuple(model.inputs[0].shape[2:]) == (self.size, self.size, 3):      # the whole model (finetune): TimeDistributed(frame model) + head
+        # the whole model (finetune): TimeDistributed(frame model) + head
+        if tuple(model.inputs[0].shape[2:]) == (self.size, self.size, 3):
             self.frame_model = _nested_model(model, 4)
             self.head = model.layers[-1] if isinstance(model.layers[-1], k.Model) else None
             if self.frame_model is None or self.head is None:
-                raise DeepfakeNBError(f"{self.run_dir}/model.keras takes whole videos but is not TimeDistributed(frame model) + head; predict cannot split it")
+                raise DeepfakeNBError(f"{self.run_dir}/model.keras takes whole videos but is not "
+                                      "TimeDistributed(frame model) + head; predict cannot split it")
             self.raw_input = _find_layer(self.frame_model, 'BackbonePreprocess')   # preprocessing inside the model
             self.scale, self.backbone = 1.0, None
         else:                                    # frozen: the head alone; the backbone is rebuilt
@@ -207,11 +238,13 @@ class Predictor:
         self.head_kind = p.get('head', self.head.name.replace('_head', ''))
         self._var_head, self._pipeline, self._frame = _variable_length_head(self.head, self.frames), None, None
 
-    def __repr__(self): return f"Predictor({self.run_id}: {self.bb.label} + {self.head_kind} head, {self.mode}, threshold {self.threshold:.3f})"
+    def __repr__(self): return (f"Predictor({self.run_id}: {self.bb.label} + {self.head_kind} head, {self.mode}, "
+                                f"threshold {self.threshold:.3f})")
 
     def preprocess(self, path, frames=None) -> dict:
         "Faces of the video at `path`, cut with the run's settings (`frames` sampled frames; default the run's)"
-        return preprocess_video(path, **dict(self.prep, frames=int(frames or self.frames)), landmarks=False)   # scoring needs no landmarks
+        # scoring needs no landmarks
+        return preprocess_video(path, **dict(self.prep, frames=int(frames or self.frames)), landmarks=False)
 
     def features(self, faces) -> np.ndarray:
         "Scaled frame features `(T, D)` of uint8 faces `(T, S, S, 3)`, exactly as the head saw them in training"
@@ -219,7 +252,8 @@ class Predictor:
         return _run(self.frame_model, np.asarray(faces, np.float32) if self.raw_input else self.bb.preprocess(faces))
 
     def score_features(self, feats) -> np.ndarray:
-        "P(fake) of feature sequences `(N, T, D)` (or one `(T, D)`; feature maps `(N, T, h, w, C)` or one `(T, h, w, C)`)"
+        """P(fake) of feature sequences `(N, T, D)` (or one `(T, D)`; feature maps `(N, T, h, w, C)` or one `(T, h, w,
+        C)`)"""
         f = np.asarray(feats, np.float32)
         return _run(self.head, f[None] if f.ndim == len(self.head.inputs[0].shape) - 1 else f).ravel()
 
@@ -238,56 +272,71 @@ def load_predictor(run_dir='') -> Predictor:
 
 # %% ../nbs/lib/10_predict.ipynb #9443d1e2
 def _attention_weights(head, feats):
-    "Self-attention received by each frame (mean over heads and queries), or None when the head has no MultiHeadAttention"
+    """Self-attention received by each frame (mean over heads and queries), or None when the head has no
+    MultiHeadAttention"""
     k = _keras()
     mha = next((l for l in head.layers if isinstance(l, k.layers.MultiHeadAttention)), None)
-    if mha is None or np.ndim(feats) != 2: return None          # a map head's attention is over cells too: see `attention_maps`
+    # a map head's attention is over cells too: see `attention_maps`
+    if mha is None or np.ndim(feats) != 2: return None
     src = mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input
     x = _run(k.Model(head.inputs[0], src), feats[None])
     _, scores = mha(x, x, return_attention_scores=True, training=False)
     return np.asarray(scores)[0].mean(axis=(0, 1))
 
 def frame_scores(pred: Predictor, feats) -> pd.DataFrame:
-    "Per-frame scores of one video's features `(T, D)`: running (prefix) score, occlusion effect, and attention or frame probability where the head has them"
+    """Per-frame scores of one video's features `(T, D)`: running (prefix) score, occlusion effect, and attention or
+    frame probability where the head has them"""
     k = _keras()
-    f = np.asarray(feats, np.float32); T = len(f)
+    f = np.asarray(feats, np.float32)
+    T = len(f)
     full = float(pred.score_features(f)[0])
-    frame_of = np.arange(T).reshape(-1, *[1]*(f.ndim-1))            # broadcasts over (D,) vectors and (h, w, C) maps alike
+    # broadcasts over (D,) vectors and (h, w, C) maps alike
+    frame_of = np.arange(T).reshape(-1, *[1]*(f.ndim-1))
     occ = np.stack([np.where(frame_of == t, np.delete(f, t, 0).mean(0) if T > 1 else 0*f[t], f) for t in range(T)])
     out = pd.DataFrame(dict(t=np.arange(T), occlusion=full - pred.score_features(occ)))
-    out['running_prob'] = [float(_run(pred._var_head, f[None, :t+1])[0, 0]) for t in range(T)] if pred._var_head is not None else np.nan
+    out['running_prob'] = [float(_run(pred._var_head, f[None, :t + 1])[0, 0])
+                           for t in range(T)] if pred._var_head is not None else np.nan
     att = _attention_weights(pred.head, f)
     if att is not None: out['attention'] = att
     if any(l.name == 'frame_prob' for l in pred.head.layers):
-        out['frame_prob'] = _run(k.Model(pred.head.inputs[0], pred.head.get_layer('frame_prob').output), f[None]).ravel()
-    elif any(l.name == 'frame_logit' for l in pred.head.layers):   # the linear head: each frame's own P(fake), the sigmoid of its logit
-        out['frame_prob'] = 1/(1 + np.exp(-_run(k.Model(pred.head.inputs[0], pred.head.get_layer('frame_logit').output), f[None]).ravel()))
+        out['frame_prob'] = _run(k.Model(pred.head.inputs[0],
+                                         pred.head.get_layer('frame_prob').output), f[None]).ravel()
+    # the linear head: each frame's own P(fake), the sigmoid of its logit
+    elif any(l.name == 'frame_logit' for l in pred.head.layers):
+        out['frame_prob'] = 1 / (1 +
+                                 np.exp(-_run(k.Model(pred.head.inputs[0],
+                                                      pred.head.get_layer('frame_logit').output), f[None]).ravel()))
     return out
 
 # %% ../nbs/lib/10_predict.ipynb #0c9c2ce9
 def window_scores(pred: Predictor, path, n: int = 2) -> pd.DataFrame:
-    "P(fake) of windows of `frames` consecutive samples out of `n x frames` sampled over the whole video (stride half a window)"
+    """P(fake) of windows of `frames` consecutive samples out of `n x frames` sampled over the whole video (stride half
+    a window)"""
     T = pred.frames
     rec = pred.preprocess(path, frames=T*n)
     F = pred.features(rec['faces'])
     starts = list(range(0, T*n - T + 1, max(1, T//2)))
     probs = pred.score_features(np.stack([F[s:s+T] for s in starts]))
     idx = np.asarray(rec['indices'])
-    return pd.DataFrame(dict(window=range(len(starts)), first_frame=[int(idx[s]) for s in starts], last_frame=[int(idx[s+T-1]) for s in starts],
-                             faces_found=[int(np.sum(rec['found'][s:s+T])) for s in starts], prob=probs))
+    return pd.DataFrame(
+        dict(window=range(
+            len(starts)), first_frame=[int(idx[s]) for s in starts], last_frame=[int(idx[s + T - 1]) for s in starts],
+             faces_found=[int(np.sum(rec['found'][s:s + T])) for s in starts], prob=probs))
 
 # %% ../nbs/lib/10_predict.ipynb #7a85ba90
 def pipeline_model(pred: Predictor):
     "The run's whole model: `(1, T, S, S, 3)` RGB face crops (0..255, float32) -> P(fake); recurrent layers unrolled"
     if pred._pipeline is not None: return pred._pipeline
-    k = _keras(); L = k.layers
+    k = _keras()
+    L = k.layers
     T, S = pred.frames, pred.size
     if pred.frame_model is not None and pred.raw_input: frame = pred.frame_model
     else:
         fin = k.Input((S, S, 3), name='face')
         if pred.backbone is not None:
             aff = affine_preprocess(pred.bb)
-            if aff is None: raise DeepfakeNBError(f"{pred.bb.name}'s preprocess_input is not a per-channel affine map; the pipeline model cannot include it")
+            if aff is None: raise DeepfakeNBError(f"{pred.bb.name}'s preprocess_input is not a per-channel affine "
+                                                  "map; the pipeline model cannot include it")
             M, b = aff
             x = k.ops.add(k.ops.matmul(fin, k.ops.convert_to_tensor(M.T)), k.ops.convert_to_tensor(b))
             x = L.Rescaling(1.0/pred.scale, name='feature_scale')(pred.backbone(x))
@@ -306,14 +355,19 @@ def pipeline_cam_layer(pred: Predictor):
     return cam_layer(pred._frame)
 
 def gradcam_maps(pred: Predictor, faces, target='fake') -> tuple[np.ndarray, float]:
-    "Grad-CAM maps `(T, S, S)` in [0, 1] (one scale for the video) of the backbone's last convolutional block, and the video's P(fake)"
+    """Grad-CAM maps `(T, S, S)` in [0, 1] (one scale for the video) of the backbone's last convolutional block, and the
+    video's P(fake)"""
     import tensorflow as tf
     model = pipeline_model(pred)
     layer = pipeline_cam_layer(pred)
     acts, box = [], {}
-    had = 'call' in layer.__dict__; orig = layer.call
+    had = 'call' in layer.__dict__
+    orig = layer.call
     def hooked(*a, **kw):
-        y = orig(*a, **kw); box['tape'].watch(y); acts.append(y); return y
+        y = orig(*a, **kw)
+        box['tape'].watch(y)
+        acts.append(y)
+        return y
     layer.call = hooked
     try:
         with tf.GradientTape() as tape:
@@ -325,24 +379,32 @@ def gradcam_maps(pred: Predictor, faces, target='fake') -> tuple[np.ndarray, flo
         else: del layer.call
     prob = float(p)
     if target == 'predicted': target = 'fake' if prob >= pred.threshold else 'real'
-    if target not in ('fake', 'real'): raise DeepfakeNBError(f"gradcam target {target!r}: use 'fake', 'real' or 'predicted'")
+    if target not in ('fake', 'real'): raise DeepfakeNBError(f"gradcam target {target!r}: use 'fake', 'real' or "
+                                                             "'predicted'")
     A = np.concatenate([a.numpy() for a in acts]).astype(np.float64)
     G = np.concatenate([g.numpy() for g in grads]).astype(np.float64) * (1 if target == 'fake' else -1)
-    if A.ndim == 3:                      # a ViT block's tokens (1 + h*w, C): its patch tokens as their (h, w, C) grid, the class token left out
-        g = int(round(np.sqrt(A.shape[1] - 1))); A, G = (a[:, 1:].reshape(len(a), g, g, -1) for a in (A, G))
+    # a ViT block's tokens (1 + h*w, C): its patch tokens as their (h, w, C) grid, the class token left out
+    if A.ndim == 3:
+        g = int(round(np.sqrt(A.shape[1] - 1)))
+        A, G = (a[:, 1:].reshape(len(a), g, g, -1) for a in (A, G))
     cam = np.maximum(np.einsum('thwc,tc->thw', A, G.mean(axis=(1, 2))), 0)
     S = np.asarray(faces).shape[1]
     cam = np.stack([cv2.resize(c.astype(np.float32), (S, S), interpolation=cv2.INTER_LINEAR) for c in cam])
     return cam/cam.max() if cam.max() > 0 else cam, prob
 
 def attention_maps(pred: Predictor, faces) -> np.ndarray | None:
-    """For a `spacetime` head: how much attention each cell of a frame's feature map receives from the frame's other cells in the head's last
-    space-attention layer (mean over heads and queries), upsampled to the faces, `(T, S, S)`, one scale for the video (max 1); None for other heads"""
+    """For a `spacetime` head: how much attention each cell of a frame's feature map receives from the frame's other
+    cells in the head's last space-attention layer (mean over heads and queries), upsampled to the faces, `(T, S,
+    S)`, one scale for the video (max 1); None for other heads"""
     k = _keras()
-    mhas = [l for l in pred.head.layers if isinstance(l, k.layers.MultiHeadAttention) and l.name.startswith('space_attention')]
+    mhas = [
+        l for l in pred.head.layers
+        if isinstance(l, k.layers.MultiHeadAttention) and l.name.startswith('space_attention')
+    ]
     if not mhas: return None
     mha = mhas[-1]
-    feats = pred.features(faces); t, h, w = feats.shape[:3]
+    feats = pred.features(faces)
+    t, h, w = feats.shape[:3]
     src = mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input
     x = _run(k.Model(pred.head.inputs[0], src), feats[None])
     _, scores = mha(x, x, return_attention_scores=True, training=False)        # (1, T, heads, cells, cells)
@@ -359,22 +421,31 @@ def gradcam_overlay(face, cam, alpha=0.45) -> np.ndarray:
 
 # %% ../nbs/lib/10_predict.ipynb #d5d62713
 def _faces_of(pred: Predictor, video):
-    "Faces, frame indices and a display name of `video`: a file, or a video id of the run's dataset (face cache, else its manifest path)"
+    """Faces, frame indices and a display name of `video`: a file, or a video id of the run's dataset (face cache, else
+    its manifest path)"""
     p = pred.params
     if Path(str(video)).is_file():
-        rec = pred.preprocess(video); return rec['faces'], rec['indices'], Path(video).name, None
+        rec = pred.preprocess(video)
+        return rec['faces'], rec['indices'], Path(video).name, None
     f = data_dir('faces', p['dataset'], p.get('prep_key', ''), f'{video}.npz')
-    man = pd.read_csv(p['manifest'], dtype={'video_id': str}, keep_default_na=False) if p.get('manifest') and Path(p['manifest']).exists() else None
+    man = pd.read_csv(p['manifest'], dtype={'video_id': str},
+                      keep_default_na=False) if p.get('manifest') and Path(p['manifest']).exists() else None
     label = None
     if man is not None and (man.video_id == str(video)).any():
-        row = man[man.video_id == str(video)].iloc[0]; label = int(row.label)
-        if not f.exists(): rec = pred.preprocess(row.path); return rec['faces'], rec['indices'], str(video), label
+        row = man[man.video_id == str(video)].iloc[0]
+        label = int(row.label)
+        if not f.exists():
+            rec = pred.preprocess(row.path)
+            return rec['faces'], rec['indices'], str(video), label
     if f.exists():
-        z = np.load(f); return z['faces'], z['indices'], str(video), label
-    raise DeepfakeNBError(f"{video!r} is neither a video file nor a video id of dataset {p['dataset']!r}; pass a path or an id from its manifest")
+        z = np.load(f)
+        return z['faces'], z['indices'], str(video), label
+    raise DeepfakeNBError(f"{video!r} is neither a video file nor a video id of dataset {p['dataset']!r}; pass a path "
+                          "or an id from its manifest")
 
 def gradcam_figure(run_dir, video, n_show=6, target='predicted', alpha=0.45):
-    "Faces of `video` (a path or a video id of the run's dataset) over their Grad-CAM overlays, with P(fake), the run's threshold and per-frame occlusion"
+    """Faces of `video` (a path or a video id of the run's dataset) over their Grad-CAM overlays, with P(fake), the
+    run's threshold and per-frame occlusion"""
     pred = load_predictor(run_dir)
     faces, idx, name, label = _faces_of(pred, video)
     return _gradcam_fig(pred, faces, idx, name, label, None, n_show, target, alpha)
@@ -382,23 +453,30 @@ def gradcam_figure(run_dir, video, n_show=6, target='predicted', alpha=0.45):
 def _gradcam_fig(pred, faces, idx, name, label=None, occ=None, n_show=6, target='predicted', alpha=0.45):
     import matplotlib.pyplot as plt
     cams, prob = gradcam_maps(pred, faces, target)
-    blank = not np.any(cams > 0)                # nothing on the layer raises the target: say so, a blank map is not a finding
+    # nothing on the layer raises the target: say so, a blank map is not a finding
+    blank = not np.any(cams > 0)
     if occ is None: occ = frame_scores(pred, pred.features(faces)).occlusion.to_numpy()
     att = attention_maps(pred, faces)           # a spacetime head: its attention over each frame's cells, a third row
     show = np.unique(np.linspace(0, len(faces)-1, min(n_show, len(faces))).round().astype(int))
     rows = 2 if att is None else 3
     fig, axs = plt.subplots(rows, len(show), figsize=(1.9*len(show), 2.3*rows), squeeze=False)
     for j, t in enumerate(show):
-        axs[0, j].imshow(faces[t]); axs[0, j].set_title(f'frame {int(idx[t])}', fontsize=8)
-        axs[1, j].imshow(gradcam_overlay(faces[t], cams[t], alpha)); axs[1, j].set_title(f'occlusion {occ[t]:+.3f}', fontsize=8)
-        if att is not None: axs[2, j].imshow(gradcam_overlay(faces[t], att[t], alpha)); axs[2, j].set_title('space attention', fontsize=8)
+        axs[0, j].imshow(faces[t])
+        axs[0, j].set_title(f'frame {int(idx[t])}', fontsize=8)
+        axs[1, j].imshow(gradcam_overlay(faces[t], cams[t], alpha))
+        axs[1, j].set_title(f'occlusion {occ[t]:+.3f}', fontsize=8)
+        if att is not None:
+            axs[2, j].imshow(gradcam_overlay(faces[t], att[t], alpha))
+            axs[2, j].set_title('space attention', fontsize=8)
         for a in axs[:, j]: a.axis('off')
     verdict = 'FAKE' if prob >= pred.threshold else 'REAL'
     truth = '' if label is None else f", truth {'FAKE' if label else 'REAL'}"
     tgt = target if target != 'predicted' else f'predicted ({verdict.lower()})'
-    none = (f"\nGrad-CAM is zero everywhere: no cell of {pipeline_cam_layer(pred).name} raises {tgt} (the map is blank, not missing); "
+    none = (f"\nGrad-CAM is zero everywhere: no cell of {pipeline_cam_layer(pred).name} raises {tgt} (the map is "
+            "blank, not missing); "
             f"occlusion and the per-frame scores still explain the score") if blank else ''
-    fig.suptitle(f"{name}: P(fake) {prob:.3f}, threshold {pred.threshold:.3f} -> {verdict}{truth}\n{pred.run_id}; Grad-CAM of {tgt} on {pipeline_cam_layer(pred).name}{none}", fontsize=9)
+    fig.suptitle(f"{name}: P(fake) {prob:.3f}, threshold {pred.threshold:.3f} -> {verdict}{truth}\n{pred.run_id}; "
+                 f"Grad-CAM of {tgt} on {pipeline_cam_layer(pred).name}{none}", fontsize=9)
     fig.tight_layout(h_pad=1.5)
     return fig
 
@@ -412,36 +490,46 @@ def annotate_gif(path, rec: dict, running, prob: float, threshold: float, out, m
     "An animated GIF of the sampled frames of `path` with the face box and the running P(fake) drawn on each"
     from PIL import Image
     imgs, idx, _ = read_frames(path, len(rec['indices']))
-    if not np.array_equal(np.asarray(idx), np.asarray(rec['indices'])): raise DeepfakeNBError(f"{path}: frames decoded differently on a second read; cannot annotate")
+    if not np.array_equal(np.asarray(idx), np.asarray(rec['indices'])): raise DeepfakeNBError(f"{path}: frames "
+                                                                                              "decoded differently on "
+                                                                                              "a second read; cannot "
+                                                                                              "annotate")
     verdict = 'FAKE' if prob >= threshold else 'REAL'
     frames = []
     for t, (im, box) in enumerate(zip(imgs, rec['boxes'])):
         s = min(1.0, max_side/max(im.shape[:2]))
-        im = cv2.resize(im, (round(im.shape[1]*s), round(im.shape[0]*s)), interpolation=cv2.INTER_AREA) if s < 1 else im.copy()
+        im = cv2.resize(im, (round(im.shape[1] * s),
+                             round(im.shape[0] * s)), interpolation=cv2.INTER_AREA) if s < 1 else im.copy()
         x, y, w, h = (np.asarray(box, float)*s).round().astype(int)
         cv2.rectangle(im, (x, y), (x+w, y+h), (0, 220, 0) if rec['found'][t] else (255, 150, 0), 2)
         r = running[t] if running is not None and np.isfinite(running[t]) else None
-        _put(im, f"frame {int(idx[t])}  ({t+1}/{len(imgs)})" + (f"  P(fake) so far {r:.2f}" if r is not None else ''), 16)
-        _put(im, f"{verdict}: P(fake) {prob:.3f} (threshold {threshold:.3f})", im.shape[0]-8, (255, 80, 80) if verdict == 'FAKE' else (120, 255, 120))
+        _put(im, f"frame {int(idx[t])}  ({t+1}/{len(imgs)})" + (f"  P(fake) so far {r:.2f}" if r is not None else ''),
+             16)
+        _put(im, f"{verdict}: P(fake) {prob:.3f} (threshold {threshold:.3f})", im.shape[0] - 8,
+             (255, 80, 80) if verdict == 'FAKE' else (120, 255, 120))
         frames.append(Image.fromarray(im))
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         frames[0].save(tmp, format='GIF', save_all=True, append_images=frames[1:], duration=ms, loop=0)
     return out
 
 # %% ../nbs/lib/10_predict.ipynb #185a11ba
 class ReadAhead:
-    "Faces of `paths` read and detected by one background thread, up to `depth` videos ahead of `get`, so the model loads and scores meanwhile"
+    """Faces of `paths` read and detected by one background thread, up to `depth` videos ahead of `get`, so the model
+    loads and scores meanwhile"""
     def __init__(self, paths, prep: dict, depth: int = 2):
         from concurrent.futures import ThreadPoolExecutor
         self.paths, self.depth, self.futures = list(paths), depth, {}
         opts = prep.get('detector_options') or {}
-        self.detector = _pp._detector_class(prep['detector'])(**opts)   # its own detector: a detector is never shared between threads
+        # its own detector: a detector is never shared between threads
+        self.detector = _pp._detector_class(prep['detector'])(**opts)
         self.kw = {k: v for k, v in prep.items() if k not in ('detector', 'detector_options')}
         self.pool = ThreadPoolExecutor(1, thread_name_prefix='read-ahead')
         for i in range(min(depth, len(self.paths))): self._submit(i)
     def _read(self, path):
-        t0 = time.time(); rec = preprocess_video(path, detector=self.detector, landmarks=False, **self.kw)
+        t0 = time.time()
+        rec = preprocess_video(path, detector=self.detector, landmarks=False, **self.kw)
         return rec, time.time() - t0
     def _submit(self, i): self.futures[i] = self.pool.submit(self._read, self.paths[i])
     def get(self, i: int):
@@ -454,7 +542,8 @@ class ReadAhead:
 # %% ../nbs/lib/10_predict.ipynb #6ae0fa51
 @dataclass
 class Predictions:
-    "What `predict_videos` returns: one row per video, and the per-frame and per-window tables (empty when not asked for)"
+    """What `predict_videos` returns: one row per video, and the per-frame and per-window tables (empty when not asked
+    for)"""
     videos: pd.DataFrame
     frames: pd.DataFrame = field(default_factory=pd.DataFrame)
     windows: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -467,21 +556,32 @@ def _name(path) -> str:
     raw = f'{p.parent.name}_{p.stem}' if p.parent.name else p.stem
     return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in raw)
 
-def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None, faces=None) -> dict:
-    "Score one video; returns dict(row=..., frames=DataFrame|None, windows=DataFrame|None); errors become the row's `error`; `faces`: its faces read ahead (`ReadAhead.get`)"
-    t0 = time.time(); path = Path(path); read_s = 0.0   # seconds: reading and detecting (here or ahead) plus scoring
-    row = dict(path=str(path), name=_name(path), verdict='', prob=np.nan, threshold=pred.threshold, frames=0, faces_found=0, n_frames=0, seconds=0.0, error='', note='')
+
+def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None,
+                  faces=None) -> dict:
+    """Score one video; returns dict(row=..., frames=DataFrame|None, windows=DataFrame|None); errors become the row's
+    `error`; `faces`: its faces read ahead (`ReadAhead.get`)"""
+    t0 = time.time()
+    path = Path(path)
+    read_s = 0.0   # seconds: reading and detecting (here or ahead) plus scoring
+    row = dict(path=str(path), name=_name(path), verdict='', prob=np.nan, threshold=pred.threshold, frames=0,
+               faces_found=0, n_frames=0, seconds=0.0, error='', note='')
     out = dict(row=row, frames=None, windows=None)
     try:
         if not path.exists(): raise DeepfakeNBError(f"{path}: file does not exist; check the path")
         if path.stat().st_size == 0: raise DeepfakeNBError(f"{path}: the file is empty (0 bytes)")
         if faces is None: rec = pred.preprocess(path)
-        else: rec, read_s = faces.result(); t0 = time.time()   # waiting for the reader is not work on this video
+        else:
+            rec, read_s = faces.result()
+            t0 = time.time()   # waiting for the reader is not work on this video
         row.update(frames=len(rec['found']), faces_found=int(np.sum(rec['found'])), n_frames=int(rec['n_frames']))
-        if not np.any(rec['found']): raise DeepfakeNBError(f"{path}: no face found in any of the {len(rec['found'])} sampled frames (detector {pred.prep['detector']}); nothing to score")
+        if not np.any(rec['found']): raise DeepfakeNBError(f"{path}: no face found in any of the {len(rec['found'])} "
+                                                           f"sampled frames (detector {pred.prep['detector']}); "
+                                                           "nothing to score")
         F = pred.features(rec['faces'])
         prob = float(pred.score_features(F)[0])
-        if not np.isfinite(prob): raise DeepfakeNBError(f"{path}: the model scored it {prob} (its faces' features hold NaN or infinite values: check the video, or the run)")
+        if not np.isfinite(prob): raise DeepfakeNBError(f"{path}: the model scored it {prob} (its faces' features "
+                                                        "hold NaN or infinite values: check the video, or the run)")
         row.update(prob=prob, verdict='FAKE' if prob >= pred.threshold else 'REAL')
     except Exception as e:
         row['error'] = str(e) if isinstance(e, DeepfakeNBError) else f'{type(e).__name__}: {e}'
@@ -491,11 +591,17 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_di
     notes = []   # the score stands; an extra output that fails is noted, not turned into an error
     def extra(what, fn):
         try: return fn()
-        except Exception as e: notes.append(f"{what} failed: {e if isinstance(e, DeepfakeNBError) else f'{type(e).__name__}: {e}'}")
-    fs = extra('per-frame scores', lambda: frame_scores(pred, F)) if (per_frame or annotate_dir or gradcam_dir) else None
+        except Exception as e: notes.append(f"{what} failed: "
+                                            f"{e if isinstance(e, DeepfakeNBError) else f'{type(e).__name__}: {e}'}")
+
+    fs = extra('per-frame scores', lambda: frame_scores(pred, F)) if (per_frame or annotate_dir or
+                                                                      gradcam_dir) else None
     def frames_table():
-        out['frames'] = pd.concat([pd.DataFrame(dict(path=str(path), name=row['name'], frame=np.asarray(rec['indices'], int), face_found=np.asarray(rec['found']))),
-                                   fs], axis=1)[['path', 'name', 't', 'frame', 'face_found', *[c for c in fs.columns if c != 't']]]
+        out['frames'] = pd.concat([
+            pd.DataFrame(
+                dict(path=str(path), name=row['name'], frame=np.asarray(rec['indices'], int), face_found=np.asarray(
+                    rec['found']))), fs
+        ], axis=1)[['path', 'name', 't', 'frame', 'face_found', *[c for c in fs.columns if c != 't']]]
     def windows_table():
         w = window_scores(pred, path, int(windows))
         row.update(window_mean=float(w.prob.mean()), window_max=float(w.prob.max()), n_windows=len(w))
@@ -505,8 +611,10 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_di
         row['gif'] = str(annotate_gif(path, rec, run, prob, pred.threshold, Path(annotate_dir)/f"{row['name']}.gif"))
     def cam_png():
         import matplotlib.pyplot as plt
-        fig = _gradcam_fig(pred, rec['faces'], rec['indices'], path.name, occ=fs.occlusion.to_numpy() if fs is not None else None)
-        gp = Path(gradcam_dir)/f"{row['name']}.png"; gp.parent.mkdir(parents=True, exist_ok=True)
+        fig = _gradcam_fig(pred, rec['faces'], rec['indices'], path.name,
+                           occ=fs.occlusion.to_numpy() if fs is not None else None)
+        gp = Path(gradcam_dir)/f"{row['name']}.png"
+        gp.parent.mkdir(parents=True, exist_ok=True)
         try:
             with atomic_path(gp) as tmp: fig.savefig(tmp, format='png', dpi=90)
         finally: plt.close(fig)
@@ -522,24 +630,31 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_di
 # %% ../nbs/lib/10_predict.ipynb #b08481d3
 def _with_suffix(csv: Path, tag: str) -> Path: return csv.with_name(f'{csv.stem}_{tag}.csv')
 
-def predict_videos(inputs, run_dir='', out_csv=None, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None, progress=True) -> Predictions:
-    "Score the videos named by `inputs` (see `list_videos`) with the run `run_dir` (see `find_run`), with their true labels where known (see `known_labels`); write `out_csv` (and `*_frames.csv`, `*_windows.csv`) when given"
+
+def predict_videos(inputs, run_dir='', out_csv=None, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None,
+                   progress=True) -> Predictions:
+    """Score the videos named by `inputs` (see `list_videos`) with the run `run_dir` (see `find_run`), with their true
+    labels where known (see `known_labels`); write `out_csv` (and `*_frames.csv`, `*_windows.csv`) when given"""
     rdir = find_run(run_dir)
     prep = preprocess_kwargs(load_json(rdir/'params.json'))
-    paths = list_videos(inputs, VIDEO_EXTS + (getattr(_data, 'IMAGE_EXTS', ()) if prep['frames'] == 1 else ()))   # single-image runs take photos too
-    with ReadAhead(paths, prep) as ahead:   # faces are read while the model loads and while the previous video is scored
+    # single-image runs take photos too
+    paths = list_videos(inputs, VIDEO_EXTS + (getattr(_data, 'IMAGE_EXTS', ()) if prep['frames'] == 1 else ()))
+    # faces are read while the model loads and while the previous video is scored
+    with ReadAhead(paths, prep) as ahead:
         pred = load_predictor(rdir)
         res = [predict_video(pred, p, per_frame, windows, annotate_dir, gradcam_dir, faces=ahead.get(i))
                for i, p in enumerate(tqdm(paths, desc=f'scoring ({pred.run_id})', disable=not progress))]
     videos = pd.DataFrame([r['row'] for r in res]).assign(run_id=pred.run_id)
     truth = known_labels(paths, inputs, pred.params.get('manifest'))
     at = videos.columns.get_loc('verdict') + 1
-    videos.insert(at, 'label', truth.label.array); videos.insert(at + 1, 'label_source', truth.label_source.to_numpy())
+    videos.insert(at, 'label', truth.label.array)
+    videos.insert(at + 1, 'label_source', truth.label_source.to_numpy())
     frames = pd.concat([r['frames'] for r in res if r['frames'] is not None] or [pd.DataFrame()], ignore_index=True)
     wins = pd.concat([r['windows'] for r in res if r['windows'] is not None] or [pd.DataFrame()], ignore_index=True)
     files = {}
     if out_csv:
-        out_csv = Path(out_csv); out_csv.parent.mkdir(parents=True, exist_ok=True)
+        out_csv = Path(out_csv)
+        out_csv.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(out_csv) as tmp: videos.to_csv(tmp, index=False)
         files['videos'] = out_csv
         for tag, df, asked in (('frames', frames, per_frame), ('windows', wins, windows)):
@@ -550,7 +665,8 @@ def predict_videos(inputs, run_dir='', out_csv=None, per_frame=False, windows=0,
 
 # %% ../nbs/lib/10_predict.ipynb #064fc102
 def demo_inputs(n_demo=1) -> list[Path]:
-    "`n_demo` real and fake demo test videos, plus a real and a fake FF++ and DFDC clip from the shared assets when present"
+    """`n_demo` real and fake demo test videos, plus a real and a fake FF++ and DFDC clip from the shared assets when
+    present"""
     from deepfake_nb.data import build_manifest, load_manifest
     df = load_manifest(build_manifest('demo'))
     te = df[df.split == 'test']

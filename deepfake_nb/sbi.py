@@ -13,17 +13,21 @@ __all__ = ['SBI_VERSION', 'BLEND_RATIOS', 'HULL_TYPES', 'ELASTIC', 'sbi_params',
            'check_landmarks', 'hull_mask', 'blend_mask', 'sbi_mask', 'self_blend', 'self_blend_video']
 
 # %% ../nbs/lib/14_sbi.ipynb #e308ae78
-SBI_VERSION = 1                                       # bump when self_blend's output for given parameters changes (callers key caches on it)
+# bump when self_blend's output for given parameters changes (callers key caches on it)
+SBI_VERSION = 1
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)       # the official dynamic_blend list: 1 half of the time
-HULL_TYPES = ('dfl_full', 'extended', 'components', 'facehull')   # Face X-ray's random_get_hull, as the official code uses it
+# Face X-ray's random_get_hull, as the official code uses it
+HULL_TYPES = ('dfl_full', 'extended', 'components', 'facehull')
 ELASTIC = dict(alpha=50.0, sigma=7.0)                 # ElasticTransform(alpha=50, sigma=7) on the mask, in pixels
 
 def sbi_params(rng, size: int | None = None, hulls=HULL_TYPES) -> dict:
-    "One draw of every random setting of a self-blended image (JSON-able); `rng`: a numpy Generator or a seed; `size`: the crop side they are for (`None`: any)"
+    """One draw of every random setting of a self-blended image (JSON-able); `rng`: a numpy Generator or a seed; `size`:
+    the crop side they are for (`None`: any)"""
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     hulls = tuple(hulls)
     if not hulls or set(hulls) - set(HULL_TYPES):
-        raise DeepfakeNBError(f"sbi_params: hulls={hulls!r} is not a non-empty subset of HULL_TYPES {HULL_TYPES}; pick from those")
+        raise DeepfakeNBError(f"sbi_params: hulls={hulls!r} is not a non-empty subset of HULL_TYPES {HULL_TYPES}; "
+                              "pick from those")
     u = lambda lo, hi: float(rng.uniform(lo, hi))
     odd = lambda: int(rng.choice(np.arange(5, 26, 2)))             # random.randrange(5, 26, 2)
     rgb = [u(-20, 20) for _ in range(3)]
@@ -50,15 +54,19 @@ def _lut(fn) -> np.ndarray:
 def as_uint8_image(img, name='face') -> np.ndarray:
     "An (H, W, 3) image as uint8 (floats are 0-255 values: clipped and rounded)"
     x = np.asarray(img)
-    if x.ndim != 3 or x.shape[2] != 3: raise DeepfakeNBError(f"{name}: expected an (H, W, 3) RGB image, got shape {x.shape}; pass one face crop")
+    if x.ndim != 3 or x.shape[2] != 3: raise DeepfakeNBError(f"{name}: expected an (H, W, 3) RGB image, got shape "
+                                                             f"{x.shape}; pass one face crop")
     if x.dtype != np.uint8: x = np.clip(np.asarray(x, np.float32), 0, 255).round().astype(np.uint8)
     return x
 
 def sbi_augment(img, params: dict) -> np.ndarray:
-    "The altered copy of `img`: RGB shift, HSV shift, brightness/contrast, then down-up sampling or sharpening (uint8 in and out)"
+    """The altered copy of `img`: RGB shift, HSV shift, brightness/contrast, then down-up sampling or sharpening (uint8
+    in and out)"""
     x = as_uint8_image(img)
     if params['rgb_shift'] is not None:
-        x = np.dstack([cv2.LUT(np.ascontiguousarray(x[..., c]), _lut(lambda v: v+s)) for c, s in enumerate(params['rgb_shift'])])
+        x = np.dstack([
+            cv2.LUT(np.ascontiguousarray(x[..., c]), _lut(lambda v: v + s)) for c, s in enumerate(params['rgb_shift'])
+        ])
     h, s, v = params['hsv_shift']
     hsv = cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2HSV)
     luts = [np.mod(np.arange(256, dtype=np.float32)+h, 180).astype(np.uint8), _lut(lambda a: a+s), _lut(lambda a: a+v)]
@@ -68,12 +76,15 @@ def sbi_augment(img, params: dict) -> np.ndarray:
     H, W = x.shape[:2]
     if params['freq'] == 'downscale':
         r = params['downscale']
-        x = cv2.resize(cv2.resize(x, (int(W/r), int(H/r)), interpolation=cv2.INTER_NEAREST), (W, H), interpolation=cv2.INTER_LINEAR)
+        x = cv2.resize(cv2.resize(x, (int(W / r), int(H / r)), interpolation=cv2.INTER_NEAREST), (W, H),
+                       interpolation=cv2.INTER_LINEAR)
     elif params['freq'] == 'sharpen':
         a, l = params['sharpen_alpha'], params['sharpen_lightness']
-        k = np.full((3, 3), -a, np.float32); k[1, 1] = (1-a) + a*(8+l)
+        k = np.full((3, 3), -a, np.float32)
+        k[1, 1] = (1-a) + a*(8+l)
         x = cv2.filter2D(x, -1, k)
-    else: raise DeepfakeNBError(f"sbi_augment: params['freq'] = {params['freq']!r}; expected 'downscale' or 'sharpen' (draw params with sbi_params)")
+    else: raise DeepfakeNBError(f"sbi_augment: params['freq'] = {params['freq']!r}; expected 'downscale' or 'sharpen' "
+                                "(draw params with sbi_params)")
     return x
 
 # %% ../nbs/lib/14_sbi.ipynb #0c8186df
@@ -82,14 +93,19 @@ def _hull_parts(L: np.ndarray, hull: str) -> list:
     c = lambda *a: np.concatenate(a)
     if hull == 'facehull': return [L]
     if hull == 'dfl_full':
-        return [c(L[0:17], L[48:68], L[0:1], L[8:9], L[16:17]), c(L[27:31], L[33:34]), c(L[17:27], L[0:1], L[27:28], L[16:17], L[33:34])]
+        return [
+            c(L[0:17], L[48:68], L[0:1], L[8:9], L[16:17]),
+            c(L[27:31], L[33:34]),
+            c(L[17:27], L[0:1], L[27:28], L[16:17], L[33:34])
+        ]
     if hull == 'extended':                              # brows raised by half their distance to the upper eyelids
         L = L.copy()
         ml, mr = (L[36]+L[0])//2, (L[16]+L[45])//2
         ql, qr = (L[36]+ml)//2, (L[45]+mr)//2
         bot_l, bot_r = np.array([ql, L[36], L[37], L[38], L[39]]), np.array([L[42], L[43], L[44], L[45], qr])
         top_l, top_r = L[17:22].copy(), L[22:27].copy()
-        L[17:22] = top_l + (top_l-bot_l)//2; L[22:27] = top_r + (top_r-bot_r)//2
+        L[17:22] = top_l + (top_l-bot_l)//2
+        L[22:27] = top_r + (top_r-bot_r)//2
     elif hull != 'components': raise DeepfakeNBError(f"unknown hull {hull!r}; choose from {', '.join(HULL_TYPES)}")
     return [c(L[0:9], L[17:18]), c(L[8:17], L[26:27]), c(L[17:20], L[8:9]), c(L[24:27], L[8:9]), c(L[19:25], L[8:9]),
             c(L[17:22], L[27:28], L[31:36], L[8:9]), c(L[22:27], L[27:28], L[31:36], L[8:9]), c(L[27:31], L[31:36])]
@@ -97,7 +113,9 @@ def _hull_parts(L: np.ndarray, hull: str) -> list:
 def check_landmarks(landmarks, name='landmarks') -> np.ndarray:
     "68 (x, y) points as float32, or a DeepfakeNBError naming the problem"
     lm = np.asarray(landmarks, np.float32)
-    if lm.shape != (68, 2): raise DeepfakeNBError(f"{name}: expected (68, 2) iBUG points (x, y) in crop pixels, got shape {lm.shape}; use deepfake_nb.preprocess.landmarks_68 or the face cache's `landmarks`")
+    if lm.shape != (68, 2): raise DeepfakeNBError(f"{name}: expected (68, 2) iBUG points (x, y) in crop pixels, got "
+                                                  f"shape {lm.shape}; use deepfake_nb.preprocess.landmarks_68 or the "
+                                                  "face cache's `landmarks`")
     if not np.isfinite(lm).all(): raise DeepfakeNBError(f"{name}: not all finite; leave out frames without landmarks")
     return lm
 
@@ -120,39 +138,51 @@ def _affine(params: dict, H: int, W: int) -> np.ndarray:
 def _elastic_maps(seed: int, H: int, W: int):
     "Remap coordinates of the elastic deformation with field seed `seed` (shared by every frame of a video)"
     d = np.random.default_rng(seed).uniform(-1, 1, (2, H, W)).astype(np.float32)
-    d = [cv2.GaussianBlur(c, (0, 0), ELASTIC['sigma'], borderType=cv2.BORDER_REFLECT)*ELASTIC['alpha'] for c in d]   # = scipy gaussian_filter
+    # = scipy gaussian_filter
+    d = [cv2.GaussianBlur(c, (0, 0), ELASTIC['sigma'], borderType=cv2.BORDER_REFLECT)*ELASTIC['alpha'] for c in d]
     x, y = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
     return x+d[0], y+d[1]
 
 def blend_mask(mask, params: dict) -> np.ndarray:
-    "The official get_blend_mask: resize to `mask_size`, blur (`blur1`), keep == 1, blur (`blur2`, `blur2_sigma`), normalise, resize back"
+    """The official get_blend_mask: resize to `mask_size`, blur (`blur1`), keep == 1, blur (`blur2`, `blur2_sigma`),
+    normalise, resize back"""
     H, W = mask.shape
     mh, mw = params['mask_size']
     m = cv2.GaussianBlur(cv2.resize(np.asarray(mask, np.float64), (mw, mh)), (params['blur1'],)*2, 0)
-    if m.max() <= 0: raise DeepfakeNBError("self_blend: the face mask is empty (landmarks outside the crop?); pass landmarks in crop pixel coordinates")
-    m = m/m.max(); m[m < 1-1e-6] = 0                    # '== 1' up to rounding
+    if m.max() <= 0: raise DeepfakeNBError("self_blend: the face mask is empty (landmarks outside the crop?); pass "
+                                           "landmarks in crop pixel coordinates")
+    m = m/m.max()
+    m[m < 1-1e-6] = 0                    # '== 1' up to rounding
     m = cv2.GaussianBlur(m, (params['blur2'],)*2, params['blur2_sigma'])
     return cv2.resize((m/m.max()).astype(np.float32), (W, H))
 
 def sbi_mask(landmarks, shape, params: dict) -> np.ndarray:
-    "The blending mask (H, W) float32 in [0, 1] before the blend ratio: landmark mask, moved with the source, elastically deformed, blurred twice"
+    """The blending mask (H, W) float32 in [0, 1] before the blend ratio: landmark mask, moved with the source,
+    elastically deformed, blurred twice"""
     H, W = shape[:2]
     m = hull_mask(landmarks, (H, W), params['hull'])
-    m = cv2.warpAffine(m, _affine(params, H, W), (W, H), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    m = cv2.remap(m, *_elastic_maps(int(params['elastic_seed']), H, W), cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101)
+    m = cv2.warpAffine(m, _affine(params, H, W), (W, H), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                       borderValue=0)
+    m = cv2.remap(m, *_elastic_maps(int(params['elastic_seed']), H, W), cv2.INTER_NEAREST,
+                  borderMode=cv2.BORDER_REFLECT_101)
     return blend_mask(m, params)
 
 # %% ../nbs/lib/14_sbi.ipynb #8b65bb48
 def self_blend(face, landmarks, params: dict, return_target=False):
-    "Self-blended image of one face crop (H, W, 3) with its 68 landmarks (crop pixels, x then y): (blend uint8, mask float32 (H, W)) [, target]"
+    """Self-blended image of one face crop (H, W, 3) with its 68 landmarks (crop pixels, x then y): (blend uint8, mask
+    float32 (H, W)) [, target]"""
     face = as_uint8_image(face)
     H, W = face.shape[:2]
     if params.get('size') is not None and (H, W) != (params['size'],)*2:
-        raise DeepfakeNBError(f"self_blend: face is {H}x{W} but params were drawn for {params['size']}x{params['size']}; draw with sbi_params(rng, size={H}) (or size=None)")
+        raise DeepfakeNBError(f"self_blend: face is {H}x{W} but params were drawn for "
+                              f"{params['size']}x{params['size']}; draw with sbi_params(rng, size={H}) (or size=None)")
     alt = sbi_augment(face, params)
-    if params['alter'] not in ('source', 'target'): raise DeepfakeNBError(f"self_blend: params['alter'] = {params['alter']!r}; expected 'source' or 'target'")
+    if params['alter'] not in ('source', 'target'): raise DeepfakeNBError("self_blend: params['alter'] = "
+                                                                          f"{params['alter']!r}; expected 'source' or "
+                                                                          "'target'")
     source, target = (alt, face) if params['alter'] == 'source' else (face, alt)
-    source = cv2.warpAffine(source, _affine(params, H, W), (W, H), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    source = cv2.warpAffine(source, _affine(params, H, W), (W, H), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT_101)
     m = sbi_mask(landmarks, (H, W), params)*np.float32(params['blend_ratio'])
     out = m[..., None]*source.astype(np.float32) + (1-m[..., None])*target.astype(np.float32)
     out = np.clip(out, 0, 255).round().astype(np.uint8)
@@ -160,16 +190,21 @@ def self_blend(face, landmarks, params: dict, return_target=False):
 
 # %% ../nbs/lib/14_sbi.ipynb #db48671d
 def self_blend_video(faces, landmarks, seed, per_frame: bool = False, return_target=False):
-    "Self-blended fake of one video's face crops `(T, S, S, 3)` with their landmarks `(T, 68, 2)`: (blends uint8 (T, S, S, 3), masks float32 (T, S, S)) [, targets]; one parameter draw per video (`np.random.default_rng(seed)`: an int or a list of ints) unless `per_frame`"
+    """Self-blended fake of one video's face crops `(T, S, S, 3)` with their landmarks `(T, 68, 2)`: (blends uint8 (T,
+    S, S, 3), masks float32 (T, S, S)) [, targets]; one parameter draw per video (`np.random.default_rng(seed)`: an
+    int or a list of ints) unless `per_frame`"""
     faces = np.asarray(faces)
     lms = np.asarray(landmarks, np.float32)
-    if faces.ndim != 4 or faces.shape[-1] != 3: raise DeepfakeNBError(f"self_blend_video: faces must be (T, S, S, 3), got {faces.shape}; pass one video's face crops")
+    if faces.ndim != 4 or faces.shape[-1] != 3: raise DeepfakeNBError("self_blend_video: faces must be (T, S, S, 3), "
+                                                                      f"got {faces.shape}; pass one video's face crops")
     if lms.shape != (len(faces), 68, 2):
-        raise DeepfakeNBError(f"self_blend_video: landmarks {lms.shape} do not match faces {faces.shape} (expected ({len(faces)}, 68, 2)); pass the face cache's `landmarks` of the same video")
+        raise DeepfakeNBError(f"self_blend_video: landmarks {lms.shape} do not match faces {faces.shape} (expected "
+                              f"({len(faces)}, 68, 2)); pass the face cache's `landmarks` of the same video")
     rng = np.random.default_rng(seed)
     size = faces.shape[1] if faces.shape[1] == faces.shape[2] else None
     p = None if per_frame else sbi_params(rng, size)
     out = [self_blend(f, l, sbi_params(rng, size) if per_frame else p, return_target=True) for f, l in zip(faces, lms)]
-    if not out: res = np.zeros(faces.shape, np.uint8), np.zeros(faces.shape[:3], np.float32), np.zeros(faces.shape, np.uint8)
+    if not out:
+        res = np.zeros(faces.shape, np.uint8), np.zeros(faces.shape[:3], np.float32), np.zeros(faces.shape, np.uint8)
     else: res = tuple(np.stack([o[i] for o in out]) for i in range(3))
     return res if return_target else res[:2]

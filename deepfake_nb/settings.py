@@ -23,13 +23,16 @@ KINDS = {'str': 'text', 'int': 'an integer', 'float': 'a number', 'bool': 'true 
          'ints': 'one or more integers (a list in YAML)', 'dict|str': 'a name or a dict such as {0: 1.15, 1: 1.05}',
          'bool|str': 'true, false or a name'}
 
-STAGES = {'data': '01_data', 'preprocess': '02_preprocess', 'train': '03_train', 'compare': '04_compare', 'report': '05_report',
-          'predict': '06_predict', 'pipeline': '07_pipeline', 'studies': '08_studies', 'run': None,
-          'watch': None}   # stage: its experiment notebook (watch: live, no notebook)
+STAGES = {
+    'data': '01_data', 'preprocess': '02_preprocess', 'train': '03_train', 'compare': '04_compare',
+    'report': '05_report', 'predict': '06_predict', 'pipeline': '07_pipeline', 'studies': '08_studies', 'run': None,
+    'watch': None
+}  # stage: its experiment notebook (watch: live, no notebook)
 
 @dataclass(frozen=True)
 class Setting:
-    "One setting: its name, `kind` (a key of `KINDS`), demo default, one-line help, the stages that take it, and its values where there are few"
+    """One setting: its name, `kind` (a key of `KINDS`), demo default, one-line help, the stages that take it, and its
+    values where there are few"""
     name: str
     kind: str
     default: object
@@ -38,7 +41,8 @@ class Setting:
     choices: tuple = ()
     none_ok: bool = False   # None is a value (written none or null on the command line and in YAML)
     cli: bool = True        # an option of `deepfake-nb` and a YAML key (drive_root is for notebooks on Colab only)
-    path: str = ''          # 'path': a file or folder (each word of a `words` setting); 'path|name': a path where one exists, else a name
+    # 'path': a file or folder (each word of a `words` setting); 'path|name': a path where one exists, else a name
+    path: str = ''
 
 # %% ../nbs/lib/01_settings.ipynb #23232e6b
 _S = Setting
@@ -48,127 +52,220 @@ _STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
 
 SETTINGS = [
     # where the videos are and how they are split (01_data, and `deepfake-nb run`, which builds the manifest first)
-    _S('dataset', 'str', 'demo', "demo, celebdf, ffpp, dfdc, folder, images, or a folder holding real/ and fake/ videos", 'data run pipeline', path='path|name'),
-    _S('root', 'str', '', "the dataset's folder; empty for the demo, which is generated under data/raw/demo", 'data run pipeline', path='path'),
-    _S('name', 'str', '', "manifest name under data/manifests/; empty: demo, celebdf, dfdc, ffpp_<compression> or the folder's name", 'data run'),
+    _S('dataset', 'str', 'demo', "demo, celebdf, ffpp, dfdc, folder, images, or a folder holding real/ and fake/ "
+       "videos", 'data run pipeline', path='path|name'),
+    _S('root', 'str', '', "the dataset's folder; empty for the demo, which is generated under data/raw/demo",
+       'data run pipeline', path='path'),
+    _S('name', 'str', '', "manifest name under data/manifests/; empty: demo, celebdf, dfdc, ffpp_<compression> or the "
+       "folder's name", 'data run'),
     _S('compression', 'str', 'c23', "FaceForensics++ only: raw, c23 or c40", 'data run', ('raw', 'c23', 'c40')),
-    _S('methods', 'words', '', "FaceForensics++ only: manipulation methods to take; empty takes every one present", 'data run'),
-    _S('eval_only', 'bool', False, "put every video in the test split (a dataset only evaluated on, as in cross-dataset studies)", 'data'),
-    _S('identity_pattern', 'str', '', "folder datasets: regular expression whose first group is a file name's identity (e.g. '^(id\\d+)_'); empty: the default ^(id\\d+)_, 'none': every video its own identity", 'data run'),
+    _S('methods', 'words', '', "FaceForensics++ only: manipulation methods to take; empty takes every one "
+       "present", 'data run'),
+    _S('eval_only', 'bool', False, "put every video in the test split (a dataset only evaluated on, as in "
+       "cross-dataset studies)", 'data'),
+    _S(
+        'identity_pattern', 'str', '', "folder datasets: regular expression whose first group is a file name's "
+        "identity (e.g. '^(id\\d+)_'); empty: the default ^(id\\d+)_, 'none': every "
+        "video its own identity", 'data run'),
     # the manifest a later stage reads
-    _S('dataset', 'str', '', "manifest name under data/manifests/; empty takes the manifest file's name, or demo", 'preprocess'),
-    _S('manifest', 'str', '', "manifest CSV path; empty means data/manifests/<dataset>.csv (the demo's is built on the spot)", 'preprocess', path='path'),
-    _S('dataset', 'str', 'demo', "manifest name under data/manifests/ (demo is generated when missing); runs, comparison and studies are filed under it",
-      'train compare report studies'),
+    _S('dataset', 'str', '', "manifest name under data/manifests/; empty takes the manifest file's name, or "
+       "demo", 'preprocess'),
+    _S('manifest', 'str', '', "manifest CSV path; empty means data/manifests/<dataset>.csv (the demo's is built on "
+       "the spot)", 'preprocess', path='path'),
+    _S(
+        'dataset', 'str', 'demo', "manifest name under data/manifests/ (demo is generated when missing); runs, "
+        "comparison and studies are filed under it", 'train compare report studies'),
     # the studies (08_studies)
-    _S('studies', 'words', ' '.join(_STUDIES), "the studies to run, any of: " + ' '.join(_STUDIES), 'studies', _STUDIES),
-    _S('runs', 'words', '', "run directories for cross_dataset and degradations; empty: one per backbone and head of dataset", 'studies', path='path'),
-    _S('eval_datasets', 'words', 'demo_b shared', "evaluation manifests: demo_b, shared (the ../shared clips) or manifest names", 'studies'),
-    _S('degradations', 'words', 'jpeg:50 h264:40 noise:10', "kind:levels; empty: every one of DEGRADATIONS at every level", 'studies'),
+    _S('studies', 'words', ' '.join(_STUDIES), "the studies to run, any of: " + ' '.join(_STUDIES), 'studies',
+       _STUDIES),
+    _S('runs', 'words', '', "run directories for cross_dataset and degradations; empty: one per backbone and head of "
+       "dataset", 'studies', path='path'),
+    _S('eval_datasets', 'words', 'demo_b shared', "evaluation manifests: demo_b, shared (the ../shared clips) or "
+       "manifest names", 'studies'),
+    _S('degradations', 'words', 'jpeg:50 h264:40 noise:10', "kind:levels; empty: every one of DEGRADATIONS at every "
+       "level", 'studies'),
     _S('frame_counts', 'words', '4 12', "the frames study's frame counts (the full study: 4 8 12 16 32)", 'studies'),
     _S('cv_folds', 'int', 4, "folds of the identity-grouped cross-validation", 'studies'),
     # the grid (`deepfake-nb run`, 07_pipeline): one run per backbone x head x seed
-    _S('backbones', 'strs', ('mobilenetv2', 'resnet50'), "backbones of the grid: one run per backbone x head x seed", 'run pipeline'),
-    _S('heads', 'strs', ('lstm',), "temporal heads of the grid", 'run pipeline', _HEADS),
-    _S('seeds', 'ints', (0,), "seeds of the grid", 'run pipeline'),
-    # one training run: the 38 arguments of deepfake_nb.train.run_params (03_train), most of them shared by the grid and the studies
+    _S('backbones', 'strs', ('mobilenetv2', 'resnet50'), "backbones of the grid: one run per backbone x head x "
+       "seed", 'run pipeline'),
+    _S('heads', 'strs', ('lstm', ), "temporal heads of the grid", 'run pipeline', _HEADS),
+    _S('seeds', 'ints', (0, ), "seeds of the grid", 'run pipeline'),
+    # one training run: the 38 arguments of deepfake_nb.train.run_params (03_train), most of them shared by the grid and
+    # the studies
     _S('backbone', 'str', 'mobilenetv2', "CNN backbone, one of deepfake_nb.models.BACKBONES", 'train studies'),
-    _S('head', 'str', 'lstm', "temporal head: lstm, gru, bilstm, attention, mean, image, linear (on pooled features: linear is a logistic regression per frame, fitted to convergence, the video's score the mean of its frames' logits), or convlstm, conv3d, spacetime (on feature maps)", 'train studies', _HEADS),
-    _S('weights', 'str', 'auto', "'imagenet' (download), a weights file, None (plain random init), 'random-highpass' (random init reading high-pass residuals) or 'auto' (ImageNet if available, else random-highpass)",
-      'train studies run', none_ok=True, path='path|name'),
-    _S('frames', 'int', 12, "frames sampled uniformly over each video (1: single-image mode, for photos)", 'preprocess train studies run'),
-    _S('size', 'int', 160, "side of the square face crop in pixels (the backbone's input size)", 'preprocess train studies run'),
-    _S('detector', 'str', 'yunet', "face detector: yunet (OpenCV Zoo's YuNet, shipped with the package), haar (the original notebooks' choice) or mtcnn", 'preprocess train studies run', ('haar', 'yunet', 'mtcnn')),
-    _S('detector_model', 'str', '', "yunet only: a YuNet ONNX file other than the one shipped with the package", 'preprocess', path='path'),
-    _S('margin', 'float', 1.3, "the crop's side is margin x the face box's longer side", 'preprocess train studies run'),
-    _S('framing', 'str', 'box', "the box a crop is centred on and sized by: 'box' (the face detector's) or 'landmarks' (the 68 facial landmarks' box with the forehead)",
-      'preprocess train studies run', ('box', 'landmarks')),
+    _S(
+        'head', 'str', 'lstm', "temporal head: lstm, gru, bilstm, attention, mean, image, linear (on pooled features: "
+        "linear is a logistic regression per frame, fitted to convergence, the video's score "
+        "the mean of its frames' logits), or convlstm, conv3d, spacetime (on feature "
+        "maps)", 'train studies', _HEADS),
+    _S(
+        'weights', 'str', 'auto', "'imagenet' (download), a weights file, None (plain random init), 'random-highpass' "
+        "(random init reading high-pass residuals) or 'auto' (ImageNet if available, else "
+        "random-highpass)", 'train studies run', none_ok=True, path='path|name'),
+    _S('frames', 'int', 12, "frames sampled uniformly over each video (1: single-image mode, for photos)",
+       'preprocess train studies run'),
+    _S('size', 'int', 160, "side of the square face crop in pixels (the backbone's input size)", 'preprocess train '
+       'studies run'),
+    _S(
+        'detector', 'str', 'yunet', "face detector: yunet (OpenCV Zoo's YuNet, shipped with the package), haar (the "
+        "original notebooks' choice) or mtcnn", 'preprocess train studies '
+        'run', ('haar', 'yunet', 'mtcnn')),
+    _S('detector_model', 'str', '', "yunet only: a YuNet ONNX file other than the one shipped with the "
+       "package", 'preprocess', path='path'),
+    _S('margin', 'float', 1.3, "the crop's side is margin x the face box's longer side", 'preprocess train studies '
+       'run'),
+    _S(
+        'framing', 'str', 'box', "the box a crop is centred on and sized by: 'box' (the face detector's) or "
+        "'landmarks' (the 68 facial landmarks' box with the forehead)", 'preprocess train studies run',
+        ('box', 'landmarks')),
     _S('num_workers', 'int', 1, "processes decoding videos in parallel", 'preprocess run'),
     _S('shard', 'int', 0, "this job's share of the videos: shard i of num_shards (cluster array jobs)", 'preprocess'),
     _S('num_shards', 'int', 1, "how many shards the videos are split into", 'preprocess'),
-    _S('features', 'words', '', "backbones whose frozen features this job also extracts, for its shard of the videos (merged into the feature cache once every shard has them); empty: faces only", 'preprocess'),
-    _S('weights', 'str', 'auto', "with features: the backbones' weights, as in training: 'auto', 'imagenet', a weights file, None or 'random-highpass'", 'preprocess', none_ok=True, path='path|name'),
+    _S(
+        'features', 'words', '', "backbones whose frozen features this job also extracts, for its shard of the videos "
+        "(merged into the feature cache once every shard has them); empty: faces "
+        "only", 'preprocess'),
+    _S(
+        'weights', 'str', 'auto', "with features: the backbones' weights, as in training: 'auto', 'imagenet', a "
+        "weights file, None or 'random-highpass'", 'preprocess', none_ok=True, path='path|name'),
     _S('epochs', 'int', 30, "maximum epochs (early stopping on val loss)", 'train studies run'),
     _S('batch_size', 'int', 16, "videos per batch and replica", 'train run'),
     _S('lr', 'float', 1e-3, "Adam learning rate of the head", 'train run'),
     _S('units', 'int', 64, "LSTM/GRU/attention units", 'train run'),
     _S('dropout', 'float', 0.3, "dropout rate of the head", 'train run'),
     _S('patience', 'int', 5, "epochs without val-loss improvement before stopping", 'train studies run'),
-    _S('class_weight', 'dict|str', 'balanced', "'balanced', None, or a dict of both classes such as {0: 1.15, 1: 1.05}", 'train run', none_ok=True),
+    _S('class_weight', 'dict|str', 'balanced', "'balanced', None, or a dict of both classes such as {0: 1.15, 1: "
+       "1.05}", 'train run', none_ok=True),
     _S('seed', 'int', 0, "seed of the run: initial weights, shuffling, augmentation", 'train studies'),
-    _S('preset', 'str', 'auto', "fills the settings left at their defaults: 'auto' (real on any dataset but the generated demo, none on the demo), "
-       "a name from deepfake_nb.presets.PRESETS (real: the setting measured best on real deepfakes; seed-*: the original notebooks), or none", 'train run', none_ok=True),
-    _S('mode', 'str', 'frozen', "'frozen' (head on cached features) or 'finetune' (end to end)", 'train run', ('frozen', 'finetune')),
-    _S('augment', 'dict|str', None, "face augmentation, e.g. 'flip,rotate,zoom' or a dict of strengths", 'train run', none_ok=True),
-    _S('aug_passes', 'int', 2, "frozen mode: augmented feature passes over the training videos (with fakes sbi: that many more self-blended draws instead)", 'train run'),
+    _S(
+        'preset', 'str', 'auto', "fills the settings left at their defaults: 'auto' (real on any dataset but the "
+        "generated demo, none on the demo), "
+        "a name from deepfake_nb.presets.PRESETS (real: the setting measured best on real deepfakes; seed-*: the "
+        "original notebooks), or none", 'train run', none_ok=True),
+    _S('mode', 'str', 'frozen', "'frozen' (head on cached features) or 'finetune' (end to end)", 'train run',
+       ('frozen', 'finetune')),
+    _S('augment', 'dict|str', None, "face augmentation, e.g. 'flip,rotate,zoom' or a dict of "
+       "strengths", 'train run', none_ok=True),
+    _S(
+        'aug_passes', 'int', 2, "frozen mode: augmented feature passes over the training videos (with fakes sbi: that "
+        "many more self-blended draws instead)", 'train run'),
     _S('lr_schedule', 'str', 'plateau', "'plateau', 'cosine' or 'none'", 'train run', ('plateau', 'cosine', 'none')),
     _S('finetune_layers', 'int', 20, "finetune: last layers of the backbone that train (-1: all)", 'train run'),
     _S('finetune_lr', 'float', 1e-5, "finetune: learning rate of the end-to-end stage", 'train run'),
-    _S('finetune_from', 'str', 'frozen', "finetune: start from a head trained on frozen features ('frozen') or from 'scratch'", 'train run',
-      ('frozen', 'scratch')),
+    _S('finetune_from', 'str', 'frozen', "finetune: start from a head trained on frozen features ('frozen') or from "
+       "'scratch'", 'train run', ('frozen', 'scratch')),
     _S('deterministic', 'bool', False, "TensorFlow op determinism", 'train run'),
-    _S('mixed_precision', 'bool|str', 'auto', "'auto' (mixed_float16 on GPUs that support it), True or False", 'train run',
-      ('auto', 'mixed_float16', 'float32')),
-    _S('distribute', 'str', 'auto', "'auto', 'none', 'mirrored' or 'multiworker'", 'train run', ('auto', 'none', 'mirrored', 'multiworker')),
-    _S('norm_floor', 'float', 1.0, "floor of the head's input standard deviations, a fraction of their RMS (0: plain standardisation)", 'train run'),
-    _S('fakes', 'str', 'real', "training fakes: 'real' (the dataset's), 'sbi' (self-blended images of the real training videos only: no real fake seen) or 'both'", 'train run',
-      ('real', 'sbi', 'both')),
-    _S('sbi_per_video', 'int', 2, "frozen mode with fakes sbi or both: self-blended copies per real training video (finetune draws new ones every epoch)", 'train run'),
-    _S('feature_layers', 'str', 'final', "features: 'final' (the pooled last layer), 'blocks' (pooled intermediate blocks and the last layer, concatenated; frozen only), "
-       "'mid' (pooled layers around the stride-16 to stride-32 transition, e.g. MobileNetV2's block_12_add, block_13_expand_relu, block_14_expand_relu; frozen only), "
-       "'maps' (the last feature map: what convlstm, conv3d and spacetime read, set for them when left at 'final') or 'maps-c<N>' (that map through a frozen 1x1 projection to N channels)", 'train run'),
-    _S('pool', 'str', 'mean', "how pooled features are pooled: 'mean' (the average over the whole crop) or 'face' (mean and standard deviation over the inner face, a disc placed by the framing)",
-      'train run', ('mean', 'face')),
-    _S('linear_c', 'float', 0.05, "the linear head's inverse L2 strength (scikit-learn's C, over the training frames)", 'train run'),
-    _S('align', 'bool', False, "rotate each frame about the face so the eyes are level (from the 68 facial landmarks) before cropping", 'preprocess train studies run'),
-    _S('split_seed', 'int', 0, "seed of the identity-disjoint train/val/test split (and of the cross-validation folds)", 'data run train studies'),
-    _S('cv_folds', 'int', 0, "0: the manifest's split; 2 or more: fold cv_fold of an identity-grouped cross-validation with that many folds is the test split (the other folds: train, and 15 percent of them val)", 'train'),
+    _S('mixed_precision', 'bool|str', 'auto', "'auto' (mixed_float16 on GPUs that support it), True or "
+       "False", 'train run', ('auto', 'mixed_float16', 'float32')),
+    _S('distribute', 'str', 'auto', "'auto', 'none', 'mirrored' or 'multiworker'", 'train run',
+       ('auto', 'none', 'mirrored', 'multiworker')),
+    _S('norm_floor', 'float', 1.0, "floor of the head's input standard deviations, a fraction of their RMS (0: plain "
+       "standardisation)", 'train run'),
+    _S(
+        'fakes', 'str', 'real', "training fakes: 'real' (the dataset's), 'sbi' (self-blended images of the real "
+        "training videos only: no real fake seen) or 'both'", 'train run', ('real', 'sbi', 'both')),
+    _S(
+        'sbi_per_video', 'int', 2, "frozen mode with fakes sbi or both: self-blended copies per real training video "
+        "(finetune draws new ones every epoch)", 'train run'),
+    _S(
+        'feature_layers', 'str', 'final', "features: 'final' (the pooled last layer), 'blocks' (pooled intermediate "
+        "blocks and the last layer, concatenated; frozen only), "
+        "'mid' (pooled layers around the stride-16 to stride-32 transition, e.g. MobileNetV2's block_12_add, "
+        "block_13_expand_relu, block_14_expand_relu; frozen only), "
+        "'maps' (the last feature map: what convlstm, conv3d and spacetime read, set for them when left at 'final') or "
+        "'maps-c<N>' (that map through a frozen 1x1 projection to N channels)", 'train run'),
+    _S(
+        'pool', 'str', 'mean', "how pooled features are pooled: 'mean' (the average over the whole crop) or 'face' "
+        "(mean and standard deviation over the inner face, a disc placed by the framing)", 'train run',
+        ('mean', 'face')),
+    _S('linear_c', 'float', 0.05, "the linear head's inverse L2 strength (scikit-learn's C, over the training "
+       "frames)", 'train run'),
+    _S('align', 'bool', False, "rotate each frame about the face so the eyes are level (from the 68 facial landmarks) "
+       "before cropping", 'preprocess train studies run'),
+    _S('split_seed', 'int', 0, "seed of the identity-disjoint train/val/test split (and of the cross-validation "
+       "folds)", 'data run train studies'),
+    _S(
+        'cv_folds', 'int', 0, "0: the manifest's split; 2 or more: fold cv_fold of an identity-grouped "
+        "cross-validation with that many folds is the test split (the other folds: train, and 15 "
+        "percent of them val)", 'train'),
     _S('cv_fold', 'int', 0, "with cv_folds: which fold (0 to cv_folds-1) is the test split", 'train'),
     # how runs are run
     _S('seeds', 'ints', None, "a list of seeds trains one run per seed (overrides seed)", 'train', none_ok=True),
     _S('force', 'bool', False, "retrain even when a complete run with these parameters exists", 'train run pipeline'),
-    _S('resume', 'bool', False, "go on from the last epoch checkpoint of an interrupted run (same parameters) instead of starting over", 'train run'),
-    _S('worker_timeout', 'int', 120, "multi-worker training (TF_CONFIG): seconds a worker may be missing (not started yet, or silent) before the others stop with an error", 'train'),
-    _S('jobs', 'int', 1, "papermill processes at once (each pinned to one GPU when several are visible)", 'run pipeline'),
+    _S('resume', 'bool', False, "go on from the last epoch checkpoint of an interrupted run (same parameters) instead "
+       "of starting over", 'train run'),
+    _S(
+        'worker_timeout', 'int', 120, "multi-worker training (TF_CONFIG): seconds a worker may be missing (not started "
+        "yet, or silent) before the others stop with an error", 'train'),
+    _S('jobs', 'int', 1, "papermill processes at once (each pinned to one GPU when several are "
+       "visible)", 'run pipeline'),
     _S('report', 'bool', True, "render reports/report.html after the comparison", 'run'),
     # the comparison (04_compare)
-    _S('runs', 'words', '', "run directories to compare; empty: every complete run of the dataset", 'compare', path='path'),
+    _S('runs', 'words', '', "run directories to compare; empty: every complete run of the "
+       "dataset", 'compare', path='path'),
     _S('n_boot', 'int', 1000, "bootstrap resamples for every CI and the paired AUC bootstrap", 'compare'),
-    _S('boot_seed', 'int', 0, "seed of the bootstrap resamples (the same resamples for every model); a run's own seed is `seed`", 'compare'),
-    _S('threshold_rule', 'str', 'youden', "how the threshold is chosen on val: youden or eer", 'compare', ('youden', 'eer')),
+    _S('boot_seed', 'int', 0, "seed of the bootstrap resamples (the same resamples for every model); a run's own seed "
+       "is `seed`", 'compare'),
+    _S('threshold_rule', 'str', 'youden', "how the threshold is chosen on val: youden or eer", 'compare',
+       ('youden', 'eer')),
     _S('ensembles', 'str', 'all', "all, none, or sets of run labels or ids: a,b;a,c", 'compare'),
-    _S('cluster', 'str', 'auto', "bootstrap clusters: auto (the manifest's group column when present), none, or a manifest column", 'compare'),
+    _S('cluster', 'str', 'auto', "bootstrap clusters: auto (the manifest's group column when present), none, or a "
+       "manifest column", 'compare'),
     _S('alpha', 'float', 0.05, "significance level (after Holm)", 'compare'),
-    _S('drop_leaking_identities', 'bool', False, "leave out of the comparison the test videos whose identity also appears in train or val (Celeb-DF's official test list shares some)", 'compare'),
+    _S(
+        'drop_leaking_identities', 'bool', False, "leave out of the comparison the test videos whose identity also "
+        "appears in train or val (Celeb-DF's official test list shares "
+        "some)", 'compare'),
     # scoring videos (06_predict)
-    _S('inputs', 'str', '', "a video, a folder (recursive) or a list file; empty scores demo videos and the shared clips", 'predict', path='path'),
-    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val AUC", 'predict', path='path'),
-    _S('out_csv', 'str', '', "the per-video CSV; empty writes reports/predict/<run_id>/predictions.csv", 'predict', path='path'),
+    _S('inputs', 'str', '', "a video, a folder (recursive) or a list file; empty scores demo videos and the shared "
+       "clips", 'predict', path='path'),
+    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val "
+       "AUC", 'predict', path='path'),
+    _S('out_csv', 'str', '', "the per-video CSV; empty writes "
+       "reports/predict/<run_id>/predictions.csv", 'predict', path='path'),
     _S('per_frame', 'bool', True, "also write per-frame scores (running score, occlusion) to *_frames.csv", 'predict'),
     _S('windows', 'int', 0, "sliding windows: 0 off, n scores windows over n x frames sampled frames", 'predict'),
     _S('annotate', 'bool', False, "write an annotated GIF per video", 'predict'),
     _S('gradcam', 'bool', False, "write a Grad-CAM PNG per video", 'predict'),
-    _S('export', 'bool', False, "export the run: SavedModel, TFLite float32 and int8, ONNX when tf2onnx is installed", 'predict'),
+    _S('export', 'bool', False, "export the run: SavedModel, TFLite float32 and int8, ONNX when tf2onnx is "
+       "installed", 'predict'),
     # live scoring (deepfake-nb watch: deepfake_nb.watch.watch, no notebook)
-    _S('source', 'str', '0', "a camera index (0: the first camera), a stream URL (rtsp://..., http://...) or a video file", 'watch', path='path|name'),
-    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val AUC", 'watch', path='path'),
+    _S('source', 'str', '0', "a camera index (0: the first camera), a stream URL (rtsp://..., http://...) or a video "
+       "file", 'watch', path='path|name'),
+    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val "
+       "AUC", 'watch', path='path'),
     _S('stride', 'float', 1.0, "seconds of source time between scored windows", 'watch'),
-    _S('window', 'float', 0.0, "seconds of source time the window's faces (the run's frames) are spread over, one every window/frames s; 0: twice the stride", 'watch'),
-    _S('realtime', 'bool', True, "play a video file at its own frame rate, dropping frames when scoring falls behind (cameras and streams are live anyway)", 'watch'),
-    _S('as_fast_as_possible', 'bool', False, "read a video file as fast as it decodes and drop nothing (batch use); overrides realtime", 'watch'),
-    _S('model', 'str', 'keras', "the run's Keras model, or its float32 TFLite export (made on first use when the run has no export)", 'watch', ('keras', 'tflite')),
-    _S('annotate', 'bool', False, "also write an annotated video (face box, P(fake), verdict) beside the timeline", 'watch'),
-    _S('out_dir', 'str', '', "folder of timeline.csv, summary.json and the annotated video; empty: reports/watch/<run_id>/<source>-<time>/", 'watch', path='path'),
-    _S('max_seconds', 'float', 0.0, "stop after this many seconds of source time; 0: when the source ends (Ctrl-C stops a camera)", 'watch'),
+    _S(
+        'window', 'float', 0.0, "seconds of source time the window's faces (the run's frames) are spread over, one "
+        "every window/frames s; 0: twice the stride", 'watch'),
+    _S(
+        'realtime', 'bool', True, "play a video file at its own frame rate, dropping frames when scoring falls behind "
+        "(cameras and streams are live anyway)", 'watch'),
+    _S('as_fast_as_possible', 'bool', False, "read a video file as fast as it decodes and drop nothing (batch use); "
+       "overrides realtime", 'watch'),
+    _S('model', 'str', 'keras', "the run's Keras model, or its float32 TFLite export (made on first use when the run "
+       "has no export)", 'watch', ('keras', 'tflite')),
+    _S('annotate', 'bool', False, "also write an annotated video (face box, P(fake), verdict) beside the "
+       "timeline", 'watch'),
+    _S(
+        'out_dir', 'str', '', "folder of timeline.csv, summary.json and the annotated video; empty: "
+        "reports/watch/<run_id>/<source>-<time>/", 'watch', path='path'),
+    _S('max_seconds', 'float', 0.0, "stop after this many seconds of source time; 0: when the source ends (Ctrl-C "
+       "stops a camera)", 'watch'),
     # every notebook
-    _S('drive_root', 'str', '', "folder for data/ and reports/ (on Colab a Google Drive path such as /content/drive/MyDrive/deepfake_nb); empty: this project",
-      NOTEBOOK_STAGES, cli=False, path='path'),
+    _S(
+        'drive_root', 'str', '', "folder for data/ and reports/ (on Colab a Google Drive path such as "
+        "/content/drive/MyDrive/deepfake_nb); empty: this project", NOTEBOOK_STAGES, cli=False, path='path'),
 ]
 
 # the studies train runs: they take every setting of a training run but these (a study sets cv_folds and cv_fold itself)
 _NOT_STUDIED = ('seeds', 'force', 'resume', 'worker_timeout', 'cv_folds', 'cv_fold', 'drive_root')
-SETTINGS = [replace(s, stages=s.stages + ' studies') if 'train' in s.stages.split() and 'studies' not in s.stages.split() and s.name not in _NOT_STUDIED
-            else s for s in SETTINGS]
+SETTINGS = [
+    replace(s, stages=s.stages + ' studies')
+    if 'train' in s.stages.split() and 'studies' not in s.stages.split() and s.name not in _NOT_STUDIED else s
+    for s in SETTINGS
+]
 
 # %% ../nbs/lib/01_settings.ipynb #ca79eb5b
 def stage_settings(stage: str, cli: bool | None = None) -> list[Setting]:
@@ -180,7 +277,8 @@ def setting(stage: str, name: str) -> Setting:
     "The setting `name` of `stage`"
     for s in stage_settings(stage):
         if s.name == name: return s
-    raise DeepfakeNBError(f"{stage} has no setting {name!r}; its settings: {', '.join(s.name for s in stage_settings(stage))}")
+    raise DeepfakeNBError(f"{stage} has no setting {name!r}; its settings: "
+                          f"{', '.join(s.name for s in stage_settings(stage))}")
 
 def default_value(s: Setting):
     "The default of `s` as a stage takes it (a fresh list for list kinds)"
@@ -190,9 +288,14 @@ def defaults(stage: str) -> AttrDict:
     "{name: default} of every setting of `stage` (also as attributes: `defaults('train').epochs`)"
     return AttrDict({s.name: default_value(s) for s in stage_settings(stage)})
 
-RUN_SETTINGS = tuple(s.name for s in stage_settings('train') if s.name not in ('seeds', 'force', 'resume', 'worker_timeout', 'drive_root'))   # run_params' arguments
-STUDY_SETTINGS = tuple(s.name for s in stage_settings('studies') if s.name != 'drive_root')                                  # run_studies' arguments
-STUDY_RUN_SETTINGS = tuple(n for n in RUN_SETTINGS if n in STUDY_SETTINGS and n not in ('dataset', 'cv_folds', 'cv_fold'))                                # those it passes to the runs it trains
+# run_params' arguments
+RUN_SETTINGS = tuple(s.name for s in stage_settings('train')
+                     if s.name not in ('seeds', 'force', 'resume', 'worker_timeout', 'drive_root'))
+# run_studies' arguments
+STUDY_SETTINGS = tuple(s.name for s in stage_settings('studies') if s.name != 'drive_root')
+# those it passes to the runs it trains
+STUDY_RUN_SETTINGS = tuple(
+    n for n in RUN_SETTINGS if n in STUDY_SETTINGS and n not in ('dataset', 'cv_folds', 'cv_fold'))
 
 # %% ../nbs/lib/01_settings.ipynb #80c9b9ac
 _NONE = ('none', 'null', 'None', '~')
@@ -208,13 +311,15 @@ def parse_text(s: Setting, text: str):
         except ValueError: pass                           # check_value names the setting and what it must be
     if s.kind == 'dict|str' and text.strip().startswith('{'):
         try: value = ast.literal_eval(text)
-        except (ValueError, SyntaxError): raise DeepfakeNBError(f"{s.name}={text!r} is not a readable dict; write it like {{0: 1.15, 1: 1.05}}") from None
+        except (ValueError, SyntaxError): raise DeepfakeNBError(f"{s.name}={text!r} is not a readable dict; write it "
+                                                                f"like {{0: 1.15, 1: 1.05}}") from None
     return check_value(s, value)
 
 def _is_int(v): return isinstance(v, int) and not isinstance(v, bool)
 
 def check_value(s: Setting, v, where: str = ''):
-    "`v` checked against setting `s` and normalised (a list for `strs`/`ints`, a space-joined string for `words`, floats from YAML's '1e-3')"
+    """`v` checked against setting `s` and normalised (a list for `strs`/`ints`, a space-joined string for `words`,
+    floats from YAML's '1e-3')"""
     if s.none_ok and (v is None or (isinstance(v, str) and v in _NONE)): return None
     k, ok = s.kind, None
     if k == 'str' and isinstance(v, str): ok = v
@@ -225,7 +330,8 @@ def check_value(s: Setting, v, where: str = ''):
         except ValueError: pass
     elif k == 'bool' and isinstance(v, bool): ok = v
     elif k == 'words' and isinstance(v, (str, int, float)) and not isinstance(v, bool): ok = ' '.join(str(v).split())
-    elif k == 'words' and isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
+    elif k == 'words' and isinstance(v, (list, tuple)) and all(
+            isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in v):
         ok = ' '.join(' '.join(str(x).split()) for x in v)
     elif k == 'strs' and isinstance(v, str) and v.strip(): ok = v.split()
     elif k == 'strs' and isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v): ok = list(v)
@@ -238,7 +344,8 @@ def check_value(s: Setting, v, where: str = ''):
         raise DeepfakeNBError(f"{where}{': ' if where else ''}{s.name}={v!r} must be {KINDS[k]}{none} ({s.help})")
     items = ok.split() if k == 'words' else ok if k == 'strs' else [ok] if isinstance(ok, str) else []
     bad = [x for x in items if s.choices and x not in s.choices]
-    if bad: raise DeepfakeNBError(f"{where}{': ' if where else ''}{s.name}={v!r}: {', '.join(map(repr, bad))} is not one of {', '.join(s.choices)}")
+    if bad: raise DeepfakeNBError(f"{where}{': ' if where else ''}{s.name}={v!r}: {', '.join(map(repr, bad))} is not "
+                                  f"one of {', '.join(s.choices)}")
     return ok
 
 # %% ../nbs/lib/01_settings.ipynb #dbc012d3
@@ -258,7 +365,8 @@ def _fmt(v) -> str:
     return ' '.join(map(str, v)) if isinstance(v, (list, tuple)) else repr(v) if v in ('', None) else str(v)
 
 def add_options(parser: argparse.ArgumentParser, stage: str, skip=()) -> argparse.ArgumentParser:
-    "Add an option per command-line setting of `stage` to `parser` (help and type from the table; absent when not given)"
+    """Add an option per command-line setting of `stage` to `parser` (help and type from the table; absent when not
+    given)"""
     for s in stage_settings(stage, cli=True):
         if s.name in skip: continue
         kw = dict(dest=s.name, default=argparse.SUPPRESS, help=f'{s.help} (default: {_fmt(s.default)})')
@@ -267,13 +375,17 @@ def add_options(parser: argparse.ArgumentParser, stage: str, skip=()) -> argpars
             kw['type'] = _option_type(s)
             if s.kind in ('words', 'strs', 'ints'): kw['nargs'] = '+'
             lists = s.kind in ('words', 'strs', 'ints')
-            kw['metavar'] = ('N' if s.kind == 'ints' else 'NAME') if lists else s.name.upper() if not s.choices else '{' + ','.join(s.choices) + '}'
-            if lists and s.choices and ' '.join(s.choices) not in s.help: kw['help'] = f"{s.help}, any of: {' '.join(s.choices)} (default: {_fmt(s.default)})"
+            kw['metavar'] = ('N' if s.kind == 'ints' else
+                             'NAME') if lists else s.name.upper() if not s.choices else '{' + ','.join(s.choices) + '}'
+            if lists and s.choices and ' '.join(s.choices) not in s.help: kw['help'] = (f"{s.help}, any of: "
+                                                                                        f"{' '.join(s.choices)} "
+                                                                                        f"(default: {_fmt(s.default)})")
         parser.add_argument(option(s.name), **kw)
     return parser
 
 def _option_type(s: Setting):
-    one = Setting(s.name, {'words': 'str', 'strs': 'str', 'ints': 'int'}.get(s.kind, s.kind), s.default, s.help, s.stages, s.choices, s.none_ok)
+    one = Setting(s.name, {'words': 'str', 'strs': 'str', 'ints': 'int'}.get(s.kind, s.kind), s.default, s.help,
+                  s.stages, s.choices, s.none_ok)
     def parse(text):
         try: return parse_text(one, text)
         except DeepfakeNBError as e: raise argparse.ArgumentTypeError(str(e)) from None
@@ -287,12 +399,14 @@ def given(ns: argparse.Namespace, stage: str) -> dict:
 # %% ../nbs/lib/01_settings.ipynb #c36bb312
 def unknown_message(keys, valid, what: str) -> str:
     "'unknown <what> k (did you mean ...?); valid: ...' for the `keys` not among `valid`"
-    close = {k: difflib.get_close_matches(k, valid, 2, cutoff=0.7) for k in keys}   # 0.7: a typo, not any option sharing a few letters
+    # 0.7: a typo, not any option sharing a few letters
+    close = {k: difflib.get_close_matches(k, valid, 2, cutoff=0.7) for k in keys}
     hints = [f"{k} (did you mean {' or '.join(close[k])}?)" if close[k] else k for k in keys]
     return f"unknown {what} {', '.join(hints)}; valid: {', '.join(valid)}"
 
 def check_settings(values: dict, stage: str, where: str = '') -> dict:
-    "`values` ({name: value}, from YAML or JSON) checked against the settings of `stage`: unknown names refused, values of their kind"
+    """`values` ({name: value}, from YAML or JSON) checked against the settings of `stage`: unknown names refused,
+    values of their kind"""
     valid = [s.name for s in stage_settings(stage, cli=True)]
     bad = [k for k in values if k not in valid]
     if bad: raise DeepfakeNBError(f"{where}{': ' if where else ''}{unknown_message(bad, valid, 'setting(s)')}")
@@ -306,17 +420,20 @@ def load_settings_file(path, stage: str = 'run') -> dict:
     try: cfg = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e: raise DeepfakeNBError(f"{path} is not valid YAML: {e}") from None
     if cfg is None: cfg = {}
-    if not isinstance(cfg, dict): raise DeepfakeNBError(f"{path}: expected a mapping of setting names to values, e.g. 'epochs: 10', got {type(cfg).__name__}")
+    if not isinstance(cfg, dict): raise DeepfakeNBError(f"{path}: expected a mapping of setting names to values, e.g. "
+                                                        f"'epochs: 10', got {type(cfg).__name__}")
     return check_settings(cfg, stage, str(path))
 
 # %% ../nbs/lib/01_settings.ipynb #6daf2271
 import os
-DATASET_KINDS = ('demo', 'folder', 'images', 'celebdf', 'ffpp', 'dfdc')   # `dataset` names that are never a folder (data.DATASETS)
+# `dataset` names that are never a folder (data.DATASETS)
+DATASET_KINDS = ('demo', 'folder', 'images', 'celebdf', 'ffpp', 'dfdc')
 
 def _absolute(v: str, cwd: Path) -> str: return os.path.abspath(os.path.join(cwd, os.path.expanduser(v)))
 
 def resolve_paths(values: dict, stage: str, cwd=None) -> dict:
-    "`values` of `stage` with each relative path of a path setting made absolute against `cwd` (default: the working directory)"
+    """`values` of `stage` with each relative path of a path setting made absolute against `cwd` (default: the working
+    directory)"""
     cwd, out = Path(cwd or os.getcwd()), dict(values)
     for s in stage_settings(stage):
         v = out.get(s.name)
@@ -337,13 +454,18 @@ def render_parameters(stage: str) -> str:
 
 def read_parameters(source: str) -> list[tuple]:
     "(name, value, comment) of each `name = value  # comment` line of a parameters cell"
-    comments = {t.start[0]: t.string.lstrip('#').strip() for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+    comments = {
+        t.start[0]: t.string.lstrip('#').strip()
+        for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT
+    }
     out = []
     for node in ast.parse(source).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            raise DeepfakeNBError(f"parameters cell line {node.lineno}: only `name = value` lines belong in a parameters cell")
+            raise DeepfakeNBError(f"parameters cell line {node.lineno}: only `name = value` lines belong in a "
+                                  "parameters cell")
         try: value = ast.literal_eval(node.value)
-        except ValueError: raise DeepfakeNBError(f"parameters cell line {node.lineno}: {node.targets[0].id}'s value is not a literal") from None
+        except ValueError: raise DeepfakeNBError(f"parameters cell line {node.lineno}: {node.targets[0].id}'s value "
+                                                 "is not a literal") from None
         out.append((node.targets[0].id, value, comments.get(node.lineno, '')))
     return out
 
@@ -365,7 +487,8 @@ def parameters_drift(stage: str, nb_path=None) -> list[str]:
     msgs += [f'{nb_path.name}: setting {n} is missing from the parameters cell' for n in want if n not in have]
     for n in [n for n in want if n in have]:
         (hv, hc), (wv, wc) = have[n], want[n]
-        if hv != wv or type(hv) != type(wv): msgs.append(f'{nb_path.name}: {n} = {hv!r} in the notebook, {wv!r} in deepfake_nb.settings')
+        if hv != wv or type(hv) != type(wv): msgs.append(f'{nb_path.name}: {n} = {hv!r} in the notebook, {wv!r} in '
+                                                         'deepfake_nb.settings')
         if hc != wc: msgs.append(f'{nb_path.name}: {n}\'s comment "{hc}" differs from its help "{wc}"')
     if not msgs and [n for n, *_ in read_parameters(_src(parameters_cell(nb_path)))] != list(want):
         msgs.append(f'{nb_path.name}: the parameters are not in the order of deepfake_nb.settings')
@@ -374,7 +497,8 @@ def parameters_drift(stage: str, nb_path=None) -> list[str]:
     return msgs
 
 def write_parameters(stages=None, nbs=None) -> list[Path]:
-    "Rewrite the parameters cell of each experiment notebook (of `stages`, default all) from the table; return the notebooks changed"
+    """Rewrite the parameters cell of each experiment notebook (of `stages`, default all) from the table; return the
+    notebooks changed"""
     changed = []
     for st in stages or [s for s, nb in STAGES.items() if nb]:
         path = Path(nbs or nbs_dir())/f'{STAGES[st]}.ipynb'
@@ -391,7 +515,9 @@ def write_parameters(stages=None, nbs=None) -> list[Path]:
 def settings_table(stage: str | None = None):
     "The settings (of `stage`, or all) as a DataFrame: name, kind, default, choices, stages, help"
     import pandas as pd
-    rows = [dict(name=s.name, kind=s.kind + (' or None' if s.none_ok else ''), default=_fmt(s.default), choices=' '.join(s.choices),
-                 stages=s.stages if s.stages != NOTEBOOK_STAGES else 'every notebook', help=s.help)
-            for s in (SETTINGS if stage is None else stage_settings(stage))]
+    rows = [
+        dict(name=s.name, kind=s.kind + (' or None' if s.none_ok else ''), default=_fmt(s.default), choices=' '.join(
+            s.choices), stages=s.stages if s.stages != NOTEBOOK_STAGES else 'every notebook', help=s.help)
+        for s in (SETTINGS if stage is None else stage_settings(stage))
+    ]
     return pd.DataFrame(rows).set_index('name')

@@ -32,7 +32,8 @@ def study_dir(dataset: str, study: str) -> Path:
 
 def save_study(dataset, study, table: pd.DataFrame, info: dict, predictions: pd.DataFrame | None = None) -> Path:
     "Write a study's table, predictions and `study.json` (last) atomically"
-    d = study_dir(dataset, study); d.mkdir(parents=True, exist_ok=True)
+    d = study_dir(dataset, study)
+    d.mkdir(parents=True, exist_ok=True)
     (d/'study.json').unlink(missing_ok=True)
     with atomic_path(d/'table.csv') as tmp: table.to_csv(tmp, index=False)
     if predictions is not None:
@@ -71,7 +72,8 @@ def study_runs_root(dataset) -> Path:
     return reports_dir('studies', dataset, 'runs')
 
 def study_run(settings: dict, force=False, **over) -> Path:
-    "The complete run of `settings` updated with `over`: found in `reports/runs/<dataset>/` or the studies' runs, else trained (`train_run`)"
+    """The complete run of `settings` updated with `over`: found in `reports/runs/<dataset>/` or the studies' runs, else
+    trained (`train_run`)"""
     from deepfake_nb.train import train_run, run_params, run_dir_for, is_complete
     kw = dict(settings, **over)
     p = run_params(**kw)
@@ -82,7 +84,8 @@ def study_run(settings: dict, force=False, **over) -> Path:
     return train_run(force=force, run_root=root, **kw)
 
 def run_test_predictions(run_dir) -> tuple[pd.DataFrame, float, dict]:
-    "(the test split's rows of a run's `predictions.csv` with the manifest's `group` and `method`, the run's val-chosen threshold, its `params.json`)"
+    """(the test split's rows of a run's `predictions.csv` with the manifest's `group` and `method`, the run's
+    val-chosen threshold, its `params.json`)"""
     run_dir = Path(run_dir)
     p = load_json(run_dir/'params.json')
     pr = pd.read_csv(run_dir/'predictions.csv', dtype={'video_id': str})
@@ -92,33 +95,40 @@ def run_test_predictions(run_dir) -> tuple[pd.DataFrame, float, dict]:
 
 # %% ../nbs/lib/12_studies.ipynb #bdaac0e6
 def eval_manifests(names) -> list[str]:
-    "Build the evaluation manifests `names` ('demo_b', 'shared' or existing manifest names); return their manifest names"
+    """Build the evaluation manifests `names` ('demo_b', 'shared' or existing manifest names); return their manifest
+    names"""
     names = names.split() if isinstance(names, str) else list(names or [])
     out = []
     for n in names:
         if n == 'demo_b':
             root = make_demo_dataset(data_dir('raw', 'demo_b'), n_identities=4, videos_per_class=4, seed=1)
-            build_manifest('demo', root, name='demo_b', eval_only=True); out.append('demo_b')
+            build_manifest('demo', root, name='demo_b', eval_only=True)
+            out.append('demo_b')
         elif n == 'shared':
             sd = shared_dir()
-            if sd is None: print("eval dataset 'shared': ../shared is absent beside the project; skipped"); continue
+            if sd is None:
+                print("eval dataset 'shared': ../shared is absent beside the project; skipped")
+                continue
             vids = Path(sd)/'data'/'videos'
             build_manifest('folder', vids/'ffpp_c23', name='shared_ffpp_c23', eval_only=True, identity_regex=None)
             build_manifest('dfdc', vids/'dfdc', name='shared_dfdc', eval_only=True)
             out += ['shared_ffpp_c23', 'shared_dfdc']
         else:
             if not data_dir('manifests', f'{n}.csv').exists():
-                raise DeepfakeNBError(f"eval dataset {n!r}: no manifest data/manifests/{n}.csv; build it with deepfake-nb data (--name {n}), or use 'demo_b' or 'shared'")
+                raise DeepfakeNBError(f"eval dataset {n!r}: no manifest data/manifests/{n}.csv; build it with "
+                                      f"deepfake-nb data (--name {n}), or use 'demo_b' or 'shared'")
             out.append(n)
     return out
 
 # %% ../nbs/lib/12_studies.ipynb #8588f0ec
 def study_runs(dataset='demo', runs='', settings=None) -> list[Path]:
-    "Run directories to study: `runs` (paths, space-separated), else one complete run per backbone+head of `dataset`, else the run of the study's `settings` (`study_run`)"
+    """Run directories to study: `runs` (paths, space-separated), else one complete run per backbone+head of `dataset`,
+    else the run of the study's `settings` (`study_run`)"""
     if runs:
         paths = [Path(r) for r in (runs.split() if isinstance(runs, str) else runs)]
         bad = [str(p) for p in paths if not is_complete(p)]
-        if bad: raise DeepfakeNBError(f"run(s) {bad} are not complete run directories (no complete.json); train them first (deepfake-nb train)")
+        if bad: raise DeepfakeNBError(f"run(s) {bad} are not complete run directories (no complete.json); train them "
+                                      "first (deepfake-nb train)")
         return paths
     found = {}
     for d in find_runs(dataset):
@@ -126,7 +136,9 @@ def study_runs(dataset='demo', runs='', settings=None) -> list[Path]:
         key = (p['backbone'], p['head'])
         if key not in found or p['seed'] < found[key][0]: found[key] = (p['seed'], d)
     if not found:
-        if settings is None: raise DeepfakeNBError(f"no complete runs of dataset {dataset!r} under {reports_dir('runs', dataset)}; train one first (deepfake-nb train --dataset {dataset})")
+        if settings is None: raise DeepfakeNBError(f"no complete runs of dataset {dataset!r} under "
+                                                   f"{reports_dir('runs', dataset)}; train one first (deepfake-nb "
+                                                   f"train --dataset {dataset})")
         return [study_run(dict(settings, dataset=dataset))]
     return [d for _, d in sorted(found.values(), key=lambda sd: str(sd[1]))]
 
@@ -143,7 +155,8 @@ def score_faces(pred, faces) -> np.ndarray:
 def score_dataset(pred, dataset) -> pd.DataFrame:
     "P(fake) of every test-split video of manifest `dataset` by a `Predictor`, faces cut with the run's settings"
     mpath = data_dir('manifests', f'{dataset}.csv')
-    df = load_manifest(mpath); df = df[df.split == 'test']
+    df = load_manifest(mpath)
+    df = df[df.split == 'test']
     kw = pred.prep
     summ = preprocess_manifest(mpath, dataset=dataset, progress=False, **kw)
     ok = usable_videos(df, summ[summ.video_id.isin(df.video_id)], mpath)
@@ -152,49 +165,68 @@ def score_dataset(pred, dataset) -> pd.DataFrame:
     return ok[['video_id', 'label']].assign(prob=probs).reset_index(drop=True)
 
 def cross_dataset_study(run_dirs, eval_datasets) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "In-domain and cross-domain AUC and accuracy (threshold carried from the training data's val) of each run on each eval dataset"
+    """In-domain and cross-domain AUC and accuracy (threshold carried from the training data's val) of each run on each
+    eval dataset"""
     from deepfake_nb.predict import load_predictor
     rows, preds = [], []
     for rd in run_dirs:
-        pred = load_predictor(rd); p = pred.params
-        own = pd.read_csv(Path(rd)/'predictions.csv', dtype={'video_id': str}); own = own[own.split == 'test']
+        pred = load_predictor(rd)
+        p = pred.params
+        own = pd.read_csv(Path(rd)/'predictions.csv', dtype={'video_id': str})
+        own = own[own.split == 'test']
         scored = [(p['dataset'], 'in-domain', own[['video_id', 'label', 'prob']])]
         scored += [(e, 'cross-domain', score_dataset(pred, e)) for e in eval_datasets if e != p['dataset']]
         for ds, domain, s in scored:
-            rows.append(dict(run_id=p['run_id'], run=_run_label(p), train_dataset=p['dataset'], eval_dataset=ds, domain=domain, n=len(s),
-                             n_fake=int(s.label.sum()), **auc_ci(s.label, s.prob), **at_threshold(s.label, s.prob, pred.threshold)))
+            rows.append(
+                dict(run_id=p['run_id'], run=_run_label(p), train_dataset=p['dataset'], eval_dataset=ds, domain=domain,
+                     n=len(s), n_fake=int(s.label.sum()), **auc_ci(s.label, s.prob),
+                     **at_threshold(s.label, s.prob, pred.threshold)))
             preds.append(s.assign(run_id=p['run_id'], eval_dataset=ds))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #91476cd9
-DEGRADATIONS = dict(jpeg=(90, 70, 50, 30), h264=(23, 30, 37, 44), blur=(1.0, 2.0, 3.0), noise=(5.0, 10.0, 20.0), downscale=(2, 3, 4))
+DEGRADATIONS = dict(jpeg=(90, 70, 50, 30), h264=(23, 30, 37, 44), blur=(1.0, 2.0, 3.0), noise=(5.0, 10.0, 20.0),
+                    downscale=(2, 3, 4))
 
 def parse_degradations(spec) -> dict:
     "`'jpeg:90,50 blur:2'` (or a dict, or empty for all) to {kind: levels}"
     if not spec: return dict(DEGRADATIONS)
     if isinstance(spec, dict): items = spec.items()
-    else: items = [(t.split(':')[0], t.split(':')[1].split(',') if ':' in t else DEGRADATIONS.get(t.split(':')[0], ())) for t in spec.split()]
+    else:
+        items = [(t.split(':')[0], t.split(':')[1].split(',') if ':' in t else DEGRADATIONS.get(t.split(':')[0], ()))
+                 for t in spec.split()]
     out = {}
     for k, lv in items:
-        if k not in DEGRADATIONS: raise DeepfakeNBError(f"unknown degradation {k!r}; choose from {', '.join(DEGRADATIONS)} (e.g. 'jpeg:90,50 blur:2')")
+        if k not in DEGRADATIONS: raise DeepfakeNBError(f"unknown degradation {k!r}; choose from "
+                                                        f"{', '.join(DEGRADATIONS)} (e.g. 'jpeg:90,50 blur:2')")
         try: out[k] = tuple(float(v) for v in lv)
-        except ValueError: raise DeepfakeNBError(f"degradation {k}: levels {lv} must be numbers (e.g. {k}:{','.join(map(str, DEGRADATIONS[k][:2]))})") from None
+        except ValueError: raise DeepfakeNBError(f"degradation {k}: levels {lv} must be numbers (e.g. "
+                                                 f"{k}:{','.join(map(str, DEGRADATIONS[k][:2]))})") from None
     return out
 
 def degrade_faces(faces, kind: str, level: float, seed=0) -> np.ndarray:
     "Faces `(..., S, S, 3)` uint8 RGB under degradation `kind` at `level` (not `h264`: that one re-encodes the video)"
-    faces = np.asarray(faces); flat = faces.reshape(-1, *faces.shape[-3:])
+    faces = np.asarray(faces)
+    flat = faces.reshape(-1, *faces.shape[-3:])
     if kind == 'jpeg':
         q = [int(cv2.IMWRITE_JPEG_QUALITY), int(level)]
-        out = [cv2.cvtColor(cv2.imdecode(cv2.imencode('.jpg', cv2.cvtColor(f, cv2.COLOR_RGB2BGR), q)[1], cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in flat]
+        out = [
+            cv2.cvtColor(cv2.imdecode(cv2.imencode('.jpg', cv2.cvtColor(f, cv2.COLOR_RGB2BGR), q)[1], cv2.IMREAD_COLOR),
+                         cv2.COLOR_BGR2RGB) for f in flat
+        ]
     elif kind == 'blur': out = [cv2.GaussianBlur(f, (0, 0), float(level)) for f in flat]
     elif kind == 'noise':
         rng = np.random.default_rng(seed)
         out = [np.clip(f + rng.normal(0, level, f.shape), 0, 255).round().astype(np.uint8) for f in flat]
     elif kind == 'downscale':
-        s = flat.shape[1]; small = max(4, int(round(s/level)))
-        out = [cv2.resize(cv2.resize(f, (small, small), interpolation=cv2.INTER_AREA), (s, s), interpolation=cv2.INTER_LINEAR) for f in flat]
-    else: raise DeepfakeNBError(f"degrade_faces: unknown degradation {kind!r}; choose from jpeg, blur, noise, downscale (h264 re-encodes videos: reencode_video)")
+        s = flat.shape[1]
+        small = max(4, int(round(s/level)))
+        out = [
+            cv2.resize(cv2.resize(f, (small, small), interpolation=cv2.INTER_AREA), (s, s),
+                       interpolation=cv2.INTER_LINEAR) for f in flat
+        ]
+    else: raise DeepfakeNBError(f"degrade_faces: unknown degradation {kind!r}; choose from jpeg, blur, noise, "
+                                "downscale (h264 re-encodes videos: reencode_video)")
     return np.stack(out).reshape(faces.shape)
 
 def video_encoder() -> tuple[str, str | None]:
@@ -210,12 +242,18 @@ def reencode_video(src, dst, crf: int) -> Path:
     enc, exe = video_encoder()
     dst = Path(dst)
     if exe:
-        r = subprocess.run([exe, '-y', '-loglevel', 'error', '-i', str(src), '-c:v', 'libx264', '-preset', 'veryfast', '-crf', str(int(crf)),
-                            '-pix_fmt', 'yuv420p', '-an', str(dst)], capture_output=True, text=True)
-        if r.returncode: raise DeepfakeNBError(f"{enc} could not re-encode {src} at CRF {crf}: {r.stderr.strip()[-300:]}")
+        r = subprocess.run([
+            exe, '-y', '-loglevel', 'error', '-i',
+            str(src), '-c:v', 'libx264', '-preset', 'veryfast', '-crf',
+            str(int(crf)), '-pix_fmt', 'yuv420p', '-an',
+            str(dst)
+        ], capture_output=True, text=True)
+        if r.returncode: raise DeepfakeNBError(f"{enc} could not re-encode {src} at CRF {crf}: "
+                                               f"{r.stderr.strip()[-300:]}")
         return dst
     from deepfake_nb.data import write_video
-    cap = cv2.VideoCapture(str(src)); frames = []
+    cap = cv2.VideoCapture(str(src))
+    frames = []
     while True:
         ok, f = cap.read()
         if not ok: break
@@ -232,24 +270,37 @@ def degradation_study(run_dirs, degradations=None, seed=0) -> tuple[pd.DataFrame
     enc = video_encoder()[0]
     rows, preds, h264_faces = [], [], {}
     for rd in run_dirs:
-        pred = load_predictor(rd); p = pred.params
-        df = load_manifest(p['manifest']); te = df[df.split == 'test']
+        pred = load_predictor(rd)
+        p = pred.params
+        df = load_manifest(p['manifest'])
+        te = df[df.split == 'test']
         cache = face_cache_dir(p['dataset'], p['prep_key'])
         te = te[[(cache/f'{v}.npz').exists() for v in te.video_id]]
         faces = load_faces(cache, te.video_id.tolist())
         y = te.label.to_numpy()
         def add(kind, level, probs, note=''):
-            rows.append(dict(run_id=p['run_id'], run=_run_label(p), degradation=kind, level=level, n=len(probs), **auc_ci(y, probs), note=note))
-            preds.append(te[['video_id', 'label']].assign(prob=probs, run_id=p['run_id'], degradation=kind, level=level))
+            rows.append(
+                dict(run_id=p['run_id'], run=_run_label(p), degradation=kind, level=level, n=len(probs),
+                     **auc_ci(y, probs), note=note))
+            preds.append(te[['video_id', 'label']].assign(prob=probs, run_id=p['run_id'], degradation=kind,
+                                                          level=level))
         add('none', 0, score_faces(pred, faces))
         for kind, levels in degr.items():
             for lv in levels:
                 if kind != 'h264':
-                    add(kind, lv, score_faces(pred, np.stack([degrade_faces(f, kind, lv, seed+i) for i, f in enumerate(faces)]))); continue
+                    add(
+                        kind, lv,
+                        score_faces(pred, np.stack(
+                            [degrade_faces(f, kind, lv, seed + i) for i, f in enumerate(faces)])))
+                    continue
                 key = (json.dumps(pred.prep, sort_keys=True, default=str), lv)
                 if key not in h264_faces:
                     with tempfile.TemporaryDirectory() as d:
-                        h264_faces[key] = [pred.preprocess(reencode_video(path, Path(d)/f'{i}.mp4', lv))['faces'] for i, path in enumerate(te.path)]
+                        h264_faces[key] = [
+                            pred.preprocess(reencode_video(path,
+                                                           Path(d) / f'{i}.mp4', lv))['faces']
+                            for i, path in enumerate(te.path)
+                        ]
                 add(kind, lv, score_faces(pred, np.stack(h264_faces[key])), note=enc)
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
@@ -266,45 +317,57 @@ def frames_study(dataset='demo', frame_counts=(4, 12), settings=None, n_timing=4
         pred.score(pred.preprocess(paths[0])['faces'])                     # untimed: tracing, caches
         t_prep = t_score = 0.0
         for path in paths:                                                 # seconds per video, nothing cached
-            t0 = time.perf_counter(); faces = pred.preprocess(path)['faces']
-            t1 = time.perf_counter(); pred.score(faces)
-            t_prep += t1 - t0; t_score += time.perf_counter() - t1
+            t0 = time.perf_counter()
+            faces = pred.preprocess(path)['faces']
+            t1 = time.perf_counter()
+            pred.score(faces)
+            t_prep += t1 - t0
+            t_score += time.perf_counter() - t1
         n_t = len(paths)
-        rows.append(dict(frames=k, backbone=p['backbone'], head=p['head'], run=rdir.name, n_test=len(te), **auc_ci(te.label, te.prob),
-                         **at_threshold(te.label, te.prob, thr), s_per_video_faces=t_prep/n_t, s_per_video_features=t_score/n_t,
-                         s_per_video=(t_prep + t_score)/n_t))
+        rows.append(
+            dict(frames=k, backbone=p['backbone'], head=p['head'], run=rdir.name, n_test=len(te),
+                 **auc_ci(te.label, te.prob), **at_threshold(te.label, te.prob, thr), s_per_video_faces=t_prep / n_t,
+                 s_per_video_features=t_score / n_t, s_per_video=(t_prep + t_score) / n_t))
         preds.append(te[['video_id', 'label', 'prob']].assign(frames=k))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #2d9bf024
 def method_aucs(preds: pd.DataFrame) -> dict:
-    "{method: mean over folds of the AUC of the fold's real videos against its fakes of that method} (folds holding both), from cv predictions"
+    """{method: mean over folds of the AUC of the fold's real videos against its fakes of that method} (folds holding
+    both), from cv predictions"""
     out = {}
     for m in sorted(set(preds.method[preds.label == 1].dropna())):
-        a = [roc_auc(np.r_[np.zeros((g.label == 0).sum()), np.ones((g.method == m).sum())], np.r_[g.prob[g.label == 0], g.prob[g.method == m]])
-             for _, g in preds.groupby('fold') if (g.label == 0).any() and (g.method == m).any()]
+        a = [
+            roc_auc(np.r_[np.zeros((g.label == 0).sum()),
+                          np.ones((g.method == m).sum())], np.r_[g.prob[g.label == 0], g.prob[g.method == m]])
+            for _, g in preds.groupby('fold') if (g.label == 0).any() and (g.method == m).any()
+        ]
         out[m] = float(np.mean(a)) if a else float('nan')
     return out
 
 def cv_study(dataset='demo', cv_folds=4, settings=None, n_boot=1000) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    "Identity-grouped k-fold CV of the run `settings` on every video of `dataset` (one run per fold): per-fold table, one prediction per video, summary (`cv_summary`)"
+    """Identity-grouped k-fold CV of the run `settings` on every video of `dataset` (one run per fold): per-fold table,
+    one prediction per video, summary (`cv_summary`)"""
     settings = dict(settings or {}, dataset=dataset)
     seed = int(settings.get('split_seed', 0))
     rows, preds = [], []
     for f in range(int(cv_folds)):
         rdir = study_run(settings, cv_folds=int(cv_folds), cv_fold=f)
         te, thr, p = run_test_predictions(rdir)
-        rows.append(dict(fold=f, run=rdir.name, run_dir=str(rdir), n_test=len(te), n_groups=int(te.group.nunique()), n_train=int(p['n_videos']['train']),
-                         n_val=int(p['n_videos']['val']), **auc_ci(te.label, te.prob), **at_threshold(te.label, te.prob, thr),
-                         seconds=float(p['seconds']['total'])))
+        rows.append(
+            dict(fold=f, run=rdir.name, run_dir=str(rdir), n_test=len(te), n_groups=int(te.group.nunique()),
+                 n_train=int(p['n_videos']['train']), n_val=int(p['n_videos']['val']), **auc_ci(te.label, te.prob),
+                 **at_threshold(te.label, te.prob, thr), seconds=float(p['seconds']['total'])))
         preds.append(te.assign(fold=f))
     P = pd.concat(preds, ignore_index=True)
     y, prob = P.label.to_numpy(), P.prob.to_numpy()
     idx, meta = bootstrap_indices(y, P.group.to_numpy(), n_boot, seed)
     boots = np.array([roc_auc(y[i], prob[i]) for i in idx])
     t = pd.DataFrame(rows)
-    summary = cv_summary(t, dict(pooled_auc=roc_auc(y, prob), pooled_auc_lo=float(np.nanquantile(boots, 0.025)), pooled_auc_hi=float(np.nanquantile(boots, 0.975)),
-                                 n=len(P), n_groups=int(P.group.nunique()), bootstrap=meta['method']))
+    summary = cv_summary(
+        t,
+        dict(pooled_auc=roc_auc(y, prob), pooled_auc_lo=float(np.nanquantile(boots, 0.025)), pooled_auc_hi=float(
+            np.nanquantile(boots, 0.975)), n=len(P), n_groups=int(P.group.nunique()), bootstrap=meta['method']))
     summary['method_auc'] = method_aucs(P)
     summary['accuracy'] = float(np.mean(t.accuracy))
     return t, P[['video_id', 'label', 'group', 'method', 'fold', 'prob']], summary
@@ -312,18 +375,24 @@ def cv_study(dataset='demo', cv_folds=4, settings=None, n_boot=1000) -> tuple[pd
 CV_HEADLINE = 'mean of per-fold AUCs'
 
 def cv_summary(table: pd.DataFrame, pooled: dict) -> dict:
-    "The CV summary: headline the mean of `table`'s per-fold AUCs with their sd and min-max; `pooled` (AUC of all predictions, its CI) kept as a labelled secondary number"
-    a = table.auc.to_numpy(float); a = a[~np.isnan(a)]
+    """The CV summary: headline the mean of `table`'s per-fold AUCs with their sd and min-max; `pooled` (AUC of all
+    predictions, its CI) kept as a labelled secondary number"""
+    a = table.auc.to_numpy(float)
+    a = a[~np.isnan(a)]
     k = len(table)
     f = lambda fn, n=1: float(fn(a)) if len(a) >= n else float('nan')
-    return dict(headline='fold_auc_mean', headline_label=CV_HEADLINE, folds=int(k), n_folds_with_auc=int(len(a)),
-                fold_auc_mean=f(np.mean), fold_auc_sd=f(lambda x: np.std(x, ddof=1), 2), fold_auc_min=f(np.min), fold_auc_max=f(np.max),
-                **{k_: pooled[k_] for k_ in ('pooled_auc', 'pooled_auc_lo', 'pooled_auc_hi')},
-                pooled_label=f"pooled over {k} fold models: mixes different models' scores",
-                **{k_: v for k_, v in pooled.items() if not k_.startswith('pooled_auc')})
+    return dict(headline='fold_auc_mean', headline_label=CV_HEADLINE,
+                folds=int(k), n_folds_with_auc=int(len(a)), fold_auc_mean=f(np.mean), fold_auc_sd=f(
+                    lambda x: np.std(x, ddof=1), 2), fold_auc_min=f(np.min), fold_auc_max=f(np.max), **{
+                        k_: pooled[k_]
+                        for k_ in ('pooled_auc', 'pooled_auc_lo', 'pooled_auc_hi')
+                    }, pooled_label=f"pooled over {k} fold models: mixes different models' scores",
+                **{k_: v
+                   for k_, v in pooled.items() if not k_.startswith('pooled_auc')})
 
 def cv_of(info: dict, table: pd.DataFrame | None = None) -> dict:
-    "The CV summary of a saved cv study's `study.json` (`info['cv']`; from an older one's `info['pooled']`, with `table`'s per-fold AUCs)"
+    """The CV summary of a saved cv study's `study.json` (`info['cv']`; from an older one's `info['pooled']`, with
+    `table`'s per-fold AUCs)"""
     if 'cv' in info: return info['cv']
     old = info['pooled']
     t = table if table is not None else pd.DataFrame(dict(auc=[old['fold_auc_mean']]))
@@ -333,28 +402,38 @@ def cv_of(info: dict, table: pd.DataFrame | None = None) -> dict:
 def cv_text(s: dict) -> str:
     "One line: the mean of per-fold AUCs (sd, min-max) first, the pooled AUC second and labelled"
     from deepfake_nb.metrics import fmt_ci
-    return (f"{CV_HEADLINE} {s['fold_auc_mean']:.3f} (sd {s['fold_auc_sd']:.3f}, min-max {s['fold_auc_min']:.3f}-{s['fold_auc_max']:.3f}, "
-            f"{s['n_folds_with_auc']} folds); pooled AUC {fmt_ci(s['pooled_auc'], s['pooled_auc_lo'], s['pooled_auc_hi'])} ({s['pooled_label']})")
+    return (f"{CV_HEADLINE} {s['fold_auc_mean']:.3f} (sd {s['fold_auc_sd']:.3f}, min-max "
+            f"{s['fold_auc_min']:.3f}-{s['fold_auc_max']:.3f}, "
+            f"{s['n_folds_with_auc']} folds); pooled AUC "
+            f"{fmt_ci(s['pooled_auc'], s['pooled_auc_lo'], s['pooled_auc_hi'])} ({s['pooled_label']})")
 
 def cv_markdown(table: pd.DataFrame, info: dict) -> str:
     "The report's heading and paragraph for a cv study (`info`: its `study.json`)"
     from deepfake_nb.metrics import fmt_ci
     s = cv_of(info, table)
-    return (f"### Grouped {s['folds']}-fold cross-validation\n\nEvery one of the {s.get('n', '?')} videos tested once, by the fold model that never saw "
-            f"its identity ({s.get('n_groups', '?')} groups). **{CV_HEADLINE[0].upper() + CV_HEADLINE[1:]}: {s['fold_auc_mean']:.3f}** "
-            f"(sd {s['fold_auc_sd']:.3f}, min-max {s['fold_auc_min']:.3f}-{s['fold_auc_max']:.3f} over {s['n_folds_with_auc']} folds), each fold's AUC "
-            f"ranking one model's scores. Secondary: the pooled AUC {fmt_ci(s['pooled_auc'], s['pooled_auc_lo'], s['pooled_auc_hi'])} ({s['pooled_label']}; "
-            f"bootstrap: {s.get('bootstrap', '?')}) is no single model's AUC, and moves away from the fold AUCs when the fold models' scores sit on different scales.")
+    return (f"### Grouped {s['folds']}-fold cross-validation\n\nEvery one of the {s.get('n', '?')} videos tested "
+            "once, by the fold model that never saw "
+            f"its identity ({s.get('n_groups', '?')} groups). **{CV_HEADLINE[0].upper() + CV_HEADLINE[1:]}: "
+            f"{s['fold_auc_mean']:.3f}** "
+            f"(sd {s['fold_auc_sd']:.3f}, min-max {s['fold_auc_min']:.3f}-{s['fold_auc_max']:.3f} over "
+            f"{s['n_folds_with_auc']} folds), each fold's AUC "
+            "ranking one model's scores. Secondary: the pooled AUC "
+            f"{fmt_ci(s['pooled_auc'], s['pooled_auc_lo'], s['pooled_auc_hi'])} ({s['pooled_label']}; "
+            f"bootstrap: {s.get('bootstrap', '?')}) is no single model's AUC, and moves away from the fold AUCs when "
+            "the fold models' scores sit on different scales.")
 
 # %% ../nbs/lib/12_studies.ipynb #4234b1ae
-SELF_BLEND_SETTINGS = {'real fakes': 'real', 'self-blended only': 'sbi', 'real + self-blended': 'both'}   # row label: the run's `fakes`
+# row label: the run's `fakes`
+SELF_BLEND_SETTINGS = {'real fakes': 'real', 'self-blended only': 'sbi', 'real + self-blended': 'both'}
 
 def self_blend_study(dataset='demo', eval_datasets=(), settings=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "AUC on real fakes (test split and `eval_datasets`) of the runs of `settings` trained with real fakes, with self-blended fakes only, and with both"
+    """AUC on real fakes (test split and `eval_datasets`) of the runs of `settings` trained with real fakes, with
+    self-blended fakes only, and with both"""
     from deepfake_nb.predict import load_predictor
     rows, preds = [], []
     evals_named = [e for e in eval_datasets if e != dataset]
-    if len(evals_named) < len(list(eval_datasets)): print(f"self_blend: eval dataset {dataset!r} is the study's own dataset: its test split is the in-domain row")
+    if len(evals_named) < len(list(eval_datasets)): print(f"self_blend: eval dataset {dataset!r} is the study's own "
+                                                          "dataset: its test split is the in-domain row")
     for name, fakes in SELF_BLEND_SETTINGS.items():
         rdir = study_run(dict(settings or {}, dataset=dataset), fakes=fakes)
         te, thr, p = run_test_predictions(rdir)
@@ -364,9 +443,12 @@ def self_blend_study(dataset='demo', eval_datasets=(), settings=None) -> tuple[p
             for e in evals_named: scored[e] = score_dataset(pred, e)
         n_train = p['n_train_examples']
         for e, s in scored.items():
-            rows.append(dict(training=name, fakes=fakes, features=p['feature_layers'], pool=p.get('pool', 'mean'), head=p['head'], mode=p.get('mode', 'frozen'),
-                             eval_dataset=e, domain='in-domain' if e == dataset else 'cross-domain', n=len(s), n_fake=int(s.label.sum()),
-                             n_train=int(n_train), run=rdir.name, **auc_ci(s.label, s.prob), **at_threshold(s.label, s.prob, thr)))
+            rows.append(
+                dict(training=name, fakes=fakes,
+                     features=p['feature_layers'], pool=p.get('pool', 'mean'), head=p['head'], mode=p.get(
+                         'mode', 'frozen'), eval_dataset=e, domain='in-domain' if e == dataset else 'cross-domain',
+                     n=len(s), n_fake=int(s.label.sum()), n_train=int(n_train), run=rdir.name, **auc_ci(
+                         s.label, s.prob), **at_threshold(s.label, s.prob, thr)))
             preds.append(s.assign(training=name, eval_dataset=e))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
@@ -381,78 +463,118 @@ def fig_degradations(table: pd.DataFrame):
     import matplotlib.pyplot as plt
     kinds = [k for k in DEGRADATIONS if k in set(table.degradation)]
     fig, axs = plt.subplots(1, max(1, len(kinds)), figsize=(3.2*max(1, len(kinds)), 3), squeeze=False, sharey=True)
-    units = dict(jpeg='JPEG quality', h264='H.264 CRF', blur='blur sigma (px)', noise='noise sd (grey levels)', downscale='down-scale factor')
+    units = dict(jpeg='JPEG quality', h264='H.264 CRF', blur='blur sigma (px)', noise='noise sd (grey levels)',
+                 downscale='down-scale factor')
     for ax, k in zip(axs[0], kinds):
         for run in sorted(set(table.run)):
             clean = table[(table.degradation == 'none') & (table.run == run)]
-            t = pd.concat([clean, table[(table.degradation == k) & (table.run == run)].sort_values('level', ascending=k != 'jpeg')])
+            t = pd.concat([
+                clean, table[(table.degradation == k) & (table.run == run)].sort_values('level', ascending=k != 'jpeg')
+            ])
             _ci_line(ax, np.arange(len(t)), t, label=run)
-            ax.set_xticks(np.arange(len(t))); ax.set_xticklabels(['clean'] * len(clean) + [f'{v:g}' for v in t.level[len(clean):]], fontsize=8)
-        ax.set_title(k); ax.set_xlabel(units[k]); ax.axhline(0.5, color='grey', lw=0.7, ls=':'); ax.set_ylim(0, 1.02)
-    axs[0][0].set_ylabel('test AUC'); axs[0][-1].legend(fontsize=8)
-    fig.tight_layout(); return fig
+            ax.set_xticks(np.arange(len(t)))
+            ax.set_xticklabels(['clean'] * len(clean) + [f'{v:g}' for v in t.level[len(clean):]], fontsize=8)
+        ax.set_title(k)
+        ax.set_xlabel(units[k])
+        ax.axhline(0.5, color='grey', lw=0.7, ls=':')
+        ax.set_ylim(0, 1.02)
+    axs[0][0].set_ylabel('test AUC')
+    axs[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 def fig_frames(table: pd.DataFrame):
     "Test AUC (with CI) and seconds per video against sampled frames"
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3.2))
     t = table.sort_values('frames')
-    _ci_line(ax, t.frames, t, label='test AUC'); ax.set_ylim(0, 1.02); ax.set_xlabel('frames sampled per video'); ax.set_ylabel('test AUC')
-    ax2 = ax.twinx(); ax2.plot(t.frames, t.s_per_video, color='tab:red', marker='s', label='seconds per video'); ax2.set_ylabel('seconds per video', color='tab:red')
-    ax.set_title(f"{t.backbone.iloc[0]}+{t['head'].iloc[0]}"); fig.tight_layout(); return fig
+    _ci_line(ax, t.frames, t, label='test AUC')
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel('frames sampled per video')
+    ax.set_ylabel('test AUC')
+    ax2 = ax.twinx()
+    ax2.plot(t.frames, t.s_per_video, color='tab:red', marker='s', label='seconds per video')
+    ax2.set_ylabel('seconds per video', color='tab:red')
+    ax.set_title(f"{t.backbone.iloc[0]}+{t['head'].iloc[0]}")
+    fig.tight_layout()
+    return fig
 
 def fig_cv(table: pd.DataFrame, summary: dict):
-    "Per-fold test AUC with CIs; their mean (the headline, band: min-max); the pooled AUC dashed, labelled as mixing the fold models' scores"
+    """Per-fold test AUC with CIs; their mean (the headline, band: min-max); the pooled AUC dashed, labelled as mixing
+    the fold models' scores"""
     import matplotlib.pyplot as plt
     s = summary if 'fold_auc_mean' in summary and 'pooled_auc' in summary else cv_of(summary, table)
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.errorbar(table.fold, table.auc, yerr=[table.auc - table.auc_lo, table.auc_hi - table.auc], fmt='o', capsize=3, label='fold (DeLong CI)')
+    ax.errorbar(table.fold, table.auc, yerr=[table.auc - table.auc_lo, table.auc_hi - table.auc], fmt='o', capsize=3,
+                label='fold (DeLong CI)')
     ax.axhline(s['fold_auc_mean'], color='k', label=f"{CV_HEADLINE} {s['fold_auc_mean']:.3f} (band: min-max)")
     ax.axhspan(s['fold_auc_min'], s['fold_auc_max'], color='k', alpha=0.1)
-    ax.axhline(s['pooled_auc'], color='grey', ls='--', lw=1, label=f"pooled over {s['folds']} fold models {s['pooled_auc']:.3f} (mixes models)")
-    ax.set_xticks(table.fold); ax.set_xlabel('fold'); ax.set_ylabel('test AUC'); ax.set_ylim(0, 1.02); ax.legend(fontsize=8)
-    fig.tight_layout(); return fig
+    ax.axhline(s['pooled_auc'], color='grey', ls='--', lw=1, label=f"pooled over {s['folds']} fold models "
+                                                                   f"{s['pooled_auc']:.3f} (mixes models)")
+    ax.set_xticks(table.fold)
+    ax.set_xlabel('fold')
+    ax.set_ylabel('test AUC')
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 def fig_auc_bars(table: pd.DataFrame, group: str, by: str = 'eval_dataset', title=''):
     "Grouped bars of AUC (with CI) per `group` value and `by` value"
     import matplotlib.pyplot as plt
-    if 'features' in table and table.duplicated([group, by]).any() and group != 'features':   # one bar per (group, feature layers)
+    # one bar per (group, feature layers)
+    if 'features' in table and table.duplicated([group, by]).any() and group != 'features':
         table = table.assign(**{group: table[group].astype(str) + ' (' + table['features'].astype(str) + ')'})
     dup = table.duplicated([group, by])
     if dup.any():
-        print(f"fig_auc_bars: {int(dup.sum())} row(s) repeat a ({group}, {by}) pair; the first of each is drawn: {table.loc[dup, [group, by]].values.tolist()[:3]}")
+        print(f"fig_auc_bars: {int(dup.sum())} row(s) repeat a ({group}, {by}) pair; the first of each is drawn: "
+              f"{table.loc[dup, [group, by]].values.tolist()[:3]}")
         table = table[~dup]
     gs, bs = list(dict.fromkeys(table[group])), list(dict.fromkeys(table[by]))
-    fig, ax = plt.subplots(figsize=(max(4, 1.4*len(gs)*max(1, len(bs))/2), 3.2)); w = 0.8/max(1, len(bs))
+    fig, ax = plt.subplots(figsize=(max(4, 1.4*len(gs)*max(1, len(bs))/2), 3.2))
+    w = 0.8/max(1, len(bs))
     for j, b in enumerate(bs):
         t = table[table[by] == b].set_index(group).reindex(gs)
         x = np.arange(len(gs)) + (j - (len(bs)-1)/2)*w
         ax.bar(x, t.auc, w, label=b, yerr=[(t.auc - t.auc_lo).fillna(0), (t.auc_hi - t.auc).fillna(0)], capsize=2)
-    ax.set_xticks(np.arange(len(gs))); ax.set_xticklabels(gs, fontsize=8); ax.axhline(0.5, color='grey', lw=0.7, ls=':')
-    ax.set_ylabel('AUC'); ax.set_ylim(0, 1.05); ax.legend(fontsize=7); ax.set_title(title); fig.tight_layout(); return fig
+    ax.set_xticks(np.arange(len(gs)))
+    ax.set_xticklabels(gs, fontsize=8)
+    ax.axhline(0.5, color='grey', lw=0.7, ls=':')
+    ax.set_ylabel('AUC')
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/lib/12_studies.ipynb #75c53076
 from .settings import defaults, STUDY_RUN_SETTINGS
 _D = defaults('studies')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
 
 def settings_text(settings: dict, dataset=None) -> str:
-    "The settings of a study's runs in one line: those that differ from the schema's defaults (`backbone`, `head` and `feature_layers` always)"
+    """The settings of a study's runs in one line: those that differ from the schema's defaults (`backbone`, `head` and
+    `feature_layers` always)"""
     t = defaults('train')
     keep = ('backbone', 'head', 'feature_layers')
     parts = [f'{k}={v}' for k, v in settings.items() if k != 'dataset' and (k in keep or v != t.get(k))]
     return ', '.join(parts)
 
 def study_settings_line(info: dict) -> str:
-    "The line the report prints under a study's heading: the settings of the runs it trained or read ('' for a study saved before they were recorded)"
+    """The line the report prints under a study's heading: the settings of the runs it trained or read ('' for a study
+    saved before they were recorded)"""
     s = (info.get('settings') or {}).get('run_settings_text')
     return f"Runs trained with: {s}." if s else ''
 
-def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datasets=_D.eval_datasets, degradations=_D.degradations,
-                frame_counts=_D.frame_counts, cv_folds=_D.cv_folds, **run_settings) -> dict:
-    "Run each study in `studies` on `dataset` and save it under `reports/studies/<dataset>/`; `run_settings`: any training setting (`STUDY_RUN_SETTINGS`), else the schema's default; return {study: folder}"
+
+def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datasets=_D.eval_datasets,
+                degradations=_D.degradations, frame_counts=_D.frame_counts, cv_folds=_D.cv_folds,
+                **run_settings) -> dict:
+    """Run each study in `studies` on `dataset` and save it under `reports/studies/<dataset>/`; `run_settings`: any
+    training setting (`STUDY_RUN_SETTINGS`), else the schema's default; return {study: folder}"""
     from deepfake_nb.train import run_params
     bad = sorted(set(run_settings) - set(STUDY_RUN_SETTINGS))
-    if bad: raise DeepfakeNBError(f"run_studies: unknown setting(s) {bad}; the studies take {', '.join(STUDY_RUN_SETTINGS)}")
+    if bad: raise DeepfakeNBError(f"run_studies: unknown setting(s) {bad}; the studies take "
+                                  f"{', '.join(STUDY_RUN_SETTINGS)}")
     settings = {k: run_settings.get(k, _D[k]) for k in STUDY_RUN_SETTINGS}
     run_params(dataset=dataset, **settings)                             # every setting checked before the first run
     studies = studies.split() if isinstance(studies, str) else list(studies)
@@ -461,22 +583,27 @@ def run_studies(dataset=_D.dataset, studies=_D.studies, runs=_D.runs, eval_datas
     fc = [int(k) for k in (frame_counts.split() if isinstance(frame_counts, str) else frame_counts)]
     names = eval_datasets.split() if isinstance(eval_datasets, str) else list(eval_datasets or [])
     if dataset in names:   # its own test split is already every study's in-domain row
-        print(f"eval dataset {dataset!r} is the studied dataset: its test split is the in-domain row, not a second evaluation set"); names.remove(dataset)
+        print(f"eval dataset {dataset!r} is the studied dataset: its test split is the in-domain row, not a second "
+              "evaluation set")
+        names.remove(dataset)
     evals = eval_manifests(names) if {'cross_dataset', 'self_blend'} & set(studies) else []
-    record = dict(runs=runs, eval_datasets=evals, degradations=parse_degradations(degradations), frame_counts=fc, cv_folds=int(cv_folds),
-                  run_settings=settings, run_settings_text=settings_text(settings))
+    record = dict(runs=runs, eval_datasets=evals, degradations=parse_degradations(degradations), frame_counts=fc,
+                  cv_folds=int(cv_folds), run_settings=settings, run_settings_text=settings_text(settings))
     out = {}
     for s in studies:
-        t0 = time.time(); info = dict(settings=record)
+        t0 = time.time()
+        info = dict(settings=record)
         if s in ('cross_dataset', 'degradations'):
             rds = study_runs(dataset, runs, settings)
             info['runs'] = [str(r) for r in rds]
-            table, preds = cross_dataset_study(rds, evals) if s == 'cross_dataset' else degradation_study(rds, degradations, settings['seed'])
+            table, preds = cross_dataset_study(rds, evals) if s == 'cross_dataset' else degradation_study(
+                rds, degradations, settings['seed'])
             if s == 'degradations': info['encoder'] = video_encoder()[0]
         elif s == 'frames': table, preds = frames_study(dataset, fc, settings)
         elif s == 'cv': table, preds, info['cv'] = cv_study(dataset, cv_folds, settings)
         else: table, preds = self_blend_study(dataset, evals, settings)
         info['seconds'] = round(time.time()-t0, 1)
         out[s] = save_study(dataset, s, table, info, preds)
-        print(f'{s}: {len(table)} rows in {info["seconds"]}s -> {out[s]}' + (f"\n  {cv_text(info['cv'])}" if s == 'cv' else ''))
+        print(f'{s}: {len(table)} rows in {info["seconds"]}s -> {out[s]}' +
+              (f"\n  {cv_text(info['cv'])}" if s == 'cv' else ''))
     return out

@@ -26,7 +26,8 @@ __all__ = ['LR_SCHEDULES', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize
 # %% ../nbs/lib/06_train.ipynb #382ace23
 def balanced_class_weight(y) -> dict:
     "Weights `n / (2 n_c)` per class"
-    y = np.asarray(y); n = len(y)
+    y = np.asarray(y)
+    n = len(y)
     return {c: n/(2*max(1, (y == c).sum())) for c in (0, 1)}
 
 def normalize_class_weight(cw):
@@ -39,7 +40,8 @@ def normalize_class_weight(cw):
     if isinstance(cw, dict) and {str(k) for k in cw} == {'0', '1'}:
         try: return {str(k): float(v) for k, v in sorted(cw.items(), key=lambda kv: str(kv[0]))}
         except (TypeError, ValueError): pass
-    raise DeepfakeNBError(f"class_weight={cw!r}: use 'balanced', None, or a dict of both classes such as {{0: 1.15, 1: 1.05}}")
+    raise DeepfakeNBError(
+        f"class_weight={cw!r}: use 'balanced', None, or a dict of both classes such as {{0: 1.15, 1: 1.05}}")
 
 def class_weight_for(cw, y) -> dict | None:
     "The Keras `class_weight` dict of a normalised spec for labels `y`"
@@ -54,16 +56,20 @@ def nonfinite_message(what, value, epoch, stage='head', lr=None, policy='float32
     lower = f"a lower learning rate ({flag}{'' if lr is None else f', now {lr:g}; try {lr/10:g}'})"
     head = f"{stage} stage: {what} is {value} at epoch {epoch} (precision {policy}); the model diverged. "
     if policy == 'mixed_float16':
-        return head + (f"Under mixed precision this is most likely a float16 overflow: rerun with --mixed-precision float32 "
+        return head + ("Under mixed precision this is most likely a float16 overflow: rerun with --mixed-precision "
+                       "float32 "
                        f"(mixed_precision=False); if it diverges in float32 too, use {lower}.")
-    return head + f"Most likely the learning rate is too high: rerun with {lower}; also check the inputs for NaN or infinite values."
+    return head + (f"Most likely the learning rate is too high: rerun with {lower}; also check the inputs for NaN or "
+                   "infinite values.")
 
 def nonfinite_stop():
-    "A callback raising `DeepfakeNBError` (see `nonfinite_message`) at the end of the first epoch whose training or validation loss is NaN or infinite"
+    """A callback raising `DeepfakeNBError` (see `nonfinite_message`) at the end of the first epoch whose training or
+    validation loss is NaN or infinite"""
     import keras
     class NonFiniteLossStop(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            bad = [(k, float(v)) for k, v in (logs or {}).items() if k in ('loss', 'val_loss') and not np.isfinite(float(v))]
+            bad = [(k, float(v)) for k, v in (logs or {}).items()
+                   if k in ('loss', 'val_loss') and not np.isfinite(float(v))]
             if not bad: return
             self.model.stop_training = True
             try: lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
@@ -73,11 +79,14 @@ def nonfinite_stop():
     return NonFiniteLossStop()
 
 def check_scores(prob, video_ids, where='the trained model') -> np.ndarray:
-    "`prob` as floats, or a `DeepfakeNBError` naming the videos whose score is NaN or infinite (a loss can stay finite while a score is not)"
+    """`prob` as floats, or a `DeepfakeNBError` naming the videos whose score is NaN or infinite (a loss can stay finite
+    while a score is not)"""
     prob = np.asarray(prob, float)
     bad = [str(v) for v, p in zip(video_ids, prob) if not np.isfinite(p)]
-    if bad: raise DeepfakeNBError(f"{where} scored {len(bad)} of {len(prob)} video(s) NaN or infinite ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); "
-                                  f"check those videos' faces and features for NaN or infinite values, or rerun with a lower --lr (and --mixed-precision float32)")
+    if bad: raise DeepfakeNBError(f"{where} scored {len(bad)} of {len(prob)} video(s) NaN or infinite "
+                                  f"({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); "
+                                  "check those videos' faces and features for NaN or infinite values, or rerun with "
+                                  "a lower --lr (and --mixed-precision float32)")
     return prob
 
 # %% ../nbs/lib/06_train.ipynb #a87eed84
@@ -92,58 +101,78 @@ def array_dataset(X, y=None, batch_size=16, shuffle=False, seed=0):
 
 def _optimizer(lr, lr_schedule, epochs, steps_per_epoch):
     import keras
-    if lr_schedule not in LR_SCHEDULES: raise DeepfakeNBError(f"lr_schedule={lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
+    if lr_schedule not in LR_SCHEDULES: raise DeepfakeNBError(f"lr_schedule={lr_schedule!r}: use one of "
+                                                              f"{', '.join(LR_SCHEDULES)}")
     if lr_schedule == 'cosine': lr = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs*steps_per_epoch))
     return keras.optimizers.Adam(lr)
 
 def _callbacks(patience, lr_schedule):
     import keras
     cb = [nonfinite_stop(), keras.callbacks.EarlyStopping('val_loss', patience=patience, restore_best_weights=True)]
-    if lr_schedule == 'plateau': cb.append(keras.callbacks.ReduceLROnPlateau('val_loss', factor=0.5, patience=max(1, patience // 2), min_lr=1e-7))
+    if lr_schedule == 'plateau':
+        cb.append(keras.callbacks.ReduceLROnPlateau('val_loss', factor=0.5, patience=max(1, patience // 2),
+                                                    min_lr=1e-7))
     return cb
 
 def _history(h):
-    hist = pd.DataFrame(h.history); hist.index.name = 'epoch'
+    hist = pd.DataFrame(h.history)
+    hist.index.name = 'epoch'
     return hist
 
 def epoch_batches(X, y, batch_size=16, seed=0, epochs=1, initial_epoch=0):
-    "Training batches for epochs `initial_epoch` to `epochs-1`, each epoch in its own order drawn from `(seed, epoch)`, so a resumed fit sees what an uninterrupted one would"
+    """Training batches for epochs `initial_epoch` to `epochs-1`, each epoch in its own order drawn from `(seed,
+    epoch)`, so a resumed fit sees what an uninterrupted one would"""
     import tensorflow as tf
     n = len(X)
-    perms = np.stack([np.random.default_rng([seed, e]).permutation(n) for e in range(initial_epoch, max(epochs, initial_epoch+1))])
+    perms = np.stack(
+        [np.random.default_rng([seed, e]).permutation(n) for e in range(initial_epoch, max(epochs, initial_epoch + 1))])
     Xc, yc = tf.constant(X), tf.constant(y)
-    ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size))
+    ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(
+        lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size))
     return ds.map(lambda i: (tf.gather(Xc, i), tf.gather(yc, i))).prefetch(tf.data.AUTOTUNE)
 
 def _save_model(model, path):
-    with atomic_path(path) as tmp: model.save(str(tmp) + '.keras'); Path(str(tmp) + '.keras').replace(tmp)
+    with atomic_path(path) as tmp:
+        model.save(str(tmp) + '.keras')
+        Path(str(tmp) + '.keras').replace(tmp)
 
 def _seed_states(model): return [v for v in model.variables if 'seed_generator_state' in v.path]
 
 def _checkpoint_callback(ckpt: Path, rows: list, lr_is_schedule: bool):
-    "A callback writing, after every epoch, the model with its optimizer, the early-stopping and LR-plateau state and the history so far to `ckpt`"
+    """A callback writing, after every epoch, the model with its optimizer, the early-stopping and LR-plateau state and
+    the history so far to `ckpt`"""
     import keras
     class EpochCheckpoint(keras.callbacks.Callback):
         def __init__(self): super().__init__(); self.restore = None; self.others = []
-        def on_train_begin(self, logs=None):    # runs after the other callbacks reset themselves: put their saved state back
+        # runs after the other callbacks reset themselves: put their saved state back
+        def on_train_begin(self, logs=None):
             if not self.restore: return
             for cb in self.others:
                 for k, v in self.restore['callbacks'].get(type(cb).__name__, {}).items(): setattr(cb, k, v)
                 if isinstance(cb, keras.callbacks.EarlyStopping) and self.restore.get('best_weights'):
-                    with np.load(ckpt/self.restore['best_weights']) as z: cb.best_weights = [z[f'w{i}'] for i in range(len(z.files))]
+                    with np.load(ckpt / self.restore['best_weights']) as z:
+                        cb.best_weights = [z[f'w{i}'] for i in range(len(z.files))]
         def on_epoch_end(self, epoch, logs=None):
             rows.append(dict(epoch=int(epoch), **{k: float(v) for k, v in (logs or {}).items()}))
             mfile, state = f'model-{epoch}.keras', dict(epoch=int(epoch), rows=rows, callbacks={}, done=False)
-            _save_model(self.model, ckpt/mfile); state['model'] = mfile
+            _save_model(self.model, ckpt/mfile)
+            state['model'] = mfile
             for cb in self.others:
-                keys = ('wait', 'best', 'best_epoch', 'stopped_epoch') if isinstance(cb, keras.callbacks.EarlyStopping) else ('wait', 'best', 'cooldown_counter')
-                state['callbacks'][type(cb).__name__] = {k: (None if getattr(cb, k, None) is None else float(getattr(cb, k)) if k == 'best' else int(getattr(cb, k)))
-                                                         for k in keys}
+                keys = ('wait', 'best', 'best_epoch',
+                        'stopped_epoch') if isinstance(cb, keras.callbacks.EarlyStopping) else ('wait', 'best',
+                                                                                                'cooldown_counter')
+                state['callbacks'][type(cb).__name__] = {
+                    k: (None if getattr(cb, k, None) is None else
+                        float(getattr(cb, k)) if k == 'best' else int(getattr(cb, k)))
+                    for k in keys
+                }
                 if isinstance(cb, keras.callbacks.EarlyStopping) and cb.best_weights is not None:
                     bfile = f'best-{epoch}.npz'
-                    with atomic_path(ckpt/bfile) as tmp, open(tmp, 'wb') as f: np.savez(f, **{f'w{i}': w for i, w in enumerate(cb.best_weights)})
+                    with atomic_path(ckpt / bfile) as tmp, open(tmp, 'wb') as f:
+                        np.savez(f, **{f'w{i}': w for i, w in enumerate(cb.best_weights)})
                     state['best_weights'] = bfile
-            state['rng'] = [np.asarray(v.numpy()).tolist() for v in _seed_states(self.model)]   # dropout's random state (not in .keras files)
+            # dropout's random state (not in .keras files)
+            state['rng'] = [np.asarray(v.numpy()).tolist() for v in _seed_states(self.model)]
             state['stopped'] = bool(self.model.stop_training)
             if not lr_is_schedule: state['lr'] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             save_json(state, ckpt/'state.json')             # written last: the checkpoint is whatever state.json names
@@ -151,16 +180,19 @@ def _checkpoint_callback(ckpt: Path, rows: list, lr_is_schedule: bool):
                 if f.name not in (mfile, state.get('best_weights')): f.unlink(missing_ok=True)
     return EpochCheckpoint()
 
-def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patience=5, lr_schedule='plateau', class_weight=None,
-                  verbose=0, checkpoint_dir=None, resume=False, strategy=None, callbacks=()):
-    "Fit `build()` (a compiled model) with early stopping; with `checkpoint_dir` save a checkpoint each epoch, and with `resume` go on from the last one"
+
+def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patience=5, lr_schedule='plateau',
+                  class_weight=None, verbose=0, checkpoint_dir=None, resume=False, strategy=None, callbacks=()):
+    """Fit `build()` (a compiled model) with early stopping; with `checkpoint_dir` save a checkpoint each epoch, and
+    with `resume` go on from the last one"""
     import keras, shutil, tensorflow as tf
     ckpt = Path(checkpoint_dir) if checkpoint_dir else None
     state = load_json(ckpt/'state.json') if ckpt and resume and (ckpt/'state.json').exists() else None
     if ckpt and not state: shutil.rmtree(ckpt, ignore_errors=True)
     if state and state.get('done'):                  # this stage had finished: its final model stands
         with (strategy or tf.distribute.get_strategy()).scope(): model = keras.saving.load_model(ckpt/state['model'])
-        hist = pd.DataFrame(state['rows']).set_index('epoch'); hist.attrs['resumed_at'] = len(hist)
+        hist = pd.DataFrame(state['rows']).set_index('epoch')
+        hist.attrs['resumed_at'] = len(hist)
         return model, hist
     rows = list(state['rows']) if state else []
     if state:
@@ -172,23 +204,30 @@ def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patie
     cbs = _callbacks(patience, lr_schedule) + list(callbacks)
     if ckpt:
         ckpt.mkdir(parents=True, exist_ok=True)
-        cp = _checkpoint_callback(ckpt, rows, lr_schedule == 'cosine'); cp.others = [c for c in cbs if isinstance(c, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))]; cp.restore = state
+        cp = _checkpoint_callback(ckpt, rows, lr_schedule == 'cosine')
+        cp.others = [
+            c for c in cbs if isinstance(c, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))
+        ]
+        cp.restore = state
         cbs.append(cp)
     end = initial if state and state.get('stopped') else epochs
-    h = model.fit(train_batches(initial), validation_data=val_data, epochs=end, initial_epoch=initial, steps_per_epoch=steps_per_epoch,
-                  class_weight=class_weight, callbacks=cbs, verbose=verbose, shuffle=False)
+    h = model.fit(train_batches(initial), validation_data=val_data, epochs=end, initial_epoch=initial,
+                  steps_per_epoch=steps_per_epoch, class_weight=class_weight, callbacks=cbs, verbose=verbose,
+                  shuffle=False)
     hist = pd.DataFrame(rows).set_index('epoch') if ckpt else _history(h)
     hist.index.name = 'epoch'
-    if ckpt:                                         # the stage is done: keep its final (best) model so a resume does not redo it
+    # the stage is done: keep its final (best) model so a resume does not redo it
+    if ckpt:
         _save_model(model, ckpt/'final.keras')
         save_json(dict(done=True, model='final.keras', rows=rows, epoch=len(rows)-1), ckpt/'state.json')
     hist.attrs['resumed_at'] = initial if state else None
     return model, hist
 
 def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, epochs=30, batch_size=16, patience=5,
-             class_weight='balanced', seed=0, verbose=0, lr_schedule='plateau', strategy=None, norm_data=None, checkpoint_dir=None, resume=False,
-             callbacks=(), norm_floor=1.0, linear_c=0.05, parts=None):
-    "Train a head on features with early stopping on val (the `linear` head: `fit_linear`); return (model, history DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"
+             class_weight='balanced', seed=0, verbose=0, lr_schedule='plateau', strategy=None, norm_data=None,
+             checkpoint_dir=None, resume=False, callbacks=(), norm_floor=1.0, linear_c=0.05, parts=None):
+    """Train a head on features with early stopping on val (the `linear` head: `fit_linear`); return (model, history
+    DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"""
     if head == 'linear': return fit_linear(Xtr, ytr, Xva, yva, linear_c, class_weight, parts, norm_data, strategy)
     import keras, tensorflow as tf
     seed_everything(seed)
@@ -197,26 +236,34 @@ def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, ep
     steps = -(-len(Xtr) // gb)
     def build():
         with strategy.scope():
-            model = build_head(head, Xtr.shape[1], Xtr.shape[2:], units, dropout, norm_data=Xtr if norm_data is None else norm_data, norm_floor=norm_floor)
-            model.compile(_optimizer(lr, lr_schedule, epochs, steps), 'binary_crossentropy', metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
+            model = build_head(head, Xtr.shape[1], Xtr.shape[2:], units, dropout,
+                               norm_data=Xtr if norm_data is None else norm_data, norm_floor=norm_floor)
+            model.compile(_optimizer(lr, lr_schedule, epochs, steps), 'binary_crossentropy',
+                          metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
         return model
     ytr, yva = np.asarray(ytr, np.float32), np.asarray(yva, np.float32)
-    return resumable_fit(build, lambda e0: epoch_batches(np.asarray(Xtr, np.float32), ytr, gb, seed, epochs, e0), array_dataset(Xva, yva, gb),
-                         epochs, steps, patience, lr_schedule, class_weight_for(class_weight, ytr), verbose, checkpoint_dir, resume, strategy, callbacks)
+    return resumable_fit(build, lambda e0: epoch_batches(np.asarray(Xtr, np.float32), ytr, gb, seed, epochs, e0),
+                         array_dataset(Xva, yva, gb), epochs, steps, patience, lr_schedule,
+                         class_weight_for(class_weight, ytr), verbose, checkpoint_dir, resume, strategy, callbacks)
 
 # %% ../nbs/lib/06_train.ipynb #dd0def85
 def part_weights(parts, dim: int) -> np.ndarray:
-    "Per-dimension weights `(dim,)` giving each part (sizes `parts`, summing to `dim`; None: one part) the weight `sqrt(mean size / its size)`"
+    """Per-dimension weights `(dim,)` giving each part (sizes `parts`, summing to `dim`; None: one part) the weight
+    `sqrt(mean size / its size)`"""
     parts = [int(dim)] if not parts else [int(p) for p in parts]
-    if sum(parts) != dim: raise DeepfakeNBError(f"part sizes {parts} sum to {sum(parts)}, but the features have {dim} dimensions")
+    if sum(parts) != dim: raise DeepfakeNBError(f"part sizes {parts} sum to {sum(parts)}, but the features have {dim} "
+                                                "dimensions")
     return np.concatenate([np.full(p, np.sqrt(np.mean(parts)/p)) for p in parts])
 
-def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, norm_data=None, strategy=None, max_iter=3000):
+
+def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, norm_data=None, strategy=None,
+               max_iter=3000):
     "Fit the `linear` head (see above) on features `(N, T, D)`; return (model, one-row history DataFrame)"
     from sklearn.linear_model import LogisticRegression
     from deepfake_nb.metrics import roc_auc
     import tensorflow as tf
-    X = np.asarray(Xtr, np.float32); n, T, D = X.shape
+    X = np.asarray(Xtr, np.float32)
+    n, T, D = X.shape
     F = np.asarray(X if norm_data is None else norm_data, np.float64).reshape(-1, D)
     mu, sd = F.mean(0), F.std(0)
     sd = np.maximum(sd, 0.01*np.sqrt(np.mean(sd**2)) or 1.0)
@@ -227,29 +274,40 @@ def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, 
     lr.fit((X.reshape(-1, D) - mu)/sd*w, np.repeat(ytr, T))
     with (strategy or tf.distribute.get_strategy()).scope():
         model = build_head('linear', T, D, norm_stats=(mu, sd**2))
-    model.get_layer('frame_logit').set_weights([(lr.coef_[0]*w)[:, None].astype(np.float32), lr.intercept_.astype(np.float32)])
+    model.get_layer('frame_logit').set_weights([(lr.coef_[0] * w)[:, None].astype(np.float32),
+                                                lr.intercept_.astype(np.float32)])
     def row(Xs, ys, tag):
-        p = np.clip(model.predict(np.asarray(Xs, np.float32), verbose=0).ravel(), 1e-7, 1-1e-7); ys = np.asarray(ys, int)
+        p = np.clip(model.predict(np.asarray(Xs, np.float32), verbose=0).ravel(), 1e-7, 1-1e-7)
+        ys = np.asarray(ys, int)
         loss = float(-np.mean(ys*np.log(p) + (1-ys)*np.log(1-p)))
-        return {f'{tag}loss': loss, f'{tag}auc': roc_auc(ys, p) if len(set(ys.tolist())) == 2 else float('nan'), f'{tag}accuracy': float(np.mean((p >= 0.5) == ys))}
-    hist = pd.DataFrame([dict(**row(X, ytr, ''), **row(Xva, yva, 'val_'), iterations=int(lr.n_iter_[0]))]); hist.index.name = 'epoch'
+        return {
+            f'{tag}loss': loss, f'{tag}auc': roc_auc(ys, p) if len(set(ys.tolist())) == 2 else float('nan'),
+            f'{tag}accuracy': float(np.mean((p >= 0.5) == ys))
+        }
+    hist = pd.DataFrame([dict(**row(X, ytr, ''), **row(Xva, yva, 'val_'), iterations=int(lr.n_iter_[0]))])
+    hist.index.name = 'epoch'
     hist.attrs['resumed_at'] = None
     return model, hist
 
 # %% ../nbs/lib/06_train.ipynb #812cf3fc
 from .settings import defaults, setting, check_value, RUN_SETTINGS
 MODES = ('frozen', 'finetune')
-FAKES = ('real', 'sbi', 'both')   # training fakes: the dataset's, self-blended copies of its real training videos, or both
+# training fakes: the dataset's, self-blended copies of its real training videos, or both
+FAKES = ('real', 'sbi', 'both')
 _T = defaults('train')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
 
-def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_T.weights, frames=_T.frames, size=_T.size, detector=_T.detector,
-               margin=_T.margin, framing=_T.framing, epochs=_T.epochs, batch_size=_T.batch_size, lr=_T.lr, units=_T.units, dropout=_T.dropout, patience=_T.patience,
-               class_weight=_T.class_weight, seed=_T.seed, preset=_T.preset, mode=_T.mode, augment=_T.augment, aug_passes=_T.aug_passes,
-               lr_schedule=_T.lr_schedule, finetune_layers=_T.finetune_layers, finetune_lr=_T.finetune_lr, finetune_from=_T.finetune_from,
-               deterministic=_T.deterministic, mixed_precision=_T.mixed_precision, distribute=_T.distribute, norm_floor=_T.norm_floor,
-               fakes=_T.fakes, sbi_per_video=_T.sbi_per_video, feature_layers=_T.feature_layers, pool=_T.pool, linear_c=_T.linear_c,
+
+def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_T.weights, frames=_T.frames,
+               size=_T.size, detector=_T.detector, margin=_T.margin, framing=_T.framing, epochs=_T.epochs,
+               batch_size=_T.batch_size, lr=_T.lr, units=_T.units, dropout=_T.dropout, patience=_T.patience,
+               class_weight=_T.class_weight, seed=_T.seed, preset=_T.preset, mode=_T.mode, augment=_T.augment,
+               aug_passes=_T.aug_passes, lr_schedule=_T.lr_schedule, finetune_layers=_T.finetune_layers,
+               finetune_lr=_T.finetune_lr, finetune_from=_T.finetune_from, deterministic=_T.deterministic,
+               mixed_precision=_T.mixed_precision, distribute=_T.distribute, norm_floor=_T.norm_floor, fakes=_T.fakes,
+               sbi_per_video=_T.sbi_per_video, feature_layers=_T.feature_layers, pool=_T.pool, linear_c=_T.linear_c,
                align=_T.align, split_seed=_T.split_seed, cv_folds=_T.cv_folds, cv_fold=_T.cv_fold) -> dict:
-    "All the settings of a training run (see `deepfake_nb.settings`), checked and normalised (a `preset` fills those left at their defaults)"
+    """All the settings of a training run (see `deepfake_nb.settings`), checked and normalised (a `preset` fills those
+    left at their defaults)"""
     p = dict(locals())
     if p['preset'] == 'auto': p['preset'] = auto_preset(p['dataset'])
     if p['preset'] in (None, '', 'none', 'None'): p['preset'] = None
@@ -265,33 +323,47 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
         v = str(p[name]) if isinstance(p[name], Path) else p[name]
         v = int(v) if isinstance(v, np.integer) else float(v) if isinstance(v, np.floating) else v
         p[name] = check_value(setting('train', name), v, 'run_params')
-    check_feature_layers(p['feature_layers']); check_pool(p['pool'], p['feature_layers'])
+    check_feature_layers(p['feature_layers'])
+    check_pool(p['pool'], p['feature_layers'])
     if p['frames'] == 1 and p['head'] in MAP_HEADS: p['head'] = 'image'      # single-image mode: no temporal head
-    if p['head'] in MAP_HEADS and p['feature_layers'] == 'final': p['feature_layers'] = 'maps'   # a map head reads the backbone's last feature map
+    # a map head reads the backbone's last feature map
+    if p['head'] in MAP_HEADS and p['feature_layers'] == 'final': p['feature_layers'] = 'maps'
     if (p['head'] in MAP_HEADS) != is_maps(p['feature_layers']):
-        raise DeepfakeNBError(f"head={p['head']!r} with feature_layers={p['feature_layers']!r}: the heads {', '.join(MAP_HEADS)} read feature maps "
+        raise DeepfakeNBError(f"head={p['head']!r} with feature_layers={p['feature_layers']!r}: the heads "
+                              f"{', '.join(MAP_HEADS)} read feature maps "
                               f"('maps' or 'maps-c<N>'), the others pooled features ('final' or 'blocks')")
     if p['feature_layers'] == 'blocks' and p['mode'] == 'finetune':
-        raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains through the backbone's last layer): use mode='frozen', "
+        raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains "
+                              "through the backbone's last layer): use mode='frozen', "
                               f"or feature_layers 'final' or 'mid'")
-    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'sbi_per_video', 'cv_folds',
-                 'cv_fold', 'split_seed'):
+    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'sbi_per_video',
+                 'cv_folds', 'cv_fold', 'split_seed'):
         if p[name] < 0:
-            raise DeepfakeNBError(f"parameter {name}={p[name]!r} must be a non-negative integer (e.g. papermill -p {name} 10)")
+            raise DeepfakeNBError(f"parameter {name}={p[name]!r} must be a non-negative integer (e.g. papermill -p "
+                                  f"{name} 10)")
     if p['cv_folds'] == 1 or (p['cv_folds'] and p['cv_fold'] >= p['cv_folds']) or (not p['cv_folds'] and p['cv_fold']):
-        raise DeepfakeNBError(f"cv_folds={p['cv_folds']}, cv_fold={p['cv_fold']}: cv_folds is 0 (the manifest's own split) or at least 2, and cv_fold 0 to cv_folds-1")
-    if p['linear_c'] <= 0: raise DeepfakeNBError(f"linear_c={p['linear_c']} must be > 0 (smaller: a stronger L2 penalty on the linear head)")
-    if p['norm_floor'] < 0: raise DeepfakeNBError(f"norm_floor={p['norm_floor']} must be >= 0 (0: plain standardisation of the head's input)")
-    if p['frames'] < 1 or p['batch_size'] < 1: raise DeepfakeNBError(f"frames and batch_size must be at least 1 (got {p['frames']}, {p['batch_size']})")
-    if p['size'] < bb.min_size: raise DeepfakeNBError(f"size {p['size']} is too small for {bb.name}: it needs at least {bb.min_size} (native {bb.size})")
+        raise DeepfakeNBError(f"cv_folds={p['cv_folds']}, cv_fold={p['cv_fold']}: cv_folds is 0 (the manifest's own "
+                              "split) or at least 2, and cv_fold 0 to cv_folds-1")
+    if p['linear_c'] <= 0: raise DeepfakeNBError(f"linear_c={p['linear_c']} must be > 0 (smaller: a stronger L2 "
+                                                 "penalty on the linear head)")
+    if p['norm_floor'] < 0: raise DeepfakeNBError(f"norm_floor={p['norm_floor']} must be >= 0 (0: plain "
+                                                  "standardisation of the head's input)")
+    if p['frames'] < 1 or p['batch_size'] < 1: raise DeepfakeNBError("frames and batch_size must be at least 1 (got "
+                                                                     f"{p['frames']}, {p['batch_size']})")
+    if p['size'] < bb.min_size: raise DeepfakeNBError(f"size {p['size']} is too small for {bb.name}: it needs at "
+                                                      f"least {bb.min_size} (native {bb.size})")
     if p['frames'] == 1 and p['head'] != 'linear': p['head'] = 'image'      # single-image mode: no temporal head
     p['weights'] = None if p['weights'] is None else str(p['weights'])
     p['class_weight'] = normalize_class_weight(p['class_weight'])
     p['augment'] = augment_settings(p['augment'])
     p['deterministic'], p['align'] = bool(p['deterministic']), bool(p['align'])
-    if p['fakes'] != 'real' and p['sbi_per_video'] < 1: raise DeepfakeNBError(f"sbi_per_video={p['sbi_per_video']} with fakes={p['fakes']!r}: at least 1 self-blended copy per real training video")
+    if p['fakes'] != 'real' and p['sbi_per_video'] < 1: raise DeepfakeNBError(f"sbi_per_video={p['sbi_per_video']} "
+                                                                              f"with fakes={p['fakes']!r}: at least 1 "
+                                                                              "self-blended copy per real training "
+                                                                              "video")
     p['mixed_precision'] = 'auto' if p['mixed_precision'] == 'auto' else precision_policy(p['mixed_precision'])
-    p['weights'] = resolve_weights(p['backbone'], p['weights'], p['size'])   # 'auto': what loads here, so the run id follows it
+    # 'auto': what loads here, so the run id follows it
+    p['weights'] = resolve_weights(p['backbone'], p['weights'], p['size'])
     return p
 
 def run_id(params: dict) -> str:
@@ -299,16 +371,19 @@ def run_id(params: dict) -> str:
     return f"{params['backbone']}-{params['head']}-s{params['seed']}-{settings_key(params, 6)}"
 
 def run_dir_for(params: dict, run_root=None) -> Path:
-    "`reports/runs/<dataset>/<run_id>` (a cross-validation fold's run: under `cv<k>-s<split_seed>/`), or `<run_root>/<run_id>`"
+    """`reports/runs/<dataset>/<run_id>` (a cross-validation fold's run: under `cv<k>-s<split_seed>/`), or
+    `<run_root>/<run_id>`"""
     if run_root: return Path(run_root)/run_id(params)
     cv = f"cv{params['cv_folds']}-s{params['split_seed']}" if params.get('cv_folds') else ''
     return reports_dir('runs', params['dataset'], *([cv] if cv else []), run_id(params))
 
 # %% ../nbs/lib/06_train.ipynb #b16a5237
-def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, frames, head_model, scale, feature_path=None,
-                 trainable_layers=20, lr=1e-5, epochs=10, batch_size=2, patience=5, class_weight='balanced', augment=None, seed=0,
-                 verbose=0, lr_schedule='plateau', strategy=None, checkpoint_dir=None, resume=False, sbi_train_ids=(), sbi_val_ids=()):
-    "Train `TimeDistributed(backbone)` + `head_model` end to end on cached faces (plus self-blended fakes of `sbi_train_ids`, new blends every epoch, and fixed ones of `sbi_val_ids`); return (model, history DataFrame)"
+def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, frames, head_model, scale,
+                 feature_path=None, trainable_layers=20, lr=1e-5, epochs=10, batch_size=2, patience=5,
+                 class_weight='balanced', augment=None, seed=0, verbose=0, lr_schedule='plateau', strategy=None,
+                 checkpoint_dir=None, resume=False, sbi_train_ids=(), sbi_val_ids=()):
+    """Train `TimeDistributed(backbone)` + `head_model` end to end on cached faces (plus self-blended fakes of
+    `sbi_train_ids`, new blends every epoch, and fixed ones of `sbi_val_ids`); return (model, history DataFrame)"""
     import keras, tensorflow as tf
     seed_everything(seed)
     strategy = strategy or tf.distribute.get_strategy()
@@ -318,26 +393,32 @@ def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, fr
             if feature_path: bm, *_ = backbone_for_features(backbone, weights, size, 0, Path(feature_path))
             else: bm, *_ = build_backbone(backbone, weights, size)
             model = build_finetune_model(backbone, bm, head_model, frames, size, scale, trainable_layers)
-            model.compile(_optimizer(lr, lr_schedule, epochs, -(-(len(ids_tr) + 2*len(sbi_train_ids)) // gb)), 'binary_crossentropy',   # a pair: 2 items
-                          metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
+            # a pair: 2 items
+            model.compile(_optimizer(lr, lr_schedule, epochs, -(-(len(ids_tr) + 2 * len(sbi_train_ids)) // gb)),
+                          'binary_crossentropy', metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
         return model
     ytr = np.asarray(ytr, np.float32)
-    y_all = np.r_[ytr, np.zeros(len(sbi_train_ids), np.float32), np.ones(len(sbi_train_ids), np.float32)]   # the stream: each pair's target (real) and blend
-    return resumable_fit(build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed+e0, sbi_ids=sbi_train_ids),
-                         video_dataset(face_dir, ids_va, yva, gb, sbi_ids=sbi_val_ids, sbi_redraw=False), epochs, None, patience, lr_schedule, class_weight_for(class_weight, y_all),
-                         verbose, checkpoint_dir, resume, strategy)
+    # the stream: each pair's target (real) and blend
+    y_all = np.r_[ytr, np.zeros(len(sbi_train_ids), np.float32), np.ones(len(sbi_train_ids), np.float32)]
+    return resumable_fit(
+        build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed + e0, sbi_ids=
+                                        sbi_train_ids),
+        video_dataset(face_dir, ids_va, yva, gb, sbi_ids=sbi_val_ids, sbi_redraw=False), epochs, None, patience,
+        lr_schedule, class_weight_for(class_weight, y_all), verbose, checkpoint_dir, resume, strategy)
 
 # %% ../nbs/lib/06_train.ipynb #d99c6732
 def manifest_for(dataset) -> Path:
     "The manifest of `dataset` (the demo's is built when missing)"
     if dataset == 'demo': return build_manifest('demo')
     p = data_dir('manifests', f'{dataset}.csv')
-    if not p.exists(): raise DeepfakeNBError(f"no manifest for dataset {dataset!r} at {p}; build it first with 01_data (deepfake-nb data)")
+    if not p.exists(): raise DeepfakeNBError(f"no manifest for dataset {dataset!r} at {p}; build it first with "
+                                             "01_data (deepfake-nb data)")
     return p
 
 def rerun_command(params: dict) -> str:
     "The papermill command that re-runs a run with exactly these settings"
-    return f"papermill nbs/03_train.ipynb {params['backbone']}.ipynb -k python3 -y '{json.dumps(params, sort_keys=True)}'"
+    return (f"papermill nbs/03_train.ipynb {params['backbone']}.ipynb -k python3 -y "
+            f"'{json.dumps(params, sort_keys=True)}'")
 
 def _run_settings(params): return {k: params[k] for k in inspect.signature(run_params).parameters if k in params}
 
@@ -347,10 +428,12 @@ def _check_splits(df, where, fix):
         labs = sorted(set(df.label[df.split == s]))
         if labs != [0, 1]:
             have = 'no videos' if not labs else f"only {'real' if labs == [0] else 'fake'} videos"
-            raise DeepfakeNBError(f"{where}: split '{s}' has {have}; training needs real and fake videos in train, val and test. {fix}")
+            raise DeepfakeNBError(f"{where}: split '{s}' has {have}; training needs real and fake videos in train, "
+                                  f"val and test. {fix}")
 
 def _run_data(params) -> AttrDict:
-    "Step 1, the videos: the manifest (a cross-validation fold applied), their faces (cached), the usable videos and their splits"
+    """Step 1, the videos: the manifest (a cross-validation fold applied), their faces (cached), the usable videos and
+    their splits"""
     mpath = manifest_for(params['dataset'])
     df = load_manifest(mpath)
     if params['cv_folds']:      # fold cv_fold as the test split
@@ -365,10 +448,12 @@ def _run_data(params) -> AttrDict:
     bad = summ[summ.error != '']
     df = usable_videos(df, summ, mpath)
     _check_splits(df, f"{mpath} after leaving out the {len(bad)} video(s) that could not be preprocessed "
-                      f"({bad.video_id.tolist()[:5]})", "Replace or remove the unreadable videos listed above and rebuild the manifest.")
+                      f"({bad.video_id.tolist()[:5]})", "Replace or remove the unreadable videos listed above and "
+                                                        "rebuild the manifest.")
     no_face = summ[summ.no_face_fill == 'centre']
     if len(no_face):
-        print(f"note: {len(no_face)} video(s) have no detected face in any sampled frame; their centre squares are used: "
+        print(f"note: {len(no_face)} video(s) have no detected face in any sampled frame; their centre squares are "
+              "used: "
               f"{no_face.video_id.tolist()[:5]}")
     y = df.label.to_numpy()
     tr, va, te = [(df.split == s).to_numpy() for s in ('train', 'val', 'test')]
@@ -376,11 +461,13 @@ def _run_data(params) -> AttrDict:
                     tr=tr, va=va, te=te, rtr=tr & (y == 0), rva=va & (y == 0))
 
 def _sbi_examples(params, d, f):
-    "SBI pairs (target real, self-blend fake) of the real training (and, for fakes='sbi', validation) videos, added to `f`'s arrays"
+    """SBI pairs (target real, self-blend fake) of the real training (and, for fakes='sbi', validation) videos, added to
+    `f`'s arrays"""
     fakes = params['fakes']
     sb = dict(dataset=params['dataset'], prep_key=d.pkey, clean_info=f.finfo, backbone=params['backbone'],
               weights=params['weights'], size=params['size'], scale=f.finfo['scale'])
-    extra = params['aug_passes'] if fakes == 'sbi' and params['augment'] else 0   # 'sbi': more draws instead of real-only passes
+    # 'sbi': more draws instead of real-only passes
+    extra = params['aug_passes'] if fakes == 'sbi' and params['augment'] else 0
     copies = range(1, params['sbi_per_video'] + extra + 1 if params['mode'] == 'frozen' else 2)
     Xp, yp, sinfos = sbi_pairs(d.df.video_id[d.rtr], copies, **sb)
     f.Xtr, f.ytr = np.concatenate([f.Xtr, Xp]), np.r_[f.ytr, yp]
@@ -392,12 +479,14 @@ def _sbi_examples(params, d, f):
 def _run_features(params, d) -> AttrDict:
     "Step 2, the examples: every video's cached features, plus SBI pairs and augmented passes of the training videos"
     fakes = params['fakes']
-    train_ids = d.df.video_id[d.rtr if fakes == 'sbi' else d.tr].tolist()   # whose features set their scale: no real fake for 'sbi'
+    # whose features set their scale: no real fake for 'sbi'
+    train_ids = d.df.video_id[d.rtr if fakes == 'sbi' else d.tr].tolist()
     fkw = dict(feature_layers=params['feature_layers'], pool=params['pool'])
     X, finfo = cached_features(params['dataset'], d.pkey, d.df.video_id.tolist(), params['backbone'], params['weights'],
                                params['size'], scale_ids=train_ids, **fkw)
-    cache_keys = dict(prep_key=d.pkey, faces=str(face_cache_dir(params['dataset'], d.pkey)), features=finfo['cache_key'],
-                      augmented=[], scale_from='train real videos' if fakes == 'sbi' else 'train',
+    cache_keys = dict(prep_key=d.pkey, faces=str(face_cache_dir(params['dataset'],
+                                                                d.pkey)), features=finfo['cache_key'], augmented=[],
+                      scale_from='train real videos' if fakes == 'sbi' else 'train',
                       n_scale_videos=finfo['n_scale_videos'], sbi=[])
     base = d.rtr if fakes == 'sbi' else d.tr
     f = AttrDict(X=X, finfo=finfo, cache_keys=cache_keys, Xtr=X[base], ytr=d.y[base], Xva=X[d.va], yva=d.y[d.va],
@@ -405,21 +494,24 @@ def _run_features(params, d) -> AttrDict:
     if fakes != 'real':
         _sbi_examples(params, d, f)
     f.Xnorm = f.Xtr                         # the head standardises with the training examples (before augmented passes)
-    if params['mode'] == 'frozen' and params['augment'] and params['aug_passes'] and fakes != 'sbi':   # ('sbi': reals only)
+    # ('sbi': reals only)
+    if params['mode'] == 'frozen' and params['augment'] and params['aug_passes'] and fakes != 'sbi':
         for k in range(1, params['aug_passes'] + 1):
             Xa, ainfo = cached_features(params['dataset'], d.pkey, train_ids, params['backbone'], params['weights'],
-                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids, **fkw)
+                                        params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids,
+                                        **fkw)
             f.Xtr, f.ytr = np.concatenate([f.Xtr, Xa]), np.concatenate([f.ytr, d.y[base]])
             f.cache_keys['augmented'].append(ainfo['cache_key'])
     return f
 
 def _fit_stages(params, d, f, hp, cs, ckpt, resume):
-    "Step 3, the fit: the head on frozen features (or an untrained one), then end-to-end fine-tuning; (model, history, resumed)"
+    """Step 3, the fit: the head on frozen features (or an untrained one), then end-to-end fine-tuning; (model, history,
+    resumed)"""
     resumed = {}
     if params['mode'] == 'frozen' or params['finetune_from'] == 'frozen':
-        model, hist = fit_head(f.Xtr, f.ytr, f.Xva, f.yva, lr=params['lr'], norm_data=f.Xnorm, norm_floor=params['norm_floor'],
-                               checkpoint_dir=ckpt/'head', resume=resume, linear_c=params['linear_c'],
-                               parts=f.finfo.get('block_dims'), **hp)
+        model, hist = fit_head(f.Xtr, f.ytr, f.Xva, f.yva, lr=params['lr'], norm_data=f.Xnorm,
+                               norm_floor=params['norm_floor'], checkpoint_dir=ckpt / 'head', resume=resume,
+                               linear_c=params['linear_c'], parts=f.finfo.get('block_dims'), **hp)
         if hist.attrs.get('resumed_at') is not None:
             resumed['head'] = hist.attrs['resumed_at']
         hist['stage'] = 'head'
@@ -452,7 +544,8 @@ def _score_videos(params, d, f, model, replicas) -> AttrDict:
     if params['mode'] == 'finetune':
         fdir, gb = face_cache_dir(params['dataset'], d.pkey), params['batch_size']*replicas
         s.prob = model.predict(video_dataset(fdir, d.df.video_id.tolist(), None, gb), verbose=0).ravel().astype(float)
-        if params['fakes'] == 'sbi':        # the fixed validation pairs, in order: each video's target, then its self-blend
+        # the fixed validation pairs, in order: each video's target, then its self-blend
+        if params['fakes'] == 'sbi':
             pairs = video_dataset(fdir, [], None, gb, sbi_ids=d.df.video_id[d.rva].tolist(), sbi_redraw=False)
             s.sbi_prob = model.predict(pairs, verbose=0).ravel()
             f.sbi_val_y = np.tile([0, 1], int(d.rva.sum()))
@@ -476,7 +569,8 @@ def _threshold_metrics(params, d, f, s) -> dict:
     else:
         thr, rule = youden_threshold(y[va], prob[va]), 'youden on val'
     return dict(threshold=thr, threshold_rule=rule, test=classification_metrics(y[te], prob[te], 0.5),
-                test_val_threshold=classification_metrics(y[te], prob[te], thr), val=classification_metrics(y[va], prob[va], 0.5))
+                test_val_threshold=classification_metrics(y[te], prob[te], thr), val=classification_metrics(
+                    y[va], prob[va], 0.5))
 
 def _write_predictions(rdir, d, s, hist):
     df = d.df
@@ -497,20 +591,22 @@ def _run_record(params, d, f, model, hist, resumed, metrics, compute, seconds) -
     mjson = mpath.with_suffix('.json')
     last = hist[hist.stage == hist.stage.iloc[-1]].reset_index(drop=True)
     preset = get_preset(params['preset'])['doc'] if params['preset'] else None
-    return dict(params, run_id=run_id(params), weights_used=finfo['weights_used'], weights_key=finfo['weights_key'],
-                threshold=metrics['threshold'], prep_key=d.pkey, prep_settings=d.pset, manifest=str(mpath),
-                manifest_hash=file_hash(mpath), test_hash=settings_key(sorted(df.video_id[d.te])),
-                split_file=str(mpath), split_file_hash=file_hash(mpath), split_hash=d.split_hash,
-                split_settings=load_json(mjson) if mjson.exists() else None, cache_keys=f.cache_keys, preset_doc=preset,
-                features=finfo['path'], feature_scale=finfo['scale'], block_scales=finfo.get('block_scales'),
-                block_dims=finfo.get('block_dims'), face_region=finfo.get('face_region'), backbone_params=finfo['params'],
-                head_params=int(model.count_params()), epochs_run=len(hist), best_epoch=int(last.val_loss.idxmin()),
-                resumed=resumed or None, n_videos={s: int((df.split == s).sum()) for s in ('train', 'val', 'test')},
-                n_train_examples=int(len(f.Xtr)), faces_found=int(d.summ.faces_found.sum()),
-                frames_sampled=int(d.summ.frames.sum()), compute=compute,
-                rerun=dict(papermill=rerun_command(params),
-                           python=f"deepfake_nb.train.train_run(**{json.dumps(_run_settings(params))})"),
-                seconds=seconds)
+    return dict(
+        params, run_id=run_id(params), weights_used=finfo['weights_used'], weights_key=finfo['weights_key'],
+        threshold=metrics['threshold'], prep_key=d.pkey,
+        prep_settings=d.pset, manifest=str(mpath), manifest_hash=file_hash(mpath), test_hash=settings_key(
+            sorted(df.video_id[d.te])), split_file=str(mpath), split_file_hash=file_hash(mpath),
+        split_hash=d.split_hash, split_settings=load_json(mjson) if mjson.exists() else None, cache_keys=f.cache_keys,
+        preset_doc=preset, features=finfo['path'], feature_scale=finfo['scale'], block_scales=finfo.get('block_scales'),
+        block_dims=finfo.get('block_dims'), face_region=finfo.get('face_region'), backbone_params=finfo['params'],
+        head_params=int(model.count_params()), epochs_run=len(hist), best_epoch=int(
+            last.val_loss.idxmin()), resumed=resumed or None, n_videos={
+                s: int((df.split == s).sum())
+                for s in ('train', 'val', 'test')
+            }, n_train_examples=int(len(f.Xtr)), faces_found=int(d.summ.faces_found.sum()), frames_sampled=int(
+                d.summ.frames.sum()), compute=compute, rerun=dict(
+                    papermill=rerun_command(params),
+                    python=f"deepfake_nb.train.train_run(**{json.dumps(_run_settings(params))})"), seconds=seconds)
 
 def _write_run(rdir, params, d, f, model, hist, resumed, s, cs, ckpt, t):
     "Step 5, the run directory: predictions, history, model, params/metrics/env, then complete.json last"
@@ -519,7 +615,8 @@ def _write_run(rdir, params, d, f, model, hist, resumed, s, cs, ckpt, t):
     _write_predictions(rdir, d, s, hist)
     _save_model(model, rdir/'model.keras')
     compute = dict(policy=cs['policy'], strategy=cs['strategy_name'], replicas=cs['replicas'],
-                   global_batch_size=params['batch_size']*cs['replicas'], gpus=cs['gpus'], deterministic=params['deterministic'])
+                   global_batch_size=params['batch_size'] * cs['replicas'], gpus=cs['gpus'],
+                   deterministic=params['deterministic'])
     seconds = dict(preprocess=round(t['prep']-t['start'], 2), features=round(t['feat']-t['prep'], 2),
                    features_cached=f.finfo['seconds'], augment_features=round(t['aug']-t['feat'], 2),
                    fit=round(t['fit']-t['aug'], 2), total=round(time.time()-t['start'], 2))
@@ -532,7 +629,8 @@ def _write_run(rdir, params, d, f, model, hist, resumed, s, cs, ckpt, t):
     save_json(dict(params=params, run_id=info['run_id']), rdir/'complete.json')
 
 def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> Path:
-    "The work of `train_run` (below), done while it holds the run directory's lock: data, features, fit, scores, run directory"
+    """The work of `train_run` (below), done while it holds the run directory's lock: data, features, fit, scores, run
+    directory"""
     import tensorflow as tf
     mw = multiworker(kw.get('distribute', _T.distribute))
     if mw:      # first: before any other TensorFlow op of this process (make_strategy then finds it)
@@ -561,20 +659,28 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_roo
     _write_run(rdir, params, d, f, model, hist, resumed, s, cs, ckpt, t)
     return rdir
 
-def train_seeds(seeds=(0,), force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> list[Path]:
+
+def train_seeds(
+        seeds=(0, ), force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> list[Path]:
     "One run per seed in `seeds` (same settings otherwise)"
-    return [train_run(force=force, verbose=verbose, resume=resume, worker_timeout=worker_timeout, run_root=run_root, **dict(kw, seed=int(s))) for s in seeds]
+    return [
+        train_run(force=force, verbose=verbose, resume=resume, worker_timeout=worker_timeout, run_root=run_root,
+                  **dict(kw, seed=int(s))) for s in seeds
+    ]
 
 # %% ../nbs/lib/06_train.ipynb #h21lock02
 def train_run(force=False, verbose=0, resume=False, wait=True, worker_timeout=120, run_root=None, **kw) -> Path:
-    "Train one run (see `run_params` for the settings) and write its run directory (`run_dir_for`, under `run_root` when given); reuse it when complete; `resume`: go on from the last epoch checkpoint; `wait`: see `run_lock`"
+    """Train one run (see `run_params` for the settings) and write its run directory (`run_dir_for`, under `run_root`
+    when given); reuse it when complete; `resume`: go on from the last epoch checkpoint; `wait`: see `run_lock`"""
     params = run_params(**kw)
     rdir = run_dir_for(params, run_root)
     was_complete = is_complete(rdir, params)
     if was_complete and not force: return rdir
-    if not is_chief(): return _train_run(force, verbose, resume, worker_timeout, run_root, **kw)   # multi-worker: the chief holds the lock for the cluster
+    # multi-worker: the chief holds the lock for the cluster
+    if not is_chief(): return _train_run(force, verbose, resume, worker_timeout, run_root, **kw)
     with run_lock(rdir, wait) as lk:
-        if is_complete(rdir, params) and not (force and was_complete):    # another process trained it while this one waited
+        # another process trained it while this one waited
+        if is_complete(rdir, params) and not (force and was_complete):
             if lk.owner: print(f"run {rdir.name}: trained meanwhile by {describe_owner(lk.owner)}; reusing it")
             return rdir
         return _train_run(force, verbose, resume, worker_timeout, run_root, **kw)

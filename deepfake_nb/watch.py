@@ -33,7 +33,8 @@ def _safe(text: str, n=48) -> str: return re.sub(r'[^A-Za-z0-9._-]+', '_', text)
 
 @dataclass
 class Source:
-    "An opened source: what was asked for (`spec`), its `kind`, a file-name-safe `name`, frame rate (0: unknown), frame count (files) and size as OpenCV reports them, and the capture"
+    """An opened source: what was asked for (`spec`), its `kind`, a file-name-safe `name`, frame rate (0: unknown),
+    frame count (files) and size as OpenCV reports them, and the capture"""
     spec: str
     kind: str
     name: str
@@ -48,23 +49,31 @@ class Source:
     def __exit__(self, *exc): self.release()
 
 def open_source(source) -> Source:
-    "Open `source` (a camera index, a stream URL or a video file) with OpenCV; an error naming the source, the problem and the fix when it cannot be opened"
+    """Open `source` (a camera index, a stream URL or a video file) with OpenCV; an error naming the source, the problem
+    and the fix when it cannot be opened"""
     s = str(source).strip()
-    if not s: raise DeepfakeNBError("source is empty; pass a camera index (0 is the first camera), a stream URL (rtsp://..., http://...) or a video file")
+    if not s: raise DeepfakeNBError("source is empty; pass a camera index (0 is the first camera), a stream URL "
+                                    "(rtsp://..., http://...) or a video file")
     kind = source_kind(s)
     if kind == 'camera':
         cap = cv2.VideoCapture(int(s))
-        if not cap.isOpened(): raise DeepfakeNBError(f"source {s}: camera {s} cannot be opened (no such camera on this machine, or another program holds it); "
+        if not cap.isOpened(): raise DeepfakeNBError(f"source {s}: camera {s} cannot be opened (no such camera on "
+                                                     "this machine, or another program holds it); "
                                                      "pass another camera index, a stream URL or a video file")
         name = f'camera{s}'
     elif kind == 'stream':
         cap = cv2.VideoCapture(s, cv2.CAP_FFMPEG)
-        if not cap.isOpened(): raise DeepfakeNBError(f"source {s}: OpenCV (FFmpeg) cannot open this stream; check that the URL plays (e.g. ffplay '{s}') and is reachable from this machine")
+        if not cap.isOpened(): raise DeepfakeNBError(f"source {s}: OpenCV (FFmpeg) cannot open this stream; check "
+                                                     f"that the URL plays (e.g. ffplay '{s}') and is reachable from "
+                                                     "this machine")
         name = _safe(s.split('://', 1)[1])
     else:
         p = Path(s).expanduser()
-        if not p.is_file(): raise DeepfakeNBError(f"source {s}: no such file; pass a video file, a camera index such as 0, or a stream URL (rtsp://..., http://...)")
-        if is_image(p): raise DeepfakeNBError(f"source {s} is a photo; watch scores moving pictures: pass a video file, a camera index or a stream URL (deepfake-nb predict scores photos)")
+        if not p.is_file(): raise DeepfakeNBError(f"source {s}: no such file; pass a video file, a camera index such "
+                                                  "as 0, or a stream URL (rtsp://..., http://...)")
+        if is_image(p): raise DeepfakeNBError(f"source {s} is a photo; watch scores moving pictures: pass a video "
+                                              "file, a camera index or a stream URL (deepfake-nb predict scores "
+                                              "photos)")
         cap = _pp._open_video(p)
         name = _safe(p.stem)
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -76,7 +85,8 @@ def open_source(source) -> Source:
 EPS = 1e-6   # seconds: a frame time within this of a multiple of a period counts as on it
 
 class Ticker:
-    "Fires (returns True) at the first time `t` at or after each multiple of `period`, from `first` periods on; multiples a jump of `t` passed over are skipped, not caught up"
+    """Fires (returns True) at the first time `t` at or after each multiple of `period`, from `first` periods on;
+    multiples a jump of `t` passed over are skipped, not caught up"""
     def __init__(self, period: float, first: int = 0): self.period, self.next = float(period), first*float(period)
     def __call__(self, t: float) -> bool:
         if t + EPS < self.next: return False
@@ -85,16 +95,20 @@ class Ticker:
 
 # %% ../nbs/lib/15_watch.ipynb #bfaae66c
 class Mailbox:
-    "Frames handed from the reader thread to the scorer: `latest=True` keeps only the newest (an older one not yet taken is dropped and counted in `dropped`), else up to `size` wait and `put` blocks"
+    """Frames handed from the reader thread to the scorer: `latest=True` keeps only the newest (an older one not yet
+    taken is dropped and counted in `dropped`), else up to `size` wait and `put` blocks"""
     def __init__(self, latest=True, size=2):
         self.latest, self.size, self.items, self.dropped, self.closed = latest, size, deque(), 0, False
         self.cv = threading.Condition()
     def put(self, item, stop=None):
         with self.cv:
-            if self.latest: self.dropped += len(self.items); self.items.clear()
+            if self.latest:
+                self.dropped += len(self.items)
+                self.items.clear()
             else:
                 while len(self.items) >= self.size and not (stop is not None and stop.is_set()): self.cv.wait(0.1)
-            self.items.append(item); self.cv.notify_all()
+            self.items.append(item)
+            self.cv.notify_all()
     def get(self):
         "The next item, waiting for one; None once closed and empty"
         with self.cv:
@@ -103,12 +117,15 @@ class Mailbox:
             self.cv.notify_all()
             return item
     def close(self):
-        with self.cv: self.closed = True; self.cv.notify_all()
+        with self.cv:
+            self.closed = True
+            self.cv.notify_all()
 
 # %% ../nbs/lib/15_watch.ipynb #53b93ada
 @dataclass
 class Sample:
-    "A frame that enters the window: its index in the source, source time `t` (s), wall time of its arrival (`time.perf_counter`), sample slot `k` (t // period) and RGB pixels"
+    """A frame that enters the window: its index in the source, source time `t` (s), wall time of its arrival
+    (`time.perf_counter`), sample slot `k` (t // period) and RGB pixels"""
     index: int
     t: float
     arrival: float
@@ -116,10 +133,14 @@ class Sample:
     rgb: np.ndarray = field(repr=False)
 
 def read_source(src: Source, box: Mailbox, dt: float, realtime=True, max_seconds=0.0, stop=None, stats=None) -> dict:
-    "Reader (thread): grab every frame of `src`, decode to RGB the first at or after each multiple of `dt` s of source time and `put` it in `box` (a file or stream in `realtime`: not before its time); stop at the end, at `max_seconds` of source time or when `stop` is set"
-    stop = stop or threading.Event(); stats = {} if stats is None else stats
+    """Reader (thread): grab every frame of `src`, decode to RGB the first at or after each multiple of `dt` s of source
+    time and `put` it in `box` (a file or stream in `realtime`: not before its time); stop at the end, at `max_seconds`
+    of source time or when `stop` is set"""
+    stop = stop or threading.Event()
+    stats = {} if stats is None else stats
     sampler, clock, i = Ticker(dt), None, 0
-    wall_clock = src.kind == 'camera' or not src.fps                  # source time from the wall clock, else from the frame index
+    # source time from the wall clock, else from the frame index
+    wall_clock = src.kind == 'camera' or not src.fps
     stats.update(frames_read=0, samples=0, started=time.perf_counter())
     try:
         while not stop.is_set():
@@ -137,18 +158,21 @@ def read_source(src: Source, box: Mailbox, dt: float, realtime=True, max_seconds
                     box.put(Sample(i, t, time.perf_counter(), int(math.floor((t + EPS)/dt)), rgb), stop)
                     stats['samples'] += 1
             i += 1
-        if realtime and not wall_clock and clock is not None and not stop.is_set():    # played in real time, the source lasts as long as its frames
+        # played in real time, the source lasts as long as its frames
+        if realtime and not wall_clock and clock is not None and not stop.is_set():
             stop.wait(max(0.0, clock + stats['frames_read']/src.fps - time.perf_counter()))
     except BaseException as e: stats['error'] = e
     finally:
-        stats['source_seconds'] = stats['frames_read']/src.fps if not wall_clock else (time.perf_counter() - clock if clock else 0.0)
+        stats['source_seconds'] = stats['frames_read'] / src.fps if not wall_clock else (time.perf_counter() -
+                                                                                         clock if clock else 0.0)
         box.close()
     return stats
 
 # %% ../nbs/lib/15_watch.ipynb #bbbabddb
 @dataclass
 class Face:
-    "One sampled frame in the window: where it came from, its face box (None: no face found) and crop, or the frame itself until its window gives it a box; its frame features once computed"
+    """One sampled frame in the window: where it came from, its face box (None: no face found) and crop, or the frame
+    itself until its window gives it a box; its frame features once computed"""
     index: int
     t: float
     arrival: float
@@ -158,61 +182,81 @@ class Face:
     rgb: np.ndarray | None = field(repr=False, default=None)
     feat: object = field(repr=False, default=None)
     feat_key: object = field(repr=False, default=None)
-    fbox: tuple | None = None                     # the box its crop is framed on (the detector's, or its landmarks' box)
+    # the box its crop is framed on (the detector's, or its landmarks' box)
+    fbox: tuple | None = None
 
 class FaceWindow:
-    "The last `frames` sampled frames of a source with the run's face cut (`prep`: `Predictor.prep`): its detector, `pick_face` with the previous box, `square_crop` with its margin, size and alignment"
+    """The last `frames` sampled frames of a source with the run's face cut (`prep`: `Predictor.prep`): its detector,
+    `pick_face` with the previous box, `square_crop` with its margin, size and alignment"""
     def __init__(self, prep: dict, detector=None):
-        self.T, self.size, self.margin, self.align = int(prep['frames']), int(prep['size']), float(prep['margin']), bool(prep.get('align'))
+        self.T, self.size, self.margin, self.align = int(prep['frames']), int(prep['size']), float(
+            prep['margin']), bool(prep.get('align'))
         self.framing = prep.get('framing', 'box')
-        self.det = detector or _pp._detector_class(prep['detector'])(**(prep.get('detector_options') or {}))   # its own: never shared between threads
+        # its own: never shared between threads
+        self.det = detector or _pp._detector_class(prep['detector'])(**(prep.get('detector_options') or {}))
         self.items, self.prev, self.shape = deque(maxlen=self.T), None, None
     def _angle(self, rgb, box) -> float: return eye_angle(landmarks_68(rgb, box, self.det)) if self.align else 0.0
     def _frame_box(self, rgb, box):
-        "The box the crop is framed on: the detector's `box`, or with `framing='landmarks'` the box of the face's landmarks (`landmark_frame_box`)"
+        """The box the crop is framed on: the detector's `box`, or with `framing='landmarks'` the box of the face's
+        landmarks (`landmark_frame_box`)"""
         return landmark_frame_box(landmarks_68(rgb, box, self.det)) if self.framing == 'landmarks' else box
     def add(self, s: Sample) -> Face:
-        "Find the face of sample `s` (the box `pick_face` chooses given the previous one), cut it, and push it into the window"
+        """Find the face of sample `s` (the box `pick_face` chooses given the previous one), cut it, and push it into
+        the window"""
         box = pick_face(self.det(s.rgb), self.prev)
         if box is not None: self.prev = box
         self.shape = s.rgb.shape
         fbox = self._frame_box(s.rgb, box) if box is not None else None
         crop = square_crop(s.rgb, fbox, self.margin, self.size, self._angle(s.rgb, box)) if box is not None else None
-        self.items.append(f := Face(s.index, s.t, s.arrival, s.k, box, crop, None if box is not None else s.rgb, fbox=fbox))
+        self.items.append(
+            f := Face(s.index, s.t, s.arrival, s.k, box, crop, None if box is not None else s.rgb, fbox=fbox))
         return f
     @property
     def full(self) -> bool: return len(self.items) == self.T
     def boxes(self) -> list:
-        "The box each frame of the window is cut at: its own, else the nearest frame's in the window, else the centre square"
+        """The box each frame of the window is cut at: its own, else the nearest frame's in the window, else the centre
+        square"""
         return fill_missing_boxes([f.fbox for f in self.items], self.shape)
     def faces(self) -> np.ndarray:
         "The window's crops `(T, S, S, 3)` uint8"
         boxes, found = self.boxes(), any(f.box is not None for f in self.items)
-        return np.stack([f.crop if f.box is not None else square_crop(f.rgb, b, self.margin, self.size, self._angle(f.rgb, b) if found else 0.0)
-                         for f, b in zip(self.items, boxes)])
+        return np.stack([
+            f.crop if f.box is not None else square_crop(f.rgb, b, self.margin, self.size,
+                                                         self._angle(f.rgb, b) if found else 0.0)
+            for f, b in zip(self.items, boxes)
+        ])
 
 # %% ../nbs/lib/15_watch.ipynb #8fbe750f
 WATCH_MODELS = ('keras', 'tflite')
 
 def tflite_path(pred, export=True) -> Path:
-    "The run's exported float32 TFLite model (`reports/predict/<run_id>/export/`), exported first (a line says so) when the run has no export yet and `export`"
+    """The run's exported float32 TFLite model (`reports/predict/<run_id>/export/`), exported first (a line says so)
+    when the run has no export yet and `export`"""
     from deepfake_nb.export import EXPORT_FILES, export_run
-    d = reports_dir('predict', pred.run_id, 'export'); p = d/EXPORT_FILES['tflite']
-    fix = (f"export it (deepfake-nb predict --run-dir {pred.run_dir} --export, or deepfake_nb.export.export_run('{pred.run_dir}', formats=['tflite'])), "
+    d = reports_dir('predict', pred.run_id, 'export')
+    p = d/EXPORT_FILES['tflite']
+    fix = (f"export it (deepfake-nb predict --run-dir {pred.run_dir} --export, or "
+           f"deepfake_nb.export.export_run('{pred.run_dir}', formats=['tflite'])), "
            "or use --model keras")
     if p.exists():
         if p.stat().st_mtime < (pred.run_dir/'model.keras').stat().st_mtime:
-            raise DeepfakeNBError(f"the TFLite export {p} is older than run {pred.run_id}'s model.keras (the run was trained again); {fix}")
+            raise DeepfakeNBError(f"the TFLite export {p} is older than run {pred.run_id}'s model.keras (the run was "
+                                  f"trained again); {fix}")
         return p
-    if (d/'export.json').exists() or not export: raise DeepfakeNBError(f"run {pred.run_id} has no TFLite export ({p} is missing); {fix}")
-    print(f"run {pred.run_id} has no TFLite export yet: exporting it once to {d} (deepfake_nb.export.export_run, checked against Keras)", flush=True)
+    if (d/'export.json').exists() or not export: raise DeepfakeNBError(f"run {pred.run_id} has no TFLite export ({p} "
+                                                                       f"is missing); {fix}")
+    print(f"run {pred.run_id} has no TFLite export yet: exporting it once to {d} (deepfake_nb.export.export_run, "
+          "checked against Keras)", flush=True)
     export_run(pred.run_dir, d, formats=('tflite',), check_videos=4)
     return p
 
 class WindowScorer:
-    "P(fake) of a `FaceWindow`: the run's Keras model (each face's frame features computed once, batched per window, kept while it stays in the window) or its exported TFLite model"
+    """P(fake) of a `FaceWindow`: the run's Keras model (each face's frame features computed once, batched per window,
+    kept while it stays in the window) or its exported TFLite model"""
     def __init__(self, pred, model='keras'):
-        if model not in WATCH_MODELS: raise DeepfakeNBError(f"model {model!r} is not known; use one of {', '.join(WATCH_MODELS)} (tflite: the run's exported float32 TFLite model)")
+        if model not in WATCH_MODELS: raise DeepfakeNBError(f"model {model!r} is not known; use one of "
+                                                            f"{', '.join(WATCH_MODELS)} (tflite: the run's exported "
+                                                            "float32 TFLite model)")
         self.pred, self.model = pred, model
         if model == 'tflite':
             from deepfake_nb.export import exported_runner
@@ -220,14 +264,16 @@ class WindowScorer:
             rec = self.path.parent/'export.json'
             shape = load_json(rec).get('input', {}).get('shape') if rec.exists() else None
             if shape and list(shape[1:]) != [pred.frames, pred.size, pred.size, 3]:
-                raise DeepfakeNBError(f"{self.path} takes {shape[1:]} but run {pred.run_id} scores {pred.frames} faces of {pred.size}x{pred.size}; export the run again")
+                raise DeepfakeNBError(f"{self.path} takes {shape[1:]} but run {pred.run_id} scores {pred.frames} "
+                                      f"faces of {pred.size}x{pred.size}; export the run again")
             self.run = exported_runner('tflite', self.path)
     def __call__(self, win: FaceWindow) -> float:
         if self.model == 'tflite': return float(self.run(win.faces()[None].astype(np.float32))[0])
         boxes = win.boxes()
         todo = [j for j, (f, b) in enumerate(zip(win.items, boxes)) if f.feat is None or f.feat_key != b]
         if todo:
-            for j, F in zip(todo, self.pred.features(win.faces()[todo])): win.items[j].feat, win.items[j].feat_key = F, boxes[j]
+            for j, F in zip(todo, self.pred.features(win.faces()[todo])):
+                win.items[j].feat, win.items[j].feat_key = F, boxes[j]
         return float(self.pred.score_features(np.stack([f.feat for f in win.items])[None])[0])
     def warm_up(self, win: FaceWindow):
         "Score a window of blank faces once (the first call of a model is slow), and forget them"
@@ -237,12 +283,15 @@ class WindowScorer:
 
 # %% ../nbs/lib/15_watch.ipynb #248ff0ee
 class Annotator:
-    "The annotated video at `path`: each sampled frame (shrunk to `max_side`) with its face box, source time, and the latest P(fake) and verdict, one frame per sample slot at `fps` (mp4v)"
+    """The annotated video at `path`: each sampled frame (shrunk to `max_side`) with its face box, source time, and the
+    latest P(fake) and verdict, one frame per sample slot at `fps` (mp4v)"""
     def __init__(self, path, fps: float, max_side=640):
-        self.path, self.fps, self.max_side, self.writer, self.last, self.last_k = Path(path), fps, max_side, None, None, None
+        self.path, self.fps, self.max_side, self.writer, self.last, self.last_k = Path(
+            path), fps, max_side, None, None, None
         self.tmp = self.path.with_name(f'.{self.path.stem}.partial{self.path.suffix}')
     def write(self, s: Sample, box, text: str, color=(255, 255, 255), found=True):
-        h, w = s.rgb.shape[:2]; sc = min(1.0, self.max_side/max(h, w))
+        h, w = s.rgb.shape[:2]
+        sc = min(1.0, self.max_side/max(h, w))
         im = cv2.resize(s.rgb, (round(w*sc), round(h*sc)), interpolation=cv2.INTER_AREA) if sc < 1 else s.rgb.copy()
         if box is not None:
             x, y, bw, bh = (np.asarray(box, float)*sc).round().astype(int)
@@ -252,21 +301,28 @@ class Annotator:
         bgr = cv2.cvtColor(im, cv2.COLOR_RGB2BGR)
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*'mp4v'), self.fps, (bgr.shape[1], bgr.shape[0]))
-            if not self.writer.isOpened(): raise DeepfakeNBError(f"cannot write the annotated video {self.tmp} (OpenCV VideoWriter, mp4v); check the folder is writable, or run without annotate")
-        if self.last is not None:                                     # dropped samples: the previous picture again (at most 10 s of it)
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*'mp4v'), self.fps,
+                                          (bgr.shape[1], bgr.shape[0]))
+            if not self.writer.isOpened(): raise DeepfakeNBError(f"cannot write the annotated video {self.tmp} "
+                                                                 "(OpenCV VideoWriter, mp4v); check the folder is "
+                                                                 "writable, or run without annotate")
+        # dropped samples: the previous picture again (at most 10 s of it)
+        if self.last is not None:
             for _ in range(min(max(0, s.k - self.last_k - 1), int(10*self.fps))): self.writer.write(self.last)
-        self.writer.write(bgr); self.last, self.last_k = bgr, s.k
+        self.writer.write(bgr)
+        self.last, self.last_k = bgr, s.k
     def close(self) -> Path | None:
         "Finish the video and move it into place; its path (None when nothing was written)"
         if self.writer is None: return None
-        self.writer.release(); os.replace(self.tmp, self.path)
+        self.writer.release()
+        os.replace(self.tmp, self.path)
         return self.path
 
 # %% ../nbs/lib/15_watch.ipynb #0fd304fb
 @dataclass
 class WatchResult:
-    "What `watch` returns: one row per scored window (`timeline`), the `summary` (also in `summary.json`) and the files written"
+    """What `watch` returns: one row per scored window (`timeline`), the `summary` (also in `summary.json`) and the
+    files written"""
     timeline: pd.DataFrame
     summary: dict
     files: dict = field(default_factory=dict)
@@ -276,20 +332,27 @@ TIMELINE_COLUMNS = ['window', 't_start', 't_end', 'frames', 'prob', 'verdict', '
 
 def _seconds(name, v, zero_ok=False, example=1) -> float:
     "`v` as seconds (> 0, or >= 0 with `zero_ok`), or an error naming the setting"
-    ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v) and (v >= 0 if zero_ok else v > 0)
-    if not ok: raise DeepfakeNBError(f"{name}={v!r} must be a number of seconds {'>= 0' if zero_ok else '> 0'} (e.g. --{name.replace('_', '-')} {example})")
+    ok = not isinstance(v, bool) and isinstance(
+        v, (int, float, np.integer, np.floating)) and math.isfinite(v) and (v >= 0 if zero_ok else v > 0)
+    if not ok: raise DeepfakeNBError(f"{name}={v!r} must be a number of seconds {'>= 0' if zero_ok else '> 0'} (e.g. "
+                                     f"--{name.replace('_', '-')} {example})")
     return float(v)
 
 def summary_line(s: dict) -> str:
     "The one-line summary of a `watch` summary dict"
     ms = lambda v: 'n/a' if v is None or v != v else f'{1000*v:.0f} ms'
-    return (f"{s['windows']} windows scored, {s['frames_read']} frames read, {s['frames_dropped']} dropped; latency per window mean {ms(s['latency_mean_s'])}, "
-            f"p95 {ms(s['latency_p95_s'])}; real-time factor {s['realtime_factor']:.2f} ({s['source_seconds']:.1f} s of source in {s['wall_seconds']:.1f} s)")
+    return (f"{s['windows']} windows scored, {s['frames_read']} frames read, {s['frames_dropped']} dropped; latency "
+            f"per window mean {ms(s['latency_mean_s'])}, "
+            f"p95 {ms(s['latency_p95_s'])}; real-time factor {s['realtime_factor']:.2f} ({s['source_seconds']:.1f} s "
+            f"of source in {s['wall_seconds']:.1f} s)")
 
 def _out_dir(out_dir, run_id, name) -> Path:
     if out_dir: return Path(out_dir)
-    base = reports_dir('watch', run_id, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"); out, n = base, 1
-    while out.exists(): n += 1; out = base.with_name(f'{base.name}-{n}')
+    base = reports_dir('watch', run_id, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f'{base.name}-{n}')
     return out
 
 def _watch_settings(stride, window, max_seconds, score_delay, model):
@@ -430,7 +493,8 @@ def watch(source='0', run_dir='', stride=1.0, window=0.0, realtime=True, model='
 
 # %% ../nbs/lib/15_watch.ipynb #8127c4a8
 def plot_timeline(result, threshold=None, ax=None, title=None):
-    "P(fake) of each window of a `watch` result (or its timeline DataFrame or CSV) against source time (the window's newest frame), the threshold dashed; windows with no face found hollow"
+    """P(fake) of each window of a `watch` result (or its timeline DataFrame or CSV) against source time (the window's
+    newest frame), the threshold dashed; windows with no face found hollow"""
     import matplotlib.pyplot as plt
     if isinstance(result, WatchResult):
         tl, s = result.timeline, result.summary
@@ -441,8 +505,12 @@ def plot_timeline(result, threshold=None, ax=None, title=None):
     ax.plot(tl.t_end, tl.prob, color='tab:blue', lw=1.2, zorder=1)
     none = (tl.faces_found == 0).to_numpy()
     ax.scatter(tl.t_end[~none], tl.prob[~none], s=18, color='tab:blue', zorder=2, label='window')
-    if none.any(): ax.scatter(tl.t_end[none], tl.prob[none], s=18, facecolors='none', edgecolors='tab:blue', zorder=2, label='no face found')
+    if none.any():
+        ax.scatter(tl.t_end[none], tl.prob[none], s=18, facecolors='none', edgecolors='tab:blue', zorder=2,
+                   label='no face found')
     if threshold is not None: ax.axhline(threshold, color='grey', ls='--', lw=1, label=f'threshold {threshold:.3f}')
-    ax.set(ylim=(-0.02, 1.02), xlabel='source time (s) of the window\'s newest frame', ylabel='P(fake)', title=title or 'watch timeline')
-    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1, 1)); fig.tight_layout()
+    ax.set(ylim=(-0.02, 1.02), xlabel='source time (s) of the window\'s newest frame', ylabel='P(fake)', title=title or
+           'watch timeline')
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1, 1))
+    fig.tight_layout()
     return fig
