@@ -23,7 +23,8 @@ from deepfake_nb.core import home_at, shared_dir, load_json, data_dir
 from deepfake_nb.data import build_manifest, load_manifest
 from deepfake_nb import preprocess as pp
 from deepfake_nb.models import get_backbone, build_backbone
-from deepfake_nb.train import train_run, balanced_class_weight
+from deepfake_nb.train import train_run
+from deepfake_nb.fit import balanced_class_weight
 import keras
 
 class OriginalSequence(keras.utils.PyDataset):

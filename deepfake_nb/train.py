@@ -12,282 +12,14 @@ from .data import load_manifest, build_manifest, cv_split
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces, FRAMINGS
 from .models import *
 from .examples import *
+from .fit import *
 from .presets import *
 from .multiworker import *
 from fastcore.basics import AttrDict
 from .metrics import classification_metrics, youden_threshold
 
 # %% auto #0
-__all__ = ['LR_SCHEDULES', 'MODES', 'FAKES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for',
-           'nonfinite_message', 'nonfinite_stop', 'check_scores', 'array_dataset', 'epoch_batches', 'resumable_fit',
-           'fit_head', 'part_weights', 'fit_linear', 'run_params', 'run_id', 'run_dir_for', 'fit_finetune',
-           'manifest_for', 'rerun_command', 'train_seeds', 'train_run']
-
-# %% ../nbs/lib/06_train.ipynb #382ace23
-def balanced_class_weight(y) -> dict:
-    "Weights `n / (2 n_c)` per class"
-    y = np.asarray(y)
-    n = len(y)
-    return {c: n/(2*max(1, (y == c).sum())) for c in (0, 1)}
-
-def normalize_class_weight(cw):
-    "'balanced', None, or a dict {'0': w0, '1': w1} (JSON-safe keys) from any of the accepted spellings"
-    if cw is None or (isinstance(cw, str) and cw.lower() in ('none', '')): return None
-    if isinstance(cw, str) and cw.lower() == 'balanced': return 'balanced'
-    if isinstance(cw, str):
-        try: cw = json.loads(cw)
-        except ValueError: pass
-    if isinstance(cw, dict) and {str(k) for k in cw} == {'0', '1'}:
-        try: return {str(k): float(v) for k, v in sorted(cw.items(), key=lambda kv: str(kv[0]))}
-        except (TypeError, ValueError): pass
-    raise DeepfakeNBError(
-        f"class_weight={cw!r}: use 'balanced', None, or a dict of both classes such as {{0: 1.15, 1: 1.05}}")
-
-def class_weight_for(cw, y) -> dict | None:
-    "The Keras `class_weight` dict of a normalised spec for labels `y`"
-    cw = normalize_class_weight(cw)
-    if cw == 'balanced': return balanced_class_weight(y)
-    return None if cw is None else {int(k): v for k, v in cw.items()}
-
-# %% ../nbs/lib/06_train.ipynb #h21nan02
-def nonfinite_message(what, value, epoch, stage='head', lr=None, policy='float32') -> str:
-    "The error of a fit whose `what` (loss, val_loss) became `value` at `epoch`: the likely cause and the fix"
-    flag = '--finetune-lr' if stage == 'finetune' else '--lr'
-    lower = f"a lower learning rate ({flag}{'' if lr is None else f', now {lr:g}; try {lr/10:g}'})"
-    head = f"{stage} stage: {what} is {value} at epoch {epoch} (precision {policy}); the model diverged. "
-    if policy == 'mixed_float16':
-        return head + ("Under mixed precision this is most likely a float16 overflow: rerun with --mixed-precision "
-                       "float32 "
-                       f"(mixed_precision=False); if it diverges in float32 too, use {lower}.")
-    return head + (f"Most likely the learning rate is too high: rerun with {lower}; also check the inputs for NaN or "
-                   "infinite values.")
-
-def nonfinite_stop():
-    """A callback raising `DeepfakeNBError` (see `nonfinite_message`) at the end of the first epoch whose training or
-    validation loss is NaN or infinite"""
-    import keras
-    class NonFiniteLossStop(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            bad = [(k, float(v)) for k, v in (logs or {}).items()
-                   if k in ('loss', 'val_loss') and not np.isfinite(float(v))]
-            if not bad: return
-            self.model.stop_training = True
-            try: lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            except Exception: lr = None
-            stage = 'finetune' if self.model.name.endswith('_finetune') else 'head'
-            raise DeepfakeNBError(nonfinite_message(*bad[0], epoch, stage, lr, self.model.dtype_policy.name))
-    return NonFiniteLossStop()
-
-def check_scores(prob, video_ids, where='the trained model') -> np.ndarray:
-    """`prob` as floats, or a `DeepfakeNBError` naming the videos whose score is NaN or infinite (a loss can stay finite
-    while a score is not)"""
-    prob = np.asarray(prob, float)
-    bad = [str(v) for v, p in zip(video_ids, prob) if not np.isfinite(p)]
-    if bad: raise DeepfakeNBError(f"{where} scored {len(bad)} of {len(prob)} video(s) NaN or infinite "
-                                  f"({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}); "
-                                  "check those videos' faces and features for NaN or infinite values, or rerun with "
-                                  "a lower --lr (and --mixed-precision float32)")
-    return prob
-
-# %% ../nbs/lib/06_train.ipynb #a87eed84
-LR_SCHEDULES = ('plateau', 'cosine', 'none')
-
-def array_dataset(X, y=None, batch_size=16, shuffle=False, seed=0):
-    "A batched, prefetched `tf.data` pipeline over in-memory arrays"
-    import tensorflow as tf
-    ds = tf.data.Dataset.from_tensor_slices((X, y) if y is not None else X)
-    if shuffle: ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-def _optimizer(lr, lr_schedule, epochs, steps_per_epoch):
-    import keras
-    if lr_schedule not in LR_SCHEDULES: raise DeepfakeNBError(f"lr_schedule={lr_schedule!r}: use one of "
-                                                              f"{', '.join(LR_SCHEDULES)}")
-    if lr_schedule == 'cosine': lr = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs*steps_per_epoch))
-    return keras.optimizers.Adam(lr)
-
-def _callbacks(patience, lr_schedule):
-    import keras
-    cb = [nonfinite_stop(), keras.callbacks.EarlyStopping('val_loss', patience=patience, restore_best_weights=True)]
-    if lr_schedule == 'plateau':
-        cb.append(keras.callbacks.ReduceLROnPlateau('val_loss', factor=0.5, patience=max(1, patience // 2),
-                                                    min_lr=1e-7))
-    return cb
-
-def _history(h):
-    hist = pd.DataFrame(h.history)
-    hist.index.name = 'epoch'
-    return hist
-
-def epoch_batches(X, y, batch_size=16, seed=0, epochs=1, initial_epoch=0):
-    """Training batches for epochs `initial_epoch` to `epochs-1`, each epoch in its own order drawn from `(seed,
-    epoch)`, so a resumed fit sees what an uninterrupted one would"""
-    import tensorflow as tf
-    n = len(X)
-    perms = np.stack(
-        [np.random.default_rng([seed, e]).permutation(n) for e in range(initial_epoch, max(epochs, initial_epoch + 1))])
-    Xc, yc = tf.constant(X), tf.constant(y)
-    ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(
-        lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size))
-    return ds.map(lambda i: (tf.gather(Xc, i), tf.gather(yc, i))).prefetch(tf.data.AUTOTUNE)
-
-def _save_model(model, path):
-    with atomic_path(path) as tmp:
-        model.save(str(tmp) + '.keras')
-        Path(str(tmp) + '.keras').replace(tmp)
-
-def _seed_states(model): return [v for v in model.variables if 'seed_generator_state' in v.path]
-
-def _checkpoint_callback(ckpt: Path, rows: list, lr_is_schedule: bool):
-    """A callback writing, after every epoch, the model with its optimizer, the early-stopping and LR-plateau state and
-    the history so far to `ckpt`"""
-    import keras
-    class EpochCheckpoint(keras.callbacks.Callback):
-        def __init__(self): super().__init__(); self.restore = None; self.others = []
-        # runs after the other callbacks reset themselves: put their saved state back
-        def on_train_begin(self, logs=None):
-            if not self.restore: return
-            for cb in self.others:
-                for k, v in self.restore['callbacks'].get(type(cb).__name__, {}).items(): setattr(cb, k, v)
-                if isinstance(cb, keras.callbacks.EarlyStopping) and self.restore.get('best_weights'):
-                    with np.load(ckpt / self.restore['best_weights']) as z:
-                        cb.best_weights = [z[f'w{i}'] for i in range(len(z.files))]
-        def on_epoch_end(self, epoch, logs=None):
-            rows.append(dict(epoch=int(epoch), **{k: float(v) for k, v in (logs or {}).items()}))
-            mfile, state = f'model-{epoch}.keras', dict(epoch=int(epoch), rows=rows, callbacks={}, done=False)
-            _save_model(self.model, ckpt/mfile)
-            state['model'] = mfile
-            for cb in self.others:
-                keys = ('wait', 'best', 'best_epoch',
-                        'stopped_epoch') if isinstance(cb, keras.callbacks.EarlyStopping) else ('wait', 'best',
-                                                                                                'cooldown_counter')
-                state['callbacks'][type(cb).__name__] = {
-                    k: (None if getattr(cb, k, None) is None else
-                        float(getattr(cb, k)) if k == 'best' else int(getattr(cb, k)))
-                    for k in keys
-                }
-                if isinstance(cb, keras.callbacks.EarlyStopping) and cb.best_weights is not None:
-                    bfile = f'best-{epoch}.npz'
-                    with atomic_path(ckpt / bfile) as tmp, open(tmp, 'wb') as f:
-                        np.savez(f, **{f'w{i}': w for i, w in enumerate(cb.best_weights)})
-                    state['best_weights'] = bfile
-            # dropout's random state (not in .keras files)
-            state['rng'] = [np.asarray(v.numpy()).tolist() for v in _seed_states(self.model)]
-            state['stopped'] = bool(self.model.stop_training)
-            if not lr_is_schedule: state['lr'] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-            save_json(state, ckpt/'state.json')             # written last: the checkpoint is whatever state.json names
-            for f in ckpt.glob('*-*.*'):
-                if f.name not in (mfile, state.get('best_weights')): f.unlink(missing_ok=True)
-    return EpochCheckpoint()
-
-
-def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patience=5, lr_schedule='plateau',
-                  class_weight=None, verbose=0, checkpoint_dir=None, resume=False, strategy=None, callbacks=()):
-    """Fit `build()` (a compiled model) with early stopping; with `checkpoint_dir` save a checkpoint each epoch, and
-    with `resume` go on from the last one"""
-    import keras, shutil, tensorflow as tf
-    ckpt = Path(checkpoint_dir) if checkpoint_dir else None
-    state = load_json(ckpt/'state.json') if ckpt and resume and (ckpt/'state.json').exists() else None
-    if ckpt and not state: shutil.rmtree(ckpt, ignore_errors=True)
-    if state and state.get('done'):                  # this stage had finished: its final model stands
-        with (strategy or tf.distribute.get_strategy()).scope(): model = keras.saving.load_model(ckpt/state['model'])
-        hist = pd.DataFrame(state['rows']).set_index('epoch')
-        hist.attrs['resumed_at'] = len(hist)
-        return model, hist
-    rows = list(state['rows']) if state else []
-    if state:
-        with (strategy or tf.distribute.get_strategy()).scope(): model = keras.saving.load_model(ckpt/state['model'])
-        if 'lr' in state: model.optimizer.learning_rate = state['lr']
-        for v, val in zip(_seed_states(model), state.get('rng', [])): v.assign(np.asarray(val, v.dtype))
-    else: model = build()
-    initial = state['epoch'] + 1 if state else 0
-    cbs = _callbacks(patience, lr_schedule) + list(callbacks)
-    if ckpt:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        cp = _checkpoint_callback(ckpt, rows, lr_schedule == 'cosine')
-        cp.others = [
-            c for c in cbs if isinstance(c, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau))
-        ]
-        cp.restore = state
-        cbs.append(cp)
-    end = initial if state and state.get('stopped') else epochs
-    h = model.fit(train_batches(initial), validation_data=val_data, epochs=end, initial_epoch=initial,
-                  steps_per_epoch=steps_per_epoch, class_weight=class_weight, callbacks=cbs, verbose=verbose,
-                  shuffle=False)
-    hist = pd.DataFrame(rows).set_index('epoch') if ckpt else _history(h)
-    hist.index.name = 'epoch'
-    # the stage is done: keep its final (best) model so a resume does not redo it
-    if ckpt:
-        _save_model(model, ckpt/'final.keras')
-        save_json(dict(done=True, model='final.keras', rows=rows, epoch=len(rows)-1), ckpt/'state.json')
-    hist.attrs['resumed_at'] = initial if state else None
-    return model, hist
-
-def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, epochs=30, batch_size=16, patience=5,
-             class_weight='balanced', seed=0, verbose=0, lr_schedule='plateau', strategy=None, norm_data=None,
-             checkpoint_dir=None, resume=False, callbacks=(), norm_floor=1.0, linear_c=0.05, parts=None):
-    """Train a head on features with early stopping on val (the `linear` head: `fit_linear`); return (model, history
-    DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"""
-    if head == 'linear': return fit_linear(Xtr, ytr, Xva, yva, linear_c, class_weight, parts, norm_data, strategy)
-    import keras, tensorflow as tf
-    seed_everything(seed)
-    strategy = strategy or tf.distribute.get_strategy()
-    gb = batch_size * strategy.num_replicas_in_sync
-    steps = -(-len(Xtr) // gb)
-    def build():
-        with strategy.scope():
-            model = build_head(head, Xtr.shape[1], Xtr.shape[2:], units, dropout,
-                               norm_data=Xtr if norm_data is None else norm_data, norm_floor=norm_floor)
-            model.compile(_optimizer(lr, lr_schedule, epochs, steps), 'binary_crossentropy',
-                          metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
-        return model
-    ytr, yva = np.asarray(ytr, np.float32), np.asarray(yva, np.float32)
-    return resumable_fit(build, lambda e0: epoch_batches(np.asarray(Xtr, np.float32), ytr, gb, seed, epochs, e0),
-                         array_dataset(Xva, yva, gb), epochs, steps, patience, lr_schedule,
-                         class_weight_for(class_weight, ytr), verbose, checkpoint_dir, resume, strategy, callbacks)
-
-# %% ../nbs/lib/06_train.ipynb #dd0def85
-def part_weights(parts, dim: int) -> np.ndarray:
-    """Per-dimension weights `(dim,)` giving each part (sizes `parts`, summing to `dim`; None: one part) the weight
-    `sqrt(mean size / its size)`"""
-    parts = [int(dim)] if not parts else [int(p) for p in parts]
-    if sum(parts) != dim: raise DeepfakeNBError(f"part sizes {parts} sum to {sum(parts)}, but the features have {dim} "
-                                                "dimensions")
-    return np.concatenate([np.full(p, np.sqrt(np.mean(parts)/p)) for p in parts])
-
-
-def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, norm_data=None, strategy=None,
-               max_iter=3000):
-    "Fit the `linear` head (see above) on features `(N, T, D)`; return (model, one-row history DataFrame)"
-    from sklearn.linear_model import LogisticRegression
-    from deepfake_nb.metrics import roc_auc
-    import tensorflow as tf
-    X = np.asarray(Xtr, np.float32)
-    n, T, D = X.shape
-    F = np.asarray(X if norm_data is None else norm_data, np.float64).reshape(-1, D)
-    mu, sd = F.mean(0), F.std(0)
-    sd = np.maximum(sd, 0.01*np.sqrt(np.mean(sd**2)) or 1.0)
-    w = part_weights(parts, D)
-    ytr = np.asarray(ytr, int)
-    cw = class_weight_for(class_weight, ytr)
-    lr = LogisticRegression(C=float(C), max_iter=int(max_iter), class_weight=cw)
-    lr.fit((X.reshape(-1, D) - mu)/sd*w, np.repeat(ytr, T))
-    with (strategy or tf.distribute.get_strategy()).scope():
-        model = build_head('linear', T, D, norm_stats=(mu, sd**2))
-    model.get_layer('frame_logit').set_weights([(lr.coef_[0] * w)[:, None].astype(np.float32),
-                                                lr.intercept_.astype(np.float32)])
-    def row(Xs, ys, tag):
-        p = np.clip(model.predict(np.asarray(Xs, np.float32), verbose=0).ravel(), 1e-7, 1-1e-7)
-        ys = np.asarray(ys, int)
-        loss = float(-np.mean(ys*np.log(p) + (1-ys)*np.log(1-p)))
-        return {
-            f'{tag}loss': loss, f'{tag}auc': roc_auc(ys, p) if len(set(ys.tolist())) == 2 else float('nan'),
-            f'{tag}accuracy': float(np.mean((p >= 0.5) == ys))
-        }
-    hist = pd.DataFrame([dict(**row(X, ytr, ''), **row(Xva, yva, 'val_'), iterations=int(lr.n_iter_[0]))])
-    hist.index.name = 'epoch'
-    hist.attrs['resumed_at'] = None
-    return model, hist
+__all__ = ['MODES', 'FAKES', 'run_params', 'run_id', 'run_dir_for', 'manifest_for', 'rerun_command', 'train_seeds', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #812cf3fc
 from .settings import defaults, setting, check_value, RUN_SETTINGS
@@ -296,6 +28,71 @@ MODES = ('frozen', 'finetune')
 FAKES = ('real', 'sbi', 'both')
 _T = defaults('train')   # the demo defaults, declared with each setting's help in deepfake_nb.settings (01_settings)
 
+
+def _apply_preset(p: dict):
+    "The preset (`'auto'`: the dataset's, `auto_preset`) fills the settings left at their defaults"
+    if p['preset'] == 'auto':
+        p['preset'] = auto_preset(p['dataset'])
+    if p['preset'] in (None, '', 'none', 'None'):
+        p['preset'] = None
+        return
+    defaults = {k: v.default for k, v in inspect.signature(run_params).parameters.items()}
+    for k, v in get_preset(p['preset'])['settings'].items():
+        if p[k] == defaults[k]:
+            p[k] = v
+
+def _check_kinds(p: dict):
+    "Each setting's kind and choices, as the schema declares them (`deepfake_nb.settings`), and no negative counts"
+    if p['distribute'] is None:
+        p['distribute'] = 'none'
+    for name in RUN_SETTINGS:
+        v = str(p[name]) if isinstance(p[name], Path) else p[name]
+        v = int(v) if isinstance(v, np.integer) else float(v) if isinstance(v, np.floating) else v
+        p[name] = check_value(setting('train', name), v, 'run_params')
+    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'sbi_per_video',
+                 'cv_folds', 'cv_fold', 'split_seed'):
+        if p[name] < 0:
+            raise DeepfakeNBError(f"parameter {name}={p[name]!r} must be a non-negative integer "
+                                  f"(e.g. papermill -p {name} 10)")
+
+def _check_heads(p: dict):
+    "The head and the features it reads agree (one frame: the image head; a map head: feature maps)"
+    check_feature_layers(p['feature_layers'])
+    check_pool(p['pool'], p['feature_layers'])
+    if p['frames'] == 1 and p['head'] in MAP_HEADS:
+        p['head'] = 'image'                 # single-image mode: no temporal head
+    if p['head'] in MAP_HEADS and p['feature_layers'] == 'final':
+        p['feature_layers'] = 'maps'        # a map head reads the backbone's last feature map
+    if (p['head'] in MAP_HEADS) != is_maps(p['feature_layers']):
+        raise DeepfakeNBError(f"head={p['head']!r} with feature_layers={p['feature_layers']!r}: the heads "
+                              f"{', '.join(MAP_HEADS)} read feature maps ('maps' or 'maps-c<N>'), "
+                              "the others pooled features ('final' or 'blocks')")
+    if p['feature_layers'] == 'blocks' and p['mode'] == 'finetune':
+        raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains "
+                              "through the backbone's last layer): use mode='frozen', or feature_layers 'final' or "
+                              "'mid'")
+    if p['frames'] == 1 and p['head'] != 'linear':
+        p['head'] = 'image'
+
+def _check_ranges(p: dict, bb):
+    "Numbers within their ranges, for this backbone"
+    if p['cv_folds'] == 1 or (p['cv_folds'] and p['cv_fold'] >= p['cv_folds']) or (not p['cv_folds'] and p['cv_fold']):
+        raise DeepfakeNBError(f"cv_folds={p['cv_folds']}, cv_fold={p['cv_fold']}: cv_folds is 0 (the manifest's own "
+                              "split) or at least 2, and cv_fold 0 to cv_folds-1")
+    if p['linear_c'] <= 0:
+        raise DeepfakeNBError(f"linear_c={p['linear_c']} must be > 0 (smaller: a stronger L2 penalty on the linear "
+                              "head)")
+    if p['norm_floor'] < 0:
+        raise DeepfakeNBError(f"norm_floor={p['norm_floor']} must be >= 0 (0: plain standardisation of the head's "
+                              "input)")
+    if p['frames'] < 1 or p['batch_size'] < 1:
+        raise DeepfakeNBError(f"frames and batch_size must be at least 1 (got {p['frames']}, {p['batch_size']})")
+    if p['size'] < bb.min_size:
+        raise DeepfakeNBError(f"size {p['size']} is too small for {bb.name}: it needs at least {bb.min_size} "
+                              f"(native {bb.size})")
+    if p['fakes'] != 'real' and p['sbi_per_video'] < 1:
+        raise DeepfakeNBError(f"sbi_per_video={p['sbi_per_video']} with fakes={p['fakes']!r}: at least 1 self-blended "
+                              "copy per real training video")
 
 def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_T.weights, frames=_T.frames,
                size=_T.size, detector=_T.detector, margin=_T.margin, framing=_T.framing, epochs=_T.epochs,
@@ -307,63 +104,19 @@ def run_params(dataset=_T.dataset, backbone=_T.backbone, head=_T.head, weights=_
                sbi_per_video=_T.sbi_per_video, feature_layers=_T.feature_layers, pool=_T.pool, linear_c=_T.linear_c,
                align=_T.align, split_seed=_T.split_seed, cv_folds=_T.cv_folds, cv_fold=_T.cv_fold) -> dict:
     """All the settings of a training run (see `deepfake_nb.settings`), checked and normalised (a `preset` fills those
-    left at their defaults)"""
+    left at their defaults; `weights='auto'` becomes the weights it loads here, `resolve_weights`)"""
     p = dict(locals())
-    if p['preset'] == 'auto': p['preset'] = auto_preset(p['dataset'])
-    if p['preset'] in (None, '', 'none', 'None'): p['preset'] = None
-    else:
-        defaults = {k: v.default for k, v in inspect.signature(run_params).parameters.items()}
-        for k, v in get_preset(p['preset'])['settings'].items():
-            if p[k] == defaults[k]: p[k] = v
+    _apply_preset(p)
     bb = get_backbone(p['backbone'])
     check_head(p['head'])
-    if p['distribute'] is None:
-        p['distribute'] = 'none'
-    for name in RUN_SETTINGS:       # each setting's kind and choices: the schema's (deepfake_nb.settings)
-        v = str(p[name]) if isinstance(p[name], Path) else p[name]
-        v = int(v) if isinstance(v, np.integer) else float(v) if isinstance(v, np.floating) else v
-        p[name] = check_value(setting('train', name), v, 'run_params')
-    check_feature_layers(p['feature_layers'])
-    check_pool(p['pool'], p['feature_layers'])
-    if p['frames'] == 1 and p['head'] in MAP_HEADS: p['head'] = 'image'      # single-image mode: no temporal head
-    # a map head reads the backbone's last feature map
-    if p['head'] in MAP_HEADS and p['feature_layers'] == 'final': p['feature_layers'] = 'maps'
-    if (p['head'] in MAP_HEADS) != is_maps(p['feature_layers']):
-        raise DeepfakeNBError(f"head={p['head']!r} with feature_layers={p['feature_layers']!r}: the heads "
-                              f"{', '.join(MAP_HEADS)} read feature maps "
-                              f"('maps' or 'maps-c<N>'), the others pooled features ('final' or 'blocks')")
-    if p['feature_layers'] == 'blocks' and p['mode'] == 'finetune':
-        raise DeepfakeNBError(f"feature_layers={p['feature_layers']!r} is for mode='frozen' (fine-tuning trains "
-                              "through the backbone's last layer): use mode='frozen', "
-                              f"or feature_layers 'final' or 'mid'")
-    for name in ('frames', 'size', 'epochs', 'batch_size', 'units', 'patience', 'seed', 'aug_passes', 'sbi_per_video',
-                 'cv_folds', 'cv_fold', 'split_seed'):
-        if p[name] < 0:
-            raise DeepfakeNBError(f"parameter {name}={p[name]!r} must be a non-negative integer (e.g. papermill -p "
-                                  f"{name} 10)")
-    if p['cv_folds'] == 1 or (p['cv_folds'] and p['cv_fold'] >= p['cv_folds']) or (not p['cv_folds'] and p['cv_fold']):
-        raise DeepfakeNBError(f"cv_folds={p['cv_folds']}, cv_fold={p['cv_fold']}: cv_folds is 0 (the manifest's own "
-                              "split) or at least 2, and cv_fold 0 to cv_folds-1")
-    if p['linear_c'] <= 0: raise DeepfakeNBError(f"linear_c={p['linear_c']} must be > 0 (smaller: a stronger L2 "
-                                                 "penalty on the linear head)")
-    if p['norm_floor'] < 0: raise DeepfakeNBError(f"norm_floor={p['norm_floor']} must be >= 0 (0: plain "
-                                                  "standardisation of the head's input)")
-    if p['frames'] < 1 or p['batch_size'] < 1: raise DeepfakeNBError("frames and batch_size must be at least 1 (got "
-                                                                     f"{p['frames']}, {p['batch_size']})")
-    if p['size'] < bb.min_size: raise DeepfakeNBError(f"size {p['size']} is too small for {bb.name}: it needs at "
-                                                      f"least {bb.min_size} (native {bb.size})")
-    if p['frames'] == 1 and p['head'] != 'linear': p['head'] = 'image'      # single-image mode: no temporal head
-    p['weights'] = None if p['weights'] is None else str(p['weights'])
+    _check_kinds(p)
+    _check_heads(p)
+    _check_ranges(p, bb)
     p['class_weight'] = normalize_class_weight(p['class_weight'])
     p['augment'] = augment_settings(p['augment'])
     p['deterministic'], p['align'] = bool(p['deterministic']), bool(p['align'])
-    if p['fakes'] != 'real' and p['sbi_per_video'] < 1: raise DeepfakeNBError(f"sbi_per_video={p['sbi_per_video']} "
-                                                                              f"with fakes={p['fakes']!r}: at least 1 "
-                                                                              "self-blended copy per real training "
-                                                                              "video")
     p['mixed_precision'] = 'auto' if p['mixed_precision'] == 'auto' else precision_policy(p['mixed_precision'])
-    # 'auto': what loads here, so the run id follows it
-    p['weights'] = resolve_weights(p['backbone'], p['weights'], p['size'])
+    p['weights'] = resolve_weights(p['backbone'], None if p['weights'] is None else str(p['weights']), p['size'])
     return p
 
 def run_id(params: dict) -> str:
@@ -376,35 +129,6 @@ def run_dir_for(params: dict, run_root=None) -> Path:
     if run_root: return Path(run_root)/run_id(params)
     cv = f"cv{params['cv_folds']}-s{params['split_seed']}" if params.get('cv_folds') else ''
     return reports_dir('runs', params['dataset'], *([cv] if cv else []), run_id(params))
-
-# %% ../nbs/lib/06_train.ipynb #b16a5237
-def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, frames, head_model, scale,
-                 feature_path=None, trainable_layers=20, lr=1e-5, epochs=10, batch_size=2, patience=5,
-                 class_weight='balanced', augment=None, seed=0, verbose=0, lr_schedule='plateau', strategy=None,
-                 checkpoint_dir=None, resume=False, sbi_train_ids=(), sbi_val_ids=()):
-    """Train `TimeDistributed(backbone)` + `head_model` end to end on cached faces (plus self-blended fakes of
-    `sbi_train_ids`, new blends every epoch, and fixed ones of `sbi_val_ids`); return (model, history DataFrame)"""
-    import keras, tensorflow as tf
-    seed_everything(seed)
-    strategy = strategy or tf.distribute.get_strategy()
-    gb = batch_size * strategy.num_replicas_in_sync
-    def build():
-        with strategy.scope():
-            if feature_path: bm, *_ = backbone_for_features(backbone, weights, size, 0, Path(feature_path))
-            else: bm, *_ = build_backbone(backbone, weights, size)
-            model = build_finetune_model(backbone, bm, head_model, frames, size, scale, trainable_layers)
-            # a pair: 2 items
-            model.compile(_optimizer(lr, lr_schedule, epochs, -(-(len(ids_tr) + 2 * len(sbi_train_ids)) // gb)),
-                          'binary_crossentropy', metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
-        return model
-    ytr = np.asarray(ytr, np.float32)
-    # the stream: each pair's target (real) and blend
-    y_all = np.r_[ytr, np.zeros(len(sbi_train_ids), np.float32), np.ones(len(sbi_train_ids), np.float32)]
-    return resumable_fit(
-        build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed + e0, sbi_ids=
-                                        sbi_train_ids),
-        video_dataset(face_dir, ids_va, yva, gb, sbi_ids=sbi_val_ids, sbi_redraw=False), epochs, None, patience,
-        lr_schedule, class_weight_for(class_weight, y_all), verbose, checkpoint_dir, resume, strategy)
 
 # %% ../nbs/lib/06_train.ipynb #d99c6732
 def manifest_for(dataset) -> Path:
@@ -613,7 +337,7 @@ def _write_run(rdir, params, d, f, model, hist, resumed, s, cs, ckpt, t):
     import shutil
     metrics = _threshold_metrics(params, d, f, s)
     _write_predictions(rdir, d, s, hist)
-    _save_model(model, rdir/'model.keras')
+    save_model(model, rdir/'model.keras')
     compute = dict(policy=cs['policy'], strategy=cs['strategy_name'], replicas=cs['replicas'],
                    global_batch_size=params['batch_size'] * cs['replicas'], gpus=cs['gpus'],
                    deterministic=params['deterministic'])

@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 from deepfake_nb import compute
 from deepfake_nb.models import precision_policy, make_strategy, compute_setup
-from deepfake_nb.train import fit_head
+from deepfake_nb.fit import fit_head
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,7 +68,8 @@ _CHILD = textwrap.dedent('''
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)   # before TensorFlow starts
     import numpy as np, keras, pandas as pd
     from deepfake_nb.models import compute_setup
-    from deepfake_nb.train import fit_head, train_run
+    from deepfake_nb.fit import fit_head
+    from deepfake_nb.train import train_run
     from deepfake_nb.core import load_json
     out = {}
     class Steps(keras.callbacks.Callback):

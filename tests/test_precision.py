@@ -8,7 +8,8 @@ import keras
 from deepfake_nb.core import DeepfakeNBError, load_json
 from deepfake_nb.models import (BACKBONES, get_backbone, build_backbone, extract_features, build_head, build_finetune_model,
                                 compute_setup, backbone_needs_float32, FLOAT16_FEATURE_RMS)
-from deepfake_nb.train import fit_head, fit_finetune, train_run
+from deepfake_nb.fit import fit_head, fit_finetune
+from deepfake_nb.train import train_run
 
 N, T = 8, 2                      # videos, frames
 Y = np.array([0, 1] * (N // 2), np.float32)

@@ -51,7 +51,8 @@ def test_run_pipeline_takes_every_run_setting():
 
 def test_choices_match_the_library():
     from deepfake_nb.models import HEADS
-    from deepfake_nb.train import MODES, LR_SCHEDULES
+    from deepfake_nb.train import MODES
+    from deepfake_nb.fit import LR_SCHEDULES
     from deepfake_nb.preprocess import DETECTORS
     from deepfake_nb.studies import STUDIES
     assert setting('train', 'head').choices == tuple(HEADS) and setting('run', 'heads').choices == tuple(HEADS)
