@@ -10,7 +10,6 @@ from collections import Counter
 import numpy as np, pandas as pd
 from .core import *
 from .demo import *
-from .demo import _identity_look   # re-exported for its importers (15_watch, tests)
 
 # %% auto #0
 __all__ = ['MANIFEST_COLUMNS', 'VIDEO_EXTS', 'IMAGE_EXTS', 'DEFAULT_IDENTITY_REGEX', 'IMAGE_LAYOUTS', 'IMAGE_IDENTITY_REGEX',

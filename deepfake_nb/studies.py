@@ -8,7 +8,8 @@ import time, json, shutil, subprocess, tempfile, os
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from .core import *
-from .data import load_manifest, build_manifest, make_demo_dataset, grouped_kfold
+from .data import load_manifest, build_manifest, grouped_kfold
+from .demo import make_demo_dataset
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, load_faces, preprocess_video, usable_videos
 from .models import cached_features, build_backbone, backbone_for_features, extract_features, get_backbone, feature_scale
 from .metrics import roc_auc, classification_metrics, youden_threshold, bootstrap_indices
@@ -251,7 +252,7 @@ def reencode_video(src, dst, crf: int) -> Path:
         if r.returncode: raise DeepfakeNBError(f"{enc} could not re-encode {src} at CRF {crf}: "
                                                f"{r.stderr.strip()[-300:]}")
         return dst
-    from deepfake_nb.data import write_video
+    from deepfake_nb.demo import write_video
     cap = cv2.VideoCapture(str(src))
     frames = []
     while True:

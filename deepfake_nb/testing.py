@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
 from .metrics import classification_metrics, youden_threshold
-from .compare import video_ids_hash
+from .runs import video_ids_hash
 
 # %% auto #0
 __all__ = ['make_synthetic_runs']

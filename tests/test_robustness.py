@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np, pandas as pd, cv2, pytest
 from conftest import REPO
 from deepfake_nb.core import DeepfakeNBError, home_at, load_json, save_json, data_dir
-from deepfake_nb.data import make_demo_dataset, make_demo_video, write_video, build_manifest, load_manifest, MANIFEST_COLUMNS, _identity_look
+from deepfake_nb.data import build_manifest, load_manifest, MANIFEST_COLUMNS
+from deepfake_nb.demo import make_demo_dataset, make_demo_video, write_video, _identity_look
 from deepfake_nb.preprocess import preprocess_manifest, preprocess_video, read_frames, count_frames, video_frame_count, face_cache_dir, prep_key, load_faces
 
 PY = sys.executable

@@ -2,7 +2,7 @@
 import numpy as np, pandas as pd, pytest
 from pathlib import Path
 from hypothesis import given, settings, strategies as st
-from deepfake_nb import data, studies
+from deepfake_nb import data, demo, studies
 from deepfake_nb.core import DeepfakeNBError
 
 
@@ -28,8 +28,8 @@ def test_training_fakes_are_the_published_sbi_not_the_demo_blend(tmp_path, monke
     from deepfake_nb import examples, sbi, preprocess
     calls, real = [], sbi.self_blend_video
     monkeypatch.setattr(sbi, 'self_blend_video', lambda *a, **k: calls.append(k.get('seed')) or real(*a, **k))
-    root = data.make_demo_dataset(tmp_path/'demo', n_identities=1, videos_per_class=1, n_frames=8)   # (its fakes: the demo blend)
-    monkeypatch.setattr(data, 'blend_face', lambda *a, **k: pytest.fail('the demo blend made a training fake'))
+    root = demo.make_demo_dataset(tmp_path/'demo', n_identities=1, videos_per_class=1, n_frames=8)   # (its fakes: the demo blend)
+    monkeypatch.setattr(demo, 'blend_face', lambda *a, **k: pytest.fail('the demo blend made a training fake'))
     rec = preprocess.preprocess_video(root/'real'/'id0_0000.mp4', frames=3, size=96)
     np.savez(tmp_path/'v.npz', faces=rec['faces'], landmarks=rec['landmarks'])
     pair = examples.load_sbi_pair(tmp_path/'v.npz', 7, 1)
@@ -86,7 +86,7 @@ def test_a_cv_fold_is_a_run_scaled_by_its_own_training_videos(tmp_path):
     from deepfake_nb.train import train_run
     from deepfake_nb.models import feature_scale
     with home_at(tmp_path):
-        root = data.make_demo_dataset(tmp_path/'raw', n_identities=6, videos_per_class=2, n_frames=8)
+        root = demo.make_demo_dataset(tmp_path/'raw', n_identities=6, videos_per_class=2, n_frames=8)
         mpath = data.build_manifest('demo', root, name='tiny')
         kw = dict(dataset='tiny', frames=2, size=32, weights='random-highpass', head='linear', cv_folds=3)
         rdirs = [train_run(cv_fold=f, **kw) for f in range(3)]
