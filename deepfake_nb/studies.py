@@ -10,18 +10,18 @@ import numpy as np, pandas as pd, cv2
 from .core import *
 from .data import load_manifest, build_manifest, grouped_kfold
 from .demo import make_demo_dataset
+from .degrade import *
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, load_faces, preprocess_video, usable_videos
 from .models import cached_features, build_backbone, backbone_for_features, extract_features, get_backbone, feature_scale
 from .metrics import roc_auc, classification_metrics, youden_threshold, bootstrap_indices
 from .stats import delong_auc_ci
 
 # %% auto #0
-__all__ = ['STUDIES', 'DEGRADATIONS', 'CV_HEADLINE', 'SELF_BLEND_SETTINGS', 'study_dir', 'save_study', 'load_study', 'auc_ci',
-           'at_threshold', 'auc_cells', 'study_runs_root', 'study_run', 'run_test_predictions', 'eval_manifests',
-           'study_runs', 'score_faces', 'score_dataset', 'cross_dataset_study', 'parse_degradations', 'degrade_faces',
-           'video_encoder', 'reencode_video', 'degradation_study', 'frames_study', 'method_aucs', 'cv_study',
-           'cv_summary', 'cv_of', 'cv_text', 'cv_markdown', 'self_blend_study', 'fig_degradations', 'fig_frames',
-           'fig_cv', 'fig_auc_bars', 'settings_text', 'study_settings_line', 'run_studies']
+__all__ = ['STUDIES', 'CV_HEADLINE', 'SELF_BLEND_SETTINGS', 'study_dir', 'save_study', 'load_study', 'auc_ci', 'at_threshold',
+           'auc_cells', 'study_runs_root', 'study_run', 'run_test_predictions', 'eval_manifests', 'study_runs',
+           'score_faces', 'score_dataset', 'cross_dataset_study', 'degradation_study', 'frames_study', 'method_aucs',
+           'cv_study', 'cv_summary', 'cv_of', 'cv_text', 'cv_markdown', 'self_blend_study', 'fig_degradations',
+           'fig_frames', 'fig_cv', 'fig_auc_bars', 'settings_text', 'study_settings_line', 'run_studies']
 
 # %% ../nbs/lib/12_studies.ipynb #25e31d70
 STUDIES = ('cross_dataset', 'degradations', 'frames', 'cv', 'self_blend')
@@ -184,84 +184,6 @@ def cross_dataset_study(run_dirs, eval_datasets) -> tuple[pd.DataFrame, pd.DataF
                      **at_threshold(s.label, s.prob, pred.threshold)))
             preds.append(s.assign(run_id=p['run_id'], eval_dataset=ds))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
-
-# %% ../nbs/lib/12_studies.ipynb #91476cd9
-DEGRADATIONS = dict(jpeg=(90, 70, 50, 30), h264=(23, 30, 37, 44), blur=(1.0, 2.0, 3.0), noise=(5.0, 10.0, 20.0),
-                    downscale=(2, 3, 4))
-
-def parse_degradations(spec) -> dict:
-    "`'jpeg:90,50 blur:2'` (or a dict, or empty for all) to {kind: levels}"
-    if not spec: return dict(DEGRADATIONS)
-    if isinstance(spec, dict): items = spec.items()
-    else:
-        items = [(t.split(':')[0], t.split(':')[1].split(',') if ':' in t else DEGRADATIONS.get(t.split(':')[0], ()))
-                 for t in spec.split()]
-    out = {}
-    for k, lv in items:
-        if k not in DEGRADATIONS: raise DeepfakeNBError(f"unknown degradation {k!r}; choose from "
-                                                        f"{', '.join(DEGRADATIONS)} (e.g. 'jpeg:90,50 blur:2')")
-        try: out[k] = tuple(float(v) for v in lv)
-        except ValueError: raise DeepfakeNBError(f"degradation {k}: levels {lv} must be numbers (e.g. "
-                                                 f"{k}:{','.join(map(str, DEGRADATIONS[k][:2]))})") from None
-    return out
-
-def degrade_faces(faces, kind: str, level: float, seed=0) -> np.ndarray:
-    "Faces `(..., S, S, 3)` uint8 RGB under degradation `kind` at `level` (not `h264`: that one re-encodes the video)"
-    faces = np.asarray(faces)
-    flat = faces.reshape(-1, *faces.shape[-3:])
-    if kind == 'jpeg':
-        q = [int(cv2.IMWRITE_JPEG_QUALITY), int(level)]
-        out = [
-            cv2.cvtColor(cv2.imdecode(cv2.imencode('.jpg', cv2.cvtColor(f, cv2.COLOR_RGB2BGR), q)[1], cv2.IMREAD_COLOR),
-                         cv2.COLOR_BGR2RGB) for f in flat
-        ]
-    elif kind == 'blur': out = [cv2.GaussianBlur(f, (0, 0), float(level)) for f in flat]
-    elif kind == 'noise':
-        rng = np.random.default_rng(seed)
-        out = [np.clip(f + rng.normal(0, level, f.shape), 0, 255).round().astype(np.uint8) for f in flat]
-    elif kind == 'downscale':
-        s = flat.shape[1]
-        small = max(4, int(round(s/level)))
-        out = [
-            cv2.resize(cv2.resize(f, (small, small), interpolation=cv2.INTER_AREA), (s, s),
-                       interpolation=cv2.INTER_LINEAR) for f in flat
-        ]
-    else: raise DeepfakeNBError(f"degrade_faces: unknown degradation {kind!r}; choose from jpeg, blur, noise, "
-                                "downscale (h264 re-encodes videos: reencode_video)")
-    return np.stack(out).reshape(faces.shape)
-
-def video_encoder() -> tuple[str, str | None]:
-    "('ffmpeg', path) from the PATH, else ('imageio-ffmpeg', path), else ('opencv-mp4v', None)"
-    if p := shutil.which('ffmpeg'): return 'ffmpeg', p
-    try:
-        import imageio_ffmpeg
-        return 'imageio-ffmpeg', imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception: return 'opencv-mp4v', None
-
-def reencode_video(src, dst, crf: int) -> Path:
-    "Re-encode video `src` to `dst` with H.264 at `crf` (or OpenCV's MPEG-4 writer when no ffmpeg is found)"
-    enc, exe = video_encoder()
-    dst = Path(dst)
-    if exe:
-        r = subprocess.run([
-            exe, '-y', '-loglevel', 'error', '-i',
-            str(src), '-c:v', 'libx264', '-preset', 'veryfast', '-crf',
-            str(int(crf)), '-pix_fmt', 'yuv420p', '-an',
-            str(dst)
-        ], capture_output=True, text=True)
-        if r.returncode: raise DeepfakeNBError(f"{enc} could not re-encode {src} at CRF {crf}: "
-                                               f"{r.stderr.strip()[-300:]}")
-        return dst
-    from deepfake_nb.demo import write_video
-    cap = cv2.VideoCapture(str(src))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok: break
-        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
-    cap.release()
-    if not frames: raise DeepfakeNBError(f"{src}: no frame decodes; cannot re-encode it")
-    return write_video(dst, frames)
 
 # %% ../nbs/lib/12_studies.ipynb #5ba2da34
 def degradation_study(run_dirs, degradations=None, seed=0) -> tuple[pd.DataFrame, pd.DataFrame]:
