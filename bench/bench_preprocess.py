@@ -62,7 +62,7 @@ def pipeline(paths, frames, detector, workers, options, prep='landmarks'):
 
 def landmark_cost(paths, frames, detector, options):
     "Milliseconds per face: the 68-point predictor, a plain crop and an aligned crop, on the tracked boxes of the sampled frames"
-    det = pp.get_detector(detector, **options); pp._predictor()                         # loaded outside the timings
+    det = pp.get_detector(detector, **options); pp.landmark_predictor()                         # loaded outside the timings
     t_lm = t_crop = t_rot = 0.0; n = 0
     for p in paths:
         imgs, _, _ = pp.read_frames(p, frames)
@@ -102,7 +102,7 @@ def main():
     dets = a.detectors
     opts = {d: dict(model=str(a.yunet)) if d == 'yunet' and a.yunet else {} for d in dets}
     for d in dets: pp.get_detector(d, **opts[d])                                       # load once (TensorFlow for MTCNN) outside the 1-worker timings
-    pp._predictor()
+    pp.landmark_predictor()
     print(f'{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f}), OpenCV {cv2.__version__}, {a.frames} frames per video, best of {a.repeat}\n')
     rows, lm_rows = [], []
     for name, paths in sets.items():

@@ -12,7 +12,7 @@ from .core import *
 # %% auto #0
 __all__ = ['YUNET_FILE', 'YUNET_SHA256', 'DETECTORS', 'LANDMARK_BOX', 'FaceDetector', 'HaarDetector', 'packaged_yunet',
            'yunet_model_path', 'YuNetDetector', 'MTCNNDetector', 'detector_class', 'get_detector', 'detector_settings',
-           'dlib68_model_path', 'landmark_model_id', 'landmark_box', 'landmarks_68', 'eye_angle']
+           'dlib68_model_path', 'landmark_predictor', 'landmark_model_id', 'landmark_box', 'landmarks_68', 'eye_angle']
 
 # %% ../nbs/lib/03a_detectors.ipynb #e98e6d57
 class FaceDetector:
@@ -174,7 +174,7 @@ def dlib68_model_path() -> Path:
                               "with landmarks=False")
     return p
 
-def _predictor():
+def landmark_predictor():
     "The 68-point shape predictor, loaded once per process (and model file)"
     key = os.environ.get('DEEPFAKE_NB_DLIB68', '')
     if key not in _predictors:
@@ -207,7 +207,7 @@ def landmark_box(box, detector=None) -> tuple:
 def landmarks_68(rgb, box, detector=None) -> np.ndarray:
     """dlib's 68 facial landmarks `(68, 2)` float32 (x, y in `rgb`'s pixels, iBUG 300-W order) of the face in `box` `(x,
     y, w, h)`, a box of face detector `detector` (see `landmark_box`)"""
-    pred = _predictor()
+    pred = landmark_predictor()
     import dlib
     x, y, w, h = landmark_box(box, detector)
     r = dlib.rectangle(int(round(x)), int(round(y)), int(round(x+w))-1, int(round(y+h))-1)

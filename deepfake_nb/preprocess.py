@@ -13,15 +13,13 @@ from tqdm.auto import tqdm
 from .core import *
 from .data import load_manifest, IMAGE_EXTS
 from .detectors import *
-# the old private names, which predict, watch and bench/bench_preprocess.py use
-from .detectors import detector_class as _detector_class, _predictor
 
 # %% auto #0
-__all__ = ['FRAMINGS', 'PREP_VERSION', 'sample_indices', 'is_image', 'read_image', 'video_frame_count', 'count_frames',
-           'read_frames', 'load_dlib_boxes', 'iou', 'match_boxes', 'evaluate_detector', 'pick_face', 'track_faces',
-           'fill_missing_boxes', 'crop_window', 'square_crop', 'crop_points', 'landmark_frame_box', 'preprocess_video',
-           'prep_settings', 'prep_key', 'face_cache_dir', 'save_faces', 'merge_shard_summaries', 'preprocess_manifest',
-           'usable_videos', 'load_faces', 'load_landmarks']
+__all__ = ['FRAMINGS', 'PREP_VERSION', 'sample_indices', 'is_image', 'read_image', 'open_video', 'video_frame_count',
+           'count_frames', 'to_rgb', 'read_frames', 'load_dlib_boxes', 'iou', 'match_boxes', 'evaluate_detector',
+           'pick_face', 'track_faces', 'fill_missing_boxes', 'crop_window', 'square_crop', 'crop_points',
+           'landmark_frame_box', 'preprocess_video', 'prep_settings', 'prep_key', 'face_cache_dir', 'save_faces',
+           'merge_shard_summaries', 'preprocess_manifest', 'usable_videos', 'load_faces', 'load_landmarks']
 
 # %% ../nbs/lib/03_preprocess.ipynb #fb07f914
 def sample_indices(n_frames: int, k: int) -> np.ndarray:
@@ -43,7 +41,7 @@ def read_image(path) -> np.ndarray:
                                          "the dataset")
     return cv2.cvtColor(im, cv2.COLOR_BGR2RGB)
 
-def _open_video(path, threads=0):
+def open_video(path, threads=0):
     "An OpenCV capture of `path` (`threads` decoder threads, 0: OpenCV's choice)"
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG,
                            [cv2.CAP_PROP_N_THREADS, int(threads)]) if threads else cv2.VideoCapture(str(path))
@@ -53,20 +51,20 @@ def _open_video(path, threads=0):
 
 def video_frame_count(path) -> int:
     "Frame count the container reports (may be wrong, or 0 when unknown)"
-    cap = _open_video(path)
+    cap = open_video(path)
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     cap.release()
     return max(n, 0)
 
 def count_frames(path, threads=0) -> int:
     "Frames that really decode, counted by grabbing them all"
-    cap = _open_video(path, threads)
+    cap = open_video(path, threads)
     n = 0
     while cap.grab(): n += 1
     cap.release()
     return n
 
-def _to_rgb(fr):
+def to_rgb(fr):
     if fr.ndim == 2: return cv2.cvtColor(fr, cv2.COLOR_GRAY2RGB)
     if fr.shape[2] == 4: return cv2.cvtColor(fr, cv2.COLOR_BGRA2RGB)
     return cv2.cvtColor(fr[..., :3], cv2.COLOR_BGR2RGB)
@@ -84,13 +82,13 @@ def read_frames(path, k: int, threads=0):
         idx = sample_indices(n, k)
         want = set(idx.tolist())
         got = {}
-        cap = _open_video(path, threads)
+        cap = open_video(path, threads)
         i = 0
         while i <= idx[-1]:
             if not cap.grab(): break
             if i in want:
                 ok, fr = cap.retrieve()
-                if ok: got[i] = _to_rgb(fr)
+                if ok: got[i] = to_rgb(fr)
             i += 1
         more = 0
         if len(got) == len(want) and idx[-1] == n-1:

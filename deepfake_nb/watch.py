@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from .core import *
 from . import preprocess as _pp
+from .detectors import detector_class
 from .preprocess import pick_face, fill_missing_boxes, square_crop, landmarks_68, eye_angle, is_image, landmark_frame_box
 from .predict import find_run, load_predictor, _put
 
@@ -74,7 +75,7 @@ def open_source(source) -> Source:
         if is_image(p): raise DeepfakeNBError(f"source {s} is a photo; watch scores moving pictures: pass a video "
                                               "file, a camera index or a stream URL (deepfake-nb predict scores "
                                               "photos)")
-        cap = _pp._open_video(p)
+        cap = _pp.open_video(p)
         name = _safe(p.stem)
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = float(fps) if 0 < fps < 1000 else 0.0
@@ -153,7 +154,7 @@ def read_source(src: Source, box: Mailbox, dt: float, realtime=True, max_seconds
             if sampler(t):
                 ok, fr = src.cap.retrieve()
                 if ok:
-                    rgb = _pp._to_rgb(fr)
+                    rgb = _pp.to_rgb(fr)
                     if realtime and not wall_clock and (wait := clock + t - time.perf_counter()) > 0: stop.wait(wait)
                     box.put(Sample(i, t, time.perf_counter(), int(math.floor((t + EPS)/dt)), rgb), stop)
                     stats['samples'] += 1
@@ -193,7 +194,7 @@ class FaceWindow:
             prep['margin']), bool(prep.get('align'))
         self.framing = prep.get('framing', 'box')
         # its own: never shared between threads
-        self.det = detector or _pp._detector_class(prep['detector'])(**(prep.get('detector_options') or {}))
+        self.det = detector or detector_class(prep['detector'])(**(prep.get('detector_options') or {}))
         self.items, self.prev, self.shape = deque(maxlen=self.T), None, None
     def _angle(self, rgb, box) -> float: return eye_angle(landmarks_68(rgb, box, self.det)) if self.align else 0.0
     def _frame_box(self, rgb, box):
