@@ -4,7 +4,7 @@
 
 # %% ../nbs/lib/10_predict.ipynb #343dc0f2
 from __future__ import annotations
-import os, time, inspect
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
@@ -14,261 +14,18 @@ from . import data as _data
 from .data import VIDEO_EXTS
 from . import preprocess as _pp
 from .preprocess import preprocess_video, read_frames
-from .backbones import get_backbone, build_backbone, saved_init_key, backbone_for_key, vit_units, vit_layer, _keras_hub
-from .features import feature_cache_path, feature_model, is_maps
+from .backbones import vit_units, vit_layer
 from .data import list_videos, known_labels
+from .predictor import *
+from .predictor import _keras, _run, _nested_model
+# loading a run is `predictor`'s: `from deepfake_nb.predict import *` still gives its names
+_all_ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'Predictor', 'load_predictor']
 
 # %% auto #0
-__all__ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'affine_preprocess', 'cam_layer', 'unrolled',
-           'Predictor', 'load_predictor', 'frame_scores', 'window_scores', 'pipeline_model', 'pipeline_cam_layer',
+__all__ = ['frame_scores', 'window_scores', 'affine_preprocess', 'cam_layer', 'unrolled', 'pipeline_model', 'pipeline_cam_layer',
            'gradcam_maps', 'attention_maps', 'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'ReadAhead',
-           'Predictions', 'predict_video', 'predict_videos', 'demo_inputs']
-
-# %% ../nbs/lib/10_predict.ipynb #c8fd7178
-def find_run(run_dir='', dataset='demo') -> Path:
-    """The run folder `run_dir` (or the folder of its `model.keras`); empty: the complete run of `dataset` with the best
-    validation AUC"""
-    if run_dir:
-        p = Path(run_dir).expanduser()
-        if p.is_file(): p = p.parent
-        if not ((p/'params.json').exists() and (p/'model.keras').exists()):
-            raise DeepfakeNBError(f"{run_dir} is not a run directory (no params.json and model.keras in {p}); pass a "
-                                  "folder under reports/runs/<dataset>/ written by 03_train")
-        return p
-    runs = [d for d in find_runs(dataset) if (d/'model.keras').exists()]
-    if not runs: raise DeepfakeNBError(f"no complete run under {reports_dir('runs', dataset)}; train one first "
-                                       f"(deepfake-nb run --dataset {dataset}, or 03_train) or pass run_dir")
-    def val_auc(d):
-        m = load_json(d/'metrics.json').get('val', {}) if (d/'metrics.json').exists() else {}
-        auc = m.get('roc_auc')
-        return -1.0 if auc is None or auc != auc else float(auc)
-    return max(runs, key=val_auc)
-
-def _frozen_run_of(d: Path, backbone: str) -> bool:
-    "Whether `d` is a complete, trained (not synthetic) frozen run of `backbone` with its model"
-    if not (is_complete(d) and not is_synthetic(d) and (d/'model.keras').exists()): return False
-    p = load_json(d/'params.json')
-    return p.get('backbone') == backbone and p.get('mode', 'frozen') == 'frozen'
-
-def demo_run(backbone='mobilenetv2') -> Path:
-    "A complete frozen demo run of `backbone`: the default settings' when it exists, else the first found; never trains"
-    from deepfake_nb.train import run_params, run_dir_for
-    default = run_dir_for(run_params(dataset='demo', backbone=backbone))
-    for d in [default] + sorted(reports_dir('runs', 'demo').glob(f'{backbone}-*')):
-        if _frozen_run_of(d, backbone): return d
-    raise DeepfakeNBError(f"no complete frozen demo run of {backbone} under {reports_dir('runs', 'demo')}; "
-                          f"make one with deepfake-nb train --dataset demo --backbone {backbone} "
-                          "(about a minute on a laptop CPU)")
-
-# %% ../nbs/lib/10_predict.ipynb #09013baa
-def _keras():
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    import keras
-    return keras
-
-def preprocess_kwargs(params: dict) -> dict:
-    "The face-crop settings of a run as `preprocess_video` keyword arguments, read from its `params.json`"
-    ps = params.get('prep_settings') or {k: params[k] for k in ('frames', 'size', 'detector', 'margin')}
-    kw = dict(frames=int(ps['frames']), size=int(ps['size']), detector=ps['detector'], margin=float(ps['margin']))
-    # the run's crops were rotated to level eyes: so are the ones it scores
-    if ps.get('align'): kw['align'] = True
-    # framed on the landmarks' box: so are the ones it scores
-    if ps.get('framing', 'box') != 'box': kw['framing'] = ps['framing']
-    opts = ps.get('detector_options') or {}
-    if opts and 'detector_options' in inspect.signature(preprocess_video).parameters:
-        dets = getattr(_pp, 'DETECTORS', None) or getattr(_pp, '_DETECTORS', {})
-        ok = inspect.signature(dets[kw['detector']].__init__).parameters if kw['detector'] in dets else {}
-        # a model file is recorded by its content hash: the detector finds the file itself (its default place or
-        # environment variable)
-        kw['detector_options'] = {k: v for k, v in opts.items() if k in ok and not str(v).startswith('sha256:')}
-    return kw
-
-def load_run_backbone(params: dict):
-    """The frozen backbone of a run, with the weights its cached features were extracted with (for
-    `feature_layers='blocks'` or 'mid', or `pool='face'`: its pooled parts, scaled as in training)"""
-    m = _plain_run_backbone(params)
-    layers, pool = params.get('feature_layers', 'final'), params.get('pool', 'mean')
-    if layers == 'final' and pool == 'mean': return m
-    if is_maps(layers): return feature_model(params['backbone'], m, layers)   # the last map (and its fixed projection)
-    scales = params.get('block_scales')
-    if scales is None:
-        rec = Path(str(params.get('features'))).with_suffix('.json')
-        if not rec.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its block scales are neither in "
-                                                   f"params.json nor in its feature cache record {rec}; re-train the "
-                                                   "run")
-        scales = load_json(rec).get('block_scales')
-    return feature_model(params['backbone'], m, layers, scales, pool, params.get('face_region'))
-
-def _plain_run_backbone(params: dict):
-    name, size, key = params['backbone'], int(params['size']), params['weights_key']
-    bb = get_backbone(name)
-    if key == 'imagenet': return build_backbone(name, 'imagenet', size)[0]
-    if saved_init_key(key):
-        cands = [Path(params['features']).with_suffix('.weights.h5') if params.get('features') else None,
-                 feature_cache_path(params['dataset'], params['prep_key'], name, key).with_suffix('.weights.h5')]
-        w = next((c for c in cands if c is not None and c.exists()), None)
-        if w is None: raise DeepfakeNBError(f"run {params.get('run_id')}: the randomly initialised {name} weights "
-                                            f"saved beside its feature cache ({cands[0]}) are missing; "
-                                            "re-run its training (deepfake-nb train) to extract the features and save "
-                                            "them again")
-        m = backbone_for_key(name, key, size)
-        m.load_weights(str(w))
-        return m
-    if key.startswith('file-'):
-        w = Path(str(params.get('weights')))
-        if not w.exists(): raise DeepfakeNBError(f"run {params.get('run_id')}: its backbone weights file {w} is "
-                                                 "missing; put it back or re-train the run")
-        if file_hash(w, 10) != key[5:]: raise DeepfakeNBError(f"run {params.get('run_id')}: {w} changed since "
-                                                              f"training (hash {file_hash(w, 10)}, trained with "
-                                                              f"{key[5:]}); restore the original file")
-        # read as training read it (a KerasHub ViT's file or an old Keras 2 h5 too)
-        return build_backbone(name, str(w), size)[0]
-    raise DeepfakeNBError(f"run {params.get('run_id')}: unknown weights_key {key!r} in params.json")
-
-# %% ../nbs/lib/10_predict.ipynb #8f1d84f7
-def affine_preprocess(bb):
-    """`(M, b)` with `bb.preprocess(x) == x @ M.T + b` for RGB pixels, checked on random ones; `None` when the
-    preprocessing is not affine"""
-    probe = np.zeros((4, 1, 1, 3), np.float32)
-    probe[1:, 0, 0] = 255*np.eye(3)
-    y = bb.preprocess(probe).reshape(4, 3).astype(np.float64)
-    b, M = y[0], (y[1:] - y[0]).T/255
-    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
-    ok = np.allclose(bb.preprocess(x), x @ M.T + b, atol=1e-3*max(1.0, np.abs(b).max()))
-    return (M.astype(np.float32), b.astype(np.float32)) if ok else None
-
-# %% ../nbs/lib/10_predict.ipynb #49e2c256
-def _nested_model(model, rank=4):
-    "The first layer of `model` (or the layer a TimeDistributed wraps) that is itself a model taking rank-`rank` inputs"
-    k = _keras()
-    for l in model.layers:
-        inner = getattr(l, 'layer', l)
-        if isinstance(inner, k.Model) and len(inner.inputs[0].shape) == rank: return inner
-    return None
-
-def _find_layer(model, cls_name):
-    "Whether a layer of class `cls_name` is anywhere in `model` (nested models included)"
-    for l in model.layers:
-        if type(l).__name__ == cls_name: return True
-        inner = getattr(l, 'layer', l)
-        if hasattr(inner, 'layers') and inner is not model and _find_layer(inner, cls_name): return True
-    return False
-
-def cam_layer(frame_model):
-    """The backbone's last convolutional block: the last layer with a 4-D output in the backbone inside `frame_model`; a
-    ViT's class token: its last transformer block's input"""
-    k = _keras()
-    bbm = _nested_model(frame_model) or frame_model
-    layers = [l for l in bbm.layers if not isinstance(l, k.layers.InputLayer)]
-    vit = layers.index(vit_layer(bbm)) if vit_layer(bbm) is not None else None
-    cands = [l for l in layers[0 if vit is None else vit + 1:] if len(l.output.shape) == 4]
-    # the tokens the last block reads (its patch tokens: the grid)
-    if vit is not None and not cands: return vit_units(bbm)[-3]
-    if not cands: raise DeepfakeNBError(f"{frame_model.name} has no convolutional feature map for Grad-CAM")
-    return cands[-1]
-
-def _run(model, x, batch_size=64) -> np.ndarray:
-    "`model` called directly on `x` in chunks (no `predict` overhead or retracing for small, varying inputs), as numpy"
-    x = np.asarray(x, np.float32)
-    return np.concatenate([np.asarray(model(x[i:i+batch_size], training=False)) for i in range(0, len(x), batch_size)])
-
-def _variable_length_head(head, frames):
-    """The head re-applied to sequences of any length (for prefix scores), or `None` when it is not a plain chain of
-    layers"""
-    k = _keras()
-    try:
-        inp = k.Input((None, head.inputs[0].shape[-1]))
-        x = inp
-        for l in head.layers[1:]: x = l(x)
-        vh = k.Model(inp, x)
-        probe = np.random.default_rng(0).normal(size=(2, frames, head.inputs[0].shape[-1])).astype(np.float32)
-        return vh if np.allclose(_run(vh, probe), _run(head, probe), atol=1e-5) else None
-    except Exception: return None
-
-def unrolled(model):
-    """A copy of `model` sharing its layers, with recurrent layers unrolled (a fixed-length loop that TFLite converts to
-    builtin ops)"""
-    k = _keras()
-    def clone(layer):
-        cfg = layer.get_config()
-        rec = 'unroll' in cfg or any(
-            isinstance(cfg.get(n), dict) and 'unroll' in cfg[n].get('config', {}) for n in ('layer', 'backward_layer'))
-        if not rec: return layer
-        if 'unroll' in cfg: cfg['unroll'] = True
-        for n in ('layer', 'backward_layer'):
-            if isinstance(cfg.get(n), dict) and 'unroll' in cfg[n].get('config', {}): cfg[n]['config']['unroll'] = True
-        new = layer.__class__.from_config(cfg)
-        new.build(layer.input.shape)
-        new.set_weights(layer.get_weights())
-        return new
-    return k.models.clone_model(model, clone_function=clone)
-
-# %% ../nbs/lib/10_predict.ipynb #681136e1
-class Predictor:
-    "A trained run ready to score faces: its settings (from `params.json`), frame model, head and val-chosen threshold"
-    def __init__(self, run_dir):
-        k = _keras()
-        self.run_dir = find_run(run_dir)
-        self.params = p = load_json(self.run_dir/'params.json')
-        self.run_id = p.get('run_id', self.run_dir.name)
-        thr = p.get('threshold')
-        if thr is None and (self.run_dir / 'metrics.json').exists():
-            thr = load_json(self.run_dir / 'metrics.json').get('threshold')
-        self.threshold = 0.5 if thr is None else float(thr)
-        self.prep = preprocess_kwargs(p)
-        self.frames, self.size = self.prep['frames'], self.prep['size']
-        self.bb = get_backbone(p['backbone'])
-        self.mode = p.get('mode', 'frozen')
-        # a ViT's model.keras holds KerasHub layers: say how to install it when it is missing
-        if self.bb.source == 'keras_hub': _keras_hub()
-        model = k.models.load_model(self.run_dir/'model.keras', compile=False)
-        # the whole model (finetune): TimeDistributed(frame model) + head
-        if tuple(model.inputs[0].shape[2:]) == (self.size, self.size, 3):
-            self.frame_model = _nested_model(model, 4)
-            self.head = model.layers[-1] if isinstance(model.layers[-1], k.Model) else None
-            if self.frame_model is None or self.head is None:
-                raise DeepfakeNBError(f"{self.run_dir}/model.keras takes whole videos but is not "
-                                      "TimeDistributed(frame model) + head; predict cannot split it")
-            self.raw_input = _find_layer(self.frame_model, 'BackbonePreprocess')   # preprocessing inside the model
-            self.scale, self.backbone = 1.0, None
-        else:                                    # frozen: the head alone; the backbone is rebuilt
-            self.head, self.backbone, self.raw_input = model, load_run_backbone(p), False
-            self.scale = float(p.get('feature_scale') or 1.0)
-            self.frame_model = None
-        self.head_kind = p.get('head', self.head.name.replace('_head', ''))
-        self._var_head, self._pipeline, self._frame = _variable_length_head(self.head, self.frames), None, None
-
-    def __repr__(self): return (f"Predictor({self.run_id}: {self.bb.label} + {self.head_kind} head, {self.mode}, "
-                                f"threshold {self.threshold:.3f})")
-
-    def preprocess(self, path, frames=None) -> dict:
-        "Faces of the video at `path`, cut with the run's settings (`frames` sampled frames; default the run's)"
-        # scoring needs no landmarks
-        return preprocess_video(path, **dict(self.prep, frames=int(frames or self.frames)), landmarks=False)
-
-    def features(self, faces) -> np.ndarray:
-        "Scaled frame features `(T, D)` of uint8 faces `(T, S, S, 3)`, exactly as the head saw them in training"
-        if self.backbone is not None: return _run(self.backbone, self.bb.preprocess(faces))/self.scale
-        return _run(self.frame_model, np.asarray(faces, np.float32) if self.raw_input else self.bb.preprocess(faces))
-
-    def score_features(self, feats) -> np.ndarray:
-        """P(fake) of feature sequences `(N, T, D)` (or one `(T, D)`; feature maps `(N, T, h, w, C)` or one `(T, h, w,
-        C)`)"""
-        f = np.asarray(feats, np.float32)
-        return _run(self.head, f[None] if f.ndim == len(self.head.inputs[0].shape) - 1 else f).ravel()
-
-    def score(self, faces) -> float:
-        "P(fake) of one video's faces `(T, S, S, 3)`"
-        return float(self.score_features(self.features(faces))[0])
-
-# %% ../nbs/lib/10_predict.ipynb #305c5e4c
-_PREDICTORS = {}
-def load_predictor(run_dir='') -> Predictor:
-    "A `Predictor` for `run_dir` (see `find_run`), loaded once per process and model file"
-    rdir = find_run(run_dir).resolve()
-    key = (str(rdir), (rdir/'model.keras').stat().st_mtime_ns)
-    if key not in _PREDICTORS: _PREDICTORS[key] = Predictor(rdir)
-    return _PREDICTORS[key]
+           'Predictions', 'predict_video', 'predict_videos', 'demo_inputs', 'find_run', 'demo_run', 'preprocess_kwargs',
+           'load_run_backbone', 'Predictor', 'load_predictor']
 
 # %% ../nbs/lib/10_predict.ipynb #9443d1e2
 def _attention_weights(head, feats):
@@ -322,6 +79,50 @@ def window_scores(pred: Predictor, path, n: int = 2) -> pd.DataFrame:
         dict(window=range(
             len(starts)), first_frame=[int(idx[s]) for s in starts], last_frame=[int(idx[s + T - 1]) for s in starts],
              faces_found=[int(np.sum(rec['found'][s:s + T])) for s in starts], prob=probs))
+
+# %% ../nbs/lib/10_predict.ipynb #8f1d84f7
+def affine_preprocess(bb):
+    """`(M, b)` with `bb.preprocess(x) == x @ M.T + b` for RGB pixels, checked on random ones; `None` when the
+    preprocessing is not affine"""
+    probe = np.zeros((4, 1, 1, 3), np.float32)
+    probe[1:, 0, 0] = 255*np.eye(3)
+    y = bb.preprocess(probe).reshape(4, 3).astype(np.float64)
+    b, M = y[0], (y[1:] - y[0]).T/255
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype(np.float32)
+    ok = np.allclose(bb.preprocess(x), x @ M.T + b, atol=1e-3*max(1.0, np.abs(b).max()))
+    return (M.astype(np.float32), b.astype(np.float32)) if ok else None
+
+# %% ../nbs/lib/10_predict.ipynb #873a2938
+def cam_layer(frame_model):
+    """The backbone's last convolutional block: the last layer with a 4-D output in the backbone inside `frame_model`; a
+    ViT's class token: its last transformer block's input"""
+    k = _keras()
+    bbm = _nested_model(frame_model) or frame_model
+    layers = [l for l in bbm.layers if not isinstance(l, k.layers.InputLayer)]
+    vit = layers.index(vit_layer(bbm)) if vit_layer(bbm) is not None else None
+    cands = [l for l in layers[0 if vit is None else vit + 1:] if len(l.output.shape) == 4]
+    # the tokens the last block reads (its patch tokens: the grid)
+    if vit is not None and not cands: return vit_units(bbm)[-3]
+    if not cands: raise DeepfakeNBError(f"{frame_model.name} has no convolutional feature map for Grad-CAM")
+    return cands[-1]
+
+def unrolled(model):
+    """A copy of `model` sharing its layers, with recurrent layers unrolled (a fixed-length loop that TFLite converts to
+    builtin ops)"""
+    k = _keras()
+    def clone(layer):
+        cfg = layer.get_config()
+        rec = 'unroll' in cfg or any(
+            isinstance(cfg.get(n), dict) and 'unroll' in cfg[n].get('config', {}) for n in ('layer', 'backward_layer'))
+        if not rec: return layer
+        if 'unroll' in cfg: cfg['unroll'] = True
+        for n in ('layer', 'backward_layer'):
+            if isinstance(cfg.get(n), dict) and 'unroll' in cfg[n].get('config', {}): cfg[n]['config']['unroll'] = True
+        new = layer.__class__.from_config(cfg)
+        new.build(layer.input.shape)
+        new.set_weights(layer.get_weights())
+        return new
+    return k.models.clone_model(model, clone_function=clone)
 
 # %% ../nbs/lib/10_predict.ipynb #7a85ba90
 def pipeline_model(pred: Predictor):
@@ -557,42 +358,38 @@ def _name(path) -> str:
     return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in raw)
 
 
-def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None,
-                  faces=None) -> dict:
-    """Score one video; returns dict(row=..., frames=DataFrame|None, windows=DataFrame|None); errors become the row's
-    `error`; `faces`: its faces read ahead (`ReadAhead.get`)"""
-    t0 = time.time()
-    path = Path(path)
-    read_s = 0.0   # seconds: reading and detecting (here or ahead) plus scoring
-    row = dict(path=str(path), name=_name(path), verdict='', prob=np.nan, threshold=pred.threshold, frames=0,
-               faces_found=0, n_frames=0, seconds=0.0, error='', note='')
-    out = dict(row=row, frames=None, windows=None)
-    try:
-        if not path.exists(): raise DeepfakeNBError(f"{path}: file does not exist; check the path")
-        if path.stat().st_size == 0: raise DeepfakeNBError(f"{path}: the file is empty (0 bytes)")
-        if faces is None: rec = pred.preprocess(path)
-        else:
-            rec, read_s = faces.result()
-            t0 = time.time()   # waiting for the reader is not work on this video
-        row.update(frames=len(rec['found']), faces_found=int(np.sum(rec['found'])), n_frames=int(rec['n_frames']))
-        if not np.any(rec['found']): raise DeepfakeNBError(f"{path}: no face found in any of the {len(rec['found'])} "
-                                                           f"sampled frames (detector {pred.prep['detector']}); "
-                                                           "nothing to score")
-        F = pred.features(rec['faces'])
-        prob = float(pred.score_features(F)[0])
-        if not np.isfinite(prob): raise DeepfakeNBError(f"{path}: the model scored it {prob} (its faces' features "
-                                                        "hold NaN or infinite values: check the video, or the run)")
-        row.update(prob=prob, verdict='FAKE' if prob >= pred.threshold else 'REAL')
-    except Exception as e:
-        row['error'] = str(e) if isinstance(e, DeepfakeNBError) else f'{type(e).__name__}: {e}'
-        row.update(prob=np.nan, verdict='')
-        row['seconds'] = round(read_s + time.time() - t0, 3)
-        return out
+def _error_text(e) -> str:
+    "An exception as a row's error or note: our own messages as they are, others prefixed with their type"
+    return str(e) if isinstance(e, DeepfakeNBError) else f'{type(e).__name__}: {e}'
+
+def _read_faces(pred: Predictor, path: Path, faces=None) -> tuple[dict, float]:
+    "The faces record of the video at `path` and the seconds spent reading it ahead (0 when read here)"
+    if not path.exists(): raise DeepfakeNBError(f"{path}: file does not exist; check the path")
+    if path.stat().st_size == 0: raise DeepfakeNBError(f"{path}: the file is empty (0 bytes)")
+    if faces is None: return pred.preprocess(path), 0.0
+    return faces.result()
+
+def _score_faces(pred: Predictor, path: Path, rec: dict, row: dict) -> tuple[np.ndarray, float]:
+    "The frame features and P(fake) of a video's faces record, with its counts and verdict put in `row`"
+    row.update(frames=len(rec['found']), faces_found=int(np.sum(rec['found'])), n_frames=int(rec['n_frames']))
+    if not np.any(rec['found']): raise DeepfakeNBError(f"{path}: no face found in any of the {len(rec['found'])} "
+                                                       f"sampled frames (detector {pred.prep['detector']}); "
+                                                       "nothing to score")
+    F = pred.features(rec['faces'])
+    prob = float(pred.score_features(F)[0])
+    if not np.isfinite(prob): raise DeepfakeNBError(f"{path}: the model scored it {prob} (its faces' features "
+                                                    "hold NaN or infinite values: check the video, or the run)")
+    row.update(prob=prob, verdict='FAKE' if prob >= pred.threshold else 'REAL')
+    return F, prob
+
+def _extra_outputs(pred: Predictor, path: Path, rec: dict, F, prob: float, out: dict, per_frame=False, windows=0,
+                   annotate_dir=None, gradcam_dir=None) -> list[str]:
+    "The per-frame and window tables, GIF and Grad-CAM PNG asked for, put in `out`; returns what failed, as notes"
+    row = out['row']
     notes = []   # the score stands; an extra output that fails is noted, not turned into an error
     def extra(what, fn):
         try: return fn()
-        except Exception as e: notes.append(f"{what} failed: "
-                                            f"{e if isinstance(e, DeepfakeNBError) else f'{type(e).__name__}: {e}'}")
+        except Exception as e: notes.append(f"{what} failed: {_error_text(e)}")
 
     fs = extra('per-frame scores', lambda: frame_scores(pred, F)) if (per_frame or annotate_dir or
                                                                       gradcam_dir) else None
@@ -623,6 +420,28 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_di
     if windows: extra('windows', windows_table)
     if annotate_dir: extra('GIF', gif)
     if gradcam_dir: extra('Grad-CAM', cam_png)
+    return notes
+
+def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None,
+                  faces=None) -> dict:
+    """Score one video; returns dict(row=..., frames=DataFrame|None, windows=DataFrame|None); errors become the row's
+    `error`; `faces`: its faces read ahead (`ReadAhead.get`)"""
+    t0 = time.time()
+    path = Path(path)
+    read_s = 0.0   # seconds: reading and detecting (here or ahead) plus scoring
+    row = dict(path=str(path), name=_name(path), verdict='', prob=np.nan, threshold=pred.threshold, frames=0,
+               faces_found=0, n_frames=0, seconds=0.0, error='', note='')
+    out = dict(row=row, frames=None, windows=None)
+    try:
+        rec, read_s = _read_faces(pred, path, faces)
+        if faces is not None: t0 = time.time()   # waiting for the reader is not work on this video
+        F, prob = _score_faces(pred, path, rec, row)
+    except Exception as e:
+        row['error'] = _error_text(e)
+        row.update(prob=np.nan, verdict='')
+        row['seconds'] = round(read_s + time.time() - t0, 3)
+        return out
+    notes = _extra_outputs(pred, path, rec, F, prob, out, per_frame, windows, annotate_dir, gradcam_dir)
     row['note'] = '; '.join(notes)
     row['seconds'] = round(read_s + time.time() - t0, 3)
     return out

@@ -142,3 +142,28 @@ def test_heads_explain_and_export(demo_run_dir, tmp_path, head):
     ex = export_model(model, tmp_path/'export', ('tflite', 'tflite_int8'))          # int8: each head's weights through DEQUANTIZE ops
     chk = check_exports(model, ex, [F[None]], repeats=1).set_index('format')
     assert chk.max_abs_diff['tflite'] <= 1e-4 and chk.max_abs_diff['tflite_int8'] <= EXPORT_TOLERANCE['tflite_int8'], chk
+
+
+def test_loading_a_run_lives_in_predictor_and_predict_reexports_it():
+    "`predictor` loads runs; `from deepfake_nb.predict import ...` (and `*`) still gives its names, the same objects"
+    import deepfake_nb.predict as P, deepfake_nb.predictor as R
+    for n in R.__all__: assert n in P.__all__ and getattr(P, n) is getattr(R, n), n
+    assert P._keras is R._keras and P._nested_model is R._nested_model   # export imports these from predict
+
+
+def test_predict_video_scores_faces_read_ahead(tmp_path):
+    "Faces read ahead are scored as they are, never read again; the row's seconds count their reading, not the wait"
+    import types
+    from concurrent.futures import Future
+    from deepfake_nb.predict import predict_video
+    def read_again(path): raise AssertionError('read again')
+    stub = types.SimpleNamespace(threshold=0.5, prep=dict(detector='yunet'), preprocess=read_again,
+                                 features=lambda faces: np.zeros((2, 4)), score_features=lambda F: np.array([0.75]))
+    (tmp_path/'v.mp4').write_bytes(b'x')
+    ahead = Future()
+    ahead.set_result((dict(found=np.array([True, False]), n_frames=9, faces=np.zeros((2, 8, 8, 3), np.uint8)), 2.0))
+    row = predict_video(stub, tmp_path/'v.mp4', faces=ahead)['row']
+    assert (row['verdict'], row['prob'], row['frames'], row['faces_found'], row['n_frames']) == ('FAKE', 0.75, 2, 1, 9)
+    assert row['error'] == row['note'] == '' and 2.0 <= row['seconds'] < 3
+    missing = predict_video(stub, tmp_path/'missing.mp4', faces=ahead)['row']
+    assert 'does not exist' in missing['error'] and missing['verdict'] == '' and np.isnan(missing['prob'])
