@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
 from . import data as _data
-from .predict import Predictor, load_predictor, pipeline_model, affine_preprocess, _nested_model, _keras
+from .predictor import Predictor, load_predictor, nested_model, _keras
+from .predict import pipeline_model, affine_preprocess
 
 # %% auto #0
 __all__ = ['EXPORT_FORMATS', 'EXPORT_FILES', 'EXPORT_TOLERANCE', 'INT8_COMPUTE', 'INT8_MIN_ELEMENTS', 'int8_float_compute',
@@ -434,7 +435,7 @@ def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
     """`(backbone, corrections, info)`: the int8 calibration of a run's backbone on `n` of its training faces;
     `corrections` is `None` (and `info` says why) when it cannot be made"""
     pipeline_model(pred)
-    bbm = pred.backbone if pred.backbone is not None else _nested_model(pred._frame)
+    bbm = pred.backbone if pred.backbone is not None else nested_model(pred._frame)
     aff = affine_preprocess(pred.bb)
     if bbm is None or aff is None: return bbm, None, dict(reason=f"{pred.bb.name}: no convolutional backbone with an "
                                                                  "affine preprocessing to calibrate")

@@ -17,15 +17,16 @@ from .preprocess import preprocess_video, read_frames
 from .backbones import vit_units, vit_layer
 from .data import list_videos, known_labels
 from .predictor import *
-from .predictor import _keras, _run, _nested_model
+from .predictor import _keras
+from .detectors import detector_class
 # loading a run is `predictor`'s: `from deepfake_nb.predict import *` still gives its names
 _all_ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'Predictor', 'load_predictor']
 
 # %% auto #0
 __all__ = ['frame_scores', 'window_scores', 'affine_preprocess', 'cam_layer', 'unrolled', 'pipeline_model', 'pipeline_cam_layer',
-           'gradcam_maps', 'attention_maps', 'gradcam_overlay', 'gradcam_figure', 'annotate_gif', 'ReadAhead',
-           'Predictions', 'predict_video', 'predict_videos', 'demo_inputs', 'find_run', 'demo_run', 'preprocess_kwargs',
-           'load_run_backbone', 'Predictor', 'load_predictor']
+           'gradcam_maps', 'attention_maps', 'gradcam_overlay', 'gradcam_figure', 'put_text', 'annotate_gif',
+           'ReadAhead', 'Predictions', 'predict_video', 'predict_videos', 'demo_inputs', 'find_run', 'demo_run',
+           'preprocess_kwargs', 'load_run_backbone', 'Predictor', 'load_predictor']
 
 # %% ../nbs/lib/10_predict.ipynb #9443d1e2
 def _attention_weights(head, feats):
@@ -36,7 +37,7 @@ def _attention_weights(head, feats):
     # a map head's attention is over cells too: see `attention_maps`
     if mha is None or np.ndim(feats) != 2: return None
     src = mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input
-    x = _run(k.Model(head.inputs[0], src), feats[None])
+    x = run_model(k.Model(head.inputs[0], src), feats[None])
     _, scores = mha(x, x, return_attention_scores=True, training=False)
     return np.asarray(scores)[0].mean(axis=(0, 1))
 
@@ -51,17 +52,17 @@ def frame_scores(pred: Predictor, feats) -> pd.DataFrame:
     frame_of = np.arange(T).reshape(-1, *[1]*(f.ndim-1))
     occ = np.stack([np.where(frame_of == t, np.delete(f, t, 0).mean(0) if T > 1 else 0*f[t], f) for t in range(T)])
     out = pd.DataFrame(dict(t=np.arange(T), occlusion=full - pred.score_features(occ)))
-    out['running_prob'] = [float(_run(pred._var_head, f[None, :t + 1])[0, 0])
+    out['running_prob'] = [float(run_model(pred._var_head, f[None, :t + 1])[0, 0])
                            for t in range(T)] if pred._var_head is not None else np.nan
     att = _attention_weights(pred.head, f)
     if att is not None: out['attention'] = att
     if any(l.name == 'frame_prob' for l in pred.head.layers):
-        out['frame_prob'] = _run(k.Model(pred.head.inputs[0],
+        out['frame_prob'] = run_model(k.Model(pred.head.inputs[0],
                                          pred.head.get_layer('frame_prob').output), f[None]).ravel()
     # the linear head: each frame's own P(fake), the sigmoid of its logit
     elif any(l.name == 'frame_logit' for l in pred.head.layers):
         out['frame_prob'] = 1 / (1 +
-                                 np.exp(-_run(k.Model(pred.head.inputs[0],
+                                 np.exp(-run_model(k.Model(pred.head.inputs[0],
                                                       pred.head.get_layer('frame_logit').output), f[None]).ravel()))
     return out
 
@@ -97,7 +98,7 @@ def cam_layer(frame_model):
     """The backbone's last convolutional block: the last layer with a 4-D output in the backbone inside `frame_model`; a
     ViT's class token: its last transformer block's input"""
     k = _keras()
-    bbm = _nested_model(frame_model) or frame_model
+    bbm = nested_model(frame_model) or frame_model
     layers = [l for l in bbm.layers if not isinstance(l, k.layers.InputLayer)]
     vit = layers.index(vit_layer(bbm)) if vit_layer(bbm) is not None else None
     cands = [l for l in layers[0 if vit is None else vit + 1:] if len(l.output.shape) == 4]
@@ -207,7 +208,7 @@ def attention_maps(pred: Predictor, faces) -> np.ndarray | None:
     feats = pred.features(faces)
     t, h, w = feats.shape[:3]
     src = mha.input[0] if isinstance(mha.input, (list, tuple)) else mha.input
-    x = _run(k.Model(pred.head.inputs[0], src), feats[None])
+    x = run_model(k.Model(pred.head.inputs[0], src), feats[None])
     _, scores = mha(x, x, return_attention_scores=True, training=False)        # (1, T, heads, cells, cells)
     got = np.asarray(scores)[0].mean(axis=(1, 2)).reshape(t, h, w)              # received: mean over heads and queries
     S = np.asarray(faces).shape[1]
@@ -282,7 +283,7 @@ def _gradcam_fig(pred, faces, idx, name, label=None, occ=None, n_show=6, target=
     return fig
 
 # %% ../nbs/lib/10_predict.ipynb #d8e9c399
-def _put(img, text, y, color=(255, 255, 255), scale=0.45):
+def put_text(img, text, y, color=(255, 255, 255), scale=0.45):
     (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     cv2.rectangle(img, (2, y-h-4), (6+w, y+4), (0, 0, 0), -1)
     cv2.putText(img, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
@@ -304,9 +305,9 @@ def annotate_gif(path, rec: dict, running, prob: float, threshold: float, out, m
         x, y, w, h = (np.asarray(box, float)*s).round().astype(int)
         cv2.rectangle(im, (x, y), (x+w, y+h), (0, 220, 0) if rec['found'][t] else (255, 150, 0), 2)
         r = running[t] if running is not None and np.isfinite(running[t]) else None
-        _put(im, f"frame {int(idx[t])}  ({t+1}/{len(imgs)})" + (f"  P(fake) so far {r:.2f}" if r is not None else ''),
+        put_text(im, f"frame {int(idx[t])}  ({t+1}/{len(imgs)})" + (f"  P(fake) so far {r:.2f}" if r is not None else ''),
              16)
-        _put(im, f"{verdict}: P(fake) {prob:.3f} (threshold {threshold:.3f})", im.shape[0] - 8,
+        put_text(im, f"{verdict}: P(fake) {prob:.3f} (threshold {threshold:.3f})", im.shape[0] - 8,
              (255, 80, 80) if verdict == 'FAKE' else (120, 255, 120))
         frames.append(Image.fromarray(im))
     out = Path(out)
@@ -324,7 +325,7 @@ class ReadAhead:
         self.paths, self.depth, self.futures = list(paths), depth, {}
         opts = prep.get('detector_options') or {}
         # its own detector: a detector is never shared between threads
-        self.detector = _pp._detector_class(prep['detector'])(**opts)
+        self.detector = detector_class(prep['detector'])(**opts)
         self.kw = {k: v for k, v in prep.items() if k not in ('detector', 'detector_options')}
         self.pool = ThreadPoolExecutor(1, thread_name_prefix='read-ahead')
         for i in range(min(depth, len(self.paths))): self._submit(i)

@@ -14,7 +14,8 @@ from .backbones import get_backbone, build_backbone, saved_init_key, backbone_fo
 from .features import feature_cache_path, feature_model, is_maps
 
 # %% auto #0
-__all__ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'Predictor', 'load_predictor']
+__all__ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'nested_model', 'run_model', 'Predictor',
+           'load_predictor']
 
 # %% ../nbs/lib/10a_predictor.ipynb #c8fd7178
 def find_run(run_dir='', dataset='demo') -> Path:
@@ -118,7 +119,7 @@ def _plain_run_backbone(params: dict):
     raise DeepfakeNBError(f"run {params.get('run_id')}: unknown weights_key {key!r} in params.json")
 
 # %% ../nbs/lib/10a_predictor.ipynb #49e2c256
-def _nested_model(model, rank=4):
+def nested_model(model, rank=4):
     "The first layer of `model` (or the layer a TimeDistributed wraps) that is itself a model taking rank-`rank` inputs"
     k = _keras()
     for l in model.layers:
@@ -134,7 +135,7 @@ def _find_layer(model, cls_name):
         if hasattr(inner, 'layers') and inner is not model and _find_layer(inner, cls_name): return True
     return False
 
-def _run(model, x, batch_size=64) -> np.ndarray:
+def run_model(model, x, batch_size=64) -> np.ndarray:
     "`model` called directly on `x` in chunks (no `predict` overhead or retracing for small, varying inputs), as numpy"
     x = np.asarray(x, np.float32)
     return np.concatenate([np.asarray(model(x[i:i+batch_size], training=False)) for i in range(0, len(x), batch_size)])
@@ -149,7 +150,7 @@ def _variable_length_head(head, frames):
         for l in head.layers[1:]: x = l(x)
         vh = k.Model(inp, x)
         probe = np.random.default_rng(0).normal(size=(2, frames, head.inputs[0].shape[-1])).astype(np.float32)
-        return vh if np.allclose(_run(vh, probe), _run(head, probe), atol=1e-5) else None
+        return vh if np.allclose(run_model(vh, probe), run_model(head, probe), atol=1e-5) else None
     except Exception: return None
 
 # %% ../nbs/lib/10a_predictor.ipynb #681136e1
@@ -173,7 +174,7 @@ class Predictor:
         model = k.models.load_model(self.run_dir/'model.keras', compile=False)
         # the whole model (finetune): TimeDistributed(frame model) + head
         if tuple(model.inputs[0].shape[2:]) == (self.size, self.size, 3):
-            self.frame_model = _nested_model(model, 4)
+            self.frame_model = nested_model(model, 4)
             self.head = model.layers[-1] if isinstance(model.layers[-1], k.Model) else None
             if self.frame_model is None or self.head is None:
                 raise DeepfakeNBError(f"{self.run_dir}/model.keras takes whole videos but is not "
@@ -197,14 +198,14 @@ class Predictor:
 
     def features(self, faces) -> np.ndarray:
         "Scaled frame features `(T, D)` of uint8 faces `(T, S, S, 3)`, exactly as the head saw them in training"
-        if self.backbone is not None: return _run(self.backbone, self.bb.preprocess(faces))/self.scale
-        return _run(self.frame_model, np.asarray(faces, np.float32) if self.raw_input else self.bb.preprocess(faces))
+        if self.backbone is not None: return run_model(self.backbone, self.bb.preprocess(faces))/self.scale
+        return run_model(self.frame_model, np.asarray(faces, np.float32) if self.raw_input else self.bb.preprocess(faces))
 
     def score_features(self, feats) -> np.ndarray:
         """P(fake) of feature sequences `(N, T, D)` (or one `(T, D)`; feature maps `(N, T, h, w, C)` or one `(T, h, w,
         C)`)"""
         f = np.asarray(feats, np.float32)
-        return _run(self.head, f[None] if f.ndim == len(self.head.inputs[0].shape) - 1 else f).ravel()
+        return run_model(self.head, f[None] if f.ndim == len(self.head.inputs[0].shape) - 1 else f).ravel()
 
     def score(self, faces) -> float:
         "P(fake) of one video's faces `(T, S, S, 3)`"

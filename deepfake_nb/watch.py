@@ -13,7 +13,7 @@ from .core import *
 from . import preprocess as _pp
 from .detectors import detector_class
 from .preprocess import pick_face, fill_missing_boxes, square_crop, landmarks_68, eye_angle, is_image, landmark_frame_box
-from .predict import find_run, load_predictor, _put
+from .predict import find_run, load_predictor, put_text
 
 # %% auto #0
 __all__ = ['SOURCE_KINDS', 'EPS', 'WATCH_MODELS', 'TIMELINE_COLUMNS', 'source_kind', 'Source', 'open_source', 'Ticker', 'Mailbox',
@@ -297,8 +297,8 @@ class Annotator:
         if box is not None:
             x, y, bw, bh = (np.asarray(box, float)*sc).round().astype(int)
             cv2.rectangle(im, (x, y), (x+bw, y+bh), (0, 220, 0) if found else (255, 150, 0), 2)
-        _put(im, f't {s.t:6.2f} s  frame {s.index}' + ('' if found else '  no face'), 16)
-        _put(im, text, im.shape[0] - 8, color)
+        put_text(im, f't {s.t:6.2f} s  frame {s.index}' + ('' if found else '  no face'), 16)
+        put_text(im, text, im.shape[0] - 8, color)
         bgr = cv2.cvtColor(im, cv2.COLOR_RGB2BGR)
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)

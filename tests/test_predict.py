@@ -148,7 +148,7 @@ def test_loading_a_run_lives_in_predictor_and_predict_reexports_it():
     "`predictor` loads runs; `from deepfake_nb.predict import ...` (and `*`) still gives its names, the same objects"
     import deepfake_nb.predict as P, deepfake_nb.predictor as R
     for n in R.__all__: assert n in P.__all__ and getattr(P, n) is getattr(R, n), n
-    assert P._keras is R._keras and P._nested_model is R._nested_model   # export imports these from predict
+    assert P._keras is R._keras and P.nested_model is R.nested_model
 
 
 def test_predict_video_scores_faces_read_ahead(tmp_path):
