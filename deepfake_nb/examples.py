@@ -10,7 +10,7 @@ import numpy as np
 from .core import *
 from .preprocess import face_cache_dir, load_faces
 from .models import *
-from .features import _save_features
+from .feature_cache import _save_features
 
 # %% auto #0
 __all__ = ['load_sbi_pair', 'video_dataset', 'sbi_cache_path', 'sbi_features', 'sbi_pairs']
