@@ -195,6 +195,69 @@ _HELD = threading.local()   # the lock files this thread holds: file_lock is re-
 # lock files a parent process holds for this one (os.pathsep-separated), e.g. the grid for its `deepfake-nb train` child
 LOCKS_HELD_ENV = 'DEEPFAKE_NB_LOCKS_HELD'
 
+def _holder_record(fd, path) -> dict | None:
+    "The record of the holder of lock file `fd`, read for up to a second: it may be between truncating and writing it"
+    for _ in range(20):
+        if (owner := _read_owner(fd)) or not _same_file(fd, path): break
+        time.sleep(0.05)
+    return owner
+
+def _wait_for_holder(fd, path, deadline, what, say, said) -> tuple:
+    """Lock `fd` (lock file `path`, held by another) once its holder releases it, waiting until `deadline`; `(owner,
+    said)`: the holder's record and whether `say` named it by now; `LockBusy` when the deadline passed"""
+    owner = _holder_record(fd, path)
+    if deadline is not None and time.monotonic() >= deadline: got = False
+    else:
+        if say and not said:
+            say(f"waiting for {what}: in use by {describe_owner(owner)} (lock file {path})")
+            said = True
+        got = _flock(fd, path, deadline)
+    if not got:
+        raise LockBusy(f"{what} is in use by {describe_owner(owner)} (lock file {path}); wait for it to "
+                       "finish, or run this again "
+                       "with a longer timeout (None: wait as long as needed)", path, owner)
+    return owner, said
+
+def _open_locked(path, deadline, what, say) -> tuple:
+    """`(fd, owner)`: the lock file at `path` opened and locked, and the record of the holder waited for (None: it was
+    free)"""
+    owner, said = None, False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                got = True
+            except BlockingIOError: got = False
+            except OSError: got = _flock(fd, path, None)        # names the filesystem problem
+            if not got: owner, said = _wait_for_holder(fd, path, deadline, what, say, said)
+            # else its last holder removed it meanwhile: lock the file now at `path`
+            if _same_file(fd, path): return fd, owner
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+def _take_over(fd, path, what, say) -> dict | None:
+    """The record left in the just-locked `fd` by a holder that ended without releasing the lock (None: none), `say`ing
+    that this process takes over"""
+    took_over = _read_owner(fd)
+    if took_over and say:
+        # a killed holder drops its locks a moment before its process is gone (seconds, for a big one on a busy machine)
+        for _ in range(200):
+            if took_over.get('host') != socket.gethostname() or not pid_alive(took_over.get('pid')): break
+            time.sleep(0.05)
+        say(f"note: {what}: taking over the lock left by {describe_owner(took_over)}, which ended without releasing "
+            f"it (lock file {path})")
+    return took_over
+
+def _record_holder(fd, what):
+    "Write this process's record (host, pid, start time, `what`) into the lock file `fd`"
+    me = dict(host=socket.gethostname(), pid=os.getpid(),
+              since=datetime.datetime.now().astimezone().isoformat(timespec='seconds'), what=what)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(me).encode(), 0)
+
 @contextlib.contextmanager
 def file_lock(path: str | Path, timeout: float | None = None, what: str | None = None, say=print):
     """An exclusive lock on `path` (created if needed, removed on release) for the duration of the block; yields the
@@ -217,49 +280,10 @@ def file_lock(path: str | Path, timeout: float | None = None, what: str | None =
     what = what or str(path)
     t0 = time.monotonic()
     deadline = None if timeout is None else t0 + max(0.0, float(timeout))
-    owner, said = None, False
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                got = True
-            except BlockingIOError: got = False
-            except OSError: got = _flock(fd, path, None)        # names the filesystem problem
-            if not got:
-                # the holder may be between truncating and writing its record
-                for _ in range(20):
-                    if (owner := _read_owner(fd)) or not _same_file(fd, path): break
-                    time.sleep(0.05)
-                if deadline is not None and time.monotonic() >= deadline: got = False
-                else:
-                    if say and not said:
-                        say(f"waiting for {what}: in use by {describe_owner(owner)} (lock file {path})")
-                        said = True
-                    got = _flock(fd, path, deadline)
-                if not got:
-                    raise LockBusy(f"{what} is in use by {describe_owner(owner)} (lock file {path}); wait for it to "
-                                   "finish, or run this again "
-                                   "with a longer timeout (None: wait as long as needed)", path, owner)
-            # else its last holder removed it meanwhile: lock the file now at `path`
-            if _same_file(fd, path): break
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
+    fd, owner = _open_locked(path, deadline, what, say)
     # a record left behind: its holder ended without releasing the lock
-    took_over = _read_owner(fd)
-    if took_over and say:
-        # a killed holder drops its locks a moment before its process is gone (seconds, for a big one on a busy machine)
-        for _ in range(200):
-            if took_over.get('host') != socket.gethostname() or not pid_alive(took_over.get('pid')): break
-            time.sleep(0.05)
-        say(f"note: {what}: taking over the lock left by {describe_owner(took_over)}, which ended without releasing "
-            f"it (lock file {path})")
-    me = dict(host=socket.gethostname(), pid=os.getpid(),
-              since=datetime.datetime.now().astimezone().isoformat(timespec='seconds'), what=what)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(me).encode(), 0)
+    took_over = _take_over(fd, path, what, say)
+    _record_holder(fd, what)
     held.add(str(path))
     try:
         yield SimpleNamespace(path=path, owner=owner, waited=round(time.monotonic() - t0, 3), took_over=took_over,

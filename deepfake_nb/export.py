@@ -89,12 +89,61 @@ def int8_float_compute(flatbuffer: bytes) -> bytes:
     return bytes(fu.convert_object_to_bytearray(m))
 
 # %% ../nbs/lib/11_export.ipynb #4905ad03
+def _export_tflite(model, fmt, saved_model, out_dir, tmp_dir, int8_weights=None, int8_note='',
+                   int8_compute='float') -> dict:
+    "The `export_model` row of `fmt` ('tflite' or 'tflite_int8'), converted from the model's `saved_model`"
+    import tensorflow as tf
+    t0 = time.time()
+    src = saved_model
+    if fmt == 'tflite_int8' and int8_weights is not None:
+        src = Path(tmp_dir)/'saved_model_int8'
+        with int8_weights(): model.export(str(src), format='tf_saved_model', verbose=False)
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(src))
+    if fmt == 'tflite_int8': conv.optimizations = [tf.lite.Optimize.DEFAULT]   # dynamic range: int8 weights
+    try: flat = conv.convert()
+        # a model TFLite's builtin ops cannot hold: said in its row, the other formats go on
+    except Exception as e:
+        return dict(
+            format=fmt, path='', seconds=round(time.time() - t0, 2), note='failed: TFLite cannot '
+            'convert this model '
+            f'({type(e).__name__}: '
+            f'{str(e).strip().splitlines()[-1][:300] if str(e).strip() else ""})')
+    if fmt == 'tflite_int8' and int8_compute == 'float': flat = int8_float_compute(flat)
+    p = out_dir/EXPORT_FILES[fmt]
+    with atomic_path(p) as tmp: Path(tmp).write_bytes(flat)
+    return dict(
+        format=fmt, path=str(p), seconds=round(time.time() - t0, 2),
+        note=(INT8_COMPUTE[int8_compute] +
+              (f'; {int8_note}' if int8_note else '')) if fmt == 'tflite_int8' else '')
+
+def _export_onnx(saved_model, out_dir) -> dict:
+    "The `export_model` row of ONNX: `saved_model` converted by tf2onnx, then loaded by ONNX Runtime when installed"
+    p = out_dir/EXPORT_FILES['onnx']
+    if importlib.util.find_spec('tf2onnx') is None:
+        return dict(format='onnx', path='', seconds=0.0, note='skipped: tf2onnx is not installed (pip '
+                                                              'install tf2onnx onnxruntime)')
+    t0 = time.time()
+    r = subprocess.run([
+        sys.executable, '-m', 'tf2onnx.convert', '--saved-model',
+        str(saved_model), '--output',
+        str(p), '--opset', '17'
+    ], capture_output=True, text=True, timeout=900)
+    ok = r.returncode == 0 and p.exists()
+    note = '' if ok else 'failed: ' + (r.stderr.strip().splitlines() or ['?'])[-1][:300]
+    # tf2onnx can write ops ONNX lacks (e.g. Erfc): load it to be sure
+    if ok and importlib.util.find_spec('onnxruntime') is not None:
+        import onnxruntime as ort
+        try: ort.InferenceSession(str(p), providers=['CPUExecutionProvider'])
+        except Exception as e: ok, note = False, ('failed: tf2onnx wrote a model ONNX Runtime cannot load '
+                                                  f'({str(e)[:300]})')
+    return dict(format='onnx', path=str(p) if ok else '', seconds=round(time.time()-t0, 2), note=note)
+
 def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8_note='',
                  int8_compute='float') -> pd.DataFrame:
     """Export a Keras model with a fixed input shape to SavedModel, TFLite float32, TFLite int8 weights and ONNX; one
     row per format; `int8_weights`: a context manager factory under which `model` holds the weights to quantize;
     `int8_compute`: 'float' or 'hybrid' (see `INT8_COMPUTE`)"""
-    import tensorflow as tf, tempfile
+    import tempfile
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bad = [f for f in formats if f not in EXPORT_FORMATS]
@@ -109,53 +158,9 @@ def export_model(model, out_dir, formats=EXPORT_FORMATS, int8_weights=None, int8
     if 'savedmodel' in formats:
         rows.append(dict(format='savedmodel', path=str(sm), seconds=round(time.time() - t0, 2), note=''))
     for fmt in ('tflite', 'tflite_int8'):
-        if fmt not in formats: continue
-        t0 = time.time()
-        src = sm
-        if fmt == 'tflite_int8' and int8_weights is not None:
-            src = Path(tmpdir.name)/'saved_model_int8'
-            with int8_weights(): model.export(str(src), format='tf_saved_model', verbose=False)
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(src))
-        if fmt == 'tflite_int8': conv.optimizations = [tf.lite.Optimize.DEFAULT]   # dynamic range: int8 weights
-        try: flat = conv.convert()
-            # a model TFLite's builtin ops cannot hold: said in its row, the other formats go on
-        except Exception as e:
-            rows.append(
-                dict(
-                    format=fmt, path='', seconds=round(time.time() - t0, 2), note='failed: TFLite cannot '
-                    'convert this model '
-                    f'({type(e).__name__}: '
-                    f'{str(e).strip().splitlines()[-1][:300] if str(e).strip() else ""})'))
-            continue
-        if fmt == 'tflite_int8' and int8_compute == 'float': flat = int8_float_compute(flat)
-        p = out_dir/EXPORT_FILES[fmt]
-        with atomic_path(p) as tmp: Path(tmp).write_bytes(flat)
-        rows.append(
-            dict(
-                format=fmt, path=str(p), seconds=round(time.time() - t0, 2),
-                note=(INT8_COMPUTE[int8_compute] +
-                      (f'; {int8_note}' if int8_note else '')) if fmt == 'tflite_int8' else ''))
-    if 'onnx' in formats:
-        p = out_dir/EXPORT_FILES['onnx']
-        if importlib.util.find_spec('tf2onnx') is None:
-            rows.append(dict(format='onnx', path='', seconds=0.0, note='skipped: tf2onnx is not installed (pip '
-                                                                       'install tf2onnx onnxruntime)'))
-        else:
-            t0 = time.time()
-            r = subprocess.run([
-                sys.executable, '-m', 'tf2onnx.convert', '--saved-model',
-                str(sm), '--output',
-                str(p), '--opset', '17'
-            ], capture_output=True, text=True, timeout=900)
-            ok = r.returncode == 0 and p.exists()
-            note = '' if ok else 'failed: ' + (r.stderr.strip().splitlines() or ['?'])[-1][:300]
-            # tf2onnx can write ops ONNX lacks (e.g. Erfc): load it to be sure
-            if ok and importlib.util.find_spec('onnxruntime') is not None:
-                import onnxruntime as ort
-                try: ort.InferenceSession(str(p), providers=['CPUExecutionProvider'])
-                except Exception as e: ok, note = False, ('failed: tf2onnx wrote a model ONNX Runtime cannot load '
-                                                          f'({str(e)[:300]})')
-            rows.append(dict(format='onnx', path=str(p) if ok else '', seconds=round(time.time()-t0, 2), note=note))
+        if fmt in formats:
+            rows.append(_export_tflite(model, fmt, sm, out_dir, tmpdir.name, int8_weights, int8_note, int8_compute))
+    if 'onnx' in formats: rows.append(_export_onnx(sm, out_dir))
     tmpdir.cleanup()
     df = pd.DataFrame(rows)
     df['size_mb'] = [_size_mb(Path(p)) if p else np.nan for p in df.path]
@@ -449,6 +454,66 @@ def run_int8_corrections(pred: Predictor, n=128, rounding='gptq'):
                               time.time() - t0, 1))
 
 # %% ../nbs/lib/11_export.ipynb #60e65df8
+def _run_int8_weights(pred: Predictor, formats, int8_calibration, int8_rounding):
+    """`(int8_weights, int8_info, note)` for `export_model`: the run's calibrated int8 weights (None: plain
+    conversion), what the calibration did (or why there is none), and the int8 row's note"""
+    int8_weights, int8_info = None, dict(reason='not asked for (int8_calibration=0)')
+    if 'tflite_int8' in formats and int8_calibration:
+        bbm, cor, int8_info = run_int8_corrections(pred, int8_calibration, int8_rounding)
+        if cor is not None: int8_weights = lambda: int8_corrected(bbm, cor)
+    note = (f"{'GPTQ-rounded and ' if int8_info['gptq_layers'] else ''}bias-corrected on {int8_info['faces']} "
+            "training faces" if int8_weights
+            else f"no calibration: {int8_info['reason']}")
+    return int8_weights, int8_info, note
+
+def _faces_to_check(pred: Predictor, check_faces, check_videos):
+    "`(faces, what)`: the videos `export_run` checks the exports on (None: none) and their description (or why none)"
+    if check_faces is None: faces, what = None, 'not asked for (check_faces=None)'
+    elif isinstance(check_faces, str):                                                     # 'val'
+        faces, what = check_videos_faces(pred, check_videos)
+        if faces is None:
+            what = f'no validation videos: {what}'
+            warnings.warn(f"the exports are not checked against the Keras model: {what}; pass check_faces (a list of "
+                          "(T, S, S, 3) face arrays)")
+    else: faces, what = check_faces, f"{len(check_faces)} given video{'s' if len(check_faces) != 1 else ''}"
+    return faces, what
+
+def _checked_exports(model, ex: pd.DataFrame, faces, what):
+    """`(table, agreement)`: the exports `ex` checked against the Keras `model` on `faces` (None: not checked), warning
+    about each format out of its tolerance"""
+    if faces is None: return ex, dict(inputs=None, reason=what)
+    chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in faces])
+    table = chk.merge(ex[['format', 'path', 'seconds', 'note']], on='format', how='left')
+    agreement = dict(
+        inputs=what, formats={
+            r.format: dict(max_abs_diff=r.max_abs_diff, mean_abs_diff=r.mean_abs_diff, tolerance=r.tolerance,
+                           ok=r.ok, ms_per_video=round(r.ms_per_video, 2))
+            for r in chk.itertuples() if r.format != 'keras' and r.ok is not None
+        })
+    for f, a in agreement['formats'].items():
+        if not a['ok']: warnings.warn(f"exported {f} ({EXPORT_FILES[f]}) differs from the Keras model by up to "
+                                      f"{a['max_abs_diff']:.4f} in P(fake) on {what} "
+                                      f"(tolerance {a['tolerance']}); " + ("where P(fake) must agree that closely "
+                                                                           "use the float32 TFLite "
+                                                                           "model" if f == 'tflite_int8'
+                                                                           else "this is a bug in the export: "
+                                                                                "please report it with the run's "
+                                                                                "params.json"))
+    return table, agreement
+
+def _export_spec(pred: Predictor, ex: pd.DataFrame, formats, int8_compute, int8_info, agreement) -> dict:
+    "The content of `export.json`: the run, the model's input and output, the exported files and how they were checked"
+    return dict(
+        run_id=pred.run_id, run_dir=str(
+            pred.run_dir), mode=pred.mode, backbone=pred.bb.name, head=pred.head_kind, input=dict(
+                shape=[1, pred.frames, pred.size, pred.size, 3], dtype='float32', layout='NTHWC',
+                pixels='RGB 0..255 face crops', crops=pred.params.get('prep_settings'),
+                preprocessing='inside the model'), output='P(fake), shape (1, 1)', threshold=pred.threshold,
+        files={r.format: Path(r.path).name
+               for r in ex.itertuples()
+               if r.path}, int8_compute=INT8_COMPUTE[int8_compute] if 'tflite_int8' in formats else None,
+        int8_calibration=int8_info if 'tflite_int8' in formats else None, agreement=agreement)
+
 def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='val', check_videos=32,
                int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
     ("Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) "
@@ -464,51 +529,9 @@ def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='va
     pred = load_predictor(run_dir)
     model = pipeline_model(pred)
     out_dir = Path(out_dir) if out_dir else reports_dir('predict', pred.run_id, 'export')
-    int8_weights, int8_info = None, dict(reason='not asked for (int8_calibration=0)')
-    if 'tflite_int8' in formats and int8_calibration:
-        bbm, cor, int8_info = run_int8_corrections(pred, int8_calibration, int8_rounding)
-        if cor is not None: int8_weights = lambda: int8_corrected(bbm, cor)
-    note = (f"{'GPTQ-rounded and ' if int8_info['gptq_layers'] else ''}bias-corrected on {int8_info['faces']} "
-            "training faces" if int8_weights
-            else f"no calibration: {int8_info['reason']}")
+    int8_weights, int8_info, note = _run_int8_weights(pred, formats, int8_calibration, int8_rounding)
     ex = export_model(model, out_dir, formats, int8_weights=int8_weights, int8_note=note, int8_compute=int8_compute)
-    if check_faces is None: faces, what = None, 'not asked for (check_faces=None)'
-    elif isinstance(check_faces, str):                                                     # 'val'
-        faces, what = check_videos_faces(pred, check_videos)
-        if faces is None:
-            what = f'no validation videos: {what}'
-            warnings.warn(f"the exports are not checked against the Keras model: {what}; pass check_faces (a list of "
-                          "(T, S, S, 3) face arrays)")
-    else: faces, what = check_faces, f"{len(check_faces)} given video{'s' if len(check_faces) != 1 else ''}"
-    table, agreement = ex, dict(inputs=None, reason=what)
-    if faces is not None:
-        chk = check_exports(model, ex, [np.asarray(f, np.float32)[None] for f in faces])
-        table = chk.merge(ex[['format', 'path', 'seconds', 'note']], on='format', how='left')
-        agreement = dict(
-            inputs=what, formats={
-                r.format: dict(max_abs_diff=r.max_abs_diff, mean_abs_diff=r.mean_abs_diff, tolerance=r.tolerance,
-                               ok=r.ok, ms_per_video=round(r.ms_per_video, 2))
-                for r in chk.itertuples() if r.format != 'keras' and r.ok is not None
-            })
-        for f, a in agreement['formats'].items():
-            if not a['ok']: warnings.warn(f"exported {f} ({EXPORT_FILES[f]}) differs from the Keras model by up to "
-                                          f"{a['max_abs_diff']:.4f} in P(fake) on {what} "
-                                          f"(tolerance {a['tolerance']}); " + ("where P(fake) must agree that closely "
-                                                                               "use the float32 TFLite "
-                                                                               "model" if f == 'tflite_int8'
-                                                                               else "this is a bug in the export: "
-                                                                                    "please report it with the run's "
-                                                                                    "params.json"))
-    save_json(
-        dict(
-            run_id=pred.run_id, run_dir=str(
-                pred.run_dir), mode=pred.mode, backbone=pred.bb.name, head=pred.head_kind, input=dict(
-                    shape=[1, pred.frames, pred.size, pred.size, 3], dtype='float32', layout='NTHWC',
-                    pixels='RGB 0..255 face crops', crops=pred.params.get('prep_settings'),
-                    preprocessing='inside the model'), output='P(fake), shape (1, 1)', threshold=pred.threshold,
-            files={r.format: Path(r.path).name
-                   for r in ex.itertuples()
-                   if r.path}, int8_compute=INT8_COMPUTE[int8_compute] if 'tflite_int8' in formats else None,
-            int8_calibration=int8_info if 'tflite_int8' in formats else None, agreement=agreement),
-        out_dir / 'export.json')
+    faces, what = _faces_to_check(pred, check_faces, check_videos)
+    table, agreement = _checked_exports(model, ex, faces, what)
+    save_json(_export_spec(pred, ex, formats, int8_compute, int8_info, agreement), out_dir / 'export.json')
     return table
