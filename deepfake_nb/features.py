@@ -330,13 +330,3 @@ def extract_features(faces, backbone: str, model, batch_size=64, augment=None, s
     n, t = faces.shape[:2]
     out = model.predict(bb.preprocess(faces.reshape(n*t, *faces.shape[2:])), batch_size=batch_size, verbose=0)
     return np.asarray(out, np.float32).reshape(n, t, *np.shape(out)[1:])
-
-# %% ../nbs/lib/04d_features.ipynb #2481dd07
-_CACHE_NAMES = ('FEATURE_VERSION', 'feature_cache_path', 'backbone_for_features', 'feature_scale', 'cache_face_region',
-                'cached_features', 'feature_shard_path', 'extract_feature_shard', '_save_features')
-
-def __getattr__(name):
-    "The feature cache's names, from `feature_cache`: `from deepfake_nb.features import cached_features` keeps working"
-    if name not in _CACHE_NAMES: raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from deepfake_nb import feature_cache
-    return getattr(feature_cache, name)

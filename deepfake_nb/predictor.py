@@ -11,7 +11,8 @@ from .core import *
 from . import preprocess as _pp
 from .preprocess import preprocess_video
 from .backbones import get_backbone, build_backbone, saved_init_key, backbone_for_key, _keras_hub
-from .features import feature_cache_path, feature_model, is_maps
+from .features import feature_model, is_maps
+from .feature_cache import feature_cache_path
 
 # %% auto #0
 __all__ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'nested_model', 'run_model', 'Predictor',

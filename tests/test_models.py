@@ -166,13 +166,11 @@ def test_feature_scale_comes_from_the_training_videos_only(tmp_path):
         darken(train); after_train = extracted()
         assert abs(after_train['scale']/before['scale'] - 1) > 0.01
 
-def test_feature_cache_names_still_import_from_features():
-    "The feature cache lives in `feature_cache`; `features` and the `models` facade still give its names"
+def test_feature_cache_names_come_from_the_models_facade():
+    "The feature cache lives in `feature_cache`; the `models` facade gives its names"
     import deepfake_nb.feature_cache as FC
-    from deepfake_nb.features import cached_features, extract_feature_shard, feature_cache_path, _save_features
     from deepfake_nb.models import cached_features as from_facade
-    assert cached_features is FC.cached_features is from_facade and _save_features is FC._save_features
-    assert feature_cache_path is FC.feature_cache_path and extract_feature_shard is FC.extract_feature_shard
+    assert FC.cached_features is from_facade
 
 @slow
 @pytest.mark.parametrize('name', ['resnet50', 'xception', 'efficientnetb0', 'efficientnetb4', 'efficientnetv2b0', 'inceptionv3',

@@ -304,7 +304,7 @@ def test_feature_extraction_killed_at_two_points_resumes_identical(ref, tmp_path
         _copy_data(ref['home'], home, ('manifests', 'faces'))
         marker = tmp_path/f'{point}.marker'
         code = f'''
-            import time, pathlib, deepfake_nb.features as M
+            import time, pathlib, deepfake_nb.feature_cache as M
             point, marker = {point!r}, pathlib.Path({str(marker)!r})
             ext, sj, chunks = M.extract_features, M.save_json, []
             def extract_features(*a, **k):
