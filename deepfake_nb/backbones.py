@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from .core import *
+from .settings import DEFAULTS
 try: import keras
 except ImportError: keras = None
 
@@ -53,7 +54,7 @@ class Backbone:
         return np.asarray(_preprocess_fn(self.module)(np.asarray(x, np.float32).copy()), np.float32)
     @property
     def has_imagenet(self) -> bool: return self.source in ('keras.applications', 'keras_hub')
-    def build(self, weights=None, size=160, highpass=False):
+    def build(self, weights=None, size=DEFAULTS.size, highpass=False):
         """The backbone without its classifier, global-average pooled (`weights` None or 'imagenet'; KerasHub's also a
         file); `highpass`: it reads its input's `HighPassResidual`"""
         k = _keras()
@@ -243,14 +244,14 @@ def saved_init_key(key: str) -> bool:
     feature cache"""
     return key.startswith(('random-', 'highpass-'))
 
-def backbone_for_key(name: str, key: str, size=160):
+def backbone_for_key(name: str, key: str, size=DEFAULTS.size):
     """The untrained backbone `name` with the architecture of a random-initialisation `weights_key` (the high-pass input
     for 'highpass-...'); load its saved weights next"""
     if not saved_init_key(key): raise DeepfakeNBError(f"weights_key {key!r} is not a random initialisation "
                                                       "('random-s<seed>' or 'highpass-s<seed>')")
     return get_backbone(name).build(None, size, highpass=key.startswith('highpass-'))
 
-def build_backbone(name: str, weights='auto', size=160, init_seed=0):
+def build_backbone(name: str, weights=DEFAULTS.weights, size=DEFAULTS.size, init_seed=0):
     "Build backbone `name` with `weights`; return (model, weights_used: str, weights_key: str)"
     bb = get_backbone(name)
     if _is_random(weights):

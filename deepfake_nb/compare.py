@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from scipy import stats
 from .core import *
+from .settings import DEFAULTS
 from .runs import *
 from .runs import (_test_split, _val_split, _load_compared_runs, _run_labels, _weights_warning,
                               _synthetic_warning)
@@ -28,7 +29,7 @@ __all__ = ['SEED_METRICS', 'pair_reading', 'mcnemar_reading', 'wilcoxon_reading'
 # %% ../nbs/lib/08_compare.ipynb #8a502da7
 def _fmt_p(p): return 'NaN' if p != p else (f'{p:.2g}' if p >= 0.001 else '< 0.001')
 
-def pair_reading(la: str, lb: str, dl: dict, alpha: float = 0.05) -> str:
+def pair_reading(la: str, lb: str, dl: dict, alpha: float = DEFAULTS.alpha) -> str:
     "One plain sentence on the AUC difference of runs `la` and `lb` (the AUC test's result dict, with `p_holm`)"
     if dl['p_value'] != dl['p_value']: return (f"{la} vs {lb}: AUC difference {dl['diff']:+.3f}, no test possible: "
                                                f"{dl.get('message') or 'the p-value is undefined'}")
@@ -47,7 +48,7 @@ def _holm_words(p, ph, alpha):
     if p < alpha: return f'significant before correction, not after Holm (p = {_fmt_p(ph)}): no significant difference'
     return 'no significant difference'
 
-def mcnemar_reading(la: str, lb: str, m: dict, alpha: float = 0.05) -> str:
+def mcnemar_reading(la: str, lb: str, m: dict, alpha: float = DEFAULTS.alpha) -> str:
     "One sentence on McNemar's test of runs `la` and `lb` (result dict, with `p_holm` when corrected)"
     b, c, ph = m['b'], m['c'], m.get('p_holm', m['p_value'])
     head = (f"At their validation-chosen thresholds, {la} is right where {lb} is wrong on {b} test video(s), and the "
@@ -58,7 +59,7 @@ def mcnemar_reading(la: str, lb: str, m: dict, alpha: float = 0.05) -> str:
     if ph < alpha: return f"{head}: {la if b > c else lb} makes fewer errors ({test}, significant after Holm)."
     return f"{head} ({test}): {_holm_words(m['p_value'], ph, alpha)} in error rate."
 
-def wilcoxon_reading(la: str, lb: str, w: dict, alpha: float = 0.05) -> str:
+def wilcoxon_reading(la: str, lb: str, w: dict, alpha: float = DEFAULTS.alpha) -> str:
     "One sentence on the Wilcoxon test of per-video log losses of `la` and `lb`"
     if w['n_nonzero'] == 0: return f"{la} and {lb} have identical per-video log losses."
     ph = w.get('p_holm', w['p_value'])
@@ -107,7 +108,7 @@ def _logit(p, eps=1e-6):
     p = np.clip(np.asarray(p, dtype=float), eps, 1 - eps)
     return np.log(p/(1 - p))
 
-def fit_stack(probs_val, y_val, C: float = 1.0, seed: int = 0, folds: int = 5) -> dict:
+def fit_stack(probs_val, y_val, C: float = 1.0, seed: int = DEFAULTS.seed, folds: int = 5) -> dict:
     """Logistic regression on the members' logits, fitted on validation predictions (`probs_val`: k arrays of n); with
     out-of-fold val predictions"""
     from sklearn.linear_model import LogisticRegression
@@ -193,7 +194,7 @@ def _finish_pairs(pairs: list, alpha: float):
 # %% ../nbs/lib/08_compare.ipynb #cdc5fd81
 def _perm_words(r): return f" (permuting the models within {r.n_clusters} identity clusters)" if r.n_clusters else ''
 
-def multi_model_tests(y, models: list, alpha: float = 0.05, groups=None) -> dict:
+def multi_model_tests(y, models: list, alpha: float = DEFAULTS.alpha, groups=None) -> dict:
     """Mean ranks (per-video log loss), Cochran's Q and Friedman (k >= 3), pairwise Wilcoxon and McNemar with Holm,
     no-difference groups; `groups`: cluster-aware"""
     labs = [m['label'] for m in models]
@@ -296,7 +297,7 @@ def _seed_pair_reading(q: dict, alpha: float, wname: str) -> str:
                else f"{wname} p = {_fmt_p(w['p_value'])}, "
                     f"{_holm_words(w['p_value'], q['video_loss_wilcoxon_p_holm'], alpha)}."))
 
-def seed_statistics(y, records: list, probs: list, alpha: float = 0.05, groups=None) -> dict:
+def seed_statistics(y, records: list, probs: list, alpha: float = DEFAULTS.alpha, groups=None) -> dict:
     "Backbones (backbone+head) with several seeds: mean/sd of each metric; pairs of backbones: tests paired by seed"
     by, dup = _seeds_by_model(records)
     multi = {k: v for k, v in by.items() if len(v) >= 2}
@@ -508,9 +509,9 @@ def _test_set_record(y, test, runs, manifest_hashes, clusters, leaks, dropped: b
                 hash=hashes.pop() if len(hashes) == 1 and not dropped else video_ids_hash(test.video_id),
                 manifest_hashes=manifest_hashes, clusters=clusters, leaking=leaks)
 
-def compare_runs(run_dirs, out_dir=None, alpha: float = 0.05, n_boot: int = 1000, seed: int = 0,
-                 threshold_rule: str = 'youden', ensembles='all', cluster: str = 'auto', level: float = 0.95,
-                 stack_C: float = 1.0, drop_leaking_identities: bool = False) -> dict:
+def compare_runs(run_dirs, out_dir=None, alpha: float = DEFAULTS.alpha, n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed,
+                 threshold_rule: str = DEFAULTS.threshold_rule, ensembles=DEFAULTS.ensembles, cluster: str = DEFAULTS.cluster, level: float = 0.95,
+                 stack_C: float = 1.0, drop_leaking_identities: bool = DEFAULTS.drop_leaking_identities) -> dict:
     """Per-run metrics with CIs, paired tests of every pair (cluster-aware, Holm), many-model tests, seeds, ensembles;
     written to `out_dir/stats.json`. One run: its metrics and reading only"""
     warns = []

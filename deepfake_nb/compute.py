@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from .core import *
+from .settings import DEFAULTS
 try: import keras
 except ImportError: keras = None
 from .backbones import _keras
@@ -29,7 +30,7 @@ def gpu_details() -> list[dict]:
                 d.get('compute_capability') or [])))
     return out
 
-def precision_policy(mixed_precision='auto') -> str:
+def precision_policy(mixed_precision=DEFAULTS.mixed_precision) -> str:
     "'mixed_float16' or 'float32': `auto` picks mixed precision when every visible GPU has compute capability >= 7.0"
     if mixed_precision in (True, 'mixed_float16', 'mixed', 'true', 'True'): return 'mixed_float16'
     if mixed_precision in (False, None, 'float32', 'none', 'false', 'False'): return 'float32'
@@ -46,7 +47,7 @@ def process_strategy(name: str, make):
     if name not in _STRATEGIES: _STRATEGIES[name] = make()
     return _STRATEGIES[name]
 
-def make_strategy(distribute='auto'):
+def make_strategy(distribute=DEFAULTS.distribute):
     """(strategy, name): 'auto' picks MultiWorkerMirrored (a `TF_CONFIG` cluster of several tasks, `core.multiworker`),
     Mirrored (>1 GPU) or the default strategy; a `tf.distribute.Strategy` is used as given"""
     import tensorflow as tf
@@ -65,7 +66,7 @@ def make_strategy(distribute='auto'):
     return process_strategy(name, tf.distribute.MultiWorkerMirroredStrategy), name
 
 @contextlib.contextmanager
-def compute_setup(mixed_precision='auto', distribute='auto'):
+def compute_setup(mixed_precision=DEFAULTS.mixed_precision, distribute=DEFAULTS.distribute):
     """Within the block Keras uses the chosen precision policy; yields dict(strategy, strategy_name, replicas, policy,
     gpus)"""
     k = _keras()

@@ -65,7 +65,7 @@ def in_colab() -> bool:
     "True inside Google Colab"
     return 'google.colab' in sys.modules
 
-def colab_setup(drive_root: str = '') -> Path:
+def colab_setup(drive_root: str) -> Path:
     "With `drive_root` set: mount Google Drive (on Colab) and make `drive_root` the suite's home; return the home"
     if not drive_root: return project_root()
     if in_colab() and str(drive_root).startswith('/content/drive'):
@@ -326,7 +326,7 @@ def is_chief() -> bool:
     t = cfg['task']
     return t['type'] == 'chief' or (t['type'] == 'worker' and t['index'] == 0 and not cfg['cluster'].get('chief'))
 
-def multiworker(distribute='auto') -> bool:
+def multiworker(distribute) -> bool:
     """Whether the `distribute` setting means `MultiWorkerMirroredStrategy`: asked for, or 'auto' in a cluster of
     several tasks"""
     return distribute == 'multiworker' or (distribute == 'auto' and cluster_size() > 1)

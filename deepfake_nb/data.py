@@ -9,6 +9,7 @@ from pathlib import Path
 from collections import Counter
 import numpy as np, pandas as pd
 from .core import *
+from .settings import DEFAULTS, setting
 from .demo import *
 
 # %% auto #0
@@ -228,7 +229,7 @@ def _ffpp_split_of(splits_dir) -> dict:
             for i in pair: split_of[str(i)] = s
     return split_of
 
-def ffpp_manifest(root, compression='c23', methods=None, splits_dir=None, group_by='swap') -> pd.DataFrame:
+def ffpp_manifest(root, compression=DEFAULTS.compression, methods=None, splits_dir=None, group_by='swap') -> pd.DataFrame:
     "Manifest rows of a FaceForensics++ download at `compression`; `split` filled from the official splits when found"
     root = Path(root)
     if compression not in FFPP_COMPRESSIONS: raise DeepfakeNBError(f"compression={compression!r}; FaceForensics++ "
@@ -324,7 +325,7 @@ def dfdc_manifest(root) -> pd.DataFrame:
     return df
 
 # %% ../nbs/lib/02_data.ipynb #2b81dd4b
-def split_groups(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.Series:
+def split_groups(df: pd.DataFrame, seed=DEFAULTS.seed, val_frac=0.2, test_frac=0.2) -> pd.Series:
     "Assign each row's `group` wholly to train/val/test, stratified by class, deterministic in `seed`"
     rng = np.random.default_rng(seed)
     g = df.groupby('group').label.agg(['size', 'sum'])
@@ -353,7 +354,7 @@ def split_groups(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.Se
                                   "its target identity only")
     return out
 
-def assign_splits(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.Series:
+def assign_splits(df: pd.DataFrame, seed=DEFAULTS.seed, val_frac=0.2, test_frac=0.2) -> pd.Series:
     "Keep the rows' preset `split` (official lists) and split the other rows' groups identity-disjointly"
     pre = df['split'].fillna('').astype(str) if 'split' in df else pd.Series('', index=df.index)
     rest = pre == ''
@@ -366,7 +367,7 @@ def assign_splits(df: pd.DataFrame, seed=0, val_frac=0.2, test_frac=0.2) -> pd.S
     return out
 
 # %% ../nbs/lib/02_data.ipynb #accd8b4d
-def grouped_kfold(df: pd.DataFrame, k=5, seed=0) -> pd.Series:
+def grouped_kfold(df: pd.DataFrame, k=5, seed=DEFAULTS.seed) -> pd.Series:
     """Fold 0..k-1 of each row: whole `group`s per fold, real and fake counts balanced across folds, deterministic in
     `seed`"""
     k = int(k)
@@ -386,7 +387,7 @@ def grouped_kfold(df: pd.DataFrame, k=5, seed=0) -> pd.Series:
 
 CV_VAL_FRAC = 0.15          # of the videos outside the test fold: val (early stopping, threshold); the rest train
 
-def cv_split(df: pd.DataFrame, k=5, fold=0, seed=0, val_frac=CV_VAL_FRAC) -> pd.Series:
+def cv_split(df: pd.DataFrame, k=5, fold=0, seed=DEFAULTS.seed, val_frac=CV_VAL_FRAC) -> pd.Series:
     """The split of every row for fold `fold` of `k` (`grouped_kfold` with `seed`): 'test' in the fold, the other folds'
     groups split into 'train' and 'val' (`val_frac` of them)"""
     k, fold = int(k), int(fold)
@@ -411,7 +412,7 @@ def _resolve_dataset(dataset, root):
                                                          "an existing folder")
     return 'folder', dataset
 
-def manifest_name(dataset='demo', root=None, compression='c23', name=None) -> str:
+def manifest_name(dataset=setting('data', 'dataset').default, root=None, compression=DEFAULTS.compression, name=None) -> str:
     """The name the manifest of `dataset` is stored under in `data/manifests/`: `name`, else the dataset's, else the
     folder's name"""
     if name: return str(name)
@@ -435,8 +436,8 @@ def every_video_own_group(df: pd.DataFrame) -> bool:
     return len(df) > 1 and df.group.nunique() == len(df)
 
 
-def build_manifest(dataset='demo', root=None, seed=0, val_frac=0.2, test_frac=0.2, name=None, force=False,
-                   compression='c23', methods=None, eval_only=False, identity_pattern='', **adapter_kw) -> Path:
+def build_manifest(dataset=setting('data', 'dataset').default, root=None, seed=DEFAULTS.seed, val_frac=0.2, test_frac=0.2, name=None, force=DEFAULTS.force,
+                   compression=DEFAULTS.compression, methods=None, eval_only=DEFAULTS.eval_only, identity_pattern=DEFAULTS.identity_pattern, **adapter_kw) -> Path:
     """Write (once) and return the manifest of `dataset` read from `root` (`compression`, `methods`: FaceForensics++
     only; `eval_only`: every video in test; `identity_pattern`: folder datasets, see `identity_regex_for`)"""
     kind, root = _resolve_dataset(dataset, root)

@@ -8,6 +8,7 @@ import shutil, subprocess, tempfile
 from pathlib import Path
 import numpy as np, cv2
 from .core import *
+from .settings import DEFAULTS
 
 # %% auto #0
 __all__ = ['DEGRADATIONS', 'parse_degradations', 'degrade_faces', 'video_encoder', 'reencode_video']
@@ -32,7 +33,7 @@ def parse_degradations(spec) -> dict:
                                                  f"{k}:{','.join(map(str, DEGRADATIONS[k][:2]))})") from None
     return out
 
-def degrade_faces(faces, kind: str, level: float, seed=0) -> np.ndarray:
+def degrade_faces(faces, kind: str, level: float, seed=DEFAULTS.seed) -> np.ndarray:
     "Faces `(..., S, S, 3)` uint8 RGB under degradation `kind` at `level` (not `h264`: that one re-encodes the video)"
     faces = np.asarray(faces)
     flat = faces.reshape(-1, *faces.shape[-3:])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np, cv2
 from .core import *
+from .settings import DEFAULTS
 
 # %% auto #0
 __all__ = ['blend_params', 'blend_face', 'write_video', 'make_demo_video', 'make_demo_dataset']
@@ -100,7 +101,7 @@ def write_video(path, frames_rgb, fps=15.0):
     return Path(path)
 
 # %% ../nbs/lib/02a_demo.ipynb #965b3aa4
-def make_demo_video(path, identity_look, fake: bool, seed: int, n_frames=32, size=160, face_frac=0.45, noise=4.0):
+def make_demo_video(path, identity_look, fake: bool, seed: int, n_frames=32, size=DEFAULTS.size, face_frac=0.45, noise=4.0):
     "Render one demo clip of a pseudo-identity (fake: with a blended face swap) to `path`"
     from skimage.data import astronaut
     rng = np.random.default_rng(seed)
@@ -116,8 +117,8 @@ def make_demo_video(path, identity_look, fake: bool, seed: int, n_frames=32, siz
     return write_video(path, frames)
 
 
-def make_demo_dataset(root=None, n_identities=8, videos_per_class=4, n_frames=32, size=160, seed=0,
-                      force=False) -> Path:
+def make_demo_dataset(root=None, n_identities=8, videos_per_class=4, n_frames=32, size=DEFAULTS.size, seed=DEFAULTS.seed,
+                      force=DEFAULTS.force) -> Path:
     "Generate the demo dataset under `root/{real,fake}/` (default `data/raw/demo`); skipped when complete"
     root = Path(root or data_dir('raw', 'demo'))
     done = root/'.complete'

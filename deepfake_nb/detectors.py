@@ -8,6 +8,7 @@ import os, inspect
 from pathlib import Path
 import numpy as np, cv2
 from .core import *
+from .settings import DEFAULTS
 
 # %% auto #0
 __all__ = ['YUNET_FILE', 'YUNET_SHA256', 'DETECTORS', 'LANDMARK_BOX', 'FaceDetector', 'HaarDetector', 'packaged_yunet',
@@ -136,14 +137,14 @@ def detector_class(name):
                                                     f"{sorted(DETECTORS)}")
     return DETECTORS[name]
 
-def get_detector(name='yunet', **options) -> FaceDetector:
+def get_detector(name=DEFAULTS.detector, **options) -> FaceDetector:
     "A detector by name, made once per process and options"
     cls = detector_class(name)
     key = (name, tuple(sorted((k, str(v)) for k, v in options.items())))
     if key not in _detector_cache: _detector_cache[key] = cls(**options)
     return _detector_cache[key]
 
-def detector_settings(name='yunet', **options) -> dict:
+def detector_settings(name=DEFAULTS.detector, **options) -> dict:
     "The options of detector `name` that change its boxes (defaults filled in, a model file by its content hash)"
     return detector_class(name).settings(**options)
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
+from .settings import DEFAULTS
 from . import data as _data
 from .predictor import Predictor, load_predictor, nested_model, _keras
 from .predict import pipeline_model, affine_preprocess
@@ -352,7 +353,7 @@ def _gptq_kernel(layer, x, damp, rows, rng):
     return None
 
 # %% ../nbs/lib/11_export.ipynb #c89e9970
-def int8_corrections(backbone, inputs, rounding='gptq', damp=0.01, rows=200_000, seed=0) -> dict:
+def int8_corrections(backbone, inputs, rounding='gptq', damp=0.01, rows=200_000, seed=DEFAULTS.seed) -> dict:
     """Per int8 conv of `backbone` (by name): `kernel`, its int8-grid weights (`None`: nearest rounding) and `shift`,
     the channel shift that undoes its mean error; fitted on `inputs` (the backbone's own inputs); the model is left
     as it was"""
@@ -413,7 +414,7 @@ def _cached_split(pred: Predictor, split: str):
     return cache, ids, '' if ids else (f"no face cache of its {len(listed)} {split} videos in {cache} (run "
                                        f"02_preprocess on {p['dataset']})")
 
-def int8_calibration_faces(pred: Predictor, n=128, seed=0):
+def int8_calibration_faces(pred: Predictor, n=128, seed=DEFAULTS.seed):
     """`(faces, '')`: up to `n` uint8 crops from random frames of the run's training videos (its face cache), or `(None,
     reason)`"""
     from deepfake_nb.preprocess import load_faces
@@ -424,7 +425,7 @@ def int8_calibration_faces(pred: Predictor, n=128, seed=0):
     faces = faces.reshape(-1, *faces.shape[2:])
     return faces[rng.choice(len(faces), min(n, len(faces)), replace=False)], ''
 
-def check_videos_faces(pred: Predictor, n=32, split='val', seed=0):
+def check_videos_faces(pred: Predictor, n=32, split='val', seed=DEFAULTS.seed):
     """`(faces, description)`: the cached crops `(N, T, S, S, 3)` of up to `n` random videos of a run's `split` (held
     out from training), or `(None, reason)`"""
     from deepfake_nb.preprocess import load_faces
@@ -514,7 +515,7 @@ def _export_spec(pred: Predictor, ex: pd.DataFrame, formats, int8_compute, int8_
                if r.path}, int8_compute=INT8_COMPUTE[int8_compute] if 'tflite_int8' in formats else None,
         int8_calibration=int8_info if 'tflite_int8' in formats else None, agreement=agreement)
 
-def export_run(run_dir='', out_dir=None, formats=EXPORT_FORMATS, check_faces='val', check_videos=32,
+def export_run(run_dir=DEFAULTS.run_dir, out_dir=None, formats=EXPORT_FORMATS, check_faces='val', check_videos=32,
                int8_calibration=128, int8_rounding='gptq', int8_compute='float') -> pd.DataFrame:
     ("Export a run's full pipeline (see `pipeline_model`) to `out_dir` (default `reports/predict/<run_id>/export`) "
      "with `export.json`, checked against Keras (agreement, latency) on `check_faces`: 'val' (up to `check_videos` of "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from .core import *
+from .settings import DEFAULTS
 try: import keras
 except ImportError: keras = None
 from .preprocess import face_cache_dir, load_faces
@@ -52,7 +53,7 @@ def check_feature_layers(feature_layers) -> str:
                               f"(that map through a frozen 1x1 projection to N channels, e.g. 'maps-c256')")
     return feature_layers
 
-def check_pool(pool, feature_layers='final') -> str:
+def check_pool(pool, feature_layers=DEFAULTS.feature_layers) -> str:
     """`pool` if it is one of `POOLS` and fits `feature_layers` (feature maps are not pooled), else an error naming the
     fix"""
     if pool not in POOLS: raise DeepfakeNBError(f"pool={pool!r}: use 'mean' (the average over the whole face crop) or "
@@ -170,7 +171,7 @@ def _probe_images(size, n=8, seed=0) -> np.ndarray:
 # (centre below the framing box's centre, radius), in units of the box's side
 FACE_REGION = dict(box=(0.044, 0.42), landmarks=(0.115, 0.42))
 
-def face_region(margin=1.3, framing='box') -> list[float]:
+def face_region(margin=DEFAULTS.margin, framing=DEFAULTS.framing) -> list[float]:
     """The inner-face disc `[cx, cy, r]` in fractions of a face crop cut at `margin` around a `framing` box ('box': the
     detector's, 'landmarks': see `landmark_frame_box`)"""
     if framing not in FACE_REGION: raise DeepfakeNBError(f"framing={framing!r}: use one of {', '.join(FACE_REGION)}")
@@ -225,7 +226,7 @@ def _part_names(backbone: str, backbone_model, feature_layers, pool) -> list[tup
     if feature_layers == 'blocks': return [(f'block_s{s}', n) for s, n in _blocks(backbone_model)] + [final]
     return [(f'mid{i}', n) for i, n in enumerate(mid_layer_names(backbone_model))]
 
-def feature_model(backbone: str, backbone_model, feature_layers='final', block_scales=None, pool='mean', region=None):
+def feature_model(backbone: str, backbone_model, feature_layers=DEFAULTS.feature_layers, block_scales=None, pool=DEFAULTS.pool, region=None):
     """The frozen-feature model of `feature_layers` and `pool`. 'final' with `pool='mean'` gives `backbone_model` itself (its pooled final
     features). Otherwise each part (the final map; 'blocks': the outputs of its blocks, `block_layer_names`, and its final features; 'mid': the
     layers of `mid_layer_names`) is pooled, by its global average (`pool='mean'`) or by its mean and standard deviation over the inner-face disc
@@ -283,7 +284,7 @@ def map_layer_name(model) -> str:
                                         "backbone")
     return names[-1]
 
-def projection_kernel(channels: int, n: int, seed=0) -> np.ndarray:
+def projection_kernel(channels: int, n: int, seed=DEFAULTS.seed) -> np.ndarray:
     """A fixed `(channels, n)` matrix with orthonormal columns (QR of a seeded Gaussian, signs fixed): a random 1x1
     projection that keeps each channel's RMS on average"""
     q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(channels, n)))

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
+from .settings import DEFAULTS
 from .models import *
 from .examples import video_dataset
 
@@ -85,7 +86,7 @@ def check_scores(prob, video_ids, where='the trained model') -> np.ndarray:
 # %% ../nbs/lib/05d_fit.ipynb #a87eed84
 LR_SCHEDULES = ('plateau', 'cosine', 'none')
 
-def array_dataset(X, y=None, batch_size=16, shuffle=False, seed=0):
+def array_dataset(X, y=None, batch_size=DEFAULTS.batch_size, shuffle=False, seed=DEFAULTS.seed):
     "A batched, prefetched `tf.data` pipeline over in-memory arrays"
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((X, y) if y is not None else X)
@@ -112,7 +113,7 @@ def _history(h):
     hist.index.name = 'epoch'
     return hist
 
-def epoch_batches(X, y, batch_size=16, seed=0, epochs=1, initial_epoch=0):
+def epoch_batches(X, y, batch_size=DEFAULTS.batch_size, seed=DEFAULTS.seed, epochs=1, initial_epoch=0):
     """Training batches for epochs `initial_epoch` to `epochs-1`, each epoch in its own order drawn from `(seed,
     epoch)`, so a resumed fit sees what an uninterrupted one would"""
     import tensorflow as tf
@@ -174,8 +175,8 @@ def _checkpoint_callback(ckpt: Path, rows: list, lr_is_schedule: bool):
     return EpochCheckpoint()
 
 
-def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patience=5, lr_schedule='plateau',
-                  class_weight=None, verbose=0, checkpoint_dir=None, resume=False, strategy=None, callbacks=()):
+def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patience=DEFAULTS.patience, lr_schedule=DEFAULTS.lr_schedule,
+                  class_weight=None, verbose=0, checkpoint_dir=None, resume=DEFAULTS.resume, strategy=None, callbacks=()):
     """Fit `build()` (a compiled model) with early stopping; with `checkpoint_dir` save a checkpoint each epoch, and
     with `resume` go on from the last one"""
     import keras, shutil, tensorflow as tf
@@ -216,9 +217,9 @@ def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patie
     hist.attrs['resumed_at'] = initial if state else None
     return model, hist
 
-def fit_head(Xtr, ytr, Xva, yva, head='lstm', units=64, dropout=0.3, lr=1e-3, epochs=30, batch_size=16, patience=5,
-             class_weight='balanced', seed=0, verbose=0, lr_schedule='plateau', strategy=None, norm_data=None,
-             checkpoint_dir=None, resume=False, callbacks=(), norm_floor=1.0, linear_c=0.05, parts=None):
+def fit_head(Xtr, ytr, Xva, yva, head=DEFAULTS.head, units=DEFAULTS.units, dropout=DEFAULTS.dropout, lr=DEFAULTS.lr, epochs=DEFAULTS.epochs, batch_size=DEFAULTS.batch_size, patience=DEFAULTS.patience,
+             class_weight=DEFAULTS.class_weight, seed=DEFAULTS.seed, verbose=0, lr_schedule=DEFAULTS.lr_schedule, strategy=None, norm_data=None,
+             checkpoint_dir=None, resume=DEFAULTS.resume, callbacks=(), norm_floor=DEFAULTS.norm_floor, linear_c=DEFAULTS.linear_c, parts=None):
     """Train a head on features with early stopping on val (the `linear` head: `fit_linear`); return (model, history
     DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"""
     if head == 'linear': return fit_linear(Xtr, ytr, Xva, yva, linear_c, class_weight, parts, norm_data, strategy)
@@ -249,7 +250,7 @@ def part_weights(parts, dim: int) -> np.ndarray:
     return np.concatenate([np.full(p, np.sqrt(np.mean(parts)/p)) for p in parts])
 
 
-def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, norm_data=None, strategy=None,
+def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight=DEFAULTS.class_weight, parts=None, norm_data=None, strategy=None,
                max_iter=3000):
     "Fit the `linear` head (see above) on features `(N, T, D)`; return (model, one-row history DataFrame)"
     from sklearn.linear_model import LogisticRegression
@@ -284,9 +285,10 @@ def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight='balanced', parts=None, 
 
 # %% ../nbs/lib/05d_fit.ipynb #b16a5237
 def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, frames, head_model, scale,
-                 feature_path=None, trainable_layers=20, lr=1e-5, epochs=10, batch_size=2, patience=5,
-                 class_weight='balanced', augment=None, seed=0, verbose=0, lr_schedule='plateau', strategy=None,
-                 checkpoint_dir=None, resume=False, sbi_train_ids=(), sbi_val_ids=()):
+                 feature_path=None, trainable_layers=20, lr=DEFAULTS.finetune_lr, epochs=DEFAULTS.epochs,
+                 batch_size=DEFAULTS.batch_size, patience=DEFAULTS.patience,
+                 class_weight=DEFAULTS.class_weight, augment=None, seed=DEFAULTS.seed, verbose=0, lr_schedule=DEFAULTS.lr_schedule, strategy=None,
+                 checkpoint_dir=None, resume=DEFAULTS.resume, sbi_train_ids=(), sbi_val_ids=()):
     """Train `TimeDistributed(backbone)` + `head_model` end to end on cached faces (plus self-blended fakes of
     `sbi_train_ids`, new blends every epoch, and fixed ones of `sbi_val_ids`); return (model, history DataFrame)"""
     import keras, tensorflow as tf

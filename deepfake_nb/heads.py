@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from .core import *
+from .settings import DEFAULTS
 try: import keras
 except ImportError: keras = None
 from .backbones import *
@@ -62,7 +63,7 @@ if keras is not None:
 def check_head(head):
     if head not in HEADS: raise DeepfakeNBError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
 
-def floor_std(norm, norm_floor=1.0):
+def floor_std(norm, norm_floor=DEFAULTS.norm_floor):
     """Raise the standard deviations of an adapted `Normalization` layer to at least `norm_floor` x their RMS over
     dimensions"""
     if norm_floor < 0: raise DeepfakeNBError(f"norm_floor={norm_floor!r} must be >= 0 (0: plain standardisation)")
@@ -101,7 +102,7 @@ def _map_head(x, head, units, dropout, num_heads, depth=1):
     return L.GlobalAveragePooling2D()(L.LayerNormalization()(x))
 
 
-def build_head(head='lstm', frames=12, dim=1280, units=64, dropout=0.3, norm_data=None, num_heads=4, norm_floor=1.0,
+def build_head(head=DEFAULTS.head, frames=DEFAULTS.frames, dim=1280, units=DEFAULTS.units, dropout=DEFAULTS.dropout, norm_data=None, num_heads=4, norm_floor=DEFAULTS.norm_floor,
                norm_stats=None):
     """A temporal classifier `(T, D)` -> P(fake), or for the map heads (`MAP_HEADS`) `(T, h, w, C)` -> P(fake) with
     `dim=(h, w, C)`; `norm_data` (features) fits its input standardisation per channel (see `floor_std`), or

@@ -8,6 +8,7 @@ import warnings
 import numpy as np, pandas as pd
 from scipy import stats
 from .core import DeepfakeNBError
+from .settings import DEFAULTS
 
 # %% auto #0
 __all__ = ['AT_THRESHOLD', 'THRESHOLD_FREE', 'THRESHOLD_RULES', 'FRAME_AGGREGATES', 'check_binary', 'roc_auc',
@@ -240,7 +241,7 @@ def _gather(order, starts, lens, chosen):
     off = np.repeat(starts[chosen] - np.r_[0, np.cumsum(l)[:-1]], l)
     return order[off + np.arange(tot)]
 
-def bootstrap_indices(y_true, groups=None, n_boot: int = 1000, seed: int = 0):
+def bootstrap_indices(y_true, groups=None, n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed):
     """`n_boot` resampled index arrays (stratified by class; whole `groups` clusters when given) and a dict describing
     the scheme"""
     y = check_binary(y_true, name='bootstrap')[0]
@@ -286,7 +287,7 @@ def _grid_curves(y, p, fpr, tpr, recall, precision, max_points=400):
         float(x) for x in precision[kr]
     ]
 
-def evaluate_scores(y_true, prob, thresholds: dict | None = None, groups=None, n_boot: int = 1000, seed: int = 0,
+def evaluate_scores(y_true, prob, thresholds: dict | None = None, groups=None, n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed,
                     level: float = 0.95, n_bins: int = 10, grid_points: int = 101) -> dict:
     """Threshold-free metrics, metrics at each of `thresholds` ({name: t}), bootstrap CIs of all, reliability table and
     curves with bands"""

@@ -8,6 +8,7 @@ import os, json, contextlib
 from pathlib import Path
 import numpy as np
 from .core import *
+from .settings import DEFAULTS
 from .compute import process_strategy
 
 # %% auto #0
@@ -61,7 +62,7 @@ def _coordinate(timeout):
     ctx._coordination_service_config.cluster_register_with_barrier = True
 
 _MULTIWORKER = {}
-def multiworker_strategy(worker_timeout=120):
+def multiworker_strategy(worker_timeout=DEFAULTS.worker_timeout):
     """This process's `MultiWorkerMirroredStrategy` (one per process), made before any other TensorFlow op; workers wait
     `worker_timeout` s for one another (see above)"""
     import tensorflow as tf
@@ -89,7 +90,7 @@ def multiworker_strategy(worker_timeout=120):
         _MULTIWORKER['strategy'] = s
     return _MULTIWORKER['strategy']
 
-def worker_lost_message(error, worker_timeout=120) -> str:
+def worker_lost_message(error, worker_timeout=DEFAULTS.worker_timeout) -> str:
     """The message of a multi-worker run whose collectives failed with TensorFlow `error` (a worker gone): which worker,
     why, and how to go on"""
     import re
@@ -108,7 +109,7 @@ def worker_lost_message(error, worker_timeout=120) -> str:
             f"tolerates slow nodes). TensorFlow: {first[:300]}")
 
 @contextlib.contextmanager
-def worker_scope(rdir, resume=False, mw=False, worker_timeout=120):
+def worker_scope(rdir, resume=DEFAULTS.resume, mw=False, worker_timeout=DEFAULTS.worker_timeout):
     """Yields the epoch-checkpoint folder: the chief's in its run directory (made ready), another worker's in a scratch
     folder of its own, removed at the end; a lost worker becomes `DeepfakeNBError`"""
     import tensorflow as tf, shutil, tempfile

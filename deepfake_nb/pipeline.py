@@ -8,6 +8,7 @@ import argparse, sys, time, os, subprocess, itertools, json, contextlib, logging
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from .core import *
+from .settings import DEFAULTS, setting
 from .settings import (stage_settings, default_value, defaults, add_options, given, dashes, check_settings,
                                   load_settings_file, unknown_message, resolve_paths, RUN_SETTINGS)
 
@@ -70,7 +71,7 @@ def run_notebook(notebook: str, out: Path, log: Path | None = None, **params) ->
             plog.setLevel(level)
     return out
 
-def dataset_name(dataset: str, root=None, compression='c23', name=None) -> str:
+def dataset_name(dataset: str, root=None, compression=DEFAULTS.compression, name=None) -> str:
     "The manifest name of `dataset` ('demo', 'celebdf', 'ffpp_c23', ..., or a folder's name)"
     from deepfake_nb.data import manifest_name
     return manifest_name(dataset, root, compression, name)
@@ -141,7 +142,7 @@ def _run_one(p: dict, force: bool, gpu: str | None, resume: bool = False, wait: 
             r.stderr or r.stdout).strip() else f'exit {r.returncode}')
     return 'done'
 
-def run_grid(params_list: list[dict], force=False, jobs=1, progress=True, resume=False) -> dict:
+def run_grid(params_list: list[dict], force=DEFAULTS.force, jobs=DEFAULTS.jobs, progress=True, resume=DEFAULTS.resume) -> dict:
     """Run (or skip) each run of the grid (`resume`: an interrupted run goes on from its last epoch checkpoint); return
     {'done', 'skipped', 'failed'} lists of run directories"""
     from deepfake_nb.train import run_dir_for, is_complete
@@ -258,7 +259,7 @@ def _offline_template() -> dict:
            "-%}{%- endblock html_head_js_mermaidjs -%}")
     return dict(extra_loaders=[DictLoader({'deepfake_report.html.j2': tpl})], template_file='deepfake_report.html.j2')
 
-def render_report(dataset='demo', out_html=None) -> Path:
+def render_report(dataset=setting('report', 'dataset').default, out_html=None) -> Path:
     "Execute `05_report` for `dataset` and convert what follows its parameters to a single HTML file with no code cells"
     from nbconvert import HTMLExporter
     nb_out = reports_dir('report.ipynb')

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from tqdm.auto import tqdm
 from .core import *
+from .settings import DEFAULTS
 from . import data as _data
 from .data import VIDEO_EXTS
 from . import preprocess as _pp
@@ -423,7 +424,7 @@ def _extra_outputs(pred: Predictor, path: Path, rec: dict, F, prob: float, out: 
     if gradcam_dir: extra('Grad-CAM', cam_png)
     return notes
 
-def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None,
+def predict_video(pred: Predictor, path, per_frame=False, windows=DEFAULTS.windows, annotate_dir=None, gradcam_dir=None,
                   faces=None) -> dict:
     """Score one video; returns dict(row=..., frames=DataFrame|None, windows=DataFrame|None); errors become the row's
     `error`; `faces`: its faces read ahead (`ReadAhead.get`)"""
@@ -451,7 +452,7 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=0, annotate_di
 def _with_suffix(csv: Path, tag: str) -> Path: return csv.with_name(f'{csv.stem}_{tag}.csv')
 
 
-def predict_videos(inputs, run_dir='', out_csv=None, per_frame=False, windows=0, annotate_dir=None, gradcam_dir=None,
+def predict_videos(inputs, run_dir=DEFAULTS.run_dir, out_csv=None, per_frame=False, windows=DEFAULTS.windows, annotate_dir=None, gradcam_dir=None,
                    progress=True) -> Predictions:
     """Score the videos named by `inputs` (see `list_videos`) with the run `run_dir` (see `find_run`), with their true
     labels where known (see `known_labels`); write `out_csv` (and `*_frames.csv`, `*_windows.csv`) when given"""

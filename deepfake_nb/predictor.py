@@ -8,6 +8,7 @@ import os, inspect
 from pathlib import Path
 import numpy as np
 from .core import *
+from .settings import DEFAULTS, setting
 from . import preprocess as _pp
 from .preprocess import preprocess_video
 from .backbones import get_backbone, build_backbone, saved_init_key, backbone_for_key, _keras_hub
@@ -19,7 +20,7 @@ __all__ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'ne
            'load_predictor']
 
 # %% ../nbs/lib/10a_predictor.ipynb #c8fd7178
-def find_run(run_dir='', dataset='demo') -> Path:
+def find_run(run_dir=DEFAULTS.run_dir, dataset=setting('train', 'dataset').default) -> Path:
     """The run folder `run_dir` (or the folder of its `model.keras`); empty: the complete run of `dataset` with the best
     validation AUC"""
     if run_dir:
@@ -44,7 +45,7 @@ def _frozen_run_of(d: Path, backbone: str) -> bool:
     p = load_json(d/'params.json')
     return p.get('backbone') == backbone and p.get('mode', 'frozen') == 'frozen'
 
-def demo_run(backbone='mobilenetv2') -> Path:
+def demo_run(backbone=DEFAULTS.backbone) -> Path:
     "A complete frozen demo run of `backbone`: the default settings' when it exists, else the first found; never trains"
     from deepfake_nb.train import run_params, run_dir_for
     default = run_dir_for(run_params(dataset='demo', backbone=backbone))
@@ -214,7 +215,7 @@ class Predictor:
 
 # %% ../nbs/lib/10a_predictor.ipynb #305c5e4c
 _PREDICTORS = {}
-def load_predictor(run_dir='') -> Predictor:
+def load_predictor(run_dir=DEFAULTS.run_dir) -> Predictor:
     "A `Predictor` for `run_dir` (see `find_run`), loaded once per process and model file"
     rdir = find_run(run_dir).resolve()
     key = (str(rdir), (rdir/'model.keras').stat().st_mtime_ns)

@@ -11,6 +11,7 @@ import multiprocessing as mp
 import numpy as np, pandas as pd, cv2
 from tqdm.auto import tqdm
 from .core import *
+from .settings import DEFAULTS
 from .data import load_manifest, IMAGE_EXTS
 from .detectors import *
 
@@ -176,7 +177,7 @@ def fill_missing_boxes(boxes, shape):
     if not found: return [((w-s)/2, (h-s)/2, s, s)]*len(boxes)
     return [b if b is not None else boxes[min(found, key=lambda j: abs(j-i))] for i, b in enumerate(boxes)]
 
-def crop_window(shape, box, margin=1.3) -> tuple:
+def crop_window(shape, box, margin=DEFAULTS.margin) -> tuple:
     """The square `(x0, y0, side)` in integer pixels that `square_crop` cuts from a frame of `shape`: `margin` x the
     box's longer side, centred on the box, shifted inside the frame"""
     h, w = shape[:2]
@@ -191,7 +192,7 @@ def _rotation(box, angle) -> np.ndarray:
     "The 2x3 matrix rotating a frame by `angle` degrees (counter-clockwise on screen) about the box's centre"
     return cv2.getRotationMatrix2D((float(box[0]+box[2]/2), float(box[1]+box[3]/2)), float(angle), 1.0)
 
-def square_crop(frame, box, margin=1.3, size=160, angle=0.0):
+def square_crop(frame, box, margin=DEFAULTS.margin, size=DEFAULTS.size, angle=0.0):
     """Square crop of side `margin` x the box's longer side, centred on the box, shifted inside the frame, resized to
     `size`; the frame first rotated by `angle` degrees about the box's centre"""
     x0, y0, s = crop_window(frame.shape, box, margin)
@@ -202,7 +203,7 @@ def square_crop(frame, box, margin=1.3, size=160, angle=0.0):
     else: crop = frame[y0:y0+s, x0:x0+s]
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
 
-def crop_points(points, shape, box, margin=1.3, size=160, angle=0.0) -> np.ndarray:
+def crop_points(points, shape, box, margin=DEFAULTS.margin, size=DEFAULTS.size, angle=0.0) -> np.ndarray:
     """Points `(N, 2)` (x, y) in the pixels of a frame of `shape` moved into the crop `square_crop(frame, box, margin,
     size, angle)` cuts (pixel centres at integers), float32"""
     x0, y0, s = crop_window(shape, box, margin)
@@ -223,8 +224,8 @@ def landmark_frame_box(points, forehead=0.3) -> tuple:
     h = y1 - y0
     return (float(x0), float(y0 - forehead*h), float(x1 - x0), float((1 + forehead)*h))
 
-def preprocess_video(path, frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, threads=0,
-                     landmarks=True, align=False, framing='box') -> dict:
+def preprocess_video(path, frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector, margin=DEFAULTS.margin, detector_options=None, threads=0,
+                     landmarks=True, align=DEFAULTS.align, framing=DEFAULTS.framing) -> dict:
     """Sample `frames` frames of `path`, detect and crop one face per frame to `size` x `size` (`margin` x the `framing`
     box: the detector's, or `landmark_frame_box`); with `landmarks`, its 68 landmarks in crop pixels; with `align`, eyes
     level"""
@@ -274,8 +275,8 @@ def _check_bool(name, v) -> bool:
     return bool(v)
 
 
-def prep_settings(frames=12, size=160, detector='yunet', margin=1.3, detector_options=None, landmarks=True, align=False,
-                  framing='box') -> dict:
+def prep_settings(frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector, margin=DEFAULTS.margin, detector_options=None, landmarks=True, align=DEFAULTS.align,
+                  framing=DEFAULTS.framing) -> dict:
     """The settings that determine the face crops and landmarks (checked: a wrong type or value raises an error naming
     the parameter)"""
     frames, size, margin = _check_number('frames', frames), _check_number('size', size, low=8), _check_number(
@@ -417,9 +418,9 @@ def _report_errors(summ, cache):
               f"{cache/'summary.csv'}); the others go on:")
         for r in bad.head(10).itertuples(): print(f"  {r.video_id}: {r.error}")
 
-def preprocess_manifest(manifest_path, frames=12, size=160, detector='yunet', margin=1.3, num_workers=1, shard=0,
-                        num_shards=1, dataset=None, detector_options=None, progress=True, landmarks=True, align=False,
-                        framing='box') -> pd.DataFrame:
+def preprocess_manifest(manifest_path, frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector, margin=DEFAULTS.margin, num_workers=DEFAULTS.num_workers, shard=DEFAULTS.shard,
+                        num_shards=DEFAULTS.num_shards, dataset=None, detector_options=None, progress=True, landmarks=True, align=DEFAULTS.align,
+                        framing=DEFAULTS.framing) -> pd.DataFrame:
     "Fill the face cache for the videos of a manifest (this `shard` of `num_shards`); return the per-video summary"
     if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 "
                                                                     "to num_shards-1")

@@ -11,6 +11,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 from .core import *
+from .settings import DEFAULTS, setting
 from .data import load_manifest, manifest_summary
 from .metrics import fmt_ci
 from .stats import RAW_PROB_LABEL
@@ -31,7 +32,7 @@ def load_run_dir(rdir) -> dict:
                 preds=pd.read_csv(rdir / 'predictions.csv', dtype={'video_id': str}), history=pd.read_csv(
                     rdir / 'history.csv', index_col=0), env=load_json(rdir / 'env.json'))
 
-def report_data(dataset='demo') -> dict:
+def report_data(dataset=setting('report', 'dataset').default) -> dict:
     "Everything the report shows for `dataset`: stats, runs, manifest and preprocessing summary"
     stats_path = reports_dir('compare', dataset, 'stats.json')
     if not stats_path.exists(): raise DeepfakeNBError(f"no comparison at {stats_path}; run 04_compare (deepfake-nb "

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
+from .settings import DEFAULTS
 from .stats import FEW_CLUSTERS
 
 # %% auto #0
@@ -53,7 +54,7 @@ def video_ids_hash(video_ids) -> str:
 # %% ../nbs/lib/08a_runs.ipynb #dc4b4d5b
 MIN_CLUSTERS = 10
 
-def identity_clusters(runs: list, video_ids, cluster: str = 'auto', min_clusters: int = MIN_CLUSTERS, labels=None):
+def identity_clusters(runs: list, video_ids, cluster: str = DEFAULTS.cluster, min_clusters: int = MIN_CLUSTERS, labels=None):
     """Identity cluster of each of `video_ids` from the runs' manifest (or `None`), and a dict saying what was used and
     why"""
     if cluster in (None, 'none', ''): return None, dict(clustered=False, reason='clustering switched off '

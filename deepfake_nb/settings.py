@@ -11,7 +11,7 @@ from fastcore.basics import AttrDict
 from .core import *
 
 # %% auto #0
-__all__ = ['KINDS', 'STAGES', 'NOTEBOOK_STAGES', 'SETTINGS', 'RUN_SETTINGS', 'STUDY_SETTINGS', 'STUDY_RUN_SETTINGS',
+__all__ = ['KINDS', 'STAGES', 'NOTEBOOK_STAGES', 'SETTINGS', 'DEFAULTS', 'RUN_SETTINGS', 'STUDY_SETTINGS', 'STUDY_RUN_SETTINGS',
            'DATASET_KINDS', 'Setting', 'stage_settings', 'setting', 'default_value', 'defaults', 'parse_text',
            'check_value', 'option', 'dashes', 'add_options', 'given', 'unknown_message', 'check_settings',
            'load_settings_file', 'resolve_paths', 'render_parameters', 'read_parameters', 'parameters_cell',
@@ -287,6 +287,15 @@ def default_value(s: Setting):
 def defaults(stage: str) -> AttrDict:
     "{name: default} of every setting of `stage` (also as attributes: `defaults('train').epochs`)"
     return AttrDict({s.name: default_value(s) for s in stage_settings(stage)})
+
+def _one_default(name: str):
+    values = {repr(s.default): s.default for s in SETTINGS if s.name == name}
+    return next(iter(values.values())) if len(values) == 1 else None
+
+# the default of every setting declared with one default (as declared: tuples stay tuples), for library signatures:
+# `def preprocess_video(path, frames=DEFAULTS.frames, ...)`; a name whose stages differ reads `setting(stage, name).default`
+DEFAULTS = AttrDict({n: _one_default(n) for n in dict.fromkeys(s.name for s in SETTINGS)
+                     if len({repr(s.default) for s in SETTINGS if s.name == n}) == 1})
 
 # run_params' arguments
 RUN_SETTINGS = tuple(s.name for s in stage_settings('train')

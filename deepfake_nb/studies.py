@@ -8,6 +8,7 @@ import time, json, shutil, subprocess, tempfile, os
 from pathlib import Path
 import numpy as np, pandas as pd, cv2
 from .core import *
+from .settings import DEFAULTS, setting
 from .data import load_manifest, build_manifest, grouped_kfold
 from .demo import make_demo_dataset
 from .degrade import *
@@ -72,7 +73,7 @@ def study_runs_root(dataset) -> Path:
     "Where the studies of `dataset` keep the runs they train (a cross-validation fold's run: where `train_run` puts it)"
     return reports_dir('studies', dataset, 'runs')
 
-def study_run(settings: dict, force=False, **over) -> Path:
+def study_run(settings: dict, force=DEFAULTS.force, **over) -> Path:
     """The complete run of `settings` updated with `over`: found in `reports/runs/<dataset>/` or the studies' runs, else
     trained (`train_run`)"""
     from deepfake_nb.train import train_run, run_params, run_dir_for, is_complete
@@ -122,7 +123,7 @@ def eval_manifests(names) -> list[str]:
     return out
 
 # %% ../nbs/lib/12_studies.ipynb #8588f0ec
-def study_runs(dataset='demo', runs='', settings=None) -> list[Path]:
+def study_runs(dataset=setting('studies', 'dataset').default, runs=DEFAULTS.runs, settings=None) -> list[Path]:
     """Run directories to study: `runs` (paths, space-separated), else one complete run per backbone+head of `dataset`,
     else the run of the study's `settings` (`study_run`)"""
     if runs:
@@ -186,7 +187,7 @@ def cross_dataset_study(run_dirs, eval_datasets) -> tuple[pd.DataFrame, pd.DataF
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #5ba2da34
-def degradation_study(run_dirs, degradations=None, seed=0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def degradation_study(run_dirs, degradations=None, seed=DEFAULTS.seed) -> tuple[pd.DataFrame, pd.DataFrame]:
     "AUC (DeLong CI) of each run on its test split under each degradation and level; per-video probabilities"
     from deepfake_nb.predict import load_predictor
     degr = parse_degradations(degradations)
@@ -228,7 +229,7 @@ def degradation_study(run_dirs, degradations=None, seed=0) -> tuple[pd.DataFrame
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #069726ba
-def frames_study(dataset='demo', frame_counts=(4, 12), settings=None, n_timing=4) -> tuple[pd.DataFrame, pd.DataFrame]:
+def frames_study(dataset=setting('studies', 'dataset').default, frame_counts=tuple(map(int, DEFAULTS.frame_counts.split())), settings=None, n_timing=4) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Test AUC and seconds per video of the runs of `settings` at each of `frame_counts` frames per video"
     from deepfake_nb.predict import load_predictor
     rows, preds = [], []
@@ -268,7 +269,7 @@ def method_aucs(preds: pd.DataFrame) -> dict:
         out[m] = float(np.mean(a)) if a else float('nan')
     return out
 
-def cv_study(dataset='demo', cv_folds=4, settings=None, n_boot=1000) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def cv_study(dataset=setting('studies', 'dataset').default, cv_folds=setting('studies', 'cv_folds').default, settings=None, n_boot=DEFAULTS.n_boot) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Identity-grouped k-fold CV of the run `settings` on every video of `dataset` (one run per fold): per-fold table,
     one prediction per video, summary (`cv_summary`)"""
     settings = dict(settings or {}, dataset=dataset)
@@ -349,7 +350,7 @@ def cv_markdown(table: pd.DataFrame, info: dict) -> str:
 # row label: the run's `fakes`
 SELF_BLEND_SETTINGS = {'real fakes': 'real', 'self-blended only': 'sbi', 'real + self-blended': 'both'}
 
-def self_blend_study(dataset='demo', eval_datasets=(), settings=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def self_blend_study(dataset=setting('studies', 'dataset').default, eval_datasets=(), settings=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """AUC on real fakes (test split and `eval_datasets`) of the runs of `settings` trained with real fakes, with
     self-blended fakes only, and with both"""
     from deepfake_nb.predict import load_predictor

@@ -8,6 +8,7 @@ import time, json, inspect
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import *
+from .settings import DEFAULTS, setting
 from .data import load_manifest, build_manifest, cv_split
 from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces, FRAMINGS
 from .models import *
@@ -385,7 +386,7 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_roo
 
 
 def train_seeds(
-        seeds=(0, ), force=False, verbose=0, resume=False, worker_timeout=120, run_root=None, **kw) -> list[Path]:
+        seeds=setting('run', 'seeds').default, force=DEFAULTS.force, verbose=0, resume=DEFAULTS.resume, worker_timeout=DEFAULTS.worker_timeout, run_root=None, **kw) -> list[Path]:
     "One run per seed in `seeds` (same settings otherwise)"
     return [
         train_run(force=force, verbose=verbose, resume=resume, worker_timeout=worker_timeout, run_root=run_root,
@@ -393,7 +394,7 @@ def train_seeds(
     ]
 
 # %% ../nbs/lib/06_train.ipynb #h21lock02
-def train_run(force=False, verbose=0, resume=False, wait=True, worker_timeout=120, run_root=None, **kw) -> Path:
+def train_run(force=DEFAULTS.force, verbose=0, resume=DEFAULTS.resume, wait=True, worker_timeout=DEFAULTS.worker_timeout, run_root=None, **kw) -> Path:
     """Train one run (see `run_params` for the settings) and write its run directory (`run_dir_for`, under `run_root`
     when given); reuse it when complete; `resume`: go on from the last epoch checkpoint; `wait`: see `run_lock`"""
     params = run_params(**kw)

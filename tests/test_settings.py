@@ -202,3 +202,68 @@ def test_run_config_end_to_end(tmp_path):
     assert len(out.splitlines()) <= 25, out
     assert 'Kernel is running over TCP' in (runs[0].parent/'papermill.log').read_text() + (home/'reports'/'pipeline'/'demo'/'01_data.log').read_text()
     assert 'deepfake-nb run --config' in (home/'reports'/'deepfake-nb.log').read_text()   # this process's own stderr (TensorFlow's start-up lines) went there
+
+
+# Public parameters named like a setting whose literal default is deliberate: another meaning of the word, or a library
+# default that differs from the stage's on purpose. Every other such parameter takes its default from the schema
+# (`DEFAULTS.<name>` or `setting(stage, name).default`), or None, or none at all.
+OTHER_MEANINGS = {
+    'backbones.load_images.size': "MesoNet's input size, not the face crop's",
+    'data.check_manifest.name': 'what its error messages call the table',
+    'metrics.check_binary.name': 'what its error messages call the scores',
+    'sbi.as_uint8_image.name': 'what its error messages call the image',
+    'sbi.check_landmarks.name': 'what its error messages call the landmarks',
+    'stats.cluster_index.name': 'what its error messages call the groups',
+    'features.extract_features.batch_size': 'images per forward pass of a frozen backbone, not videos per training batch',
+    'feature_cache.cached_features.batch_size': 'images per forward pass of a frozen backbone',
+    'feature_cache.extract_feature_shard.batch_size': 'images per forward pass of a frozen backbone',
+    'examples.sbi_features.batch_size': 'images per forward pass of a frozen backbone',
+    'predictor.run_model.batch_size': 'examples per forward pass when scoring',
+    'fit.epoch_batches.epochs': 'how many epochs of batches to lay out (one unless asked)',
+    'predict.gradcam_overlay.alpha': "the heat map's opacity, not a significance level",
+    'predict.gradcam_figure.alpha': "the heat map's opacity, not a significance level",
+    'predict.predict_video.per_frame': 'off in the library (an occlusion pass per video); the predict stage turns it on',
+    'predict.predict_videos.per_frame': 'off in the library (an occlusion pass per video); the predict stage turns it on',
+    'sbi.self_blend_video.per_frame': 'one blend draw per frame instead of per video, not per-frame scores',
+    'report.main_metrics_table.ensembles': 'whether the table lists ensembles, not which ensembles compare builds',
+    'report.threshold_metrics_table.ensembles': 'whether the table lists ensembles',
+    'report.pairs_table.ensembles': 'whether the table lists ensemble pairs',
+    'report.pair_tests_table.ensembles': 'whether the table lists ensemble pairs',
+    'report.mcnemar_tables.ensembles': 'whether the tables list ensemble pairs',
+    'report.fig_roc_pr.ensembles': 'whether the figure draws ensembles',
+    'report.fig_reliability.ensembles': 'whether the figure draws ensembles',
+    'studies.self_blend_study.eval_datasets': 'none unless named (run_studies passes the stage setting)',
+    'testing.make_synthetic_runs.dataset': 'the synthetic runs live apart from real datasets',
+    'testing.make_synthetic_runs.frames': 'synthetic runs have no frames unless asked',
+    'watch.tflite_path.export': 'export the TFLite model when it is missing, not the predict stage export switch',
+}
+
+def _literal_setting_defaults():
+    "{'module.function.param': literal} for every public function's parameter named like a setting with a literal non-None default"
+    import ast, deepfake_nb
+    from deepfake_nb.settings import SETTINGS
+    names, found = {s.name for s in SETTINGS}, {}
+    for f in sorted(Path(deepfake_nb.__file__).parent.glob('*.py')):
+        if f.name.startswith('_'): continue
+        for n in ast.walk(ast.parse(f.read_text())):
+            if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) or n.name.startswith('_'): continue
+            a = n.args
+            pos = a.posonlyargs + a.args
+            pairs = list(zip(pos[len(pos) - len(a.defaults):], a.defaults)) + list(zip(a.kwonlyargs, a.kw_defaults))
+            for arg, d in pairs:
+                if d is None or arg.arg not in names: continue
+                try: v = ast.literal_eval(d)
+                except ValueError: continue                    # an expression: the schema's DEFAULTS or setting(...)
+                if v is not None: found[f'{f.stem}.{n.name}.{arg.arg}'] = v
+    return found
+
+def test_setting_defaults_come_from_the_schema():
+    found = _literal_setting_defaults()
+    repeated = {k: v for k, v in found.items() if k not in OTHER_MEANINGS}
+    assert not repeated, ("literal defaults of settings in public signatures (take them from deepfake_nb.settings.DEFAULTS, "
+                          f"or list another meaning in OTHER_MEANINGS): {repeated}")
+    assert not set(OTHER_MEANINGS) - set(found), f"stale OTHER_MEANINGS entries: {set(OTHER_MEANINGS) - set(found)}"
+    from deepfake_nb.preprocess import preprocess_video
+    from deepfake_nb.settings import DEFAULTS
+    import inspect
+    assert inspect.signature(preprocess_video).parameters['size'].default == DEFAULTS.size   # read from the schema
