@@ -4,7 +4,7 @@
 
 # %% ../nbs/lib/01_settings.ipynb #89618c32
 from __future__ import annotations
-import argparse, ast, difflib, io, json, tokenize
+import argparse, ast, difflib, io, json, textwrap, tokenize
 from dataclasses import dataclass, replace
 from pathlib import Path
 from fastcore.basics import AttrDict
@@ -78,8 +78,9 @@ SETTINGS = [
     # the studies (08_studies)
     _S('studies', 'words', ' '.join(_STUDIES), "the studies to run, any of: " + ' '.join(_STUDIES), 'studies',
        _STUDIES),
-    _S('runs', 'words', '', "run directories for cross_dataset and degradations; empty: one per backbone and head of "
-       "dataset", 'studies', path='path'),
+    _S('runs', 'words', '', "run directories: those compared (compare), or studied by cross_dataset and degradations "
+       "(studies); empty: every complete run of the dataset (studies: one per backbone and head)", 'studies compare',
+       path='path'),
     _S('eval_datasets', 'words', 'demo_b shared', "evaluation manifests: demo_b, shared (the ../shared clips) or "
        "manifest names", 'studies'),
     _S('degradations', 'words', 'jpeg:50 h264:40 noise:10', "kind:levels; empty: every one of DEGRADATIONS at every "
@@ -102,7 +103,8 @@ SETTINGS = [
     _S(
         'weights', 'str', 'auto', "'imagenet' (download), a weights file, None (plain random init), 'random-highpass' "
         "(random init reading high-pass residuals) or 'auto' (ImageNet if available, else "
-        "random-highpass)", 'train studies run', none_ok=True, path='path|name'),
+        "random-highpass); preprocess: the weights of --features", 'train studies run preprocess', none_ok=True,
+        path='path|name'),
     _S('frames', 'int', 12, "frames sampled uniformly over each video (1: single-image mode, for photos)",
        'preprocess train studies run'),
     _S('size', 'int', 160, "side of the square face crop in pixels (the backbone's input size)", 'preprocess train '
@@ -126,9 +128,6 @@ SETTINGS = [
         'features', 'words', '', "backbones whose frozen features this job also extracts, for its shard of the videos "
         "(merged into the feature cache once every shard has them); empty: faces "
         "only", 'preprocess'),
-    _S(
-        'weights', 'str', 'auto', "with features: the backbones' weights, as in training: 'auto', 'imagenet', a "
-        "weights file, None or 'random-highpass'", 'preprocess', none_ok=True, path='path|name'),
     _S('epochs', 'int', 30, "maximum epochs (early stopping on val loss)", 'train studies run'),
     _S('batch_size', 'int', 16, "videos per batch and replica", 'train run'),
     _S('lr', 'float', 1e-3, "Adam learning rate of the head", 'train run'),
@@ -202,8 +201,6 @@ SETTINGS = [
        "visible)", 'run pipeline'),
     _S('report', 'bool', True, "render reports/report.html after the comparison", 'run'),
     # the comparison (04_compare)
-    _S('runs', 'words', '', "run directories to compare; empty: every complete run of the "
-       "dataset", 'compare', path='path'),
     _S('n_boot', 'int', 1000, "bootstrap resamples for every CI and the paired AUC bootstrap", 'compare'),
     _S('boot_seed', 'int', 0, "seed of the bootstrap resamples (the same resamples for every model); a run's own seed "
        "is `seed`", 'compare'),
@@ -221,20 +218,19 @@ SETTINGS = [
     _S('inputs', 'str', '', "a video, a folder (recursive) or a list file; empty scores demo videos and the shared "
        "clips", 'predict', path='path'),
     _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val "
-       "AUC", 'predict', path='path'),
+       "AUC", 'predict watch', path='path'),
     _S('out_csv', 'str', '', "the per-video CSV; empty writes "
        "reports/predict/<run_id>/predictions.csv", 'predict', path='path'),
     _S('per_frame', 'bool', True, "also write per-frame scores (running score, occlusion) to *_frames.csv", 'predict'),
     _S('windows', 'int', 0, "sliding windows: 0 off, n scores windows over n x frames sampled frames", 'predict'),
-    _S('annotate', 'bool', False, "write an annotated GIF per video", 'predict'),
+    _S('annotate', 'bool', False, "write annotated output: a GIF per video (predict), or a video with the face box, "
+       "P(fake) and verdict beside the timeline (watch)", 'predict watch'),
     _S('gradcam', 'bool', False, "write a Grad-CAM PNG per video", 'predict'),
     _S('export', 'bool', False, "export the run: SavedModel, TFLite float32 and int8, ONNX when tf2onnx is "
        "installed", 'predict'),
     # live scoring (deepfake-nb watch: deepfake_nb.watch.watch, no notebook)
     _S('source', 'str', '0', "a camera index (0: the first camera), a stream URL (rtsp://..., http://...) or a video "
        "file", 'watch', path='path|name'),
-    _S('run_dir', 'str', '', "a run directory or its model.keras; empty takes the complete demo run with the best val "
-       "AUC", 'watch', path='path'),
     _S('stride', 'float', 1.0, "seconds of source time between scored windows", 'watch'),
     _S(
         'window', 'float', 0.0, "seconds of source time the window's faces (the run's frames) are spread over, one "
@@ -246,8 +242,6 @@ SETTINGS = [
        "overrides realtime", 'watch'),
     _S('model', 'str', 'keras', "the run's Keras model, or its float32 TFLite export (made on first use when the run "
        "has no export)", 'watch', ('keras', 'tflite')),
-    _S('annotate', 'bool', False, "also write an annotated video (face box, P(fake), verdict) beside the "
-       "timeline", 'watch'),
     _S(
         'out_dir', 'str', '', "folder of timeline.csv, summary.json and the annotated video; empty: "
         "reports/watch/<run_id>/<source>-<time>/", 'watch', path='path'),
@@ -455,11 +449,17 @@ def resolve_paths(values: dict, stage: str, cwd=None) -> dict:
     return out
 
 # %% ../nbs/lib/01_settings.ipynb #a9acc54a
-def render_parameters(stage: str) -> str:
-    "The source of `stage`'s parameters cell: one `name = default  # help` line per setting"
+def render_parameters(stage: str, width: int = 120) -> str:
+    "The source of `stage`'s parameters cell: `name = default  # help` per setting, the help wrapped at `width` columns"
     lines = [(f'{s.name} = {default_value(s)!r}', s.help) for s in stage_settings(stage)]
     col = max(len(a) for a, _ in lines if len(a) <= 26) + 2
-    return '\n'.join(f'{a.ljust(col)}# {h}' if len(a) < col else f'{a}  # {h}' for a, h in lines)
+    out = []
+    for a, h in lines:
+        head = a.ljust(col) if len(a) < col else a + '  '
+        wrapped = textwrap.wrap(h, max(40, width - len(head) - 2), break_on_hyphens=False, break_long_words=False)
+        out.append(f'{head}# {wrapped[0]}')
+        out += [f"{' ' * len(head)}# {w}" for w in wrapped[1:]]
+    return '\n'.join(out)
 
 def read_parameters(source: str) -> list[tuple]:
     "(name, value, comment) of each `name = value  # comment` line of a parameters cell"
@@ -467,6 +467,11 @@ def read_parameters(source: str) -> list[tuple]:
         t.start[0]: t.string.lstrip('#').strip()
         for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT
     }
+    body = ast.parse(source).body
+    starts = [n.lineno for n in body] + [len(source.splitlines()) + 1]
+    for n, nxt in zip(body, starts[1:]):           # a help wrapped over comment lines below its setting
+        more = [comments.pop(k) for k in range(n.end_lineno + 1, nxt) if k in comments]
+        if more: comments[n.lineno] = ' '.join([comments.get(n.lineno, '')] + more).strip()
     out = []
     for node in ast.parse(source).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
@@ -496,7 +501,7 @@ def parameters_drift(stage: str, nb_path=None) -> list[str]:
     msgs += [f'{nb_path.name}: setting {n} is missing from the parameters cell' for n in want if n not in have]
     for n in [n for n in want if n in have]:
         (hv, hc), (wv, wc) = have[n], want[n]
-        if hv != wv or type(hv) != type(wv): msgs.append(f'{nb_path.name}: {n} = {hv!r} in the notebook, {wv!r} in '
+        if hv != wv or type(hv) is not type(wv): msgs.append(f'{nb_path.name}: {n} = {hv!r} in the notebook, {wv!r} in '
                                                          'deepfake_nb.settings')
         if hc != wc: msgs.append(f'{nb_path.name}: {n}\'s comment "{hc}" differs from its help "{wc}"')
     if not msgs and [n for n, *_ in read_parameters(_src(parameters_cell(nb_path)))] != list(want):
