@@ -56,24 +56,40 @@ def cluster_index(groups, n: int, name: str = 'groups'):
     _, idx = np.unique(g.astype(str), return_inverse=True)
     return idx, int(idx.max()) + 1
 
+def _obuchowski(y, gi, K, S):
+    "AUCs of the rows of `S` (k, n), their Obuchowski covariance (NaN if fakes or reals span < 2 clusters), (I10, I01)"
+    m = int(y.sum())
+    n = len(y) - m
+    X, Y = S[:, y == 1], S[:, y == 0]
+    tz = stats.rankdata(np.hstack([X, Y]), axis=1)
+    auc = (tz[:, :m].sum(1) - m*(m+1)/2)/(m*n)
+    v10 = (tz[:, :m] - stats.rankdata(X, axis=1))/n            # DeLong's placements
+    v01 = 1 - (tz[:, m:] - stats.rankdata(Y, axis=1))/m
+    gf, gr = gi[y == 1], gi[y == 0]
+    mi, ni = np.bincount(gf, minlength=K), np.bincount(gr, minlength=K)
+    A10 = np.stack([np.bincount(gf, v, K) for v in v10]) - mi*auc[:, None]     # per cluster: sum minus expectation
+    A01 = np.stack([np.bincount(gr, v, K) for v in v01]) - ni*auc[:, None]
+    I10, I01 = int((mi > 0).sum()), int((ni > 0).sum())
+    if I10 < 2 or I01 < 2: return auc, np.full((len(S), len(S)), np.nan), (I10, I01)
+    S10 = I10/((I10 - 1)*m)*A10 @ A10.T
+    S01 = I01/((I01 - 1)*n)*A01 @ A01.T
+    S11 = K/(K - 1)*A10 @ A01.T
+    return auc, S10/m + S01/n + (S11 + S11.T)/(m*n), (I10, I01)
+
 def _obuchowski_cov(y_true, groups, *scores):
     "AUCs of `scores`, their covariance by Obuchowski's (1997) clustered estimator, and the number of clusters"
     y, *ss = check_binary(y_true, *scores, name='clustered DeLong')
-    m = int(y.sum()); n = len(y) - m
-    if m < 2 or n < 2: raise DeepfakeNBError(f"clustered DeLong: needs at least 2 real and 2 fake videos, got {n} real and {m} fake; use a larger test split")
+    m = int(y.sum())
+    n = len(y) - m
+    if m < 2 or n < 2:
+        raise DeepfakeNBError(f"clustered DeLong: needs at least 2 real and 2 fake videos, got {n} real and {m} fake; "
+                              "use a larger test split")
     gi, K = cluster_index(groups, len(y), 'clustered DeLong')
-    S = np.stack(ss); X, Y = S[:, y == 1], S[:, y == 0]
-    tz = stats.rankdata(np.hstack([X, Y]), axis=1)
-    auc = (tz[:, :m].sum(1) - m*(m+1)/2)/(m*n)
-    v10 = (tz[:, :m] - stats.rankdata(X, axis=1))/n; v01 = 1 - (tz[:, m:] - stats.rankdata(Y, axis=1))/m   # DeLong's placements
-    gf, gr = gi[y == 1], gi[y == 0]
-    mi, ni = np.bincount(gf, minlength=K), np.bincount(gr, minlength=K)
-    A10 = np.stack([np.bincount(gf, v, K) for v in v10]) - mi*auc[:, None]     # per cluster: its placements' sum minus their expectation
-    A01 = np.stack([np.bincount(gr, v, K) for v in v01]) - ni*auc[:, None]
-    I10, I01 = int((mi > 0).sum()), int((ni > 0).sum())
-    if I10 < 2 or I01 < 2: raise DeepfakeNBError(f"clustered DeLong: the fakes come from {I10} cluster(s) and the reals from {I01}; it needs 2 or more of each (or groups=None)")
-    S10, S01, S11 = I10/((I10 - 1)*m)*A10 @ A10.T, I01/((I01 - 1)*n)*A01 @ A01.T, K/(K - 1)*A10 @ A01.T
-    return auc, S10/m + S01/n + (S11 + S11.T)/(m*n), K
+    auc, cov, (I10, I01) = _obuchowski(y, gi, K, np.stack(ss))
+    if I10 < 2 or I01 < 2:
+        raise DeepfakeNBError(f"clustered DeLong: the fakes come from {I10} cluster(s) and the reals from {I01}; "
+                              "it needs 2 or more of each (or groups=None)")
+    return auc, cov, K
 
 @dataclass(frozen=True)
 class DeLongResult:
@@ -225,14 +241,59 @@ def _aucs(y, S):
     r = stats.rankdata(S, axis=1)
     return (r[:, y == 1].sum(1) - m*(m+1)/2)/(m*n)
 
-def paired_bootstrap_auc(y_true, prob_a, prob_b, groups=None, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> BootstrapDiff:
-    "Paired (same resamples) bootstrap CI and p-value of AUC(a) - AUC(b); `groups` clusters videos by identity"
-    y, a, b = check_binary(y_true, prob_a, prob_b, name='paired bootstrap')
+def _diff_se(y, gi, K, a, b):
+    "AUC(a) - AUC(b) and its Obuchowski se (DeLong's when every video is its own cluster; NaN where undefined)"
+    auc, cov, _ = _obuchowski(y, gi, K, np.stack([a, b]))
+    var = float(cov[0, 0] + cov[1, 1] - 2*cov[0, 1])
+    se = np.sqrt(var) if var > 1e-15 else (0.0 if var == var else np.nan)
+    return float(auc[0] - auc[1]), float(se)
+
+def _boot_reps(y, a, b, groups, n_boot: int, seed: int):
+    "Replicates of the class-stratified (cluster) bootstrap: AUC(a) - AUC(b) and its se in each; K; the scheme"
     idx, meta = bootstrap_indices(y, groups, n_boot, seed)
-    d = np.array([float(np.subtract(*_aucs(y[i], np.stack([a[i], b[i]])))) for i in idx])
-    q = (1 - level)/2; diff = roc_auc(y, a) - roc_auc(y, b)
+    gi, K = cluster_index(groups, len(y), 'paired bootstrap')
+    first = np.full(K, len(y))
+    np.minimum.at(first, gi, np.arange(len(y)))      # a drawn cluster's block starts with its first video
+    d, se = np.empty(n_boot), np.empty(n_boot)
+    for j, i in enumerate(idx):
+        copy = np.cumsum(i == first[gi[i]]) - 1        # each drawn copy of a cluster is a cluster of its own
+        d[j], se[j] = _diff_se(y[i], copy, int(copy[-1]) + 1, a[i], b[i])
+    return d, se, K, meta
+
+def _percentile_ci(d, diff: float, level: float, inflate: float = 1.0):
+    "Percentile CI and p (twice the share beyond 0) of replicates `d`, their spread about `diff` times `inflate`"
+    d = diff + inflate*(d - diff)
+    q = (1 - level)/2
     p = float(min(1.0, 2*min((d <= 0).mean(), (d >= 0).mean())))
-    return BootstrapDiff(float(diff), float(np.quantile(d, q)), float(np.quantile(d, 1 - q)), float(d.std(ddof=1)), p, int(n_boot), int(seed), level, meta['method'])
+    return float(np.quantile(d, q)), float(np.quantile(d, 1 - q)), p
+
+def _studentized_ci(d, se, diff: float, se0: float, level: float):
+    "Symmetric bootstrap-t CI and p of `diff` (se `se0`) from replicates `d` with their own se `se`"
+    t = np.divide(np.abs(d - diff), se, out=np.where(d == diff, 0.0, np.inf), where=se > 0)
+    k = min(len(t), int(np.ceil((len(t) + 1)*level - 1e-9)))      # the (B+1)*level-th smallest |t*|
+    q = float(np.sort(t)[k - 1])
+    p = (1 + int((t >= abs(diff)/se0).sum()))/(1 + len(t))
+    return float(max(-1.0, diff - q*se0)), float(min(1.0, diff + q*se0)), float(p)
+
+def paired_bootstrap_auc(y_true, prob_a, prob_b, groups=None, n_boot: int = 1000, seed: int = 0,
+                         level: float = 0.95) -> BootstrapDiff:
+    "Paired (same resamples) bootstrap-t CI and p of AUC(a) - AUC(b); `groups` clusters videos by identity"
+    y, a, b = check_binary(y_true, prob_a, prob_b, name='paired bootstrap')
+    if y.min() == y.max():
+        raise DeepfakeNBError("paired bootstrap: the videos hold one class; AUC needs real and fake videos")
+    d, se, K, meta = _boot_reps(y, a, b, groups, n_boot, seed)
+    diff, se0 = _diff_se(y, *cluster_index(groups, len(y)), a, b)
+    sd = float(d.std(ddof=1))
+    if diff == 0 and se0 == 0:
+        return BootstrapDiff(0.0, 0.0, 0.0, sd, 1.0, int(n_boot), int(seed), level, meta['method'])
+    if se0 > 0 and np.isfinite(se).all():
+        lo, hi, p = _studentized_ci(d, se, diff, se0, level)
+        how = f"studentized (symmetric bootstrap-t on the {'clustered ' if groups is not None else ''}DeLong se)"
+    else:
+        lo, hi, p = _percentile_ci(d, diff, level, np.sqrt(K/(K - 1)))
+        how = f'percentile, spread x sqrt(K/(K-1)) with K = {K} (no clustered DeLong se here)'
+    return BootstrapDiff(float(diff), lo, hi, sd, p, int(n_boot), int(seed), level, f"{how}; {meta['method']}")
+
 
 # %% ../nbs/lib/07_stats.ipynb #74318a79
 @dataclass(frozen=True)
