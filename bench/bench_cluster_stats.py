@@ -62,7 +62,7 @@ import numpy as np, pandas as pd
 from scipy import stats, optimize
 from deepfake_nb.stats import (delong_test, mcnemar_test, wilcoxon_test, cluster_permutation_test, paired_tests,
                                cluster_index)
-from deepfake_nb.stats import _boot_reps, _diff_se, _percentile_ci, _studentized_ci
+from deepfake_nb.stats import _boot_reps, _diff_se_one, _percentile_ci, _studentized_ci
 
 REPO = Path(__file__).resolve().parent.parent
 CSV = REPO/'bench'/'results'/'bench_cluster_stats.csv'
@@ -122,7 +122,7 @@ def pop_auc(mu, tau, N=200_000, seed=54321):
 def boot_pvalues(y, g, pa, pb, n_boot, seed):
     "p of the clustered bootstrap from one set of replicates: percentile (before), x sqrt(K/(K-1)), studentized"
     d, se, K, _ = _boot_reps(y, pa, pb, g, n_boot, seed)
-    diff, se0 = _diff_se(y, *cluster_index(g, len(y)), pa, pb)
+    diff, se0 = _diff_se_one(y, *cluster_index(g, len(y)), pa, pb)
     stud = _studentized_ci(d, se, diff, se0, 0.95)[2] if se0 > 0 and np.isfinite(se).all() else np.nan
     return [_percentile_ci(d, diff, 0.95)[2], _percentile_ci(d, diff, 0.95, np.sqrt(K/(K - 1)))[2], stud]
 

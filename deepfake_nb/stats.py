@@ -56,40 +56,24 @@ def cluster_index(groups, n: int, name: str = 'groups'):
     _, idx = np.unique(g.astype(str), return_inverse=True)
     return idx, int(idx.max()) + 1
 
-def _obuchowski(y, gi, K, S):
-    "AUCs of the rows of `S` (k, n), their Obuchowski covariance (NaN if fakes or reals span < 2 clusters), (I10, I01)"
-    m = int(y.sum())
-    n = len(y) - m
-    X, Y = S[:, y == 1], S[:, y == 0]
-    tz = stats.rankdata(np.hstack([X, Y]), axis=1)
-    auc = (tz[:, :m].sum(1) - m*(m+1)/2)/(m*n)
-    v10 = (tz[:, :m] - stats.rankdata(X, axis=1))/n            # DeLong's placements
-    v01 = 1 - (tz[:, m:] - stats.rankdata(Y, axis=1))/m
-    gf, gr = gi[y == 1], gi[y == 0]
-    mi, ni = np.bincount(gf, minlength=K), np.bincount(gr, minlength=K)
-    A10 = np.stack([np.bincount(gf, v, K) for v in v10]) - mi*auc[:, None]     # per cluster: sum minus expectation
-    A01 = np.stack([np.bincount(gr, v, K) for v in v01]) - ni*auc[:, None]
-    I10, I01 = int((mi > 0).sum()), int((ni > 0).sum())
-    if I10 < 2 or I01 < 2: return auc, np.full((len(S), len(S)), np.nan), (I10, I01)
-    S10 = I10/((I10 - 1)*m)*A10 @ A10.T
-    S01 = I01/((I01 - 1)*n)*A01 @ A01.T
-    S11 = K/(K - 1)*A10 @ A01.T
-    return auc, S10/m + S01/n + (S11 + S11.T)/(m*n), (I10, I01)
-
 def _obuchowski_cov(y_true, groups, *scores):
     "AUCs of `scores`, their covariance by Obuchowski's (1997) clustered estimator, and the number of clusters"
     y, *ss = check_binary(y_true, *scores, name='clustered DeLong')
-    m = int(y.sum())
-    n = len(y) - m
-    if m < 2 or n < 2:
-        raise DeepfakeNBError(f"clustered DeLong: needs at least 2 real and 2 fake videos, got {n} real and {m} fake; "
-                              "use a larger test split")
+    m = int(y.sum()); n = len(y) - m
+    if m < 2 or n < 2: raise DeepfakeNBError(f"clustered DeLong: needs at least 2 real and 2 fake videos, got {n} real and {m} fake; use a larger test split")
     gi, K = cluster_index(groups, len(y), 'clustered DeLong')
-    auc, cov, (I10, I01) = _obuchowski(y, gi, K, np.stack(ss))
-    if I10 < 2 or I01 < 2:
-        raise DeepfakeNBError(f"clustered DeLong: the fakes come from {I10} cluster(s) and the reals from {I01}; "
-                              "it needs 2 or more of each (or groups=None)")
-    return auc, cov, K
+    S = np.stack(ss); X, Y = S[:, y == 1], S[:, y == 0]
+    tz = stats.rankdata(np.hstack([X, Y]), axis=1)
+    auc = (tz[:, :m].sum(1) - m*(m+1)/2)/(m*n)
+    v10 = (tz[:, :m] - stats.rankdata(X, axis=1))/n; v01 = 1 - (tz[:, m:] - stats.rankdata(Y, axis=1))/m   # DeLong's placements
+    gf, gr = gi[y == 1], gi[y == 0]
+    mi, ni = np.bincount(gf, minlength=K), np.bincount(gr, minlength=K)
+    A10 = np.stack([np.bincount(gf, v, K) for v in v10]) - mi*auc[:, None]     # per cluster: its placements' sum minus their expectation
+    A01 = np.stack([np.bincount(gr, v, K) for v in v01]) - ni*auc[:, None]
+    I10, I01 = int((mi > 0).sum()), int((ni > 0).sum())
+    if I10 < 2 or I01 < 2: raise DeepfakeNBError(f"clustered DeLong: the fakes come from {I10} cluster(s) and the reals from {I01}; it needs 2 or more of each (or groups=None)")
+    S10, S01, S11 = I10/((I10 - 1)*m)*A10 @ A10.T, I01/((I01 - 1)*n)*A01 @ A01.T, K/(K - 1)*A10 @ A01.T
+    return auc, S10/m + S01/n + (S11 + S11.T)/(m*n), K
 
 @dataclass(frozen=True)
 class DeLongResult:
@@ -241,23 +225,54 @@ def _aucs(y, S):
     r = stats.rankdata(S, axis=1)
     return (r[:, y == 1].sum(1) - m*(m+1)/2)/(m*n)
 
-def _diff_se(y, gi, K, a, b):
-    "AUC(a) - AUC(b) and its Obuchowski se (DeLong's when every video is its own cluster; NaN where undefined)"
-    auc, cov, _ = _obuchowski(y, gi, K, np.stack([a, b]))
-    var = float(cov[0, 0] + cov[1, 1] - 2*cov[0, 1])
-    se = np.sqrt(var) if var > 1e-15 else (0.0 if var == var else np.nan)
-    return float(auc[0] - auc[1]), float(se)
+def _placements(S, m: int):
+    "AUC of each row of `S` (R, n) whose first `m` columns are fakes, and DeLong's placements of its fakes and reals"
+    n = S.shape[1] - m
+    tz = stats.rankdata(S, axis=1)
+    auc = (tz[:, :m].sum(1) - m*(m+1)/2)/(m*n)
+    return auc, (tz[:, :m] - stats.rankdata(S[:, :m], axis=1))/n, 1 - (tz[:, m:] - stats.rankdata(S[:, m:], axis=1))/m
 
-def _boot_reps(y, a, b, groups, n_boot: int, seed: int):
+def _diff_se(m: int, g, K: int, A, B):
+    "AUC(a) - AUC(b) of each row of `A`, `B` (R, n; fakes first, `m` of them; clusters `g` (R, n) in 0..K-1) and its se"
+    R, N = A.shape
+    n = N - m
+    (aa, a10, a01), (ab, b10, b01) = _placements(A, m), _placements(B, m)
+    d = aa - ab
+    cell = g + K*np.arange(R)[:, None]                   # (row, cluster) as one index
+    def per_cluster(cols, v):                            # Obuchowski's cluster sums of the difference's placements
+        s = np.bincount(cell[:, cols].ravel(), v.ravel(), R*K).reshape(R, K)
+        k = np.bincount(cell[:, cols].ravel(), None, R*K).reshape(R, K)
+        return s - k*d[:, None], (k > 0).sum(1)
+    D10, I10 = per_cluster(slice(0, m), a10 - b10)
+    D01, I01 = per_cluster(slice(m, N), a01 - b01)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        var = (I10/((I10 - 1)*m*m)*(D10**2).sum(1) + I01/((I01 - 1)*n*n)*(D01**2).sum(1)
+               + 2*K/((K - 1)*m*n)*(D10*D01).sum(1))
+    var = np.where((I10 < 2) | (I01 < 2), np.nan, var)          # no clustered se from a single cluster of a class
+    return d, np.where(var > 1e-15, np.sqrt(np.abs(var)), np.where(np.isnan(var), np.nan, 0.0))
+
+def _diff_se_one(y, gi, K: int, a, b):
+    "AUC(a) - AUC(b) on one test set and its Obuchowski se (DeLong's with one video per cluster; NaN: undefined)"
+    o = np.argsort(-y, kind='stable')
+    d, se = _diff_se(int(y.sum()), gi[o][None], K, a[o][None], b[o][None])
+    return float(d[0]), float(se[0])
+
+def _boot_reps(y, a, b, groups, n_boot: int, seed: int, cells: int = 250_000):
     "Replicates of the class-stratified (cluster) bootstrap: AUC(a) - AUC(b) and its se in each; K; the scheme"
     idx, meta = bootstrap_indices(y, groups, n_boot, seed)
     gi, K = cluster_index(groups, len(y), 'paired bootstrap')
     first = np.full(K, len(y))
-    np.minimum.at(first, gi, np.arange(len(y)))      # a drawn cluster's block starts with its first video
-    d, se = np.empty(n_boot), np.empty(n_boot)
-    for j, i in enumerate(idx):
-        copy = np.cumsum(i == first[gi[i]]) - 1        # each drawn copy of a cluster is a cluster of its own
-        d[j], se[j] = _diff_se(y[i], copy, int(copy[-1]) + 1, a[i], b[i])
+    np.minimum.at(first, gi, np.arange(len(y)))          # a drawn cluster's block starts with its first video
+    d, se, shapes = np.empty(n_boot), np.empty(n_boot), {}
+    for j, i in enumerate(idx): shapes.setdefault((len(i), int(y[i].sum())), []).append(j)
+    for (N, m), js in shapes.items():                    # resamples of one size and class balance, scored together
+        for s in range(0, len(js), max(1, cells//N)):
+            part = js[s:s + max(1, cells//N)]
+            I = np.stack([idx[j] for j in part])
+            copy = np.cumsum(I == first[gi[I]], axis=1) - 1          # each drawn copy of a cluster: a cluster
+            o = np.argsort(-y[I], axis=1, kind='stable')              # fakes first
+            I, copy = np.take_along_axis(I, o, 1), np.take_along_axis(copy, o, 1)
+            d[part], se[part] = _diff_se(m, copy, K, a[I], b[I])
     return d, se, K, meta
 
 def _percentile_ci(d, diff: float, level: float, inflate: float = 1.0):
@@ -282,7 +297,7 @@ def paired_bootstrap_auc(y_true, prob_a, prob_b, groups=None, n_boot: int = 1000
     if y.min() == y.max():
         raise DeepfakeNBError("paired bootstrap: the videos hold one class; AUC needs real and fake videos")
     d, se, K, meta = _boot_reps(y, a, b, groups, n_boot, seed)
-    diff, se0 = _diff_se(y, *cluster_index(groups, len(y)), a, b)
+    diff, se0 = _diff_se_one(y, *cluster_index(groups, len(y)), a, b)
     sd = float(d.std(ddof=1))
     if diff == 0 and se0 == 0:
         return BootstrapDiff(0.0, 0.0, 0.0, sd, 1.0, int(n_boot), int(seed), level, meta['method'])
