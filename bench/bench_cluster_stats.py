@@ -1,8 +1,12 @@
 """Type-I error and power of the paired tests in `deepfake_nb.stats`, independent against cluster-aware, when one identity appears in many videos (issue 18).
 
-    .venv/bin/python bench/bench_cluster_stats.py                                    # every setting, 1000 null and 500 power datasets each
-    .venv/bin/python bench/bench_cluster_stats.py --n 100 --n-power 50 --settings ffpp few   # a reduced run
-    .venv/bin/python bench/bench_cluster_stats.py --out /tmp/bench_cluster.md          # also write the tables as markdown
+    .venv/bin/python bench/bench_cluster_stats.py        # every setting, 1000 null and 500 power datasets each
+    .venv/bin/python bench/bench_cluster_stats.py --n 250 --n-power 100 --deltas 0.10 --taus 0 1   # reduced (the CSV's)
+    .venv/bin/python bench/bench_cluster_stats.py --out /tmp/bench_cluster.md        # also write the tables as markdown
+
+Writes bench/results/bench_cluster_stats.csv (--csv; '' for none): one row per table (type1 / power), setting, tau,
+delta and test, with the rejection rate, the settings, the commit (git rev-parse --short HEAD, +dirty) and the machine;
+nbs/lib/07_stats.ipynb reads it.
 
 A simulation, not a test: nothing here asserts; it prints the share of datasets each test rejects at --alpha (p <= alpha).
 
@@ -32,11 +36,17 @@ Tests (naive | clustered side by side): DeLong | Obuchowski (delong_test, groups
   predictions at 0.5, groups: Durkalski chi2, exact sign flips below 25 discordant clusters), Wilcoxon | Datta-Satten (wilcoxon_test on
   per-video log loss, groups), cluster permutation test of AUC, log loss and accuracy at 0.5 (Monte Carlo with --n-perm = 99 random sign
   patterns, p = (1 + hits)/(1 + n_perm), valid at any n_perm, only less powerful than with many; exact when <= 15 clusters), and the
-  clustered paired bootstrap of the AUC difference (paired_bootstrap_auc, groups, --n-boot = 100: its p has a resolution of 0.02).
-  n_perm = 99 and n_boot = 100 (not 199/200) for time: the full run took 1071 s on 2 cores shared with other jobs (load ~3); the
-  Celeb-DF-like shape (2400 videos) costs most, in the AUC permutation and the bootstrap, both linear in these numbers, then `few`
-  (its exact AUC permutation, 4096 patterns). The bootstrap's type-I error barely moves with n_boot (singletons 0.066 -> 0.062,
-  few 0.085 -> 0.078 at n_boot 100 -> 400).
+  clustered paired bootstrap of the AUC difference, three ways from the same --n-boot (199) replicates (identities
+  redrawn whole):
+    boot pct (before)  the plain percentile bootstrap (p = twice the share of replicates beyond 0), what
+                       paired_bootstrap_auc did;
+    boot pct xK        the same with the replicates' spread about the observed difference inflated by sqrt(K/(K-1));
+    cl. bootstrap      what paired_bootstrap_auc does now: the symmetric studentized (bootstrap-t) cluster bootstrap,
+                       each replicate studentized by its own clustered DeLong se, p = (1 + #{|t*| >= |t|})/(B + 1).
+  n_boot = 199 makes both p rules reject at the nominal rate from Monte Carlo resolution alone ((B + 1)*alpha/2 and
+  (B + 1)*alpha are whole); at n_boot = 100 the percentile rule alone rejects 6% of true nulls (it rejects when <= 2 of
+  100 replicates lie beyond 0).
+  The bootstrap costs most (one clustered DeLong per replicate), then the Celeb-DF-like shape's AUC permutation.
   In `singletons` the clustered forms get groups = one per video.
   `suite AUC / errors / loss`: the p-values that compare_runs and the report decide with (stats.paired_tests, groups): the clustered
   tests from stats.FEW_CLUSTERS (16) identities up, the exact cluster permutation test below.
@@ -44,12 +54,18 @@ Monte Carlo standard error of a type-I rate near 0.05 from n datasets: sqrt(0.05
 0.07 is marked '!'. Seeds: every dataset has its own numpy Generator seeded from (--seed, setting, tau, scenario, replicate); the
 permutation and bootstrap seeds are the replicate number. Parallel over --procs processes (at most 2).
 """
-import argparse, os, time
+import argparse, os, sys, time, platform, subprocess
+from pathlib import Path
 os.environ.setdefault('OMP_NUM_THREADS', '1'); os.environ.setdefault('OPENBLAS_NUM_THREADS', '1'); os.environ.setdefault('MKL_NUM_THREADS', '1')
 import multiprocessing as mp
 import numpy as np, pandas as pd
 from scipy import stats, optimize
-from deepfake_nb.stats import delong_test, mcnemar_test, wilcoxon_test, cluster_permutation_test, paired_bootstrap_auc, paired_tests
+from deepfake_nb.stats import (delong_test, mcnemar_test, wilcoxon_test, cluster_permutation_test, paired_tests,
+                               cluster_index)
+from deepfake_nb.stats import _boot_reps, _diff_se_one, _percentile_ci, _studentized_ci
+
+REPO = Path(__file__).resolve().parent.parent
+CSV = REPO/'bench'/'results'/'bench_cluster_stats.csv'
 
 SHAPES = {   # name: (description, [(identities, real videos each, fake videos each), ...])
     'ffpp': ('FF++-like 40x(1r+4f)', [(40, 1, 4)]),
@@ -59,8 +75,12 @@ SHAPES = {   # name: (description, [(identities, real videos each, fake videos e
     'few': ('few 12x(1r+4f)', [(12, 1, 4)]),
     'mid': ('mid 20x(1r+4f)', [(20, 1, 4)]),
 }
-TESTS = ['DeLong', 'Obuchowski', 'McNemar', 'cl. McNemar', 'Wilcoxon', 'Datta-Satten', 'perm AUC', 'perm log loss', 'perm acc', 'cl. bootstrap', 'suite AUC', 'suite errors', 'suite loss']
-CLUSTERED = {'Obuchowski', 'cl. McNemar', 'Datta-Satten', 'perm AUC', 'perm log loss', 'perm acc', 'cl. bootstrap', 'suite AUC', 'suite errors', 'suite loss'}
+BOOT = ['boot pct (before)', 'boot pct xK', 'cl. bootstrap']
+TESTS = ['DeLong', 'Obuchowski', 'McNemar', 'cl. McNemar', 'Wilcoxon', 'Datta-Satten',
+         'perm AUC', 'perm log loss', 'perm acc',
+         *BOOT, 'suite AUC', 'suite errors', 'suite loss']
+CLUSTERED = {'Obuchowski', 'cl. McNemar', 'Datta-Satten', 'perm AUC', 'perm log loss', 'perm acc', *BOOT,
+             'suite AUC', 'suite errors', 'suite loss'}
 SCEN = {'null': 0, 'd0.05': 1, 'd0.10': 2}
 
 def layout(blocks):
@@ -99,21 +119,30 @@ def pop_auc(mu, tau, N=200_000, seed=54321):
     nf, nr = pop_sample(tau, N, seed)
     return _auc(mu/2 + nf, -mu/2 + nr)
 
+def boot_pvalues(y, g, pa, pb, n_boot, seed):
+    "p of the clustered bootstrap from one set of replicates: percentile (before), x sqrt(K/(K-1)), studentized"
+    d, se, K, _ = _boot_reps(y, pa, pb, g, n_boot, seed)
+    diff, se0 = _diff_se_one(y, *cluster_index(g, len(y)), pa, pb)
+    stud = _studentized_ci(d, se, diff, se0, 0.95)[2] if se0 > 0 and np.isfinite(se).all() else np.nan
+    return [_percentile_ci(d, diff, 0.95)[2], _percentile_ci(d, diff, 0.95, np.sqrt(K/(K - 1)))[2], stud]
+
 def pvalues(y, g, pa, pb, n_perm, n_boot, seed):
     "p of every test in TESTS on one dataset (NaN where a test is undefined)"
     qa, qb = (pa >= 0.5).astype(int), (pb >= 0.5).astype(int)
     out = [delong_test(y, pa, pb).p_value, delong_test(y, pa, pb, groups=g).p_value,
            mcnemar_test(y, qa, qb).p_value, mcnemar_test(y, qa, qb, groups=g).p_value,
            wilcoxon_test(y, pa, pb).p_value, wilcoxon_test(y, pa, pb, groups=g).p_value]
-    out += [cluster_permutation_test(y, pa, pb, g, metric, (0.5, 0.5), n_perm=n_perm, seed=seed).p_value for metric in ('auc', 'log_loss', 'accuracy')]
-    out.append(paired_bootstrap_auc(y, pa, pb, groups=g, n_boot=n_boot, seed=seed).p_value if n_boot else np.nan)
+    out += [cluster_permutation_test(y, pa, pb, g, metric, (0.5, 0.5), n_perm=n_perm, seed=seed).p_value
+            for metric in ('auc', 'log_loss', 'accuracy')]
+    out += boot_pvalues(y, g, pa, pb, n_boot, seed) if n_boot else [np.nan]*3
     t = paired_tests(y, pa, pb, 0.5, 0.5, groups=g, seed=seed)       # what compare_runs and the report decide with
     return out + [t['delong']['p_value'], t['mcnemar']['p_value'], t['wilcoxon']['p_value']]
 
 def run_chunk(job):
     "p-values (reps, tests) and empirical AUC differences of replicates `reps` of one (setting, tau, scenario)"
     (si, setting, ti, tau, scen, mu_a, mu_b, reps, a) = job
-    y, g, K = layout(SHAPES[setting][1]); P, D = [], []
+    y, g, K = layout(SHAPES[setting][1])
+    P, D = [], []
     for r in reps:
         rng = np.random.default_rng([a['seed'], si, ti, SCEN[scen], r])
         pa, pb = simulate(rng, y, g, K, mu_a, mu_b, tau, a['rho_u'], a['rho_e'])
@@ -131,7 +160,7 @@ def md_table(df):
     lines += ['| ' + ' | '.join(str(v) for v in row) + ' |' for row in df.itertuples(index=False)]
     return '\n'.join(lines)
 
-def main(argv=None):
+def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--n', type=int, default=1000, help='null datasets per setting and tau (type-I error)')
     ap.add_argument('--n-power', type=int, default=500, help='datasets per setting, tau and delta (power); 0: skip power')
@@ -142,71 +171,118 @@ def main(argv=None):
     ap.add_argument('--rho-u', type=float, default=0.3, help='corr of the identity effects between the models')
     ap.add_argument('--rho-e', type=float, default=0.5, help='corr of the per-video noise between the models')
     ap.add_argument('--n-perm', type=int, default=99, help='random sign patterns of the Monte Carlo permutation test')
-    ap.add_argument('--n-boot', type=int, default=100, help='cluster bootstrap replicates (0: skip the bootstrap)')
+    ap.add_argument('--n-boot', type=int, default=199, help='cluster bootstrap replicates (0: skip the bootstrap)')
     ap.add_argument('--alpha', type=float, default=0.05)
     ap.add_argument('--procs', type=int, default=2, help='worker processes (at most 2)')
-    ap.add_argument('--chunk', type=int, default=50, help='datasets per job')
+    ap.add_argument('--chunk', type=int, default=25, help='datasets per job')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--out', default='', help='also write the tables as markdown here')
+    ap.add_argument('--csv', default=str(CSV), help="results: a row per table, setting, tau, delta, test ('': none)")
     a = ap.parse_args(argv)
     for d in a.deltas:
         if f'd{d:.2f}' not in SCEN: ap.error(f'--deltas: {d} is not one of 0.05, 0.10')
     if not a.n_power: a.deltas = []
-    t0 = time.time(); procs = max(1, min(2, a.procs))
+    return a
+
+def run_all(a, rows, taus, mus, procs, t0):
+    "{(setting, tau, scenario): (p-values (datasets, tests), empirical AUC differences)}"
     cfg = dict(seed=a.seed, rho_u=a.rho_u, rho_e=a.rho_e, n_perm=a.n_perm, n_boot=a.n_boot)
-    rows = [(s, t) for s in a.settings for t in (a.taus if s != 'singletons' else [0.0])]
-    taus = sorted({t for _, t in rows})
-    mus = {t: {'null': calibrate(t, a.auc_a), **{f'd{d:.2f}': calibrate(t, a.auc_a + d) for d in a.deltas}} for t in taus}
-    dpop = {(t, sc): pop_auc(mus[t][sc], t) - pop_auc(mus[t]['null'], t) for t in taus for sc in mus[t] if sc != 'null'}
-    print(f"{len(rows)} setting x tau rows; {a.n} null datasets each, {a.n_power} per power delta {a.deltas}; AUC(a) = {a.auc_a}, rho_u = {a.rho_u}, "
-          f"rho_e = {a.rho_e}; n_perm = {a.n_perm}, n_boot = {a.n_boot}; alpha = {a.alpha}; {procs} process(es)", flush=True)
-    for t in taus: print(f"  tau {t}: mu " + ', '.join(f'{k} {v:.4f}' for k, v in mus[t].items()), flush=True)
     jobs = []
     for (s, t) in rows:
         si, ti = list(SHAPES).index(s), taus.index(t)
         for scen, n in [('null', a.n)] + [(f'd{d:.2f}', a.n_power) for d in a.deltas]:
-            mu_b = mus[t][scen]
-            jobs += [(si, s, ti, t, scen, mus[t]['null'], mu_b, range(i, min(n, i + a.chunk)), cfg) for i in range(0, n, a.chunk)]
+            jobs += [(si, s, ti, t, scen, mus[t]['null'], mus[t][scen], range(i, min(n, i + a.chunk)), cfg)
+                     for i in range(0, n, a.chunk)]
     res = {}
     with mp.get_context('fork').Pool(procs) as pool:
         for i, (key, P, D) in enumerate(pool.imap_unordered(run_chunk, jobs)):
-            k = (key[1], key[3], key[4]); Po, Do = res.get(k, (np.empty((0, len(TESTS))), np.empty(0)))
+            k = (key[1], key[3], key[4])
+            Po, Do = res.get(k, (np.empty((0, len(TESTS))), np.empty(0)))
             res[k] = (np.vstack([Po, P]), np.r_[Do, D])
             if (i + 1) % max(1, len(jobs)//20) == 0: print(f'  {i + 1}/{len(jobs)} jobs, {time.time() - t0:.0f}s', flush=True)
-    secs = time.time() - t0
-    def rate(P): return np.nan_to_num(P, nan=1.0) <= a.alpha
-    type1, power, nans = [], [], {}
+    return res
+
+def long_rows(a, rows, res, dpop):
+    "One dict per (table, setting, tau, delta, test): the share of datasets with p <= alpha"
+    out = []
     for (s, t) in rows:
         y, g, K = layout(SHAPES[s][1])
-        P = res[(s, t, 'null')][0]
-        r = dict(setting=SHAPES[s][0], tau=t, videos=len(y), K=K)
-        r.update({c: fmt(v, c, True) for c, v in zip(TESTS, rate(P).mean(0))}); type1.append(r)
-        for scen in [f'd{d:.2f}' for d in a.deltas]:
-            P, D = res[(s, t, scen)]
-            r = dict(setting=SHAPES[s][0], tau=t, delta=scen[1:], **{'dAUC pop': f'{dpop[(t, scen)]:.4f}', 'dAUC emp': f'{D.mean():.4f}'})
-            r.update({c: f'{v:.3f}' for c, v in zip(TESTS, rate(P).mean(0))}); power.append(r)
         for scen in ['null'] + [f'd{d:.2f}' for d in a.deltas]:
-            nn = np.isnan(res[(s, t, scen)][0]).sum(0)
-            for c, v in zip(TESTS, nn):
-                if v: nans[(s, t, scen, c)] = int(v)
-    if not a.n_boot:
-        for r in type1 + power: r.pop('cl. bootstrap')
+            P, D = res[(s, t, scen)]
+            base = dict(table='type1' if scen == 'null' else 'power', setting=s, shape=SHAPES[s][0], tau=t,
+                        delta=0.0 if scen == 'null' else float(scen[1:]), videos=len(y), K=K, n_datasets=len(P),
+                        dauc_pop=dpop.get((t, scen), 0.0), dauc_emp=float(D.mean()))
+            for c, rej, nn in zip(TESTS, (np.nan_to_num(P, nan=1.0) <= a.alpha).mean(0), np.isnan(P).sum(0)):
+                if c in BOOT and not a.n_boot: continue
+                out.append(dict(base, test=c, clustered=c in CLUSTERED, rate=float(rej), nan_p=int(nn)))
+    return out
+
+def git_short():
+    "`git rev-parse --short HEAD` of this repository, with +dirty when tracked files differ from it"
+    def git(*args):
+        return subprocess.run(['git', *args], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        dirty = '+dirty' if git('status', '--porcelain', '-uno') else ''
+        return (git('rev-parse', '--short', 'HEAD') or 'unknown') + dirty
+    except Exception:
+        return 'unknown'
+
+def tables(a, long, secs, procs):
+    "The markdown tables of type-I error and power, with their notes"
+    df = pd.DataFrame(long)
+    if df.empty: return ''
+    df['cell'] = [fmt(v, c, tb == 'type1') for v, c, tb in zip(df.rate, df.test, df.table)]
+    df['dauc_pop'], df['dauc_emp'] = df.dauc_pop.map('{:.4f}'.format), df.dauc_emp.map('{:.4f}'.format)
+    cols = [c for c in TESTS if c in set(df.test)]
+    def wide(tb, idx):
+        w = df[df.table == tb].pivot_table(index=idx, columns='test', values='cell', aggfunc='first', sort=False)
+        return w[cols].reset_index()
     se1 = np.sqrt(a.alpha*(1 - a.alpha)/a.n)
-    txt = [f"## Type-I error at alpha = {a.alpha} ({a.n} null datasets per row; Monte Carlo SE sqrt({a.alpha}*{1 - a.alpha:.2f}/{a.n}) = {se1:.4f}; "
-           f"'!' = clustered test above 0.07)", '', md_table(pd.DataFrame(type1))]
+    txt = [f"## Type-I error at alpha = {a.alpha} ({a.n} null datasets per row; Monte Carlo SE "
+           f"sqrt({a.alpha}*{1 - a.alpha:.2f}/{a.n}) = {se1:.4f}; '!' = clustered test above 0.07)", '',
+           md_table(wide('type1', ['shape', 'tau', 'videos', 'K']))]
     if a.n_power:
-        sep = np.sqrt(0.25/a.n_power)
-        txt += ['', f"## Power at alpha = {a.alpha} ({a.n_power} datasets per row; Monte Carlo SE <= sqrt(0.25/{a.n_power}) = {sep:.4f}; AUC(a) = {a.auc_a}; "
-                f"naive tests' power is not comparable where their type-I error is inflated)", '', md_table(pd.DataFrame(power))]
-    txt += ['', f"Naive: DeLong, McNemar, Wilcoxon (groups=None). Clustered: the rest (groups = identity). Permutation: Monte Carlo n_perm = {a.n_perm} "
-            f"(exact when <= 15 clusters); bootstrap n_boot = {a.n_boot}. rho_u = {a.rho_u}, rho_e = {a.rho_e}, seed {a.seed}. "
-            f"Runtime {secs:.0f} s on {procs} process(es)."]
-    if nans: txt.append('NaN p-values (counted as not rejecting): ' + '; '.join(f'{s} tau {t} {sc} {c}: {v}' for (s, t, sc, c), v in nans.items()))
-    out = '\n'.join(txt)
+        txt += ['', f"## Power at alpha = {a.alpha} ({a.n_power} datasets per row; Monte Carlo SE <= "
+                f"{np.sqrt(0.25/a.n_power):.4f}; AUC(a) = {a.auc_a}; naive tests' power is not comparable where "
+                "their type-I error is inflated)", '',
+                md_table(wide('power', ['shape', 'tau', 'delta', 'dauc_pop', 'dauc_emp']))]
+    txt += ['', f"Naive: DeLong, McNemar, Wilcoxon (groups=None). Clustered: the rest (groups = identity). "
+            f"Permutation: n_perm = {a.n_perm} (exact when <= 15 clusters); bootstrap n_boot = {a.n_boot} (the three "
+            f"boot columns share replicates; 'cl. bootstrap' is paired_bootstrap_auc). rho_u = {a.rho_u}, "
+            f"rho_e = {a.rho_e}, seed {a.seed}. Runtime {secs:.0f} s on {procs} process(es)."]
+    nans = df[df.nan_p > 0]
+    if len(nans): txt.append('NaN p-values (counted as not rejecting): ' + '; '.join(
+        f'{r.setting} tau {r.tau} delta {r.delta} {r.test}: {r.nan_p}' for r in nans.itertuples()))
+    return '\n'.join(txt)
+
+def main(argv=None):
+    a = parse(argv)
+    t0 = time.time()
+    procs = max(1, min(2, a.procs))
+    rows = [(s, t) for s in a.settings for t in (a.taus if s != 'singletons' else [0.0])]
+    taus = sorted({t for _, t in rows})
+    mus = {t: {'null': calibrate(t, a.auc_a), **{f'd{d:.2f}': calibrate(t, a.auc_a + d) for d in a.deltas}}
+           for t in taus}
+    dpop = {(t, sc): pop_auc(mus[t][sc], t) - pop_auc(mus[t]['null'], t) for t in taus for sc in mus[t] if sc != 'null'}
+    print(f"{len(rows)} setting x tau rows; {a.n} null datasets each, {a.n_power} per power delta {a.deltas}; "
+          f"AUC(a) = {a.auc_a}, rho_u = {a.rho_u}, rho_e = {a.rho_e}; n_perm = {a.n_perm}, n_boot = {a.n_boot}; "
+          f"alpha = {a.alpha}; {procs} process(es)", flush=True)
+    for t in taus: print(f"  tau {t}: mu " + ', '.join(f'{k} {v:.4f}' for k, v in mus[t].items()), flush=True)
+    res = run_all(a, rows, taus, mus, procs, t0)
+    secs = time.time() - t0
+    long = long_rows(a, rows, res, dpop)
+    out = tables(a, long, secs, procs)
     print('\n' + out, flush=True)
-    if a.out:
-        with open(a.out, 'w') as f: f.write(out + '\n')
-    return type1, power
+    if a.out: Path(a.out).write_text(out + '\n')
+    if a.csv:
+        stamp = dict(commit=git_short(), machine=f"{platform.node()} ({platform.machine()}, {os.cpu_count()} cores)",
+                     date=time.strftime('%Y-%m-%d %H:%M'), alpha=a.alpha, n_boot=a.n_boot, n_perm=a.n_perm,
+                     auc_a=a.auc_a, rho_u=a.rho_u, rho_e=a.rho_e, seed=a.seed, runtime_s=round(secs), procs=procs,
+                     command='python bench/bench_cluster_stats.py ' + ' '.join(sys.argv[1:] if argv is None else argv))
+        Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(long).assign(**stamp).to_csv(a.csv, index=False)
+        print(f'\nwrote {a.csv} ({len(long)} rows; commit {stamp["commit"]}, {stamp["machine"]})', flush=True)
+    return long
 
 if __name__ == '__main__':
     main()

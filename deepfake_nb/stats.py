@@ -225,14 +225,90 @@ def _aucs(y, S):
     r = stats.rankdata(S, axis=1)
     return (r[:, y == 1].sum(1) - m*(m+1)/2)/(m*n)
 
-def paired_bootstrap_auc(y_true, prob_a, prob_b, groups=None, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> BootstrapDiff:
-    "Paired (same resamples) bootstrap CI and p-value of AUC(a) - AUC(b); `groups` clusters videos by identity"
-    y, a, b = check_binary(y_true, prob_a, prob_b, name='paired bootstrap')
+def _placements(S, m: int):
+    "AUC of each row of `S` (R, n) whose first `m` columns are fakes, and DeLong's placements of its fakes and reals"
+    n = S.shape[1] - m
+    tz = stats.rankdata(S, axis=1)
+    auc = (tz[:, :m].sum(1) - m*(m+1)/2)/(m*n)
+    return auc, (tz[:, :m] - stats.rankdata(S[:, :m], axis=1))/n, 1 - (tz[:, m:] - stats.rankdata(S[:, m:], axis=1))/m
+
+def _diff_se(m: int, g, K: int, A, B):
+    "AUC(a) - AUC(b) of each row of `A`, `B` (R, n; fakes first, `m` of them; clusters `g` (R, n) in 0..K-1) and its se"
+    R, N = A.shape
+    n = N - m
+    (aa, a10, a01), (ab, b10, b01) = _placements(A, m), _placements(B, m)
+    d = aa - ab
+    cell = g + K*np.arange(R)[:, None]                   # (row, cluster) as one index
+    def per_cluster(cols, v):                            # Obuchowski's cluster sums of the difference's placements
+        s = np.bincount(cell[:, cols].ravel(), v.ravel(), R*K).reshape(R, K)
+        k = np.bincount(cell[:, cols].ravel(), None, R*K).reshape(R, K)
+        return s - k*d[:, None], (k > 0).sum(1)
+    D10, I10 = per_cluster(slice(0, m), a10 - b10)
+    D01, I01 = per_cluster(slice(m, N), a01 - b01)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        var = (I10/((I10 - 1)*m*m)*(D10**2).sum(1) + I01/((I01 - 1)*n*n)*(D01**2).sum(1)
+               + 2*K/((K - 1)*m*n)*(D10*D01).sum(1))
+    var = np.where((I10 < 2) | (I01 < 2), np.nan, var)          # no clustered se from a single cluster of a class
+    return d, np.where(var > 1e-15, np.sqrt(np.abs(var)), np.where(np.isnan(var), np.nan, 0.0))
+
+def _diff_se_one(y, gi, K: int, a, b):
+    "AUC(a) - AUC(b) on one test set and its Obuchowski se (DeLong's with one video per cluster; NaN: undefined)"
+    o = np.argsort(-y, kind='stable')
+    d, se = _diff_se(int(y.sum()), gi[o][None], K, a[o][None], b[o][None])
+    return float(d[0]), float(se[0])
+
+def _boot_reps(y, a, b, groups, n_boot: int, seed: int, cells: int = 250_000):
+    "Replicates of the class-stratified (cluster) bootstrap: AUC(a) - AUC(b) and its se in each; K; the scheme"
     idx, meta = bootstrap_indices(y, groups, n_boot, seed)
-    d = np.array([float(np.subtract(*_aucs(y[i], np.stack([a[i], b[i]])))) for i in idx])
-    q = (1 - level)/2; diff = roc_auc(y, a) - roc_auc(y, b)
+    gi, K = cluster_index(groups, len(y), 'paired bootstrap')
+    first = np.full(K, len(y))
+    np.minimum.at(first, gi, np.arange(len(y)))          # a drawn cluster's block starts with its first video
+    d, se, shapes = np.empty(n_boot), np.empty(n_boot), {}
+    for j, i in enumerate(idx): shapes.setdefault((len(i), int(y[i].sum())), []).append(j)
+    for (N, m), js in shapes.items():                    # resamples of one size and class balance, scored together
+        for s in range(0, len(js), max(1, cells//N)):
+            part = js[s:s + max(1, cells//N)]
+            I = np.stack([idx[j] for j in part])
+            copy = np.cumsum(I == first[gi[I]], axis=1) - 1          # each drawn copy of a cluster: a cluster
+            o = np.argsort(-y[I], axis=1, kind='stable')              # fakes first
+            I, copy = np.take_along_axis(I, o, 1), np.take_along_axis(copy, o, 1)
+            d[part], se[part] = _diff_se(m, copy, K, a[I], b[I])
+    return d, se, K, meta
+
+def _percentile_ci(d, diff: float, level: float, inflate: float = 1.0):
+    "Percentile CI and p (twice the share beyond 0) of replicates `d`, their spread about `diff` times `inflate`"
+    d = diff + inflate*(d - diff)
+    q = (1 - level)/2
     p = float(min(1.0, 2*min((d <= 0).mean(), (d >= 0).mean())))
-    return BootstrapDiff(float(diff), float(np.quantile(d, q)), float(np.quantile(d, 1 - q)), float(d.std(ddof=1)), p, int(n_boot), int(seed), level, meta['method'])
+    return float(np.quantile(d, q)), float(np.quantile(d, 1 - q)), p
+
+def _studentized_ci(d, se, diff: float, se0: float, level: float):
+    "Symmetric bootstrap-t CI and p of `diff` (se `se0`) from replicates `d` with their own se `se`"
+    t = np.divide(np.abs(d - diff), se, out=np.where(d == diff, 0.0, np.inf), where=se > 0)
+    k = min(len(t), int(np.ceil((len(t) + 1)*level - 1e-9)))      # the (B+1)*level-th smallest |t*|
+    q = float(np.sort(t)[k - 1])
+    p = (1 + int((t >= abs(diff)/se0).sum()))/(1 + len(t))
+    return float(max(-1.0, diff - q*se0)), float(min(1.0, diff + q*se0)), float(p)
+
+def paired_bootstrap_auc(y_true, prob_a, prob_b, groups=None, n_boot: int = 1000, seed: int = 0,
+                         level: float = 0.95) -> BootstrapDiff:
+    "Paired (same resamples) bootstrap-t CI and p of AUC(a) - AUC(b); `groups` clusters videos by identity"
+    y, a, b = check_binary(y_true, prob_a, prob_b, name='paired bootstrap')
+    if y.min() == y.max():
+        raise DeepfakeNBError("paired bootstrap: the videos hold one class; AUC needs real and fake videos")
+    d, se, K, meta = _boot_reps(y, a, b, groups, n_boot, seed)
+    diff, se0 = _diff_se_one(y, *cluster_index(groups, len(y)), a, b)
+    sd = float(d.std(ddof=1))
+    if diff == 0 and se0 == 0:
+        return BootstrapDiff(0.0, 0.0, 0.0, sd, 1.0, int(n_boot), int(seed), level, meta['method'])
+    if se0 > 0 and np.isfinite(se).all():
+        lo, hi, p = _studentized_ci(d, se, diff, se0, level)
+        how = f"studentized (symmetric bootstrap-t on the {'clustered ' if groups is not None else ''}DeLong se)"
+    else:
+        lo, hi, p = _percentile_ci(d, diff, level, np.sqrt(K/(K - 1)))
+        how = f'percentile, spread x sqrt(K/(K-1)) with K = {K} (no clustered DeLong se here)'
+    return BootstrapDiff(float(diff), lo, hi, sd, p, int(n_boot), int(seed), level, f"{how}; {meta['method']}")
+
 
 # %% ../nbs/lib/07_stats.ipynb #74318a79
 @dataclass(frozen=True)

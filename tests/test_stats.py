@@ -11,7 +11,7 @@ from deepfake_nb.metrics import (classification_metrics, threshold_free_metrics,
                                  tpr_at_fpr, reliability_table, expected_calibration_error, youden_threshold, evaluate_scores, bootstrap_indices,
                                  aggregate_frames, evaluate_frame_levels)
 from deepfake_nb.stats import (_delong_cov, delong_test, delong_auc_ci, mcnemar_test, wilcoxon_test, wilcoxon_raw_probs, log_losses, holm,
-                               cochran_q, friedman_test, paired_bootstrap_auc)
+                               cochran_q, friedman_test, paired_bootstrap_auc, _boot_reps)
 
 
 def _data(seed, n, ties=False):
@@ -185,6 +185,47 @@ def test_bootstrap_records_scheme_and_keeps_clusters_whole():
         c = pd.Series(g[i]).value_counts(); assert ((c % sizes[c.index]) == 0).all() and 0 < y[i].sum() < len(i)
     ev = evaluate_scores(y, np.linspace(0, 1, 10), n_boot=77, seed=5)
     assert (ev['bootstrap']['n_boot'], ev['bootstrap']['seed']) == (77, 5)
+
+def _clustered_pair(seed, K=12, shift=0.0):
+    "FF++-like scores of two models, 1 real + 4 fakes per identity, identity effects of sd 1 on each"
+    rng = np.random.default_rng(seed)
+    g, y = np.repeat(np.arange(K), 5), np.tile([0, 1, 1, 1, 1], K)
+    u = rng.normal(0, 1, (2, K))
+    return y, g, y*(1 + shift) + u[0, g] + rng.normal(0, 1, 5*K), y + u[1, g] + rng.normal(0, 1, 5*K)
+
+def test_cluster_bootstrap_is_studentized_by_each_resamples_clustered_delong():
+    y, g, a, b = _clustered_pair(0)
+    idx, _ = bootstrap_indices(y, g, n_boot=199, seed=4)
+    # brute force: each resample scored afresh, its redrawn copies of an identity numbered as clusters (5 videos each)
+    reps = [delong_test(y[i], a[i], b[i], groups=np.arange(len(i))//5) for i in idx]
+    d, se = np.array([r.diff for r in reps]), np.array([r.se for r in reps])
+    np.testing.assert_allclose(_boot_reps(y, a, b, g, 199, 4)[:2], (d, se), atol=1e-12)
+    ob, bd = delong_test(y, a, b, groups=g), paired_bootstrap_auc(y, a, b, g, n_boot=199, seed=4)
+    t = np.sort(np.abs(d - ob.diff)/se)
+    np.testing.assert_allclose([bd.lo, bd.hi], [ob.diff - t[189]*ob.se, ob.diff + t[189]*ob.se], atol=1e-12)
+    assert abs(bd.p_value - (1 + (t >= abs(ob.z)).sum())/200) < 1e-12 and bd.method.startswith('studentized')
+    assert abs(bd.se - d.std(ddof=1)) < 1e-12 and bd == paired_bootstrap_auc(y, a, b, g, n_boot=199, seed=4)
+    assert paired_bootstrap_auc(y, a, b, g, n_boot=199, seed=5) != bd
+
+@pytest.mark.parametrize('shift', [0.0, 0.5, 1.0, 2.0])
+def test_cluster_bootstrap_ci_and_p_agree(shift):
+    y, g, a, b = _clustered_pair(1, shift=shift)
+    for seed in range(3):      # (B + 1)*level whole: 0 lies outside the CI exactly when p <= 1 - level
+        r = paired_bootstrap_auc(y, a, b, g, n_boot=199, seed=seed)
+        assert (r.lo > 0 or r.hi < 0) == (r.p_value <= 0.05 + 1e-12) and r.lo <= r.diff <= r.hi
+
+def test_cluster_bootstrap_without_clustered_se_widens_the_percentile_spread_by_sqrt_k_over_k_minus_1():
+    rng = np.random.default_rng(2)
+    y, g = np.r_[np.ones(6, int), np.zeros(10, int)], np.r_[[0]*6, 1 + np.arange(10)//2]    # every fake from identity 0
+    a, b = y + rng.normal(0, 1, 16), y + rng.normal(0, 1.5, 16)
+    r = paired_bootstrap_auc(y, a, b, g, n_boot=400, seed=3)
+    d = np.array([_clustered_diff(y[i], a[i], b[i]) for i in bootstrap_indices(y, g, 400, 3)[0]])
+    lo, hi = np.quantile(d, [.025, .975])
+    c = np.sqrt(6/5)                               # K = 6 identities
+    assert hi - lo > 0 and abs((r.hi - r.lo) - c*(hi - lo)) < 1e-12 and 'sqrt(K/(K-1))' in r.method
+    assert abs((r.lo - r.diff) - c*(lo - r.diff)) < 1e-12
+
+def _clustered_diff(y, a, b): return skm.roc_auc_score(y, a) - skm.roc_auc_score(y, b)
 
 def test_frame_levels_aggregate_and_cluster_by_video():
     rng = np.random.default_rng(0); nv = 60
