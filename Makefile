@@ -7,7 +7,7 @@ TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev
 BACKBONES ?= mobilenetv2 resnet50
 DATASET ?= demo
 
-.PHONY: install demo test check clean
+.PHONY: install demo test check lint clean
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
@@ -32,6 +32,10 @@ test: install
 
 check: install
 	bash .ci/check_sync
+
+# ruff (ruff.toml): the package and the notebooks, 120 columns, no `;`-joined statements in library code
+lint: install
+	$(BIN)/ruff check
 
 clean:
 	rm -rf $(VENV) data/raw data/manifests data/faces data/features reports/runs reports/compare reports/report.*

@@ -12,14 +12,13 @@ from scipy import stats
 from .core import *
 from .settings import DEFAULTS
 from .runs import *
-from .runs import (_test_split, _val_split, _load_compared_runs, _run_labels, _weights_warning,
-                              _synthetic_warning)
 from .metrics import (check_binary, classification_metrics, youden_threshold, choose_threshold,
                                  THRESHOLD_RULES, evaluate_scores, evaluate_frame_levels, fmt_ci)
 from .stats import (delong_auc_ci, delong_test, mcnemar_test, wilcoxon_test, wilcoxon_raw_probs,
-                               RAW_PROB_LABEL, log_losses, holm, paired_bootstrap_auc, cochran_q, friedman_test,
-                               model_ranks, nemenyi_cd, pairwise_holm, no_difference_groups, paired_tests, datta_satten,
+                               RAW_PROB_LABEL, log_losses, holm, paired_bootstrap_auc,
+                               pairwise_holm, no_difference_groups, paired_tests, datta_satten,
                                FEW_CLUSTERS)
+from .omnibus import cochran_q, friedman_test, model_ranks, nemenyi_cd
 
 # %% auto #0
 __all__ = ['SEED_METRICS', 'pair_reading', 'mcnemar_reading', 'wilcoxon_reading', 'bootstrap_reading', 'raw_prob_reading',
@@ -227,7 +226,8 @@ def multi_model_tests(y, models: list, alpha: float = DEFAULTS.alpha, groups=Non
     return out
 
 # %% ../nbs/lib/08_compare.ipynb #d2b95cdb
-SEED_METRICS = [('threshold_free', m) for m in ['roc_auc', 'average_precision', 'eer', 'tpr_at_fpr_5pct', 'brier', 'log_loss', 'ece']] + \
+SEED_METRICS = [('threshold_free', m)
+                for m in ['roc_auc', 'average_precision', 'eer', 'tpr_at_fpr_5pct', 'brier', 'log_loss', 'ece']] + \
                [('val_threshold', m) for m in ['accuracy', 'balanced_accuracy', 'f1_fake', 'mcc']]
 
 
@@ -349,8 +349,8 @@ def _run_record(run, label, y, vids, groups, threshold_rule, warns, n_boot, seed
     """A run's record (its val-chosen threshold, test metrics with CIs, reading, frame level when it stores frame
     scores) and its model ({label, run_id, p, threshold})"""
     prm = run['params']
-    p = _test_split(run).prob.values.astype(float)
-    thr, src, vt = _val_threshold(prm, _val_split(run), threshold_rule, warns)
+    p = test_predictions(run).prob.values.astype(float)
+    thr, src, vt = _val_threshold(prm, val_predictions(run), threshold_rule, warns)
     rec = dict(run_id=prm['run_id'], label=label, kind='run', run_dir=str(
         run['run_dir']), **{k: prm.get(k)
                             for k in ['backbone', 'head', 'seed', 'weights_used', 'manifest_hash']}, threshold=thr,
@@ -381,7 +381,7 @@ def _ensemble_records(runs, labels, run_ids, models, sets, y, threshold_rule, st
     ens, ens_models = [], []
     if not sets: return ens, ens_models
     # members must share the val videos (the stack is fitted there, thresholds are chosen there)
-    vals = [_val_split(r) for r in runs]
+    vals = [val_predictions(r) for r in runs]
     same_val = all(
         len(v) == len(vals[0]) and (v.video_id.values == vals[0].video_id.values).all() and
         (v.label.values == vals[0].label.values).all() for v in vals)
@@ -445,8 +445,8 @@ def _methods(n_boot, seed, threshold_rule, stack_C, clusters=None) -> dict:
         'independent (`independent`, Holm-adjusted in the same families): a secondary column, not '
         'a verdict', wilcoxon_raw_prob='signed-rank test of raw P(fake) pairs, as in the original study; shown for '
         'comparison only',
-        bootstrap_auc_diff='paired bootstrap of AUC(a) - AUC(b) on the same resamples; p = twice the share of '
-        'replicates beyond 0',
+        bootstrap_auc_diff="paired bootstrap of AUC(a) - AUC(b) on the same resamples, studentized by each "
+        "resample's (clustered) DeLong se; p = share of |t*| at least the observed |t|",
         holm='Holm step-down, separately for each test: over the pairs of runs; over the pairs involving an '
         'ensemble; over all pairs of models in `multi`',
         multi="Cochran's Q on right/wrong and Friedman on per-video log losses (from 3 models), then pairwise "
@@ -484,8 +484,8 @@ def _setup_warnings(runs: list, labels: list, clusters: dict, warns: list):
     "Append the warnings on identity clusters, backbone weights and synthetic runs to `warns`"
     if 'warning' in clusters: warns.append(clusters['warning'])
     if clusters.get('every_video_own_cluster'): warns.append(clusters['reason'])
-    if w := _weights_warning(runs, labels): warns.append(w)
-    if w := _synthetic_warning(runs, labels): warns.append(w)
+    if w := weights_warning(runs, labels): warns.append(w)
+    if w := synthetic_warning(runs, labels): warns.append(w)
 
 def _family_pairs(y, models: list, new_from: int, family: str, groups, boot_groups, n_boot, seed, level, alpha):
     "Every pair (i, j) of `models` with j >= `new_from` through the paired tests, Holm within this family"
@@ -509,16 +509,18 @@ def _test_set_record(y, test, runs, manifest_hashes, clusters, leaks, dropped: b
                 hash=hashes.pop() if len(hashes) == 1 and not dropped else video_ids_hash(test.video_id),
                 manifest_hashes=manifest_hashes, clusters=clusters, leaking=leaks)
 
-def compare_runs(run_dirs, out_dir=None, alpha: float = DEFAULTS.alpha, n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed,
-                 threshold_rule: str = DEFAULTS.threshold_rule, ensembles=DEFAULTS.ensembles, cluster: str = DEFAULTS.cluster, level: float = 0.95,
-                 stack_C: float = 1.0, drop_leaking_identities: bool = DEFAULTS.drop_leaking_identities) -> dict:
+
+def compare_runs(run_dirs, out_dir=None, alpha: float = DEFAULTS.alpha, n_boot: int = DEFAULTS.n_boot,
+                 seed: int = DEFAULTS.seed, threshold_rule: str = DEFAULTS.threshold_rule, ensembles=DEFAULTS.ensembles,
+                 cluster: str = DEFAULTS.cluster, level: float = 0.95, stack_C: float = 1.0,
+                 drop_leaking_identities: bool = DEFAULTS.drop_leaking_identities) -> dict:
     """Per-run metrics with CIs, paired tests of every pair (cluster-aware, Holm), many-model tests, seeds, ensembles;
     written to `out_dir/stats.json`. One run: its metrics and reading only"""
     warns = []
-    runs, test, leaks = _load_compared_runs(run_dirs, drop_leaking_identities, warns)
+    runs, test, leaks = load_compared_runs(run_dirs, drop_leaking_identities, warns)
     y = test.label.values.astype(int)
     vids = test.video_id.values
-    labels = _run_labels([r['params'] for r in runs])
+    labels = run_labels([r['params'] for r in runs])
     run_ids = [r['params']['run_id'] for r in runs]
     groups, clusters = identity_clusters(runs, vids, cluster, labels=y)
     boot_groups = groups if clusters.get('bootstrap_clustered') else None

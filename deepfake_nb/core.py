@@ -4,7 +4,8 @@
 
 # %% ../nbs/lib/00_core.ipynb #d98d706d
 from __future__ import annotations
-import os, sys, json, hashlib, platform, subprocess, tempfile, random, contextlib, datetime, fcntl, socket, threading, time
+import os, sys, json, hashlib, platform, subprocess, tempfile
+import random, contextlib, datetime, fcntl, socket, threading, time
 from types import SimpleNamespace
 from pathlib import Path
 import numpy as np

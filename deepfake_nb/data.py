@@ -229,7 +229,9 @@ def _ffpp_split_of(splits_dir) -> dict:
             for i in pair: split_of[str(i)] = s
     return split_of
 
-def ffpp_manifest(root, compression=DEFAULTS.compression, methods=None, splits_dir=None, group_by='swap') -> pd.DataFrame:
+
+def ffpp_manifest(root, compression=DEFAULTS.compression, methods=None, splits_dir=None,
+                  group_by='swap') -> pd.DataFrame:
     "Manifest rows of a FaceForensics++ download at `compression`; `split` filled from the official splits when found"
     root = Path(root)
     if compression not in FFPP_COMPRESSIONS: raise DeepfakeNBError(f"compression={compression!r}; FaceForensics++ "
@@ -412,7 +414,9 @@ def _resolve_dataset(dataset, root):
                                                          "an existing folder")
     return 'folder', dataset
 
-def manifest_name(dataset=setting('data', 'dataset').default, root=None, compression=DEFAULTS.compression, name=None) -> str:
+
+def manifest_name(dataset=setting('data', 'dataset').default, root=None, compression=DEFAULTS.compression,
+                  name=None) -> str:
     """The name the manifest of `dataset` is stored under in `data/manifests/`: `name`, else the dataset's, else the
     folder's name"""
     if name: return str(name)
@@ -436,8 +440,9 @@ def every_video_own_group(df: pd.DataFrame) -> bool:
     return len(df) > 1 and df.group.nunique() == len(df)
 
 
-def build_manifest(dataset=setting('data', 'dataset').default, root=None, seed=DEFAULTS.seed, val_frac=0.2, test_frac=0.2, name=None, force=DEFAULTS.force,
-                   compression=DEFAULTS.compression, methods=None, eval_only=DEFAULTS.eval_only, identity_pattern=DEFAULTS.identity_pattern, **adapter_kw) -> Path:
+def build_manifest(dataset=setting('data', 'dataset').default, root=None, seed=DEFAULTS.seed, val_frac=0.2,
+                   test_frac=0.2, name=None, force=DEFAULTS.force, compression=DEFAULTS.compression, methods=None,
+                   eval_only=DEFAULTS.eval_only, identity_pattern=DEFAULTS.identity_pattern, **adapter_kw) -> Path:
     """Write (once) and return the manifest of `dataset` read from `root` (`compression`, `methods`: FaceForensics++
     only; `eval_only`: every video in test; `identity_pattern`: folder datasets, see `identity_regex_for`)"""
     kind, root = _resolve_dataset(dataset, root)

@@ -101,7 +101,8 @@ def write_video(path, frames_rgb, fps=15.0):
     return Path(path)
 
 # %% ../nbs/lib/02a_demo.ipynb #965b3aa4
-def make_demo_video(path, identity_look, fake: bool, seed: int, n_frames=32, size=DEFAULTS.size, face_frac=0.45, noise=4.0):
+def make_demo_video(path, identity_look, fake: bool, seed: int, n_frames=32, size=DEFAULTS.size, face_frac=0.45,
+                    noise=4.0):
     "Render one demo clip of a pseudo-identity (fake: with a blended face swap) to `path`"
     from skimage.data import astronaut
     rng = np.random.default_rng(seed)
@@ -117,8 +118,8 @@ def make_demo_video(path, identity_look, fake: bool, seed: int, n_frames=32, siz
     return write_video(path, frames)
 
 
-def make_demo_dataset(root=None, n_identities=8, videos_per_class=4, n_frames=32, size=DEFAULTS.size, seed=DEFAULTS.seed,
-                      force=DEFAULTS.force) -> Path:
+def make_demo_dataset(root=None, n_identities=8, videos_per_class=4, n_frames=32, size=DEFAULTS.size,
+                      seed=DEFAULTS.seed, force=DEFAULTS.force) -> Path:
     "Generate the demo dataset under `root/{real,fake}/` (default `data/raw/demo`); skipped when complete"
     root = Path(root or data_dir('raw', 'demo'))
     done = root/'.complete'

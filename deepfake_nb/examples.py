@@ -34,8 +34,8 @@ def load_sbi_pair(face_file, video_seed, draw=0) -> np.ndarray:
     return np.stack([targets, blends])
 
 
-def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_size, augment=None, shuffle=False, seed=DEFAULTS.seed, sbi_ids=(),
-                  sbi_redraw=True):
+def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_size, augment=None, shuffle=False,
+                  seed=DEFAULTS.seed, sbi_ids=(), sbi_redraw=True):
     """`tf.data` over cached faces: load (parallel), augment (training), batch, prefetch; items `(T, S, S, 3)` float32
     0..255. `sbi_ids`: real videos that each add an SBI pair (target labelled 0, then its self-blend labelled 1),
     blended anew every epoch (`sbi_redraw`) or the same each time"""
@@ -95,8 +95,8 @@ def sbi_cache_path(clean_path, copy: int) -> Path:
     return clean.with_name(f'{clean.stem}-sbi{SBI_VERSION}-c{copy}.npy')
 
 
-def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbone=DEFAULTS.backbone, weights=DEFAULTS.weights,
-                 size=DEFAULTS.size, scale=None, batch_size=64, chunk_videos=64):
+def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbone=DEFAULTS.backbone,
+                 weights=DEFAULTS.weights, size=DEFAULTS.size, scale=None, batch_size=64, chunk_videos=64):
     """Frozen features of SBI pair `copy` of each real video of `video_ids` (cached once), divided by `scale` (the
     run's; default the storage scale): (targets `(N, T, D)`, labelled real; self-blends `(N, T, D)`, labelled fake;
     info)"""

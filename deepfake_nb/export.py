@@ -248,7 +248,8 @@ def _quantized_convs(backbone):
         for node in getattr(l, '_inbound_nodes', []):
             for t in node.input_tensors: consumers.setdefault(id(t._keras_history[0]), []).append(l)
     for l in backbone.layers:
-        if not isinstance(l, (L.Conv2D, L.DepthwiseConv2D)) or int(np.prod(l.kernel.shape)) < INT8_MIN_ELEMENTS: continue
+        if not isinstance(l, (L.Conv2D, L.DepthwiseConv2D)) or int(np.prod(l.kernel.shape)) < INT8_MIN_ELEMENTS:
+            continue
         nxt = consumers.get(id(l), [])
         if len(nxt) == 1 and isinstance(nxt[0], L.BatchNormalization) and nxt[0].center:
             bn = nxt[0]

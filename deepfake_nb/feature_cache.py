@@ -28,8 +28,8 @@ def _layers_tag(feature_layers, pool='mean') -> str:
     return ('' if feature_layers == 'final' else f'-{feature_layers}') + ('-face' if pool == 'face' else '')
 
 
-def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, aug_pass=0, feature_layers=DEFAULTS.feature_layers,
-                       pool=DEFAULTS.pool) -> Path:
+def feature_cache_path(dataset, prep_key, backbone, weights_key, aug_key=None, aug_pass=0,
+                       feature_layers=DEFAULTS.feature_layers, pool=DEFAULTS.pool) -> Path:
     """`<backbone>-<weights_key>.npy` ('final' features), `<backbone>-<weights_key>-blocks.npy` ('blocks'; `-mid`,
     `-face` likewise), with `-aug<key>-p<k>` for an augmented pass"""
     suffix = f'-aug{aug_key}-p{aug_pass}' if aug_key and aug_pass else ''
@@ -241,9 +241,10 @@ def _at_run_scale(path, info, video_ids, clean_info, scale_ids, run_scale):
     return X, dict(info, path=str(path), clean_path=clean_info['path'], storage_scale=info['scale'], scale=run_scale,
                    n_scale_videos=len(scale_ids), scale_videos_key=settings_key(sorted(scale_ids)))
 
-def cached_features(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, weights=DEFAULTS.weights, size=DEFAULTS.size, batch_size=64,
-                    augment=None, aug_pass=0, init_seed=0, chunk_videos=256, scale_ids=None, feature_layers=DEFAULTS.feature_layers,
-                    pool=DEFAULTS.pool):
+
+def cached_features(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, weights=DEFAULTS.weights,
+                    size=DEFAULTS.size, batch_size=64, augment=None, aug_pass=0, init_seed=0, chunk_videos=256,
+                    scale_ids=None, feature_layers=DEFAULTS.feature_layers, pool=DEFAULTS.pool):
     """Features of `video_ids` from the cache (extracting all of them, once, when missing), divided by the RMS of
     `scale_ids`' features (the training videos; None: `video_ids`); `feature_layers` and `pool` as `feature_model` (the
     inner face of `pool='face'`: `cache_face_region`), each combination its own cache; returns (features float32,
@@ -275,8 +276,8 @@ def cached_features(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, we
     return _at_run_scale(path, info, video_ids, clean_info, scale_ids, run_scale)
 
 # %% ../nbs/lib/04f_feature_cache.ipynb #f5a1d2c2
-def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards, feature_layers=DEFAULTS.feature_layers,
-                       pool=DEFAULTS.pool) -> Path:
+def feature_shard_path(dataset, prep_key, backbone, weights_key, list_key, shard, num_shards,
+                       feature_layers=DEFAULTS.feature_layers, pool=DEFAULTS.pool) -> Path:
     """Shard `shard` of `num_shards` of the raw (float32) `feature_layers` features of the video list whose
     `settings_key` is `list_key`"""
     return data_dir(
@@ -358,8 +359,10 @@ def _shard_is_current(sp, mine, size, feature_layers, pool) -> bool:
     return rec.get('video_ids') == mine and rec.get('size') == size and rec.get('version') == FEATURE_VERSION \
         and rec.get('feature_layers', 'final') == feature_layers and rec.get('pool', 'mean') == pool
 
-def extract_feature_shard(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, weights=DEFAULTS.weights, size=DEFAULTS.size, shard=DEFAULTS.shard,
-                          num_shards=DEFAULTS.num_shards, batch_size=64, init_seed=0, chunk_videos=256, skip=(), feature_layers=DEFAULTS.feature_layers,
+
+def extract_feature_shard(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, weights=DEFAULTS.weights,
+                          size=DEFAULTS.size, shard=DEFAULTS.shard, num_shards=DEFAULTS.num_shards, batch_size=64,
+                          init_seed=0, chunk_videos=256, skip=(), feature_layers=DEFAULTS.feature_layers,
                           pool=DEFAULTS.pool) -> dict:
     """Frozen features of shard `shard` of `num_shards` of `video_ids` (every `num_shards`-th from the `shard`-th, as
     preprocessing shards them, less the videos in `skip`: those that could not be preprocessed) into a shard file; the

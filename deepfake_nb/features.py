@@ -226,13 +226,17 @@ def _part_names(backbone: str, backbone_model, feature_layers, pool) -> list[tup
     if feature_layers == 'blocks': return [(f'block_s{s}', n) for s, n in _blocks(backbone_model)] + [final]
     return [(f'mid{i}', n) for i, n in enumerate(mid_layer_names(backbone_model))]
 
-def feature_model(backbone: str, backbone_model, feature_layers=DEFAULTS.feature_layers, block_scales=None, pool=DEFAULTS.pool, region=None):
-    """The frozen-feature model of `feature_layers` and `pool`. 'final' with `pool='mean'` gives `backbone_model` itself (its pooled final
-    features). Otherwise each part (the final map; 'blocks': the outputs of its blocks, `block_layer_names`, and its final features; 'mid': the
-    layers of `mid_layer_names`) is pooled, by its global average (`pool='mean'`) or by its mean and standard deviation over the inner-face disc
-    `region` (`pool='face'`, `FacePool`; default `face_region()`), multiplied by its `block_scales` entry, and the parts are concatenated.
-    `block_scales` None: 1/RMS of each part on `_probe_images` (the backbone's preprocessing), so parts whose magnitudes differ by up to 1e7
-    (random-init MobileNetV2) meet on equal terms; the model's `feature_blocks` records the choice"""
+
+def feature_model(backbone: str, backbone_model, feature_layers=DEFAULTS.feature_layers, block_scales=None,
+                  pool=DEFAULTS.pool, region=None):
+    """The frozen-feature model of `feature_layers` and `pool`. 'final' with `pool='mean'` gives `backbone_model`
+    itself (its pooled final features). Otherwise each part (the final map; 'blocks': the outputs of its blocks,
+    `block_layer_names`, and its final features; 'mid': the layers of `mid_layer_names`) is pooled, by its global
+    average (`pool='mean'`) or by its mean and standard deviation over the inner-face disc `region` (`pool='face'`,
+    `FacePool`; default `face_region()`), multiplied by its `block_scales` entry, and the parts are concatenated.
+    `block_scales` None: 1/RMS of each part on `_probe_images` (the backbone's preprocessing), so parts whose
+    magnitudes differ by up to 1e7 (random-init MobileNetV2) meet on equal terms; the model's `feature_blocks`
+    records the choice"""
     check_feature_layers(feature_layers)
     check_pool(pool, feature_layers)
     if feature_layers == 'final' and pool == 'mean': return backbone_model

@@ -137,7 +137,9 @@ def _checkpoint_callback(ckpt: Path, rows: list, lr_is_schedule: bool):
     the history so far to `ckpt`"""
     import keras
     class EpochCheckpoint(keras.callbacks.Callback):
-        def __init__(self): super().__init__(); self.restore = None; self.others = []
+        def __init__(self):
+            super().__init__()
+            self.restore, self.others = None, []
         # runs after the other callbacks reset themselves: put their saved state back
         def on_train_begin(self, logs=None):
             if not self.restore: return
@@ -175,8 +177,9 @@ def _checkpoint_callback(ckpt: Path, rows: list, lr_is_schedule: bool):
     return EpochCheckpoint()
 
 
-def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patience=DEFAULTS.patience, lr_schedule=DEFAULTS.lr_schedule,
-                  class_weight=None, verbose=0, checkpoint_dir=None, resume=DEFAULTS.resume, strategy=None, callbacks=()):
+def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patience=DEFAULTS.patience,
+                  lr_schedule=DEFAULTS.lr_schedule, class_weight=None, verbose=0, checkpoint_dir=None,
+                  resume=DEFAULTS.resume, strategy=None, callbacks=()):
     """Fit `build()` (a compiled model) with early stopping; with `checkpoint_dir` save a checkpoint each epoch, and
     with `resume` go on from the last one"""
     import keras, shutil, tensorflow as tf
@@ -217,9 +220,12 @@ def resumable_fit(build, train_batches, val_data, epochs, steps_per_epoch, patie
     hist.attrs['resumed_at'] = initial if state else None
     return model, hist
 
-def fit_head(Xtr, ytr, Xva, yva, head=DEFAULTS.head, units=DEFAULTS.units, dropout=DEFAULTS.dropout, lr=DEFAULTS.lr, epochs=DEFAULTS.epochs, batch_size=DEFAULTS.batch_size, patience=DEFAULTS.patience,
-             class_weight=DEFAULTS.class_weight, seed=DEFAULTS.seed, verbose=0, lr_schedule=DEFAULTS.lr_schedule, strategy=None, norm_data=None,
-             checkpoint_dir=None, resume=DEFAULTS.resume, callbacks=(), norm_floor=DEFAULTS.norm_floor, linear_c=DEFAULTS.linear_c, parts=None):
+
+def fit_head(Xtr, ytr, Xva, yva, head=DEFAULTS.head, units=DEFAULTS.units, dropout=DEFAULTS.dropout, lr=DEFAULTS.lr,
+             epochs=DEFAULTS.epochs, batch_size=DEFAULTS.batch_size, patience=DEFAULTS.patience,
+             class_weight=DEFAULTS.class_weight, seed=DEFAULTS.seed, verbose=0, lr_schedule=DEFAULTS.lr_schedule,
+             strategy=None, norm_data=None, checkpoint_dir=None, resume=DEFAULTS.resume, callbacks=(),
+             norm_floor=DEFAULTS.norm_floor, linear_c=DEFAULTS.linear_c, parts=None):
     """Train a head on features with early stopping on val (the `linear` head: `fit_linear`); return (model, history
     DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"""
     if head == 'linear': return fit_linear(Xtr, ytr, Xva, yva, linear_c, class_weight, parts, norm_data, strategy)
@@ -250,8 +256,8 @@ def part_weights(parts, dim: int) -> np.ndarray:
     return np.concatenate([np.full(p, np.sqrt(np.mean(parts)/p)) for p in parts])
 
 
-def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight=DEFAULTS.class_weight, parts=None, norm_data=None, strategy=None,
-               max_iter=3000):
+def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight=DEFAULTS.class_weight, parts=None, norm_data=None,
+               strategy=None, max_iter=3000):
     "Fit the `linear` head (see above) on features `(N, T, D)`; return (model, one-row history DataFrame)"
     from sklearn.linear_model import LogisticRegression
     from deepfake_nb.metrics import roc_auc
@@ -286,8 +292,8 @@ def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight=DEFAULTS.class_weight, p
 # %% ../nbs/lib/05d_fit.ipynb #b16a5237
 def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, frames, head_model, scale,
                  feature_path=None, trainable_layers=20, lr=DEFAULTS.finetune_lr, epochs=DEFAULTS.epochs,
-                 batch_size=DEFAULTS.batch_size, patience=DEFAULTS.patience,
-                 class_weight=DEFAULTS.class_weight, augment=None, seed=DEFAULTS.seed, verbose=0, lr_schedule=DEFAULTS.lr_schedule, strategy=None,
+                 batch_size=DEFAULTS.batch_size, patience=DEFAULTS.patience, class_weight=DEFAULTS.class_weight,
+                 augment=None, seed=DEFAULTS.seed, verbose=0, lr_schedule=DEFAULTS.lr_schedule, strategy=None,
                  checkpoint_dir=None, resume=DEFAULTS.resume, sbi_train_ids=(), sbi_val_ids=()):
     """Train `TimeDistributed(backbone)` + `head_model` end to end on cached faces (plus self-blended fakes of
     `sbi_train_ids`, new blends every epoch, and fixed ones of `sbi_val_ids`); return (model, history DataFrame)"""

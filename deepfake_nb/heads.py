@@ -102,8 +102,8 @@ def _map_head(x, head, units, dropout, num_heads, depth=1):
     return L.GlobalAveragePooling2D()(L.LayerNormalization()(x))
 
 
-def build_head(head=DEFAULTS.head, frames=DEFAULTS.frames, dim=1280, units=DEFAULTS.units, dropout=DEFAULTS.dropout, norm_data=None, num_heads=4, norm_floor=DEFAULTS.norm_floor,
-               norm_stats=None):
+def build_head(head=DEFAULTS.head, frames=DEFAULTS.frames, dim=1280, units=DEFAULTS.units, dropout=DEFAULTS.dropout,
+               norm_data=None, num_heads=4, norm_floor=DEFAULTS.norm_floor, norm_stats=None):
     """A temporal classifier `(T, D)` -> P(fake), or for the map heads (`MAP_HEADS`) `(T, h, w, C)` -> P(fake) with
     `dim=(h, w, C)`; `norm_data` (features) fits its input standardisation per channel (see `floor_std`), or
     `norm_stats` `(mean, variance)` sets it; `frames=1` gives the image head (the linear head stays linear: it scores

@@ -153,7 +153,6 @@ def expected_calibration_error(y_true, prob, n_bins: int = 10) -> float:
 
 def _ece(y, p, n_bins):
     b = np.searchsorted(np.linspace(0, 1, n_bins + 1)[1:-1], p)
-    cnt = np.bincount(b, minlength=n_bins)
     sp = np.bincount(b, p, n_bins)
     sy = np.bincount(b, y, n_bins)
     return float(np.abs(sp - sy).sum()/len(y))
@@ -287,8 +286,9 @@ def _grid_curves(y, p, fpr, tpr, recall, precision, max_points=400):
         float(x) for x in precision[kr]
     ]
 
-def evaluate_scores(y_true, prob, thresholds: dict | None = None, groups=None, n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.seed,
-                    level: float = 0.95, n_bins: int = 10, grid_points: int = 101) -> dict:
+
+def evaluate_scores(y_true, prob, thresholds: dict | None = None, groups=None, n_boot: int = DEFAULTS.n_boot,
+                    seed: int = DEFAULTS.seed, level: float = 0.95, n_bins: int = 10, grid_points: int = 101) -> dict:
     """Threshold-free metrics, metrics at each of `thresholds` ({name: t}), bootstrap CIs of all, reliability table and
     curves with bands"""
     y, p = check_binary(y_true, prob, name='evaluate_scores')

@@ -15,7 +15,6 @@ from .compute import process_strategy
 __all__ = ['multiworker_strategy', 'worker_lost_message', 'worker_scope']
 
 # %% ../nbs/lib/05a_multiworker.ipynb #mw210002
-import os, contextlib
 # the cluster (TF_CONFIG) is read by core.tf_config alone: cluster_size, is_chief, multiworker and worker_name come from
 # there
 def _keras_multiworker_fixes():
@@ -40,7 +39,9 @@ def _keras_multiworker_fixes():
         if iterator is not None: data_batch = iterator.data_adapter.get_tf_dataset().element_spec
         with self.distribute_strategy.scope(): self._symbolic_build(data_batch=data_batch)
 
-    T.reduce_per_replica, T.TensorFlowTrainer._maybe_symbolic_build, T._deepfake_nb_multiworker = reduce_per_replica, _maybe_symbolic_build, True
+    T.reduce_per_replica = reduce_per_replica
+    T.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    T._deepfake_nb_multiworker = True
 
 def _coordinate(timeout):
     """Have TensorFlow's coordination service wait `timeout` s for every worker to join, and declare a worker lost after
@@ -128,7 +129,8 @@ def worker_scope(rdir, resume=DEFAULTS.resume, mw=False, worker_timeout=DEFAULTS
     try: yield ckpt
     except tf.errors.OpError as e:
         if mw and (isinstance(e, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-                                  tf.errors.CancelledError)) or 'ollective' in str(e)):            raise DeepfakeNBError(worker_lost_message(e, worker_timeout)) from None
+                                  tf.errors.CancelledError)) or 'ollective' in str(e)):
+            raise DeepfakeNBError(worker_lost_message(e, worker_timeout)) from None
         raise
     finally:
         if scratch is not None: shutil.rmtree(scratch, ignore_errors=True)

@@ -142,7 +142,9 @@ def _run_one(p: dict, force: bool, gpu: str | None, resume: bool = False, wait: 
             r.stderr or r.stdout).strip() else f'exit {r.returncode}')
     return 'done'
 
-def run_grid(params_list: list[dict], force=DEFAULTS.force, jobs=DEFAULTS.jobs, progress=True, resume=DEFAULTS.resume) -> dict:
+
+def run_grid(params_list: list[dict], force=DEFAULTS.force, jobs=DEFAULTS.jobs, progress=True,
+             resume=DEFAULTS.resume) -> dict:
     """Run (or skip) each run of the grid (`resume`: an interrupted run goes on from its last epoch checkpoint); return
     {'done', 'skipped', 'failed'} lists of run directories"""
     from deepfake_nb.train import run_dir_for, is_complete

@@ -306,7 +306,8 @@ def annotate_gif(path, rec: dict, running, prob: float, threshold: float, out, m
         x, y, w, h = (np.asarray(box, float)*s).round().astype(int)
         cv2.rectangle(im, (x, y), (x+w, y+h), (0, 220, 0) if rec['found'][t] else (255, 150, 0), 2)
         r = running[t] if running is not None and np.isfinite(running[t]) else None
-        put_text(im, f"frame {int(idx[t])}  ({t+1}/{len(imgs)})" + (f"  P(fake) so far {r:.2f}" if r is not None else ''),
+        put_text(im, f"frame {int(idx[t])}  ({t+1}/{len(imgs)})" + ("  P(fake) so far "
+                                                                    f"{r:.2f}" if r is not None else ''),
              16)
         put_text(im, f"{verdict}: P(fake) {prob:.3f} (threshold {threshold:.3f})", im.shape[0] - 8,
              (255, 80, 80) if verdict == 'FAKE' else (120, 255, 120))
@@ -452,8 +453,8 @@ def predict_video(pred: Predictor, path, per_frame=False, windows=DEFAULTS.windo
 def _with_suffix(csv: Path, tag: str) -> Path: return csv.with_name(f'{csv.stem}_{tag}.csv')
 
 
-def predict_videos(inputs, run_dir=DEFAULTS.run_dir, out_csv=None, per_frame=False, windows=DEFAULTS.windows, annotate_dir=None, gradcam_dir=None,
-                   progress=True) -> Predictions:
+def predict_videos(inputs, run_dir=DEFAULTS.run_dir, out_csv=None, per_frame=False, windows=DEFAULTS.windows,
+                   annotate_dir=None, gradcam_dir=None, progress=True) -> Predictions:
     """Score the videos named by `inputs` (see `list_videos`) with the run `run_dir` (see `find_run`), with their true
     labels where known (see `known_labels`); write `out_csv` (and `*_frames.csv`, `*_windows.csv`) when given"""
     rdir = find_run(run_dir)

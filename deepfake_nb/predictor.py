@@ -96,7 +96,6 @@ def load_run_backbone(params: dict):
 
 def _plain_run_backbone(params: dict):
     name, size, key = params['backbone'], int(params['size']), params['weights_key']
-    bb = get_backbone(name)
     if key == 'imagenet': return build_backbone(name, 'imagenet', size)[0]
     if saved_init_key(key):
         cands = [Path(params['features']).with_suffix('.weights.h5') if params.get('features') else None,
@@ -201,7 +200,8 @@ class Predictor:
     def features(self, faces) -> np.ndarray:
         "Scaled frame features `(T, D)` of uint8 faces `(T, S, S, 3)`, exactly as the head saw them in training"
         if self.backbone is not None: return run_model(self.backbone, self.bb.preprocess(faces))/self.scale
-        return run_model(self.frame_model, np.asarray(faces, np.float32) if self.raw_input else self.bb.preprocess(faces))
+        return run_model(self.frame_model,
+                         np.asarray(faces, np.float32) if self.raw_input else self.bb.preprocess(faces))
 
     def score_features(self, feats) -> np.ndarray:
         """P(fake) of feature sequences `(N, T, D)` (or one `(T, D)`; feature maps `(N, T, h, w, C)` or one `(T, h, w,

@@ -224,8 +224,10 @@ def landmark_frame_box(points, forehead=0.3) -> tuple:
     h = y1 - y0
     return (float(x0), float(y0 - forehead*h), float(x1 - x0), float((1 + forehead)*h))
 
-def preprocess_video(path, frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector, margin=DEFAULTS.margin, detector_options=None, threads=0,
-                     landmarks=True, align=DEFAULTS.align, framing=DEFAULTS.framing) -> dict:
+
+def preprocess_video(path, frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector,
+                     margin=DEFAULTS.margin, detector_options=None, threads=0, landmarks=True, align=DEFAULTS.align,
+                     framing=DEFAULTS.framing) -> dict:
     """Sample `frames` frames of `path`, detect and crop one face per frame to `size` x `size` (`margin` x the `framing`
     box: the detector's, or `landmark_frame_box`); with `landmarks`, its 68 landmarks in crop pixels; with `align`, eyes
     level"""
@@ -275,8 +277,8 @@ def _check_bool(name, v) -> bool:
     return bool(v)
 
 
-def prep_settings(frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector, margin=DEFAULTS.margin, detector_options=None, landmarks=True, align=DEFAULTS.align,
-                  framing=DEFAULTS.framing) -> dict:
+def prep_settings(frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector, margin=DEFAULTS.margin,
+                  detector_options=None, landmarks=True, align=DEFAULTS.align, framing=DEFAULTS.framing) -> dict:
     """The settings that determine the face crops and landmarks (checked: a wrong type or value raises an error naming
     the parameter)"""
     frames, size, margin = _check_number('frames', frames), _check_number('size', size, low=8), _check_number(
@@ -418,9 +420,11 @@ def _report_errors(summ, cache):
               f"{cache/'summary.csv'}); the others go on:")
         for r in bad.head(10).itertuples(): print(f"  {r.video_id}: {r.error}")
 
-def preprocess_manifest(manifest_path, frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector, margin=DEFAULTS.margin, num_workers=DEFAULTS.num_workers, shard=DEFAULTS.shard,
-                        num_shards=DEFAULTS.num_shards, dataset=None, detector_options=None, progress=True, landmarks=True, align=DEFAULTS.align,
-                        framing=DEFAULTS.framing) -> pd.DataFrame:
+
+def preprocess_manifest(manifest_path, frames=DEFAULTS.frames, size=DEFAULTS.size, detector=DEFAULTS.detector,
+                        margin=DEFAULTS.margin, num_workers=DEFAULTS.num_workers, shard=DEFAULTS.shard,
+                        num_shards=DEFAULTS.num_shards, dataset=None, detector_options=None, progress=True,
+                        landmarks=True, align=DEFAULTS.align, framing=DEFAULTS.framing) -> pd.DataFrame:
     "Fill the face cache for the videos of a manifest (this `shard` of `num_shards`); return the per-video summary"
     if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 "
                                                                     "to num_shards-1")

@@ -12,7 +12,8 @@ from .stats import FEW_CLUSTERS
 
 # %% auto #0
 __all__ = ['PRED_COLUMNS', 'MIN_CLUSTERS', 'load_run', 'load_frame_predictions', 'video_ids_hash', 'identity_clusters',
-           'leaking_test_videos', 'check_same_test_set']
+           'leaking_test_videos', 'test_predictions', 'check_same_test_set', 'val_predictions', 'load_compared_runs',
+           'run_labels', 'weights_warning', 'synthetic_warning']
 
 # %% ../nbs/lib/08a_runs.ipynb #85cfafee
 PRED_COLUMNS = ['video_id', 'split', 'label', 'prob']
@@ -54,7 +55,9 @@ def video_ids_hash(video_ids) -> str:
 # %% ../nbs/lib/08a_runs.ipynb #dc4b4d5b
 MIN_CLUSTERS = 10
 
-def identity_clusters(runs: list, video_ids, cluster: str = DEFAULTS.cluster, min_clusters: int = MIN_CLUSTERS, labels=None):
+
+def identity_clusters(runs: list, video_ids, cluster: str = DEFAULTS.cluster, min_clusters: int = MIN_CLUSTERS,
+                      labels=None):
     """Identity cluster of each of `video_ids` from the runs' manifest (or `None`), and a dict saying what was used and
     why"""
     if cluster in (None, 'none', ''): return None, dict(clustered=False, reason='clustering switched off '
@@ -123,7 +126,7 @@ def leaking_test_videos(runs: list, video_ids) -> dict:
                                                                                       for v in vids}))
 
 # %% ../nbs/lib/08a_runs.ipynb #29586eaa
-def _test_split(run) -> pd.DataFrame:
+def test_predictions(run) -> pd.DataFrame:
     t = run['predictions'][run['predictions'].split == 'test'].sort_values('video_id')
     if t.empty: raise DeepfakeNBError(f"run {run['run_dir']}: predictions.csv has no test rows; re-run 03_train for it")
     if t.video_id.duplicated().any():
@@ -134,7 +137,7 @@ def _test_split(run) -> pd.DataFrame:
 def check_same_test_set(runs: list) -> pd.DataFrame:
     """The shared test set (`video_id`, `label`) of `runs`, or `DeepfakeNBError` naming the runs that differ from the
     first"""
-    tests = [_test_split(r) for r in runs]
+    tests = [test_predictions(r) for r in runs]
     ref, ref_run = tests[0], runs[0]
     bad = []
     for r, t in zip(runs[1:], tests[1:]):
@@ -155,7 +158,7 @@ def check_same_test_set(runs: list) -> pd.DataFrame:
                               "(same test_hash), or re-run 03_train for them on the current manifest.")
     return ref[['video_id', 'label']]
 
-def _val_split(run) -> pd.DataFrame:
+def val_predictions(run) -> pd.DataFrame:
     return run['predictions'][run['predictions'].split == 'val'].sort_values('video_id').reset_index(drop=True)
 
 def _drop_test_videos(run, vids: set):
@@ -164,7 +167,7 @@ def _drop_test_videos(run, vids: set):
     return dict(run, predictions=pr[~((pr.split == 'test') & pr.video_id.astype(str).isin(vids))])
 
 # %% ../nbs/lib/08a_runs.ipynb #c43585e1
-def _load_compared_runs(run_dirs, drop_leaking_identities: bool, warns: list):
+def load_compared_runs(run_dirs, drop_leaking_identities: bool, warns: list):
     """The runs of `run_dirs`, their shared test set and the test videos whose identity leaks from train or val (left
     out when `drop_leaking_identities`)"""
     run_dirs = [Path(d) for d in run_dirs]
@@ -186,14 +189,14 @@ def _load_compared_runs(run_dirs, drop_leaking_identities: bool, warns: list):
                            "--drop-leaking-identities leaves them out")
     return runs, test, leaks
 
-def _run_labels(params: list) -> list:
+def run_labels(params: list) -> list:
     "`backbone+head`, with `-s<seed>` where that is shared, and the run id where even that is"
     labs = [f"{p.get('backbone', p['run_id'])}+{p.get('head', '?')}" for p in params]
     labs = [l + (f"-s{p.get('seed')}" if labs.count(l) > 1 else '') for l, p in zip(labs, params)]
     return [l + (f"-{p['run_id']}" if labs.count(l) > 1 else '') for l, p in zip(labs, params)]
 
 
-def _weights_warning(runs, labels):
+def weights_warning(runs, labels):
     w = {
         lab: str(r['params'].get('weights_used'))
         for r, lab in zip(runs, labels) if r['params'].get('weights_used') is not None
@@ -203,7 +206,7 @@ def _weights_warning(runs, labels):
                 "): a difference between them may come from the weights rather than the architecture; compare runs "
                 "with the same weights")
 
-def _synthetic_warning(runs, labels):
+def synthetic_warning(runs, labels):
     made_up = [lab for r, lab in zip(runs, labels) if r['params'].get('synthetic') or is_synthetic(r['run_dir'])]
     if made_up:
         return (f"synthetic run(s) {', '.join(made_up)}: made-up scores (deepfake_nb.testing.make_synthetic_runs, "

@@ -287,7 +287,8 @@ def _one_default(name: str):
     return next(iter(values.values())) if len(values) == 1 else None
 
 # the default of every setting declared with one default (as declared: tuples stay tuples), for library signatures:
-# `def preprocess_video(path, frames=DEFAULTS.frames, ...)`; a name whose stages differ reads `setting(stage, name).default`
+# `def preprocess_video(path, frames=DEFAULTS.frames, ...)`; a name whose stages differ reads `setting(stage,
+# name).default`
 DEFAULTS = AttrDict({n: _one_default(n) for n in dict.fromkeys(s.name for s in SETTINGS)
                      if len({repr(s.default) for s in SETTINGS if s.name == n}) == 1})
 

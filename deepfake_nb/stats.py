@@ -10,6 +10,7 @@ from dataclasses import dataclass, asdict
 import numpy as np, pandas as pd
 from scipy import stats
 from .core import *
+from .settings import DEFAULTS
 from .metrics import check_binary, roc_auc, bootstrap_indices
 
 # %% auto #0
@@ -17,16 +18,18 @@ __all__ = ['RAW_PROB_LABEL', 'PERMUTATION_METRICS', 'FEW_CLUSTERS', 'AUCInterval
            'DeLongResult', 'delong_test', 'McNemarResult', 'sign_flip_p', 'mcnemar_test', 'mcnemar_frame',
            'WilcoxonResult', 'log_losses', 'datta_satten', 'wilcoxon_test', 'wilcoxon_raw_probs', 'holm',
            'bootstrap_auc_ci', 'BootstrapDiff', 'paired_bootstrap_auc', 'PermutationResult', 'cluster_permutation_test',
-           'OmnibusResult', 'cochran_q', 'model_ranks', 'friedman_test', 'nemenyi_cd', 'paired_tests', 'pairwise_holm',
-           'no_difference_groups']
+           'paired_tests', 'pairwise_holm', 'no_difference_groups']
 
 # %% ../nbs/lib/07_stats.ipynb #de9fe24f
 def _delong_cov(y_true, *scores):
     "AUCs of each of `scores` and their DeLong covariance matrix (Sun & Xu 2014 midranks)"
     y, *ss = check_binary(y_true, *scores, name='DeLong')
-    m = int(y.sum()); n = len(y) - m
-    if m < 2 or n < 2: raise DeepfakeNBError(f"DeLong: needs at least 2 real and 2 fake videos, got {n} real and {m} fake; use a larger test split")
-    S = np.stack(ss); X, Y = S[:, y == 1], S[:, y == 0]
+    m = int(y.sum())
+    n = len(y) - m
+    if m < 2 or n < 2: raise DeepfakeNBError(f"DeLong: needs at least 2 real and 2 fake videos, got {n} real and {m} "
+                                             "fake; use a larger test split")
+    S = np.stack(ss)
+    X, Y = S[:, y == 1], S[:, y == 0]
     tx, ty = stats.rankdata(X, axis=1), stats.rankdata(Y, axis=1)
     tz = stats.rankdata(np.hstack([X, Y]), axis=1)
     auc = (tz[:, :m].sum(1) - m*(m+1)/2)/(m*n)
@@ -38,142 +41,215 @@ def _delong_cov(y_true, *scores):
 @dataclass(frozen=True)
 class AUCInterval:
     "An AUC with its confidence interval"
-    auc: float; lo: float; hi: float; se: float; level: float; method: str
+    auc: float
+    lo: float
+    hi: float
+    se: float
+    level: float
+    method: str
 
 def delong_auc_ci(y_true, scores, level: float = 0.95) -> AUCInterval:
     "AUC with its DeLong confidence interval at `level` (clipped to [0, 1], as pROC does)"
     auc, cov = _delong_cov(y_true, scores)
-    se = float(np.sqrt(max(cov[0, 0], 0.))); q = stats.norm.ppf(0.5 + level/2)
+    se = float(np.sqrt(max(cov[0, 0], 0.)))
+    q = stats.norm.ppf(0.5 + level/2)
     return AUCInterval(float(auc[0]), float(max(0., auc[0] - q*se)), float(min(1., auc[0] + q*se)), se, level, 'DeLong')
 
 # %% ../nbs/lib/07_stats.ipynb #3b384c3b
 def cluster_index(groups, n: int, name: str = 'groups'):
-    "Cluster number 0..K-1 of each of `n` videos from `groups` (one label per video; `None`: every video its own), and K"
+    """Cluster number 0..K-1 of each of `n` videos from `groups` (one label per video; `None`: every video its own), and
+    K"""
     if groups is None: return np.arange(n), n
     g = np.asarray(groups, dtype=object)
-    if g.shape != (n,): raise DeepfakeNBError(f"{name}: {g.size} cluster labels for {n} videos; pass one label per video (e.g. the manifest's group column)")
-    if pd.isna(g).any(): raise DeepfakeNBError(f"{name}: {int(pd.isna(g).sum())} cluster label(s) are missing; give every video a label (its own when it shares no identity)")
+    if g.shape != (n,): raise DeepfakeNBError(f"{name}: {g.size} cluster labels for {n} videos; pass one label per "
+                                              "video (e.g. the manifest's group column)")
+    if pd.isna(g).any(): raise DeepfakeNBError(f"{name}: {int(pd.isna(g).sum())} cluster label(s) are missing; give "
+                                               "every video a label (its own when it shares no identity)")
     _, idx = np.unique(g.astype(str), return_inverse=True)
     return idx, int(idx.max()) + 1
 
 def _obuchowski_cov(y_true, groups, *scores):
     "AUCs of `scores`, their covariance by Obuchowski's (1997) clustered estimator, and the number of clusters"
     y, *ss = check_binary(y_true, *scores, name='clustered DeLong')
-    m = int(y.sum()); n = len(y) - m
-    if m < 2 or n < 2: raise DeepfakeNBError(f"clustered DeLong: needs at least 2 real and 2 fake videos, got {n} real and {m} fake; use a larger test split")
+    m = int(y.sum())
+    n = len(y) - m
+    if m < 2 or n < 2: raise DeepfakeNBError(f"clustered DeLong: needs at least 2 real and 2 fake videos, got {n} "
+                                             f"real and {m} fake; use a larger test split")
     gi, K = cluster_index(groups, len(y), 'clustered DeLong')
-    S = np.stack(ss); X, Y = S[:, y == 1], S[:, y == 0]
+    S = np.stack(ss)
+    X, Y = S[:, y == 1], S[:, y == 0]
     tz = stats.rankdata(np.hstack([X, Y]), axis=1)
     auc = (tz[:, :m].sum(1) - m*(m+1)/2)/(m*n)
-    v10 = (tz[:, :m] - stats.rankdata(X, axis=1))/n; v01 = 1 - (tz[:, m:] - stats.rankdata(Y, axis=1))/m   # DeLong's placements
+    v10 = (tz[:, :m] - stats.rankdata(X, axis=1))/n
+    v01 = 1 - (tz[:, m:] - stats.rankdata(Y, axis=1))/m   # DeLong's placements
     gf, gr = gi[y == 1], gi[y == 0]
     mi, ni = np.bincount(gf, minlength=K), np.bincount(gr, minlength=K)
-    A10 = np.stack([np.bincount(gf, v, K) for v in v10]) - mi*auc[:, None]     # per cluster: its placements' sum minus their expectation
+    # per cluster: its placements' sum minus their expectation
+    A10 = np.stack([np.bincount(gf, v, K) for v in v10]) - mi*auc[:, None]
     A01 = np.stack([np.bincount(gr, v, K) for v in v01]) - ni*auc[:, None]
     I10, I01 = int((mi > 0).sum()), int((ni > 0).sum())
-    if I10 < 2 or I01 < 2: raise DeepfakeNBError(f"clustered DeLong: the fakes come from {I10} cluster(s) and the reals from {I01}; it needs 2 or more of each (or groups=None)")
+    if I10 < 2 or I01 < 2: raise DeepfakeNBError(f"clustered DeLong: the fakes come from {I10} cluster(s) and the "
+                                                 f"reals from {I01}; it needs 2 or more of each (or groups=None)")
     S10, S01, S11 = I10/((I10 - 1)*m)*A10 @ A10.T, I01/((I01 - 1)*n)*A01 @ A01.T, K/(K - 1)*A10 @ A01.T
     return auc, S10/m + S01/n + (S11 + S11.T)/(m*n), K
 
 @dataclass(frozen=True)
 class DeLongResult:
-    "Paired DeLong test of AUC(a) = AUC(b); `ci_diff` is the CI of `auc_a - auc_b`; `message` says why p is NaN when it is"
-    auc_a: float; auc_b: float; diff: float; se: float; z: float; p_value: float; ci_diff: list; level: float
-    method: str = 'DeLong'; n_clusters: int | None = None; message: str = ''
+    """Paired DeLong test of AUC(a) = AUC(b); `ci_diff` is the CI of `auc_a - auc_b`; `message` says why p is NaN when
+    it is"""
+    auc_a: float
+    auc_b: float
+    diff: float
+    se: float
+    z: float
+    p_value: float
+    ci_diff: list
+    level: float
+    method: str = 'DeLong'
+    n_clusters: int | None = None
+    message: str = ''
 
 def delong_test(y_true, scores_a, scores_b, level: float = 0.95, groups=None) -> DeLongResult:
-    "Two-sided paired DeLong test of two models' AUCs on the same videos, with the CI of their difference; `groups` (one identity per video): Obuchowski's clustered variance"
+    """Two-sided paired DeLong test of two models' AUCs on the same videos, with the CI of their difference; `groups`
+    (one identity per video): Obuchowski's clustered variance"""
     if groups is None: (auc, cov), K, method = _delong_cov(y_true, scores_a, scores_b), None, 'DeLong'
-    else: auc, cov, K = _obuchowski_cov(y_true, groups, scores_a, scores_b); method = f'clustered DeLong (Obuchowski 1997, {K} clusters)'
-    diff = float(auc[0] - auc[1]); var = float(cov[0, 0] + cov[1, 1] - 2*cov[0, 1])
-    se = float(np.sqrt(var)) if var > 1e-15 else 0.0; q = stats.norm.ppf(0.5 + level/2)
+    else:
+        auc, cov, K = _obuchowski_cov(y_true, groups, scores_a, scores_b)
+        method = f'clustered DeLong (Obuchowski 1997, {K} clusters)'
+    diff = float(auc[0] - auc[1])
+    var = float(cov[0, 0] + cov[1, 1] - 2*cov[0, 1])
+    se = float(np.sqrt(var)) if var > 1e-15 else 0.0
+    q = stats.norm.ppf(0.5 + level/2)
     if se > 0:
         z = diff/se
-        return DeLongResult(float(auc[0]), float(auc[1]), diff, se, float(z), float(2*stats.norm.sf(abs(z))), [float(diff - q*se), float(diff + q*se)], level, method, K)
-    if diff == 0: return DeLongResult(float(auc[0]), float(auc[1]), 0.0, 0.0, 0.0, 1.0, [0.0, 0.0], level, method, K, 'the two models rank the videos alike')
-    return DeLongResult(float(auc[0]), float(auc[1]), diff, 0.0, float('nan'), float('nan'), [float('nan')]*2, level, method, K,
-                        f"the AUCs differ by {diff:.3f} but their estimated variance is zero (too few videos, or a model that separates them perfectly against one "
-                        f"that ties them all): the DeLong test is undefined here; use the paired bootstrap or the cluster permutation test, or more test videos")
+        return DeLongResult(float(auc[0]), float(auc[1]), diff, se, float(z), float(2 * stats.norm.sf(abs(z))),
+                            [float(diff - q * se), float(diff + q * se)], level, method, K)
+    if diff == 0:
+        return DeLongResult(float(auc[0]), float(auc[1]), 0.0, 0.0, 0.0, 1.0, [0.0, 0.0], level, method, K,
+                            'the two models rank the videos alike')
+    return DeLongResult(
+        float(auc[0]), float(auc[1]), diff, 0.0, float('nan'), float('nan'), [float('nan')] * 2, level, method, K,
+        f"the AUCs differ by {diff:.3f} but their estimated variance is zero (too few videos, or a "
+        "model that separates them perfectly against one "
+        "that ties them all): the DeLong test is undefined here; use the paired bootstrap or the "
+        "cluster permutation test, or more test videos")
 
 # %% ../nbs/lib/07_stats.ipynb #dbb6d1fa
 @dataclass(frozen=True)
 class McNemarResult:
     "McNemar's test; `table` is [[both right, A right & B wrong], [A wrong & B right, both wrong]] (counts of videos)"
-    statistic: float; p_value: float; table: list; b: int; c: int; method: str
-    n_clusters: int | None = None; n_discordant_clusters: int | None = None
+    statistic: float
+    p_value: float
+    table: list
+    b: int
+    c: int
+    method: str
+    n_clusters: int | None = None
+    n_discordant_clusters: int | None = None
 
 def sign_flip_p(D) -> float:
     "Exact two-sided p of |sum(D)| over all 2^K sign flips of the integer cluster totals `D` (a convolution, so any K)"
-    D = np.asarray(D, dtype=np.int64); t = abs(int(D.sum())); dist = np.ones(1)
+    D = np.asarray(D, dtype=np.int64)
+    t = abs(int(D.sum()))
+    dist = np.ones(1)
     for d in np.abs(D[D != 0]):              # dist[v] = P(sum of the flipped totals so far = v - their absolute sum)
-        new = np.zeros(len(dist) + 2*d); new[:len(dist)] += dist/2; new[2*d:] += dist/2; dist = new
+        new = np.zeros(len(dist) + 2*d)
+        new[:len(dist)] += dist/2
+        new[2*d:] += dist/2
+        dist = new
     v = np.arange(len(dist)) - np.abs(D).sum()
     return float(min(1.0, dist[np.abs(v) >= t].sum()))
 
 def _clustered_mcnemar(d, groups, table, exact_below):
     gi, K = cluster_index(groups, len(d), 'clustered McNemar')
-    D = np.rint(np.bincount(gi, d, K)).astype(np.int64)      # per cluster: videos A gets right and B wrong, minus the reverse
+    # per cluster: videos A gets right and B wrong, minus the reverse
+    D = np.rint(np.bincount(gi, d, K)).astype(np.int64)
     nd, b, c = int((D != 0).sum()), table[0][1], table[1][0]
     if nd < exact_below:
-        return McNemarResult(float(D.sum()), sign_flip_p(D), table, b, c, f'clustered exact (sign flips of {nd} discordant clusters of {K})', K, nd)
+        return McNemarResult(float(D.sum()), sign_flip_p(D), table, b, c, f'clustered exact (sign flips of {nd} '
+                                                                          f'discordant clusters of {K})', K, nd)
     stat = float(D.sum()**2/(D**2).sum())
-    return McNemarResult(stat, float(stats.chi2.sf(stat, 1)), table, b, c, f'clustered chi2 (Durkalski et al. 2003, {K} clusters)', K, nd)
+    return McNemarResult(stat, float(stats.chi2.sf(stat, 1)), table, b, c, 'clustered chi2 (Durkalski et al. 2003, '
+                                                                           f'{K} clusters)', K, nd)
 
 def mcnemar_test(y_true, pred_a, pred_b, exact_below: int = 25, groups=None) -> McNemarResult:
-    "Paired test of two models' error rates from their 0/1 predictions on the same videos; `groups` (one identity per video): clustered"
+    """Paired test of two models' error rates from their 0/1 predictions on the same videos; `groups` (one identity per
+    video): clustered"""
     y, pa, pb = check_binary(y_true, pred_a, pred_b, name='McNemar')
     ra, rb = pa == y, pb == y
     table = [[int((ra & rb).sum()), int((ra & ~rb).sum())], [int((~ra & rb).sum()), int((~ra & ~rb).sum())]]
     b, c = table[0][1], table[1][0]
     if groups is not None: return _clustered_mcnemar(ra.astype(int) - rb.astype(int), groups, table, exact_below)
     if b + c < exact_below:
-        stat = float(min(b, c)); p = float(min(1.0, 2*stats.binom.cdf(min(b, c), b + c, 0.5))); method = 'exact'
+        stat = float(min(b, c))
+        p = float(min(1.0, 2*stats.binom.cdf(min(b, c), b + c, 0.5)))
+        method = 'exact'
     else:
-        stat = float((abs(b - c) - 1)**2/(b + c)); p = float(stats.chi2.sf(stat, 1)); method = 'chi2 continuity-corrected'
+        stat = float((abs(b - c) - 1)**2/(b + c))
+        p = float(stats.chi2.sf(stat, 1))
+        method = 'chi2 continuity-corrected'
     return McNemarResult(stat, p, table, b, c, method)
 
 # %% ../nbs/lib/07_stats.ipynb #c6ca52f1
 def mcnemar_frame(result, label_a: str = 'A', label_b: str = 'B') -> pd.DataFrame:
-    "McNemar's 2x2 table as a labelled DataFrame: rows model A right/wrong, columns model B right/wrong (counts of videos)"
+    """McNemar's 2x2 table as a labelled DataFrame: rows model A right/wrong, columns model B right/wrong (counts of
+    videos)"""
     t = result['table'] if isinstance(result, dict) else result.table
-    return pd.DataFrame(t, index=[f'{label_a} right', f'{label_a} wrong'], columns=[f'{label_b} right', f'{label_b} wrong'])
+    return pd.DataFrame(t, index=[f'{label_a} right', f'{label_a} wrong'],
+                        columns=[f'{label_b} right', f'{label_b} wrong'])
 
 # %% ../nbs/lib/07_stats.ipynb #e19b5858
 @dataclass(frozen=True)
 class WilcoxonResult:
     "Wilcoxon signed-rank test on per-video losses; `median_diff` = median of loss(A) - loss(B)"
-    statistic: float; p_value: float; median_diff: float; n_nonzero: int
-    method: str = 'Wilcoxon signed-rank'; n_clusters: int | None = None
+    statistic: float
+    p_value: float
+    median_diff: float
+    n_nonzero: int
+    method: str = 'Wilcoxon signed-rank'
+    n_clusters: int | None = None
 
 def log_losses(y_true, prob, eps: float = 1e-7) -> np.ndarray:
     "Per-video log loss of P(fake) `prob`, clipped to [eps, 1-eps]"
-    y, p = check_binary(y_true, prob); p = np.clip(p, eps, 1 - eps)
+    y, p = check_binary(y_true, prob)
+    p = np.clip(p, eps, 1 - eps)
     return -(y*np.log(p) + (1 - y)*np.log(1 - p))
 
 def datta_satten(d, groups):
-    "Datta & Satten's (2008) clustered signed-rank test of paired differences `d`: (statistic T, z, two-sided p, number of clusters)"
-    d = np.asarray(d, dtype=float); gi, K = cluster_index(groups, len(d), 'clustered Wilcoxon')
-    a, sg, ni = np.abs(d), np.sign(d), np.bincount(gi, minlength=K); w = 1/ni[gi]       # each cluster weighs 1 in total
-    o = np.argsort(a, kind='stable'); sa = a[o]; cw = np.r_[0, np.cumsum(w[o])]
+    """Datta & Satten's (2008) clustered signed-rank test of paired differences `d`: (statistic T, z, two-sided p,
+    number of clusters)"""
+    d = np.asarray(d, dtype=float)
+    gi, K = cluster_index(groups, len(d), 'clustered Wilcoxon')
+    a, sg, ni = np.abs(d), np.sign(d), np.bincount(gi, minlength=K)
+    w = 1/ni[gi]       # each cluster weighs 1 in total
+    o = np.argsort(a, kind='stable')
+    sa = a[o]
+    cw = np.r_[0, np.cumsum(w[o])]
     lo, hi = np.searchsorted(sa, a, 'left'), np.searchsorted(sa, a, 'right')
     f_tot = (cw[lo] + cw[hi])/2                                  # sum over clusters of F_i(|d|), ties counting half
     f_com = (lo + hi)/(2*len(d))                                 # the pooled F(|d|)
     key = gi*(len(d) + 1) + stats.rankdata(a, 'dense').astype(np.int64)    # the same within each cluster
-    sk = np.sort(key); start = np.searchsorted(sk, gi*(len(d) + 1))
+    sk = np.sort(key)
+    start = np.searchsorted(sk, gi*(len(d) + 1))
     f_own = (np.searchsorted(sk, key, 'left') + np.searchsorted(sk, key, 'right') - 2*start)/(2*ni[gi])
     T = float((w*sg*(1 + f_tot - f_own)).sum())
     V = float((np.bincount(gi, w*sg*(1 + (K - 1)*f_com), K)**2).sum())
     if V <= 0: return T, 0.0, 1.0, K
-    z = T/np.sqrt(V); return T, float(z), float(2*stats.norm.sf(abs(z))), K
+    z = T/np.sqrt(V)
+    return T, float(z), float(2*stats.norm.sf(abs(z))), K
 
 def wilcoxon_test(y_true, prob_a, prob_b, eps: float = 1e-7, groups=None) -> WilcoxonResult:
-    "Paired Wilcoxon signed-rank test of two models' per-video log losses (p = 1 when they never differ); `groups`: clustered (Datta & Satten 2008)"
+    """Paired Wilcoxon signed-rank test of two models' per-video log losses (p = 1 when they never differ); `groups`:
+    clustered (Datta & Satten 2008)"""
     la, lb = log_losses(y_true, prob_a, eps), log_losses(y_true, prob_b, eps)
-    d = la - lb; nz = int((d != 0).sum())
-    if nz == 0: return WilcoxonResult(0.0, 1.0, 0.0, 0, n_clusters=None if groups is None else cluster_index(groups, len(d))[1])
+    d = la - lb
+    nz = int((d != 0).sum())
+    if nz == 0:
+        return WilcoxonResult(0.0, 1.0, 0.0, 0, n_clusters=None if groups is None else cluster_index(groups, len(d))[1])
     if groups is not None:
         T, z, p, K = datta_satten(d, groups)
-        return WilcoxonResult(T, p, float(np.median(d)), nz, f'clustered signed-rank (Datta & Satten 2008, {K} clusters)', K)
+        return WilcoxonResult(T, p, float(np.median(d)), nz, f'clustered signed-rank (Datta & Satten 2008, {K} '
+                                                             'clusters)', K)
     r = stats.wilcoxon(la, lb)
     return WilcoxonResult(float(r.statistic), float(r.pvalue), float(np.median(d)), nz)
 
@@ -181,9 +257,11 @@ def wilcoxon_test(y_true, prob_a, prob_b, eps: float = 1e-7, groups=None) -> Wil
 RAW_PROB_LABEL = 'Wilcoxon on raw probabilities (as in the original study)'
 
 def wilcoxon_raw_probs(prob_a, prob_b) -> WilcoxonResult:
-    "The original study's test: Wilcoxon signed-rank on the raw P(fake) pairs (ignores the labels; not a comparison of accuracy)"
+    """The original study's test: Wilcoxon signed-rank on the raw P(fake) pairs (ignores the labels; not a comparison of
+    accuracy)"""
     _, a, b = check_binary(np.zeros(len(np.asarray(prob_a)), int), prob_a, prob_b, name='Wilcoxon (raw probabilities)')
-    d = a - b; nz = int((d != 0).sum())
+    d = a - b
+    nz = int((d != 0).sum())
     if nz == 0: return WilcoxonResult(0.0, 1.0, 0.0, 0)
     r = stats.wilcoxon(a, b)
     return WilcoxonResult(float(r.statistic), float(r.pvalue), float(np.median(d)), nz)
@@ -191,8 +269,10 @@ def wilcoxon_raw_probs(prob_a, prob_b) -> WilcoxonResult:
 # %% ../nbs/lib/07_stats.ipynb #55b4fdeb
 def holm(pvalues) -> np.ndarray:
     "Holm-adjusted p-values (step-down, monotone, capped at 1); NaN stays NaN"
-    p = np.asarray(pvalues, dtype=float); out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p)); k = len(ok)
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    k = len(ok)
     if k == 0: return out
     order = ok[np.argsort(p[ok], kind='stable')]
     adj = np.maximum.accumulate((k - np.arange(k))*p[order])
@@ -200,28 +280,42 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 # %% ../nbs/lib/07_stats.ipynb #41996528
-def bootstrap_auc_ci(y, prob, n_boot: int = 1000, seed: int = 0, level: float = 0.95, chunk: int = 200) -> AUCInterval:
+def bootstrap_auc_ci(y, prob, n_boot: int = DEFAULTS.n_boot, seed: int = DEFAULTS.boot_seed, level: float = 0.95,
+                     chunk: int = 200) -> AUCInterval:
     "Stratified percentile-bootstrap CI of the AUC (`se` is the replicates' standard deviation)"
     y, p = check_binary(y, prob, name='bootstrap')
-    pos, neg = p[y == 1], p[y == 0]; m, n = len(pos), len(neg)
+    pos, neg = p[y == 1], p[y == 0]
+    m, n = len(pos), len(neg)
     if m < 1 or n < 1: raise DeepfakeNBError(f"bootstrap: needs real and fake videos, got {n} real and {m} fake")
-    rng = np.random.default_rng(seed); aucs = []
+    rng = np.random.default_rng(seed)
+    aucs = []
     for i in range(0, n_boot, chunk):
         k = min(chunk, n_boot - i)
         z = np.hstack([pos[rng.integers(0, m, (k, m))], neg[rng.integers(0, n, (k, n))]])
         aucs.append((stats.rankdata(z, axis=1)[:, :m].sum(1) - m*(m+1)/2)/(m*n))
-    aucs = np.concatenate(aucs); a = (1 - level)/2
-    return AUCInterval(roc_auc(y, p), float(np.quantile(aucs, a)), float(np.quantile(aucs, 1 - a)), float(aucs.std(ddof=1)), level, 'bootstrap')
+    aucs = np.concatenate(aucs)
+    a = (1 - level)/2
+    return AUCInterval(roc_auc(y, p), float(np.quantile(aucs, a)), float(np.quantile(aucs, 1 - a)),
+                       float(aucs.std(ddof=1)), level, 'bootstrap')
 
 # %% ../nbs/lib/07_stats.ipynb #d9e21192
 @dataclass(frozen=True)
 class BootstrapDiff:
     "Paired bootstrap of AUC(a) - AUC(b): percentile CI, replicate sd, two-sided p, and the resampling recorded"
-    diff: float; lo: float; hi: float; se: float; p_value: float; n_boot: int; seed: int; level: float; method: str
+    diff: float
+    lo: float
+    hi: float
+    se: float
+    p_value: float
+    n_boot: int
+    seed: int
+    level: float
+    method: str
 
 def _aucs(y, S):
     "AUC of each row of scores `S` (k, n) against labels `y`, from midranks"
-    m = int(y.sum()); n = len(y) - m
+    m = int(y.sum())
+    n = len(y) - m
     r = stats.rankdata(S, axis=1)
     return (r[:, y == 1].sum(1) - m*(m+1)/2)/(m*n)
 
@@ -290,8 +384,9 @@ def _studentized_ci(d, se, diff: float, se0: float, level: float):
     p = (1 + int((t >= abs(diff)/se0).sum()))/(1 + len(t))
     return float(max(-1.0, diff - q*se0)), float(min(1.0, diff + q*se0)), float(p)
 
-def paired_bootstrap_auc(y_true, prob_a, prob_b, groups=None, n_boot: int = 1000, seed: int = 0,
-                         level: float = 0.95) -> BootstrapDiff:
+
+def paired_bootstrap_auc(y_true, prob_a, prob_b, groups=None, n_boot: int = DEFAULTS.n_boot,
+                         seed: int = DEFAULTS.boot_seed, level: float = 0.95) -> BootstrapDiff:
     "Paired (same resamples) bootstrap-t CI and p of AUC(a) - AUC(b); `groups` clusters videos by identity"
     y, a, b = check_binary(y_true, prob_a, prob_b, name='paired bootstrap')
     if y.min() == y.max():
@@ -313,8 +408,16 @@ def paired_bootstrap_auc(y_true, prob_a, prob_b, groups=None, n_boot: int = 1000
 # %% ../nbs/lib/07_stats.ipynb #74318a79
 @dataclass(frozen=True)
 class PermutationResult:
-    "Cluster permutation test of metric(A) - metric(B): `diff` observed, two-sided p, exact or Monte Carlo over `n_patterns` sign patterns"
-    metric: str; diff: float; p_value: float; n_clusters: int; n_patterns: int; exact: bool; seed: int | None; method: str
+    """Cluster permutation test of metric(A) - metric(B): `diff` observed, two-sided p, exact or Monte Carlo over
+    `n_patterns` sign patterns"""
+    metric: str
+    diff: float
+    p_value: float
+    n_clusters: int
+    n_patterns: int
+    exact: bool
+    seed: int | None
+    method: str
 
 PERMUTATION_METRICS = ('auc', 'log_loss', 'accuracy')
 
@@ -323,16 +426,23 @@ def _sign_patterns(K, exact, n_perm, seed):
     if exact: return (np.arange(2**K)[:, None] >> np.arange(K)) & 1
     return np.vstack([np.zeros((1, K), np.int64), np.random.default_rng(seed).integers(0, 2, (n_perm, K))])
 
-def cluster_permutation_test(y_true, prob_a, prob_b, groups, metric: str = 'auc', thresholds=(0.5, 0.5), n_perm: int = 10000,
-                             seed: int = 0, exact_max_clusters: int = 15, chunk: int = 256) -> PermutationResult:
-    "Swap the two models' outputs within whole clusters (identities): exact over all 2^K patterns up to `exact_max_clusters`, Monte Carlo beyond"
-    if metric not in PERMUTATION_METRICS: raise DeepfakeNBError(f"cluster_permutation_test: metric {metric!r} is unknown; use one of {PERMUTATION_METRICS}")
+
+def cluster_permutation_test(y_true, prob_a, prob_b, groups, metric: str = 'auc', thresholds=(0.5, 0.5),
+                             n_perm: int = 10000, seed: int = DEFAULTS.boot_seed, exact_max_clusters: int = 15,
+                             chunk: int = 256) -> PermutationResult:
+    """Swap the two models' outputs within whole clusters (identities): exact over all 2^K patterns up to
+    `exact_max_clusters`, Monte Carlo beyond"""
+    if metric not in PERMUTATION_METRICS: raise DeepfakeNBError(f"cluster_permutation_test: metric {metric!r} is "
+                                                                f"unknown; use one of {PERMUTATION_METRICS}")
     y, a, b = check_binary(y_true, prob_a, prob_b, name='cluster permutation test')
     gi, K = cluster_index(groups, len(y), 'cluster permutation test')
-    if metric == 'auc':        # each model's scores as its own ranks, so that swapping mixes no scales (Bandos, Rockette & Gur 2005)
-        if y.min() == y.max(): raise DeepfakeNBError("cluster permutation test (auc): the videos hold one class; AUC needs real and fake videos")
+    # each model's scores as its own ranks, so that swapping mixes no scales (Bandos, Rockette & Gur 2005)
+    if metric == 'auc':
+        if y.min() == y.max(): raise DeepfakeNBError("cluster permutation test (auc): the videos hold one class; AUC "
+                                                     "needs real and fake videos")
         a, b = stats.rankdata(a), stats.rankdata(b)
-    elif metric == 'log_loss': a, b = -log_losses(y, a), -log_losses(y, b)            # higher is better, as for the others
+    # higher is better, as for the others
+    elif metric == 'log_loss': a, b = -log_losses(y, a), -log_losses(y, b)
     else: a, b = ((a >= thresholds[0]) == y).astype(float), ((b >= thresholds[1]) == y).astype(float)
     exact = K <= exact_max_clusters
     F = _sign_patterns(K, exact, n_perm, seed)
@@ -345,110 +455,76 @@ def cluster_permutation_test(y_true, prob_a, prob_b, groups, metric: str = 'auc'
     else: diffs = ((1 - 2*F) @ np.bincount(gi, a - b, K))/len(y)        # additive metrics: flip each cluster's total
     obs, tol = diffs[0], 1e-12*max(1.0, abs(diffs[0]))
     hits = int((np.abs(diffs) >= abs(obs) - tol).sum())
-    p = hits/len(F)             # the observed pattern is one of the rows: exact share, or (1 + hits among random)/(1 + n_perm)
-    how = f'exact, all {len(F)} sign patterns of {K} clusters' if exact else f'Monte Carlo, {n_perm} random sign patterns of {K} clusters (seed {seed})'
-    return PermutationResult(metric, float(obs), float(p), K, int(len(F)), exact, None if exact else seed, f'cluster permutation ({how})')
-
-# %% ../nbs/lib/07_stats.ipynb #ddd35670
-@dataclass(frozen=True)
-class OmnibusResult:
-    "A test that k related samples (models scored on the same n videos) are alike"
-    statistic: float; df: int; p_value: float; n: int; k: int; method: str; n_clusters: int | None = None
-
-def _cluster_omnibus_p(S, groups, n_perm, seed, chunk=200):
-    "p of the sum of squared column totals of `S` (n, k) among random orders of the k columns within whole clusters, and K"
-    gi, K = cluster_index(groups, len(S), 'clustered omnibus test'); k = S.shape[1]
-    Sk = np.stack([np.bincount(gi, s, K) for s in S.T], 1)                 # (K, k): each cluster's total per model
-    obs, rng, hits = (Sk.sum(0)**2).sum(), np.random.default_rng(seed), 0
-    for i in range(0, n_perm, chunk):
-        order = np.argsort(rng.random((min(chunk, n_perm - i), K, k)), axis=2)   # one random order of the models per cluster
-        hits += int(((np.take_along_axis(np.broadcast_to(Sk, order.shape), order, 2).sum(1)**2).sum(1) >= obs*(1 - 1e-12)).sum())
-    return (1 + hits)/(1 + n_perm), K
-
-def _omnibus_with_clusters(r, S, groups, n_perm, seed):
-    "`r`, its p taken from the cluster permutation when `groups` are given (the statistic rises with the squared column totals of `S`)"
-    if groups is None: return r
-    if r.statistic == 0 and r.p_value == 1.0: return dataclasses.replace(r, n_clusters=cluster_index(groups, r.n)[1])
-    p, K = _cluster_omnibus_p(S, groups, n_perm, seed)
-    return dataclasses.replace(r, p_value=float(p), n_clusters=K,
-                               method=f"{r.method}, cluster permutation ({n_perm} random orders of the models within each of {K} clusters, seed {seed})")
-
-def cochran_q(correct, groups=None, n_perm: int = 2000, seed: int = 0) -> OmnibusResult:
-    "Cochran's Q on an (n videos, k models) 0/1 table of correct decisions; `groups`: p from permuting the models within whole clusters"
-    X = np.asarray(correct, dtype=float)
-    if X.ndim != 2 or X.shape[1] < 2: raise DeepfakeNBError(f"Cochran's Q needs an (n videos, k >= 2 models) table, got shape {X.shape}")
-    if not np.isin(X, [0, 1]).all(): raise DeepfakeNBError("Cochran's Q needs 0/1 (wrong/right) entries")
-    n, k = X.shape; C, R, T = X.sum(0), X.sum(1), X.sum()
-    den = k*T - (R**2).sum()
-    if den == 0: r = OmnibusResult(0.0, k - 1, 1.0, n, k, "Cochran's Q (no video splits the models)")
-    else:
-        q = float((k - 1)*(k*(C**2).sum() - T**2)/den)
-        r = OmnibusResult(q, k - 1, float(stats.chi2.sf(q, k - 1)), n, k, "Cochran's Q")
-    return _omnibus_with_clusters(r, X, groups, n_perm, seed)
-
-def model_ranks(losses) -> np.ndarray:
-    "Rank of each model on each video (1 = lowest loss; ties share the average rank), shape (n, k)"
-    return stats.rankdata(np.asarray(losses, dtype=float), axis=1)
-
-def friedman_test(losses, groups=None, n_perm: int = 2000, seed: int = 0) -> OmnibusResult:
-    "Friedman's test (tie-corrected, as SciPy) on an (n videos, k >= 3 models) table of per-video losses; `groups`: cluster permutation p"
-    L = np.asarray(losses, dtype=float)
-    if L.ndim != 2 or L.shape[1] < 3: raise DeepfakeNBError(f"Friedman's test needs k >= 3 models, got shape {L.shape}; for two models use the Wilcoxon test")
-    n, k = L.shape; R = model_ranks(L)
-    ties = sum(int((t**3 - t).sum()) for t in (np.unique(row, return_counts=True)[1] for row in L))
-    c = 1 - ties/(k*(k*k - 1)*n)
-    if c <= 0: r = OmnibusResult(0.0, k - 1, 1.0, n, k, 'Friedman (every video ties all models)')
-    else:
-        chi = float((12/(k*n*(k + 1))*(R.sum(0)**2).sum() - 3*n*(k + 1))/c)
-        r = OmnibusResult(chi, k - 1, float(stats.chi2.sf(chi, k - 1)), n, k, 'Friedman')
-    return _omnibus_with_clusters(r, R, groups, n_perm, seed)
-
-def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
-    "Demšar's (2006) Nemenyi critical difference of mean ranks for k models on n videos"
-    q = stats.studentized_range.ppf(1 - alpha, k, np.inf)/np.sqrt(2)
-    return float(q*np.sqrt(k*(k + 1)/(6*n)))
+    # the observed pattern is one of the rows: exact share, or (1 + hits among random)/(1 + n_perm)
+    p = hits/len(F)
+    how = f'exact, all {len(F)} sign patterns of {K} clusters' if exact else (f'Monte Carlo, {n_perm} random sign '
+                                                                              f'patterns of {K} clusters (seed {seed})')
+    return PermutationResult(metric, float(obs), float(p), K, int(len(F)), exact, None if exact else seed,
+                             f'cluster permutation ({how})')
 
 # %% ../nbs/lib/07_stats.ipynb #62b7a0bd
-FEW_CLUSTERS = 16     # below this many clusters the asymptotic clustered tests are unreliable (bench/bench_cluster_stats.py): verdicts come from the exact permutation test
+# below this many clusters the asymptotic clustered tests are unreliable (bench/bench_cluster_stats.py): verdicts come
+# from the exact permutation test
+FEW_CLUSTERS = 16
 
-_TEST_NAMES = [('clustered DeLong', 'clustered DeLong'), ('DeLong', 'DeLong'), ('clustered exact', 'clustered exact McNemar'), ('clustered chi2', 'clustered McNemar'),
-               ('exact', 'exact McNemar'), ('chi2', 'McNemar'), ('clustered signed-rank', 'clustered Wilcoxon'), ('Wilcoxon', 'Wilcoxon')]
+_TEST_NAMES = [('clustered DeLong', 'clustered DeLong'), ('DeLong', 'DeLong'),
+               ('clustered exact', 'clustered exact '
+                'McNemar'), ('clustered chi2', 'clustered McNemar'), ('exact', 'exact McNemar'), ('chi2', 'McNemar'),
+               ('clustered signed-rank', 'clustered Wilcoxon'), ('Wilcoxon', 'Wilcoxon')]
 
 def _named(d: dict) -> dict:
     "`d` with `test`, a short name of the method for sentences and tables"
     return dict(d, test=next(v for k, v in _TEST_NAMES if d['method'].startswith(k)))
 
-def paired_tests(y_true, prob_a, prob_b, thr_a: float = 0.5, thr_b: float = 0.5, groups=None, level: float = 0.95, seed: int = 0) -> dict:
-    "DeLong (AUC), McNemar (errors at each model's threshold) and Wilcoxon (per-video log loss) of two models, as dicts; `groups`: cluster-aware, with the independent-video results under `independent`"
-    y = np.asarray(y_true); pa, pb = np.asarray(prob_a, float), np.asarray(prob_b, float)
-    def run(g): return dict(delong=_named(asdict(delong_test(y, pa, pb, level, g))), mcnemar=_named(asdict(mcnemar_test(y, pa >= thr_a, pb >= thr_b, groups=g))),
-                            wilcoxon=_named(asdict(wilcoxon_test(y, pa, pb, groups=g))))
+
+def paired_tests(y_true, prob_a, prob_b, thr_a: float = 0.5, thr_b: float = 0.5, groups=None, level: float = 0.95,
+                 seed: int = DEFAULTS.boot_seed) -> dict:
+    """DeLong (AUC), McNemar (errors at each model's threshold) and Wilcoxon (per-video log loss) of two models, as
+    dicts; `groups`: cluster-aware, with the independent-video results under `independent`"""
+    y = np.asarray(y_true)
+    pa, pb = np.asarray(prob_a, float), np.asarray(prob_b, float)
+
+    def run(g):
+        return dict(delong=_named(asdict(delong_test(y, pa, pb, level, g))), mcnemar=_named(
+            asdict(mcnemar_test(y, pa >= thr_a, pb >= thr_b, groups=g))), wilcoxon=_named(
+                asdict(wilcoxon_test(y, pa, pb, groups=g))))
     if groups is None: return run(None)
     out, K = run(groups), cluster_index(groups, len(y))[1]
-    if K < FEW_CLUSTERS:        # too few clusters for the asymptotic tests: p from the exact permutation test, theirs kept beside it
-        for t, metric, name in [('delong', 'auc', 'AUC'), ('mcnemar', 'accuracy', 'accuracy'), ('wilcoxon', 'log_loss', 'log loss')]:
-            pt = cluster_permutation_test(y, pa, pb, groups, metric, (thr_a, thr_b), seed=seed); d = out[t]
-            out[t] = dict(d, p_value_asymptotic=d['p_value'], method_asymptotic=d['method'], p_value=pt.p_value, method=pt.method,
-                          test=f'cluster permutation ({name})', permutation=asdict(pt))
+    # too few clusters for the asymptotic tests: p from the exact permutation test, theirs kept beside it
+    if K < FEW_CLUSTERS:
+        for t, metric, name in [('delong', 'auc', 'AUC'), ('mcnemar', 'accuracy', 'accuracy'),
+                                ('wilcoxon', 'log_loss', 'log loss')]:
+            pt = cluster_permutation_test(y, pa, pb, groups, metric, (thr_a, thr_b), seed=seed)
+            d = out[t]
+            out[t] = dict(d, p_value_asymptotic=d['p_value'], method_asymptotic=d['method'], p_value=pt.p_value,
+                          method=pt.method, test=f'cluster permutation ({name})', permutation=asdict(pt))
     return dict(out, independent=run(None))
 
 def pairwise_holm(y_true, probs: dict, thresholds: dict, groups=None) -> list:
-    "Wilcoxon (per-video log loss) and McNemar (errors at each model's threshold) for every pair of `probs` ({label: P(fake)}), Holm-adjusted; `groups`: cluster-aware"
-    labs = list(probs); out = []
+    """Wilcoxon (per-video log loss) and McNemar (errors at each model's threshold) for every pair of `probs` ({label:
+    P(fake)}), Holm-adjusted; `groups`: cluster-aware"""
+    labs = list(probs)
+    out = []
     for a, b in itertools.combinations(labs, 2):
-        t = paired_tests(y_true, probs[a], probs[b], thresholds[a], thresholds[b], groups); m, w = t['mcnemar'], t['wilcoxon']
-        out.append(dict(a=a, b=b, wilcoxon_p=w['p_value'], wilcoxon_median_diff=w['median_diff'], wilcoxon_test=w['test'],
-                        mcnemar_p=m['p_value'], mcnemar_b=m['b'], mcnemar_c=m['c'], mcnemar_test=m['test']))
+        t = paired_tests(y_true, probs[a], probs[b], thresholds[a], thresholds[b], groups)
+        m, w = t['mcnemar'], t['wilcoxon']
+        out.append(
+            dict(a=a, b=b, wilcoxon_p=w['p_value'], wilcoxon_median_diff=w['median_diff'], wilcoxon_test=w['test'],
+                 mcnemar_p=m['p_value'], mcnemar_b=m['b'], mcnemar_c=m['c'], mcnemar_test=m['test']))
     for t in ['wilcoxon', 'mcnemar']:
         for q, ph in zip(out, holm([q[f'{t}_p'] for q in out])): q[f'{t}_p_holm'] = float(ph)
     return out
 
-def no_difference_groups(labels_by_rank: list, pairwise: list, alpha: float = 0.05, key: str = 'wilcoxon_p_holm') -> list:
+
+def no_difference_groups(labels_by_rank: list, pairwise: list, alpha: float = DEFAULTS.alpha,
+                         key: str = 'wilcoxon_p_holm') -> list:
     "Maximal runs of rank-neighbours with no significant pair among them (the bars of a critical-difference plot)"
     p = {frozenset((q['a'], q['b'])): q[key] for q in pairwise}
     k, spans = len(labels_by_rank), []
     for i in range(k):
         j = i
-        while j + 1 < k and all(p[frozenset((labels_by_rank[u], labels_by_rank[j + 1]))] >= alpha for u in range(i, j + 1)): j += 1
+        while j + 1 < k and all(p[frozenset((labels_by_rank[u], labels_by_rank[j + 1]))] >= alpha
+                                for u in range(i, j + 1)):
+            j += 1
         if j > i and not any(s <= i and j <= e for s, e in spans): spans.append((i, j))
     return [labels_by_rank[s:e + 1] for s, e in spans]

@@ -12,8 +12,10 @@ from .settings import DEFAULTS, setting
 from .data import load_manifest, build_manifest, grouped_kfold
 from .demo import make_demo_dataset
 from .degrade import *
-from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, load_faces, preprocess_video, usable_videos
-from .models import cached_features, build_backbone, backbone_for_features, extract_features, get_backbone, feature_scale
+from .preprocess import (preprocess_manifest, prep_settings, face_cache_dir, load_faces, preprocess_video,
+                                    usable_videos)
+from .models import (cached_features, build_backbone, backbone_for_features, extract_features,
+                                get_backbone, feature_scale)
 from .metrics import roc_auc, classification_metrics, youden_threshold, bootstrap_indices
 from .stats import delong_auc_ci
 
@@ -229,7 +231,8 @@ def degradation_study(run_dirs, degradations=None, seed=DEFAULTS.seed) -> tuple[
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #069726ba
-def frames_study(dataset=setting('studies', 'dataset').default, frame_counts=tuple(map(int, DEFAULTS.frame_counts.split())), settings=None, n_timing=4) -> tuple[pd.DataFrame, pd.DataFrame]:
+def frames_study(dataset=setting('studies', 'dataset').default, frame_counts=tuple(
+    map(int, DEFAULTS.frame_counts.split())), settings=None, n_timing=4) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Test AUC and seconds per video of the runs of `settings` at each of `frame_counts` frames per video"
     from deepfake_nb.predict import load_predictor
     rows, preds = [], []
@@ -269,7 +272,9 @@ def method_aucs(preds: pd.DataFrame) -> dict:
         out[m] = float(np.mean(a)) if a else float('nan')
     return out
 
-def cv_study(dataset=setting('studies', 'dataset').default, cv_folds=setting('studies', 'cv_folds').default, settings=None, n_boot=DEFAULTS.n_boot) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+
+def cv_study(dataset=setting('studies', 'dataset').default, cv_folds=setting('studies', 'cv_folds').default,
+             settings=None, n_boot=DEFAULTS.n_boot) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Identity-grouped k-fold CV of the run `settings` on every video of `dataset` (one run per fold): per-fold table,
     one prediction per video, summary (`cv_summary`)"""
     settings = dict(settings or {}, dataset=dataset)
@@ -350,7 +355,9 @@ def cv_markdown(table: pd.DataFrame, info: dict) -> str:
 # row label: the run's `fakes`
 SELF_BLEND_SETTINGS = {'real fakes': 'real', 'self-blended only': 'sbi', 'real + self-blended': 'both'}
 
-def self_blend_study(dataset=setting('studies', 'dataset').default, eval_datasets=(), settings=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def self_blend_study(dataset=setting('studies', 'dataset').default, eval_datasets=(),
+                     settings=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """AUC on real fakes (test split and `eval_datasets`) of the runs of `settings` trained with real fakes, with
     self-blended fakes only, and with both"""
     from deepfake_nb.predict import load_predictor

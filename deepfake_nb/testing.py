@@ -67,8 +67,10 @@ def _write_synthetic_run(d: Path, params: dict, pr: pd.DataFrame, fr: pd.DataFra
     save_json(dict(finished=finished, synthetic=True), d/'complete.json')
     return d
 
-def make_synthetic_runs(dataset: str = 'synthetic', specs: list | None = None, n_videos: int = 600, split_seed: int = DEFAULTS.split_seed,
-                        frames: int = 0, videos_per_identity: int = 10, identity_effect: float = 0.0) -> list:
+
+def make_synthetic_runs(dataset: str = 'synthetic', specs: list | None = None, n_videos: int = 600,
+                        split_seed: int = DEFAULTS.split_seed, frames: int = 0, videos_per_identity: int = 10,
+                        identity_effect: float = 0.0) -> list:
     "Complete run directories of made-up predictions (a spec each: backbone, head, seed, skill), marked synthetic"
     ids, ident, label, split, hard = _synthetic_split(n_videos, split_seed, videos_per_identity)
     mpath = _synthetic_manifest(dataset, ids, ident, label, split, split_seed)

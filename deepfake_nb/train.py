@@ -10,7 +10,8 @@ import numpy as np, pandas as pd
 from .core import *
 from .settings import DEFAULTS, setting
 from .data import load_manifest, build_manifest, cv_split
-from .preprocess import preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces, FRAMINGS
+from .preprocess import (preprocess_manifest, prep_settings, face_cache_dir, usable_videos, load_faces,
+                                    FRAMINGS)
 from .models import *
 from .examples import *
 from .fit import *
@@ -23,7 +24,7 @@ from .metrics import classification_metrics, youden_threshold
 __all__ = ['MODES', 'FAKES', 'run_params', 'run_id', 'run_dir_for', 'manifest_for', 'rerun_command', 'train_seeds', 'train_run']
 
 # %% ../nbs/lib/06_train.ipynb #812cf3fc
-from .settings import defaults, setting, check_value, RUN_SETTINGS
+from .settings import defaults, check_value, RUN_SETTINGS
 MODES = ('frozen', 'finetune')
 # training fakes: the dataset's, self-blended copies of its real training videos, or both
 FAKES = ('real', 'sbi', 'both')
@@ -385,8 +386,8 @@ def _train_run(force=False, verbose=0, resume=False, worker_timeout=120, run_roo
     return rdir
 
 
-def train_seeds(
-        seeds=setting('run', 'seeds').default, force=DEFAULTS.force, verbose=0, resume=DEFAULTS.resume, worker_timeout=DEFAULTS.worker_timeout, run_root=None, **kw) -> list[Path]:
+def train_seeds(seeds=setting('run', 'seeds').default, force=DEFAULTS.force, verbose=0, resume=DEFAULTS.resume,
+                worker_timeout=DEFAULTS.worker_timeout, run_root=None, **kw) -> list[Path]:
     "One run per seed in `seeds` (same settings otherwise)"
     return [
         train_run(force=force, verbose=verbose, resume=resume, worker_timeout=worker_timeout, run_root=run_root,
@@ -394,7 +395,8 @@ def train_seeds(
     ]
 
 # %% ../nbs/lib/06_train.ipynb #h21lock02
-def train_run(force=DEFAULTS.force, verbose=0, resume=DEFAULTS.resume, wait=True, worker_timeout=DEFAULTS.worker_timeout, run_root=None, **kw) -> Path:
+def train_run(force=DEFAULTS.force, verbose=0, resume=DEFAULTS.resume, wait=True,
+              worker_timeout=DEFAULTS.worker_timeout, run_root=None, **kw) -> Path:
     """Train one run (see `run_params` for the settings) and write its run directory (`run_dir_for`, under `run_root`
     when given); reuse it when complete; `resume`: go on from the last epoch checkpoint; `wait`: see `run_lock`"""
     params = run_params(**kw)

@@ -13,7 +13,8 @@ from .core import *
 from .settings import DEFAULTS
 from . import preprocess as _pp
 from .detectors import detector_class
-from .preprocess import pick_face, fill_missing_boxes, square_crop, landmarks_68, eye_angle, is_image, landmark_frame_box
+from .preprocess import (pick_face, fill_missing_boxes, square_crop, landmarks_68, eye_angle, is_image,
+                                    landmark_frame_box)
 from .predict import find_run, load_predictor, put_text
 
 # %% auto #0
@@ -134,7 +135,9 @@ class Sample:
     k: int
     rgb: np.ndarray = field(repr=False)
 
-def read_source(src: Source, box: Mailbox, dt: float, realtime=DEFAULTS.realtime, max_seconds=DEFAULTS.max_seconds, stop=None, stats=None) -> dict:
+
+def read_source(src: Source, box: Mailbox, dt: float, realtime=DEFAULTS.realtime, max_seconds=DEFAULTS.max_seconds,
+                stop=None, stats=None) -> dict:
     """Reader (thread): grab every frame of `src`, decode to RGB the first at or after each multiple of `dt` s of source
     time and `put` it in `box` (a file or stream in `realtime`: not before its time); stop at the end, at `max_seconds`
     of source time or when `stop` is set"""
@@ -452,7 +455,9 @@ def _write_watch(out, tl, summary, files, say) -> WatchResult:
     say(summary_line(summary) + f"\ntimeline: {files['timeline']}" + ann)
     return WatchResult(tl, summary, files)
 
-def watch(source=DEFAULTS.source, run_dir=DEFAULTS.run_dir, stride=DEFAULTS.stride, window=DEFAULTS.window, realtime=DEFAULTS.realtime, model=DEFAULTS.model, annotate=DEFAULTS.annotate, out_dir=DEFAULTS.out_dir,
+
+def watch(source=DEFAULTS.source, run_dir=DEFAULTS.run_dir, stride=DEFAULTS.stride, window=DEFAULTS.window,
+          realtime=DEFAULTS.realtime, model=DEFAULTS.model, annotate=DEFAULTS.annotate, out_dir=DEFAULTS.out_dir,
           max_seconds=DEFAULTS.max_seconds, score_delay=0.0, quiet=False) -> WatchResult:
     """Score `source` (camera index, stream URL or video file) live with run `run_dir`: every `stride` s of source time,
     P(fake) of its `frames` faces over the last `window` s (0: 2 x stride)"""

@@ -11,7 +11,8 @@ from deepfake_nb.metrics import (classification_metrics, threshold_free_metrics,
                                  tpr_at_fpr, reliability_table, expected_calibration_error, youden_threshold, evaluate_scores, bootstrap_indices,
                                  aggregate_frames, evaluate_frame_levels)
 from deepfake_nb.stats import (_delong_cov, delong_test, delong_auc_ci, mcnemar_test, wilcoxon_test, wilcoxon_raw_probs, log_losses, holm,
-                               cochran_q, friedman_test, paired_bootstrap_auc, _boot_reps)
+                               paired_bootstrap_auc, _boot_reps)
+from deepfake_nb.omnibus import cochran_q, friedman_test
 
 
 def _data(seed, n, ties=False):
