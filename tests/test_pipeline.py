@@ -5,7 +5,8 @@ import pytest
 from conftest import REPO, launch_chromium
 
 BIN = Path(sys.executable).parent
-GRID = [str(BIN/'deepfake-nb'), 'run', '--dataset', 'demo', '--backbones', 'mobilenetv2', 'resnet50', '--seeds', '0', '1', '--frames', '4', '--size', '96']   # small faces: the grid's mechanics, not its accuracy
+GRID = [str(BIN/'deepfake-nb'), 'run', '--dataset', 'demo', '--backbones', 'mobilenetv2', 'resnet50', '--seeds', '0', '1', '--frames', '4', '--size', '96',
+        '--epochs', '4']   # small faces: the grid's mechanics, not its accuracy
 
 # start-up lines of TensorFlow/absl/oneDNN, Jupyter's kernel warning, ffmpeg on a broken file: the logs get them, the terminal must not
 NOISE = ('absl::InitializeLog', 'oneDNN custom operations', 'cpu_feature_guard', 'Kernel is running over TCP', 'moov atom not found',

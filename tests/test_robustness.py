@@ -336,8 +336,9 @@ def test_training_killed_then_resumed_from_its_checkpoint(ref, tmp_path, monkeyp
         import time, keras, deepfake_nb.train as T
         class Slow(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None): time.sleep(1.5)           # each epoch takes long enough to be killed in
-        cbs = T._callbacks
-        T._callbacks = lambda *a, **k: cbs(*a, **k) + [Slow()]
+        import deepfake_nb.fit as F
+        cbs = F._callbacks
+        F._callbacks = lambda *a, **k: cbs(*a, **k) + [Slow()]
         T.train_run(**{RUN!r})
     '''
     state = rdir/'checkpoint'/'head'/'state.json'
@@ -348,8 +349,9 @@ def test_training_killed_then_resumed_from_its_checkpoint(ref, tmp_path, monkeyp
     ran = []
     class Count(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None): ran.append(epoch)
-    cbs = T._callbacks
-    monkeypatch.setattr(T, '_callbacks', lambda *a, **kw: cbs(*a, **kw) + [Count()])
+    import deepfake_nb.fit as F
+    cbs = F._callbacks
+    monkeypatch.setattr(F, '_callbacks', lambda *a, **kw: cbs(*a, **kw) + [Count()])
     with home_at(home): out = T.train_run(resume=True, **RUN)
     assert out == rdir and T.is_complete(rdir) and not (rdir/'checkpoint').exists()
     assert ran == list(range(k+1, RUN['epochs'])), ran                            # went on from epoch k+1, not from 0
@@ -374,8 +376,9 @@ def test_run_killed_while_another_process_waits_is_taken_over_and_resumed(ref, t
         class Stall(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 if epoch == 2: time.sleep(600)                  # stalls before epoch 2's checkpoint: the last one is epoch 1's
-        cbs = T._callbacks
-        T._callbacks = lambda *a, **k: cbs(*a, **k) + [Stall()]
+        import deepfake_nb.fit as F
+        cbs = F._callbacks
+        F._callbacks = lambda *a, **k: cbs(*a, **k) + [Stall()]
         T.train_run(**{RUN!r})
     '''
     state = rdir/'checkpoint'/'head'/'state.json'
