@@ -8,7 +8,7 @@ Every stage is the command a user runs (`deepfake-nb data|preprocess|train|compa
 `/usr/bin/time -v` (wall time and the peak RSS of the process and its children, the papermill kernel included), in one
 temporary DEEPFAKE_NB_HOME per size (or --home). A dataset of n videos is `make_demo_dataset(n_identities=n/10,
 videos_per_class=5)` (real and fake, 32 frames of 160 px). Training: MobileNetV2 (the offline default weights), 12
-faces of 160 px, `--epochs` epochs: an LSTM head with its features extracted in the run, again with them cached (seed 1),
+faces of 160 px, no preset (a folder of videos would get the `real` preset), `--epochs` epochs: an LSTM head with its features extracted in the run, again with them cached (seed 1),
 and the `spacetime` map head (feature maps extracted in the run). The slope of each stage is log(t2/t1)/log(n2/n1)
 between consecutive sizes (1: linear). Writes bench/results/bench_scale.csv (commit, machine, command per row).
 Not part of CI.
@@ -33,7 +33,7 @@ def timed(args, env) -> dict:
 
 def stages(name: str, root: Path, epochs: int) -> list[tuple[str, list]]:
     cli = [BIN/'deepfake-nb']
-    train = [*cli, 'train', '--dataset', name, '--epochs', str(epochs), '--frames', '12', '--size', '160']
+    train = [*cli, 'train', '--dataset', name, '--preset', 'none', '--epochs', str(epochs), '--frames', '12', '--size', '160']
     return [('data', [*cli, 'data', '--dataset', str(root), '--name', name]),
             ('preprocess', [*cli, 'preprocess', '--dataset', name, '--frames', '12', '--size', '160']),
             ('train lstm, features extracted', [*train, '--head', 'lstm', '--seed', '0']),
