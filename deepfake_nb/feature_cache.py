@@ -243,7 +243,7 @@ def _at_run_scale(path, info, video_ids, clean_info, scale_ids, run_scale):
 
 
 def cached_features(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, weights=DEFAULTS.weights,
-                    size=DEFAULTS.size, batch_size=64, augment=None, aug_pass=0, init_seed=0, chunk_videos=256,
+                    size=DEFAULTS.size, batch_size=64, augment=None, aug_pass=0, init_seed=0, chunk_videos=32,
                     scale_ids=None, feature_layers=DEFAULTS.feature_layers, pool=DEFAULTS.pool):
     """Features of `video_ids` from the cache (extracting all of them, once, when missing), divided by the RMS of
     `scale_ids`' features (the training videos; None: `video_ids`); `feature_layers` and `pool` as `feature_model` (the
@@ -362,7 +362,7 @@ def _shard_is_current(sp, mine, size, feature_layers, pool) -> bool:
 
 def extract_feature_shard(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, weights=DEFAULTS.weights,
                           size=DEFAULTS.size, shard=DEFAULTS.shard, num_shards=DEFAULTS.num_shards, batch_size=64,
-                          init_seed=0, chunk_videos=256, skip=(), feature_layers=DEFAULTS.feature_layers,
+                          init_seed=0, chunk_videos=32, skip=(), feature_layers=DEFAULTS.feature_layers,
                           pool=DEFAULTS.pool) -> dict:
     """Frozen features of shard `shard` of `num_shards` of `video_ids` (every `num_shards`-th from the `shard`-th, as
     preprocessing shards them, less the videos in `skip`: those that could not be preprocessed) into a shard file; the
