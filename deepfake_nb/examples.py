@@ -98,8 +98,8 @@ def sbi_cache_path(clean_path, copy: int) -> Path:
 def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbone=DEFAULTS.backbone,
                  weights=DEFAULTS.weights, size=DEFAULTS.size, scale=None, batch_size=64, chunk_videos=64):
     """Frozen features of SBI pair `copy` of each real video of `video_ids` (cached once), divided by `scale` (the
-    run's; default the storage scale): (targets `(N, T, D)`, labelled real; self-blends `(N, T, D)`, labelled fake;
-    info)"""
+    run's; default the storage scale): (targets `(N, T, D)`, labelled real; self-blends `(N, T, D)`, labelled fake,
+    both `FeatureRows`; info)"""
     path = sbi_cache_path(clean_info['clean_path'], copy)
     ids, clean = list(video_ids), Path(clean_info['clean_path'])
     storage = float(clean_info['storage_scale'])
@@ -119,29 +119,26 @@ def sbi_features(dataset, prep_key, video_ids, clean_info: dict, copy=1, backbon
             def pairs(part):   # (2n, T, S, S, 3): each video's target, then its self-blend
                 return np.concatenate([load_sbi_pair(Path(face_dir)/f'{v}.npz', _video_seed(v), copy) for v in part])
 
-            f = np.concatenate([
-                extract_features(pairs(todo[i:i + chunk_videos]), backbone, model, batch_size)
-                for i in range(0, len(todo), chunk_videos)
-            ])
-            # (N, target | self-blend, T, D)
-            f = (f.reshape(len(todo), 2, *f.shape[1:]) / storage).astype(np.float16)
-            # the cached videos kept as they were, the new ones added
-            if have: f = np.concatenate([np.load(path), f])
-            _save_features(path, f)
+            def chunks():   # the cached videos kept as they were, then the new ones: (n, target | self-blend, T, D)
+                if have: yield from (c.astype(np.float16) for _, c in FeatureRows.open(path).chunks(chunk_videos))
+                for i in range(0, len(todo), chunk_videos):
+                    f = extract_features(pairs(todo[i:i + chunk_videos]), backbone, model, batch_size)
+                    yield (f.reshape(-1, 2, *f.shape[1:]) / storage).astype(np.float16)
+            shape = _save_features(path, chunks(), len(have) + len(todo))
             from deepfake_nb.sbi import SBI_VERSION
             info = dict(video_ids=have + todo, clean_cache=clean.stem, storage_scale=storage, sbi_version=SBI_VERSION,
-                        copy=int(copy), shape=list(f.shape), seconds=round(
+                        copy=int(copy), shape=list(shape), seconds=round(
                             (info or {}).get('seconds', 0) + time.time() - t0, 2), cache_key=path.stem)
             save_json(info, rec)
-    arr = np.load(path, mmap_mode='r')
-    pos = {v: i for i, v in enumerate(info['video_ids'])}
-    X = np.asarray(arr[[pos[v] for v in ids]], np.float32) * np.float32(storage/(scale or storage))
-    return X[:, 0], X[:, 1], info
+    # each video's pair is rows 2i (target) and 2i+1 (self-blend) of the file read as rows of (T, D)
+    rows = 2 * np.array([{v: i for i, v in enumerate(info['video_ids'])}[v] for v in ids], np.int64)
+    factor, row_shape = np.float32(storage/(scale or storage)), tuple(info['shape'][2:])
+    return (FeatureRows.open(path, rows, factor, row_shape), FeatureRows.open(path, rows + 1, factor, row_shape), info)
 
 def sbi_pairs(video_ids, copies, **sbi_kw):
     """SBI pairs of the real videos `video_ids`, `copies` of each (`sbi_features` with `sbi_kw`): (features: each copy's
     targets then its self-blends, labels: 0 then 1, the caches' infos)"""
     got = [sbi_features(video_ids=list(video_ids), copy=c, **sbi_kw) for c in copies]
-    X = np.concatenate([x for t, b, _ in got for x in (t, b)])
+    X = FeatureRows.concat([x for t, b, _ in got for x in (t, b)])
     y = np.concatenate([np.r_[np.zeros(len(t), int), np.ones(len(b), int)] for t, b, _ in got])
     return X, y, [i for *_, i in got]

@@ -15,6 +15,7 @@ from .augment import *
 from .backbones import _is_random, _is_highpass
 from .features import *
 from .features import _BLOCK_RECORD, _layers_record
+from .feature_rows import *
 
 # %% auto #0
 __all__ = ['FEATURE_VERSION', 'feature_cache_path', 'backbone_for_features', 'feature_scale', 'cache_face_region',
@@ -72,24 +73,27 @@ def _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, aug_
                 return path, info
     return None, None
 
-def _save_features(path, arr):
-    """Write a feature array atomically; its record (`.json`, the commit marker) is removed first and written last by
-    the caller"""
+def _save_features(path, chunks, n, dtype=np.float16) -> tuple:
+    """Write `n` rows of features, arriving in `chunks`, to `path` atomically as `dtype`, one chunk at a time; its
+    record (`.json`, the commit marker) is removed first and written last by the caller. Returns the array's shape"""
     path.with_suffix('.json').unlink(missing_ok=True)
-    with atomic_path(path) as tmp, open(tmp, 'wb') as fh: np.save(fh, arr)
+    with NpyWriter(path, n, dtype) as w:
+        for c in chunks: w.append(c)
+    return (n, *w.row_shape)
 
-def _store_clean(clean, f, ids, rec, seconds, save_weights=None, **extra) -> dict:
+def _store_clean(clean, f: FeatureRows, ids, rec, seconds, save_weights=None, **extra) -> dict:
     """Write raw features `f` of `ids` as the clean cache at `clean` (float16, divided by their RMS) and its record
-    (`rec` and `extra` added); `save_weights(path)` writes a random initialisation's weights beside it"""
+    (`rec` and `extra` added), a chunk of videos at a time; `save_weights(path)` writes a random initialisation's
+    weights beside it"""
     # per video: a run's scale comes from its own training videos
-    msq = np.square(f, dtype=np.float64).mean(axis=tuple(range(1, f.ndim)))
+    msq = np.concatenate([np.square(c, dtype=np.float64).mean(axis=tuple(range(1, c.ndim))) for _, c in f.chunks()])
     # storage only: tiny activations survive float16
     scale = float(np.sqrt(msq.mean())) or 1.0
-    _save_features(clean, (f/scale).astype(np.float16))
+    shape = _save_features(clean, ((c/scale).astype(np.float16) for _, c in f.chunks()), len(f))
     if save_weights is not None:
         with atomic_path(clean.with_suffix('.weights.h5')) as tmp: save_weights(tmp)
-    info = dict(video_ids=list(ids), **rec, scale=scale, version=FEATURE_VERSION, seconds=round(seconds, 2), shape=list(
-        f.shape), cache_key=clean.stem, produced_by=_producer(), video_msq=msq.tolist(), **extra)
+    info = dict(video_ids=list(ids), **rec, scale=scale, version=FEATURE_VERSION, seconds=round(seconds, 2),
+                shape=list(shape), cache_key=clean.stem, produced_by=_producer(), video_msq=msq.tolist(), **extra)
     save_json(info, clean.with_suffix('.json'))
     return info
 
@@ -139,10 +143,9 @@ def _video_msq(path, info, video_ids, chunk_videos=256) -> np.ndarray:
     idx = np.array([pos[v] for v in video_ids], int)
     if info.get('video_msq') is not None: return np.asarray(info['video_msq'], np.float64)[idx]
     # a cache made before `video_msq` was recorded: its float16 values times its scale
-    arr = np.load(path, mmap_mode='r')
     return np.concatenate([
-        np.square(np.asarray(arr[idx[i:i + chunk_videos]], np.float64)).mean(axis=tuple(range(1, arr.ndim)))
-        for i in range(0, len(idx), chunk_videos)
+        np.square(c, dtype=np.float64).mean(axis=tuple(range(1, c.ndim)))
+        for _, c in FeatureRows.open(path, idx).chunks(chunk_videos)
     ] or [np.zeros(0)]) * info['scale']**2
 
 def feature_scale(info: dict, video_ids) -> float:
@@ -186,12 +189,10 @@ def _new_feature_model(dataset, prep_key, backbone, weights, size, init_seed, fe
     return bmodel, model, used, key
 
 def _extract_in_chunks(face_dir, ids, backbone, model, batch_size, chunk_videos, augment=None, seeds=None):
-    "`extract_features` of the faces of the videos `ids`, loaded `chunk_videos` videos at a time"
-    return np.concatenate([
-        extract_features(load_faces(face_dir, ids[i:i + chunk_videos]), backbone, model, batch_size, augment,
-                         None if seeds is None else seeds[i:i + chunk_videos])
-        for i in range(0, len(ids), chunk_videos)
-    ])
+    "`extract_features` of the faces of the videos `ids`, loaded and yielded `chunk_videos` videos at a time"
+    for i in range(0, len(ids), chunk_videos):
+        yield extract_features(load_faces(face_dir, ids[i:i + chunk_videos]), backbone, model, batch_size, augment,
+                               None if seeds is None else seeds[i:i + chunk_videos])
 
 def _weights_writer(bmodel):
     "A `save_weights(path)` that writes `bmodel`'s weights to `path` (through the `.weights.h5` name Keras wants)"
@@ -202,16 +203,21 @@ def _weights_writer(bmodel):
 
 def _extract_clean_cache(dataset, prep_key, video_ids, backbone, weights, size, batch_size, init_seed, chunk_videos,
                          feature_layers, pool):
-    "Extract the features of `video_ids` with a newly built backbone into its clean cache: (path, info, feature model)"
+    """Extract the features of `video_ids` with a newly built backbone into its clean cache, through a raw float32 file
+    beside it (its scale is known only at the end): (path, info, feature model)"""
     t0 = time.time()
     bmodel, model, used, key = _new_feature_model(dataset, prep_key, backbone, weights, size, init_seed,
                                                   feature_layers, pool)
     clean = feature_cache_path(dataset, prep_key, backbone, key, feature_layers=feature_layers, pool=pool)
-    ids = list(video_ids)
-    f = _extract_in_chunks(face_cache_dir(dataset, prep_key), ids, backbone, model, batch_size, chunk_videos)
-    rec = dict(backbone=backbone, weights_key=key, weights_used=used, size=size, prep_key=prep_key,
-               params=int(model.count_params()), **_layers_record(model, feature_layers, pool))
-    info = _store_clean(clean, f, ids, rec, time.time() - t0, _weights_writer(bmodel) if saved_init_key(key) else None)
+    ids, raw = list(video_ids), clean.with_name(f'.{clean.stem}.raw.npy')
+    try:
+        _save_features(raw, _extract_in_chunks(face_cache_dir(dataset, prep_key), ids, backbone, model, batch_size,
+                                               chunk_videos), len(ids), np.float32)
+        rec = dict(backbone=backbone, weights_key=key, weights_used=used, size=size, prep_key=prep_key,
+                   params=int(model.count_params()), **_layers_record(model, feature_layers, pool))
+        info = _store_clean(clean, FeatureRows.open(raw), ids, rec, time.time() - t0,
+                            _weights_writer(bmodel) if saved_init_key(key) else None)
+    finally: raw.unlink(missing_ok=True)
     return clean, info, model
 
 def _extract_augmented_cache(dataset, prep_key, video_ids, backbone, info, model, batch_size, chunk_videos, aug,
@@ -222,22 +228,22 @@ def _extract_augmented_cache(dataset, prep_key, video_ids, backbone, info, model
     ids = list(video_ids)
     # one seed per (pass, video), independent of order
     seeds = [[aug_pass, int(settings_key(v, 8), 16)] for v in ids]
-    f = _extract_in_chunks(face_cache_dir(dataset, prep_key), ids, backbone, model, batch_size, chunk_videos, aug,
-                           seeds)
     akey = settings_key(aug, 8)
     apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass, feature_layers, pool)
-    _save_features(apath, (f/info['scale']).astype(np.float16))
+    chunks = _extract_in_chunks(face_cache_dir(dataset, prep_key), ids, backbone, model, batch_size, chunk_videos, aug,
+                                seeds)
+    shape = _save_features(apath, ((f/info['scale']).astype(np.float16) for f in chunks), len(ids))
     ainfo = dict({k: v for k, v in info.items() if k != 'video_msq'}, video_ids=ids, augment=aug, aug_key=akey,
-                 aug_pass=aug_pass, seconds=round(time.time() - t0, 2), shape=list(f.shape), cache_key=apath.stem)
+                 aug_pass=aug_pass, seconds=round(time.time() - t0, 2), shape=list(shape), cache_key=apath.stem)
     save_json(ainfo, apath.with_suffix('.json'))
     return apath, ainfo
 
 def _at_run_scale(path, info, video_ids, clean_info, scale_ids, run_scale):
-    "The features of `video_ids` stored at `path` (record `info`), divided by the run's scale, and their info"
-    arr = np.load(path, mmap_mode='r')
+    """The features of `video_ids` stored at `path` (record `info`), divided by the run's scale, as `FeatureRows` (read
+    when used), and their info"""
     pos = {v: i for i, v in enumerate(info['video_ids'])}
     # stored / storage scale -> raw / run scale
-    X = np.asarray(arr[[pos[v] for v in video_ids]], np.float32) * np.float32(info['scale']/run_scale)
+    X = FeatureRows.open(path, [pos[v] for v in video_ids], factor=np.float32(info['scale']/run_scale))
     return X, dict(info, path=str(path), clean_path=clean_info['path'], storage_scale=info['scale'], scale=run_scale,
                    n_scale_videos=len(scale_ids), scale_videos_key=settings_key(sorted(scale_ids)))
 
@@ -247,8 +253,8 @@ def cached_features(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, we
                     scale_ids=None, feature_layers=DEFAULTS.feature_layers, pool=DEFAULTS.pool):
     """Features of `video_ids` from the cache (extracting all of them, once, when missing), divided by the RMS of
     `scale_ids`' features (the training videos; None: `video_ids`); `feature_layers` and `pool` as `feature_model` (the
-    inner face of `pool='face'`: `cache_face_region`), each combination its own cache; returns (features float32,
-    info)"""
+    inner face of `pool='face'`: `cache_face_region`), each combination its own cache; returns (features: float32
+    `FeatureRows`, read from the cache when used, info)"""
     check_feature_layers(feature_layers)
     check_pool(pool, feature_layers)
     weights = resolve_weights(backbone, weights, size)      # 'auto': what loads here, so its cache is that one's
@@ -321,9 +327,9 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
         if _cache_matches(clean, info, ids, r0['backbone'], r0['weights_key'], prep_key, r0['size'], layers, pool):
             return clean, info
     import shutil
-    arrs = [np.load(p, mmap_mode='r') for p in parts]
-    f = np.empty((len(ids), *arrs[0].shape[1:]), np.float32)
-    for k, (_, _, i, j) in enumerate(order): f[k] = arrs[i][j]
+    # every shard's rows, in list order, read a chunk at a time
+    first = np.cumsum([0] + [len(r['video_ids']) for r in recs])
+    f = FeatureRows.concat([FeatureRows.open(p) for p in parts])[[first[i] + j for _, _, i, j in order]]
     w = parts[0].with_suffix('.weights.h5')
     rec = {
         k: r0[k]
@@ -331,7 +337,6 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
     }
     info = _store_clean(clean, f, ids, rec, sum(r['seconds'] for r in recs),
                         (lambda tmp: shutil.copyfile(w, tmp)) if w.exists() else None, shards=len(parts))
-    del arrs
     for p in parts:
         for q in (p, p.with_suffix('.json'), p.with_suffix('.weights.h5')): q.unlink(missing_ok=True)
     return clean, info
@@ -399,8 +404,8 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone=DEFAULTS.backbo
     sp = feature_shard_path(dataset, prep_key, backbone, key, lkey, shard, num_shards, feature_layers, pool)
     with file_lock(sp.with_suffix('.lock')):                      # one process per shard; a second one reuses its file
         if not _shard_is_current(sp, mine, size, feature_layers, pool):
-            f = _extract_in_chunks(face_cache_dir(dataset, prep_key), mine, backbone, model, batch_size, chunk_videos)
-            _save_features(sp, f)
+            shape = _save_features(sp, _extract_in_chunks(face_cache_dir(dataset, prep_key), mine, backbone, model,
+                                                          batch_size, chunk_videos), len(mine), np.float32)
             if saved_init_key(key):
                 with atomic_path(sp.with_suffix('.weights.h5')) as tmp: _weights_writer(bmodel)(tmp)
             save_json(
@@ -408,7 +413,7 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone=DEFAULTS.backbo
                      weights_key=key, weights_used=used, size=size, prep_key=prep_key, version=FEATURE_VERSION,
                      params=int(model.count_params()), list_key=lkey, shard=shard,
                      num_shards=num_shards, n_list=len(ids), weights_digest=_weights_digest(bmodel), seconds=round(
-                         time.time() - t0, 2), shape=list(f.shape), produced_by=_producer(),
+                         time.time() - t0, 2), shape=list(shape), produced_by=_producer(),
                      **_layers_record(model, feature_layers, pool)), sp.with_suffix('.json'))
     with _features_lock(dataset, prep_key, backbone):
         merged, _ = _merge_shards_locked(_shard_parts(sp.with_name(sp.name.replace(f'.shard{shard}of', '.shard0of'))))

@@ -86,9 +86,28 @@ def check_scores(prob, video_ids, where='the trained model') -> np.ndarray:
 # %% ../nbs/lib/05d_fit.ipynb #a87eed84
 LR_SCHEDULES = ('plateau', 'cosine', 'none')
 
-def array_dataset(X, y=None, batch_size=DEFAULTS.batch_size, shuffle=False, seed=DEFAULTS.seed):
-    "A batched, prefetched `tf.data` pipeline over in-memory arrays"
+def _read_rows(X, row_shape):
+    "A `tf.data` map: positions -> the rows of `FeatureRows` `X` there, float32"
     import tensorflow as tf
+    def read(i):
+        x = tf.numpy_function(X.take, [i], tf.float32)
+        x.set_shape((None, *row_shape))
+        return x
+    return read
+
+def array_dataset(X, y=None, batch_size=DEFAULTS.batch_size, shuffle=False, seed=DEFAULTS.seed):
+    """A batched, prefetched `tf.data` pipeline over in-memory arrays, or over `FeatureRows` read a batch at a time (in
+    order)"""
+    import tensorflow as tf
+    if isinstance(X, FeatureRows):
+        if shuffle: raise DeepfakeNBError("array_dataset: FeatureRows are read in order; shuffle with epoch_batches")
+        read = _read_rows(X, X.row_shape)
+        ds = tf.data.Dataset.from_tensor_slices(np.arange(len(X))).batch(batch_size)
+        if y is None: ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        else:
+            yc = tf.constant(np.asarray(y))
+            ds = ds.map(lambda i: (read(i), tf.gather(yc, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
     ds = tf.data.Dataset.from_tensor_slices((X, y) if y is not None else X)
     if shuffle: ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -115,15 +134,21 @@ def _history(h):
 
 def epoch_batches(X, y, batch_size=DEFAULTS.batch_size, seed=DEFAULTS.seed, epochs=1, initial_epoch=0):
     """Training batches for epochs `initial_epoch` to `epochs-1`, each epoch in its own order drawn from `(seed,
-    epoch)`, so a resumed fit sees what an uninterrupted one would"""
+    epoch)`, so a resumed fit sees what an uninterrupted one would; `X` an array or `FeatureRows` (read per batch)"""
     import tensorflow as tf
     n = len(X)
     perms = np.stack(
         [np.random.default_rng([seed, e]).permutation(n) for e in range(initial_epoch, max(epochs, initial_epoch + 1))])
-    Xc, yc = tf.constant(X), tf.constant(y)
+    yc = tf.constant(y)
     ds = tf.data.Dataset.from_tensor_slices(perms).flat_map(
         lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size))
-    return ds.map(lambda i: (tf.gather(Xc, i), tf.gather(yc, i))).prefetch(tf.data.AUTOTUNE)
+    if isinstance(X, FeatureRows):                    # read from disk a batch at a time, in parallel, in order
+        read = _read_rows(X, X.row_shape)
+        ds = ds.map(lambda i: (read(i), tf.gather(yc, i)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        Xc = tf.constant(np.asarray(X, np.float32))
+        ds = ds.map(lambda i: (tf.gather(Xc, i), tf.gather(yc, i)))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 def save_model(model, path):
     with atomic_path(path) as tmp:
@@ -226,8 +251,8 @@ def fit_head(Xtr, ytr, Xva, yva, head=DEFAULTS.head, units=DEFAULTS.units, dropo
              class_weight=DEFAULTS.class_weight, seed=DEFAULTS.seed, verbose=0, lr_schedule=DEFAULTS.lr_schedule,
              strategy=None, norm_data=None, checkpoint_dir=None, resume=DEFAULTS.resume, callbacks=(),
              norm_floor=DEFAULTS.norm_floor, linear_c=DEFAULTS.linear_c, parts=None):
-    """Train a head on features with early stopping on val (the `linear` head: `fit_linear`); return (model, history
-    DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"""
+    """Train a head on features (arrays, or `FeatureRows` read a batch at a time) with early stopping on val (the
+    `linear` head: `fit_linear`); return (model, history DataFrame); `checkpoint_dir`, `resume`: see `resumable_fit`"""
     if head == 'linear': return fit_linear(Xtr, ytr, Xva, yva, linear_c, class_weight, parts, norm_data, strategy)
     import keras, tensorflow as tf
     seed_everything(seed)
@@ -242,7 +267,7 @@ def fit_head(Xtr, ytr, Xva, yva, head=DEFAULTS.head, units=DEFAULTS.units, dropo
                           metrics=[keras.metrics.AUC(name='auc'), 'accuracy'])
         return model
     ytr, yva = np.asarray(ytr, np.float32), np.asarray(yva, np.float32)
-    return resumable_fit(build, lambda e0: epoch_batches(np.asarray(Xtr, np.float32), ytr, gb, seed, epochs, e0),
+    return resumable_fit(build, lambda e0: epoch_batches(Xtr, ytr, gb, seed, epochs, e0),
                          array_dataset(Xva, yva, gb), epochs, steps, patience, lr_schedule,
                          class_weight_for(class_weight, ytr), verbose, checkpoint_dir, resume, strategy, callbacks)
 
@@ -258,14 +283,15 @@ def part_weights(parts, dim: int) -> np.ndarray:
 
 def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight=DEFAULTS.class_weight, parts=None, norm_data=None,
                strategy=None, max_iter=3000):
-    "Fit the `linear` head (see above) on features `(N, T, D)`; return (model, one-row history DataFrame)"
+    """Fit the `linear` head (see above) on pooled features `(N, T, D)` (held in memory: scikit-learn fits them at
+    once); return (model, one-row history DataFrame)"""
     from sklearn.linear_model import LogisticRegression
     from deepfake_nb.metrics import roc_auc
     import tensorflow as tf
     X = np.asarray(Xtr, np.float32)
     n, T, D = X.shape
-    F = np.asarray(X if norm_data is None else norm_data, np.float64).reshape(-1, D)
-    mu, sd = F.mean(0), F.std(0)
+    mu, var = channel_stats(X if norm_data is None else norm_data)
+    sd = np.sqrt(var)
     sd = np.maximum(sd, 0.01*np.sqrt(np.mean(sd**2)) or 1.0)
     w = part_weights(parts, D)
     ytr = np.asarray(ytr, int)

@@ -14,6 +14,7 @@ try: import keras
 except ImportError: keras = None
 from .backbones import *
 from .features import *
+from .feature_rows import channel_stats
 from .backbones import _keras, _is_vit, _preprocess_fn
 
 # %% auto #0
@@ -63,14 +64,12 @@ if keras is not None:
 def check_head(head):
     if head not in HEADS: raise DeepfakeNBError(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
 
-def floor_std(norm, norm_floor=DEFAULTS.norm_floor):
-    """Raise the standard deviations of an adapted `Normalization` layer to at least `norm_floor` x their RMS over
-    dimensions"""
+def floor_std(mean, variance, norm_floor=DEFAULTS.norm_floor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel `(mean, variance)` (float32) with the standard deviations raised to at least `norm_floor` x their RMS
+    over channels"""
     if norm_floor < 0: raise DeepfakeNBError(f"norm_floor={norm_floor!r} must be >= 0 (0: plain standardisation)")
-    v = np.asarray(norm.adapt_variance.numpy(), np.float64)
-    norm.adapt_variance.assign(np.maximum(v, norm_floor**2 * v.mean()).astype(np.float32))
-    norm.finalize_state()
-    return norm
+    v = np.asarray(variance, np.float64)
+    return np.asarray(mean, np.float32), np.maximum(v, norm_floor**2 * v.mean()).astype(np.float32)
 
 def _map_head(x, head, units, dropout, num_heads, depth=1):
     """The body of a map head on standardised feature maps `(T, h, w, C)`: a 1x1 projection to `units`, then ConvLSTM,
@@ -105,9 +104,9 @@ def _map_head(x, head, units, dropout, num_heads, depth=1):
 def build_head(head=DEFAULTS.head, frames=DEFAULTS.frames, dim=1280, units=DEFAULTS.units, dropout=DEFAULTS.dropout,
                norm_data=None, num_heads=4, norm_floor=DEFAULTS.norm_floor, norm_stats=None):
     """A temporal classifier `(T, D)` -> P(fake), or for the map heads (`MAP_HEADS`) `(T, h, w, C)` -> P(fake) with
-    `dim=(h, w, C)`; `norm_data` (features) fits its input standardisation per channel (see `floor_std`), or
-    `norm_stats` `(mean, variance)` sets it; `frames=1` gives the image head (the linear head stays linear: it scores
-    frames anyway)"""
+    `dim=(h, w, C)`; `norm_data` (features, array or `FeatureRows`) fits its input standardisation per channel (see
+    `floor_std`), or `norm_stats` `(mean, variance)` sets it; `frames=1` gives the image head (the linear head stays
+    linear: it scores frames anyway)"""
     k = _keras()
     L = k.layers
     check_head(head)
@@ -121,13 +120,11 @@ def build_head(head=DEFAULTS.head, frames=DEFAULTS.frames, dim=1280, units=DEFAU
                               f"; got per-frame features of shape {shape}")
     inp = k.Input((frames, *shape))
     # float32 under mixed precision: raw features may be far from 1
-    norm = L.Normalization(axis=-1, dtype='float32')
-    if norm_stats is not None:
-        norm = L.Normalization(axis=-1, mean=np.asarray(norm_stats[0], np.float32), variance=np.asarray(
-            norm_stats[1], np.float32), dtype='float32')
-    elif norm_data is not None:
-        norm.adapt(np.asarray(norm_data, np.float32).reshape(-1, shape[-1]))
-        floor_std(norm, norm_floor)
+    # the training examples' mean and variance, a chunk at a time (norm_data may be `FeatureRows` on disk)
+    if norm_stats is None and norm_data is not None: norm_stats = floor_std(*channel_stats(norm_data), norm_floor)
+    norm = L.Normalization(axis=-1, dtype='float32') if norm_stats is None else L.Normalization(
+        axis=-1, mean=np.asarray(norm_stats[0], np.float32), variance=np.asarray(norm_stats[1], np.float32),
+        dtype='float32')
     x = norm(inp)
     if head in MAP_HEADS:
         out = L.Dense(1, activation='sigmoid', dtype='float32')(L.Dropout(dropout)(_map_head(

@@ -4,7 +4,7 @@
 
 # %% ../nbs/lib/03_preprocess.ipynb #82f70a4f
 from __future__ import annotations
-import time, json, xml.etree.ElementTree as ET
+import os, time, json, xml.etree.ElementTree as ET
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
@@ -20,7 +20,8 @@ __all__ = ['FRAMINGS', 'PREP_VERSION', 'sample_indices', 'is_image', 'read_image
            'count_frames', 'to_rgb', 'read_frames', 'load_dlib_boxes', 'iou', 'match_boxes', 'evaluate_detector',
            'pick_face', 'track_faces', 'fill_missing_boxes', 'crop_window', 'square_crop', 'crop_points',
            'landmark_frame_box', 'preprocess_video', 'prep_settings', 'prep_key', 'face_cache_dir', 'save_faces',
-           'merge_shard_summaries', 'preprocess_manifest', 'usable_videos', 'load_faces', 'load_landmarks']
+           'merge_shard_summaries', 'worker_count', 'preprocess_manifest', 'usable_videos', 'load_faces',
+           'load_landmarks']
 
 # %% ../nbs/lib/03_preprocess.ipynb #fb07f914
 def sample_indices(n_frames: int, k: int) -> np.ndarray:
@@ -381,6 +382,14 @@ def _split_cached(jobs, key, stale) -> tuple:
         else: done.append(dict(video_id=j[0], cached=True, error='', **s))
     return done, rest
 
+def worker_count(num_workers=DEFAULTS.num_workers, n_jobs=None) -> int:
+    """Processes to preprocess with: `num_workers`, 0 meaning one per core this process may use (its CPU affinity, as
+    a cluster's allocation sets it), never more than `n_jobs` videos"""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+        raise DeepfakeNBError(f"num_workers={num_workers!r}: use a number of processes, or 0 for one per core")
+    n = int(num_workers) or (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
+    return max(1, n if n_jobs is None else min(n, int(n_jobs)))
+
 def _run_jobs(jobs, wait, bar, num_workers) -> list:
     "`_work` on each job, in `num_workers` processes when more than one"
     if num_workers > 1 and len(jobs) > 1:
@@ -388,11 +397,8 @@ def _run_jobs(jobs, wait, bar, num_workers) -> list:
         import deepfake_nb.preprocess as mod
         with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'),
                                  initializer=mod._init_worker) as ex:
-            return list(
-                tqdm(
-                    ex.map(mod._work, jobs, [wait] * len(jobs), chunksize=max(
-                        1, min(8,
-                               len(jobs) // (8 * num_workers)))), **bar))
+            return list(tqdm(ex.map(mod._work, jobs, [wait] * len(jobs),
+                                    chunksize=max(1, min(8, len(jobs) // (8 * num_workers)))), **bar))
     return [_work(j, wait) for j in tqdm(jobs, **bar)]
 
 def _crop_jobs(jobs, bar, num_workers) -> list:
@@ -425,26 +431,31 @@ def preprocess_manifest(manifest_path, frames=DEFAULTS.frames, size=DEFAULTS.siz
                         margin=DEFAULTS.margin, num_workers=DEFAULTS.num_workers, shard=DEFAULTS.shard,
                         num_shards=DEFAULTS.num_shards, dataset=None, detector_options=None, progress=True,
                         landmarks=True, align=DEFAULTS.align, framing=DEFAULTS.framing) -> pd.DataFrame:
-    "Fill the face cache for the videos of a manifest (this `shard` of `num_shards`); return the per-video summary"
+    """Fill the face cache for the videos of a manifest (this `shard` of `num_shards`) with `num_workers` processes (0:
+    one per core; `worker_count`, in `.attrs['workers']`); return the per-video summary"""
     if not 0 <= int(shard) < int(num_shards): raise DeepfakeNBError(f"shard {shard} of {num_shards}: shard must be 0 "
                                                                     "to num_shards-1")
     df = load_manifest(manifest_path)
     dataset = dataset or Path(manifest_path).stem
     settings = prep_settings(frames, size, detector, margin, detector_options, landmarks, align, framing)
     cache, key, stale = _prepare_cache(dataset, settings)
-    params = dict(frames=settings['frames'], size=settings['size'], detector=detector, margin=settings['margin'],
-                  detector_options=dict(detector_options or {}), threads=1 if num_workers > 1 else 0,
-                  landmarks=settings['landmarks'], align=settings['align'], framing=framing)
     todo = df.iloc[int(shard)::int(num_shards)]
+    workers = worker_count(num_workers, len(todo))
+    params = dict(frames=settings['frames'], size=settings['size'], detector=detector, margin=settings['margin'],
+                  detector_options=dict(detector_options or {}), threads=1 if workers > 1 else 0,
+                  landmarks=settings['landmarks'], align=settings['align'], framing=framing)
     jobs = [(r.video_id, r.path, _cache_file(cache, r.video_id), params, key, not stale) for r in todo.itertuples()]
     for j in jobs: j[2].parent.mkdir(parents=True, exist_ok=True)
     done, jobs = _split_cached(jobs, key, stale)
-    bar = dict(total=len(jobs), desc=f'faces ({detector})', disable=not progress or not jobs)
+    workers = min(workers, max(1, len(jobs)))
+    bar = dict(total=len(jobs), desc=f"faces ({detector}, {workers} process{'es' if workers > 1 else ''})",
+               disable=not progress or not jobs)
     summ = pd.DataFrame(
-        done + _crop_jobs(jobs, bar, num_workers),
+        done + _crop_jobs(jobs, bar, workers),
         columns=['video_id', 'cached', 'error', 'frames', 'faces_found', 'no_face_frames', 'no_face_fill', 'n_frames'])
     summ['error'] = summ.error.fillna('')
     summ = todo[['video_id', 'label', 'split']].merge(summ, on='video_id')
+    summ.attrs['workers'] = workers
     _write_summary(summ, cache, shard, num_shards)
     if progress: _report_errors(summ, cache)
     return summ

@@ -165,7 +165,10 @@ def score_dataset(pred, dataset) -> pd.DataFrame:
     summ = preprocess_manifest(mpath, dataset=dataset, progress=False, **kw)
     ok = usable_videos(df, summ[summ.video_id.isin(df.video_id)], mpath)
     cache = face_cache_dir(dataset, settings_key(prep_settings(**kw)))
-    probs = score_faces(pred, load_faces(cache, ok.video_id.tolist()))
+    # a chunk of videos' faces in memory at a time
+    ids, chunk = ok.video_id.tolist(), 32
+    probs = np.concatenate([score_faces(pred, load_faces(cache, ids[i:i + chunk])) for i in range(0, len(ids), chunk)]
+                           or [np.zeros(0)])
     return ok[['video_id', 'label']].assign(prob=probs).reset_index(drop=True)
 
 def cross_dataset_study(run_dirs, eval_datasets) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -196,14 +196,15 @@ def _sbi_examples(params, d, f):
     extra = params['aug_passes'] if fakes == 'sbi' and params['augment'] else 0
     copies = range(1, params['sbi_per_video'] + extra + 1 if params['mode'] == 'frozen' else 2)
     Xp, yp, sinfos = sbi_pairs(d.df.video_id[d.rtr], copies, **sb)
-    f.Xtr, f.ytr = np.concatenate([f.Xtr, Xp]), np.r_[f.ytr, yp]
+    f.Xtr, f.ytr = FeatureRows.concat([f.Xtr, Xp]), np.r_[f.ytr, yp]
     f.cache_keys['sbi'] += [s['cache_key'] for s in sinfos]
     if fakes == 'sbi':
         f.sbi_val, f.sbi_val_y, _ = sbi_pairs(d.df.video_id[d.rva], [1], **sb)
-        f.Xva, f.yva = np.concatenate([f.X[d.rva], f.sbi_val]), np.r_[np.zeros(d.rva.sum(), int), f.sbi_val_y]
+        f.Xva, f.yva = FeatureRows.concat([f.X[d.rva], f.sbi_val]), np.r_[np.zeros(d.rva.sum(), int), f.sbi_val_y]
 
 def _run_features(params, d) -> AttrDict:
-    "Step 2, the examples: every video's cached features, plus SBI pairs and augmented passes of the training videos"
+    """Step 2, the examples: every video's cached features, plus SBI pairs and augmented passes of the training videos,
+    as `FeatureRows` (read from the caches a batch at a time)"""
     fakes = params['fakes']
     # whose features set their scale: no real fake for 'sbi'
     train_ids = d.df.video_id[d.rtr if fakes == 'sbi' else d.tr].tolist()
@@ -226,7 +227,7 @@ def _run_features(params, d) -> AttrDict:
             Xa, ainfo = cached_features(params['dataset'], d.pkey, train_ids, params['backbone'], params['weights'],
                                         params['size'], augment=params['augment'], aug_pass=k, scale_ids=train_ids,
                                         **fkw)
-            f.Xtr, f.ytr = np.concatenate([f.Xtr, Xa]), np.concatenate([f.ytr, d.y[base]])
+            f.Xtr, f.ytr = FeatureRows.concat([f.Xtr, Xa]), np.concatenate([f.ytr, d.y[base]])
             f.cache_keys['augmented'].append(ainfo['cache_key'])
     return f
 
@@ -276,14 +277,15 @@ def _score_videos(params, d, f, model, replicas) -> AttrDict:
             s.sbi_prob = model.predict(pairs, verbose=0).ravel()
             f.sbi_val_y = np.tile([0, 1], int(d.rva.sum()))
     else:
-        s.prob = model.predict(f.X, verbose=0).ravel().astype(float)
+        gb = params['batch_size']*replicas
+        s.prob = model.predict(array_dataset(f.X, None, gb), verbose=0).ravel().astype(float)
         if params['fakes'] == 'sbi':
-            s.sbi_prob = model.predict(f.sbi_val, verbose=0).ravel()
+            s.sbi_prob = model.predict(array_dataset(f.sbi_val, None, gb), verbose=0).ravel()
     s.prob = check_scores(s.prob, d.df.video_id)
     if params['head'] == 'image' and params['mode'] == 'frozen' and params['frames'] > 1:
         import keras
         frame_model = keras.Model(model.inputs, model.get_layer('frame_prob').output)
-        s.frame_prob = frame_model.predict(f.X, verbose=0)[..., 0]
+        s.frame_prob = frame_model.predict(array_dataset(f.X, None, params['batch_size']*replicas), verbose=0)[..., 0]
     return s
 
 def _threshold_metrics(params, d, f, s) -> dict:

@@ -154,7 +154,7 @@ def test_feature_scale_comes_from_the_training_videos_only(tmp_path):
         def extracted():
             shutil.rmtree(tmp_path/'data'/'features', ignore_errors=True)           # features extracted again from the faces as they are now
             X, info = cached_features('demo', pk, ids, 'mobilenetv2', None, 32, scale_ids=train)
-            assert info['n_scale_videos'] == len(train) and np.sqrt(np.mean(X[df.split == 'train']**2)) == pytest.approx(1, abs=0.01)
+            assert info['n_scale_videos'] == len(train) and np.sqrt(np.mean(np.asarray(X[df.split == 'train'])**2)) == pytest.approx(1, abs=0.01)
             return info
         def darken(vids):
             for v in vids:
