@@ -85,7 +85,10 @@ def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_si
     else:
         ds = tf.data.Dataset.sample_from_datasets(parts, [w / sum(weights) for w in weights], seed=seed,
                                                   stop_on_empty_dataset=False)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # each loading, blending or augmenting call runs on one thread: several in parallel leave the cores to the model
+    opts = tf.data.Options()
+    opts.threading.max_intra_op_parallelism = 1
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(opts)
 
 # %% ../nbs/lib/05c_examples.ipynb #sbi20002
 def sbi_cache_path(clean_path, copy: int) -> Path:

@@ -395,10 +395,10 @@ def _run_jobs(jobs, wait, bar, num_workers) -> list:
     if num_workers > 1 and len(jobs) > 1:
         # workers import the package's functions (a notebook's own copies cannot be pickled)
         import deepfake_nb.preprocess as mod
+        chunk = max(1, min(8, len(jobs) // (8 * num_workers)))
         with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'),
                                  initializer=mod._init_worker) as ex:
-            return list(tqdm(ex.map(mod._work, jobs, [wait] * len(jobs),
-                                    chunksize=max(1, min(8, len(jobs) // (8 * num_workers)))), **bar))
+            return list(tqdm(ex.map(mod._work, jobs, [wait] * len(jobs), chunksize=chunk), **bar))
     return [_work(j, wait) for j in tqdm(jobs, **bar)]
 
 def _crop_jobs(jobs, bar, num_workers) -> list:
