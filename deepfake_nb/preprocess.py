@@ -383,11 +383,15 @@ def _split_cached(jobs, key, stale) -> tuple:
     return done, rest
 
 def worker_count(num_workers=DEFAULTS.num_workers, n_jobs=None) -> int:
-    """Processes to preprocess with: `num_workers`, 0 meaning one per core this process may use (its CPU affinity, as
-    a cluster's allocation sets it), never more than `n_jobs` videos"""
+    """Processes to preprocess `n_jobs` videos with: `num_workers`, or for 0 one per core this process may use (its CPU
+    affinity, as a cluster's allocation sets it) but no more than one per 16 videos (starting a process costs about a
+    second of imports); never more than `n_jobs`"""
     if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
         raise DeepfakeNBError(f"num_workers={num_workers!r}: use a number of processes, or 0 for one per core")
-    n = int(num_workers) or (len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
+    n = int(num_workers)
+    if not n:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+        if n_jobs is not None: n = min(n, int(n_jobs) // 16)
     return max(1, n if n_jobs is None else min(n, int(n_jobs)))
 
 def _run_jobs(jobs, wait, bar, num_workers) -> list:

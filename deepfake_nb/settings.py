@@ -121,7 +121,8 @@ SETTINGS = [
         'framing', 'str', 'box', "the box a crop is centred on and sized by: 'box' (the face detector's) or "
         "'landmarks' (the 68 facial landmarks' box with the forehead)", 'preprocess train studies run',
         ('box', 'landmarks')),
-    _S('num_workers', 'int', 0, "processes decoding videos in parallel (0: one per core)", 'preprocess run'),
+    _S('num_workers', 'int', 0, "processes decoding videos in parallel (0: one per core, at most one per 16 videos)",
+       'preprocess run'),
     _S('shard', 'int', 0, "this job's share of the videos: shard i of num_shards (cluster array jobs)", 'preprocess'),
     _S('num_shards', 'int', 1, "how many shards the videos are split into", 'preprocess'),
     _S(

@@ -28,6 +28,6 @@ shard=$(( task - ${SLURM_ARRAY_TASK_MIN:-0} ))                        # --array=
 num_shards=${SLURM_ARRAY_TASK_COUNT:?"run it with sbatch --array=0-N (or set SLURM_ARRAY_TASK_COUNT for a dry run)"}
 (( $# )) || set -- --dataset demo --features mobilenetv2
 
-cmd=("$DEEPFAKE_NB" preprocess --shard "$shard" --num-shards "$num_shards" --num-workers "${SLURM_CPUS_PER_TASK:-1}" "$@")
+cmd=("$DEEPFAKE_NB" preprocess --shard "$shard" --num-shards "$num_shards" --num-workers "${SLURM_CPUS_PER_TASK:-0}" "$@")
 if [[ -n "${DRY_RUN:-}" ]]; then printf '+'; printf ' %q' "${cmd[@]}"; printf '\n'; exit 0; fi
 exec "${cmd[@]}"

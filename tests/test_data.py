@@ -272,19 +272,19 @@ def test_interrupted_write_leaves_no_cache_file(tmp_path, monkeypatch):
     assert not out.exists() and not list(out.parent.glob('*'))
 
 def test_all_cores_write_the_same_face_cache_as_one_process(tmp_path):
-    "num_workers=0 (the default: one process per core) writes caches bit-identical to one process, and says how many it used"
+    "Two processes (what the default, num_workers=0, gives on 2 cores for 32 videos or more) write caches bit-identical to one process, and say how many they used"
     from deepfake_nb.data import make_demo_dataset
     raw = make_demo_dataset(tmp_path/'raw', n_identities=3, videos_per_class=2)
     caches = {}
-    for workers, home in ((1, tmp_path/'one'), (0, tmp_path/'all')):
+    for workers, home in ((1, tmp_path/'one'), (2, tmp_path/'two')):
         with home_at(home):
             m = build_manifest('demo', root=raw, val_frac=0.33, test_frac=0.34)
             s = pp.preprocess_manifest(m, frames=3, size=48, num_workers=workers, progress=False)
             assert (s.error == '').all() and s.attrs['workers'] == pp.worker_count(workers, len(s))
             caches[workers] = pp.face_cache_dir('demo', pp.prep_key(frames=3, size=48))
-    assert pp.worker_count(0, 12) == min(12, len(os.sched_getaffinity(0)))
+    assert pp.worker_count(0, 32) == min(2, len(os.sched_getaffinity(0)))
     files = sorted(p.relative_to(caches[1]) for p in caches[1].rglob('*.npz'))
-    assert len(files) == 12 and files == sorted(p.relative_to(caches[0]) for p in caches[0].rglob('*.npz'))
+    assert len(files) == 12 and files == sorted(p.relative_to(caches[2]) for p in caches[2].rglob('*.npz'))
     for f in files:
-        with np.load(caches[1]/f) as a, np.load(caches[0]/f) as b:
+        with np.load(caches[1]/f) as a, np.load(caches[2]/f) as b:
             assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), f

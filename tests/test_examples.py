@@ -48,7 +48,7 @@ def test_preprocess_array_dry_run():
             assert (v['dataset'], v['features'], v['frames']) == ('celebdf', 'mobilenetv2 resnet50', 8)
     (argv,) = _commands(_dry('slurm_preprocess.sh', SLURM_ARRAY_TASK_ID='0', SLURM_ARRAY_TASK_COUNT='2'))
     v = _accepted(argv, 'preprocess')
-    assert (v['dataset'], v['features'], v['num_workers']) == ('demo', 'mobilenetv2', 1)
+    assert (v['dataset'], v['features'], v['num_workers']) == ('demo', 'mobilenetv2', 0)     # no SLURM_CPUS_PER_TASK: one process per core it may use
     r = subprocess.run(['bash', str(EX/'slurm_preprocess.sh')], env=_env(DRY_RUN='1'), capture_output=True, text=True)
     assert r.returncode != 0 and 'sbatch --array' in r.stderr
 
