@@ -33,7 +33,7 @@ def main():
     from deepfake_nb.data import build_manifest, load_manifest
     from deepfake_nb.preprocess import preprocess_manifest, prep_key, face_cache_dir
     from deepfake_nb.models import build_backbone, build_head, build_finetune_model
-    from deepfake_nb.examples import video_dataset
+    from deepfake_nb.examples import video_dataset, opencv_threads
     frames, size, bs = 12, 160, a.batch_size
     home = Path(tempfile.mkdtemp(prefix='bench_input_'))
     with home_at(home):
@@ -71,10 +71,12 @@ def main():
         def ds(): return video_dataset(fdir, ids, y, bs, shuffle=True, seed=0, **kw).repeat()
         it = iter(ds())
         def draw(k):
-            for _ in range(k): next(it)
+            with opencv_threads(1):
+                for _ in range(k): next(it)
         rows.append(dict(what=f'(b) pipeline alone: {name}', frames_per_s=a.steps * bs * frames / best(draw)))
         train = ds()
-        def fit(k): model.fit(train, steps_per_epoch=k, epochs=1, verbose=0)
+        def fit(k):                                  # as fit_finetune runs it: OpenCV one thread per call
+            with opencv_threads(1): model.fit(train, steps_per_epoch=k, epochs=1, verbose=0)
         rows.append(dict(what=f'(c) fit on the pipeline: {name}', frames_per_s=a.steps * bs * frames / best(fit)))
     t = pd.DataFrame(rows)
     t['ratio_to_model_step'] = (t.frames_per_s / t.frames_per_s.iloc[0]).round(2)

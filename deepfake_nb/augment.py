@@ -14,7 +14,7 @@ except ImportError: keras = None
 from .backbones import _keras
 
 # %% auto #0
-__all__ = ['AUGMENTATIONS', 'AUGMENTATION_DOC', 'augment_settings', 'augment_video']
+__all__ = ['AUGMENTATIONS', 'AUGMENTATION_DOC', 'AUGMENT_VERSION', 'augment_settings', 'augment_key', 'augment_video']
 
 # %% ../nbs/lib/04b_augment.ipynb #6adee27a
 AUGMENTATIONS = dict(flip=0.5, rotate=10.0, zoom=0.1, brightness=0.1, contrast=0.1, jpeg=60.0, blur=1.0)
@@ -53,38 +53,54 @@ def augment_settings(augment) -> dict | None:
     return out if any(out.values()) else None
 
 # %% ../nbs/lib/04b_augment.ipynb #2edcc4be
-def augment_video(x, aug: dict, seed):
+AUGMENT_VERSION = 2   # 2: OpenCV on the CPU (1: TensorFlow ops); part of an augmented cache's key
+
+def augment_key(aug: dict) -> str:
+    "Short key of augmentation settings `aug` and of this implementation, naming an augmented feature cache"
+    return settings_key(dict(aug, version=AUGMENT_VERSION), 8)
+
+def _affine(aug: dict, r, h: int, w: int, flip: bool) -> np.ndarray:
+    "The 2x3 map from output pixel to input pixel: rotation and zoom about the centre, after a horizontal flip"
+    ang = (2*r[1] - 1) * aug.get('rotate', 0) * math.pi/180
+    z = 1 + (2*r[2] - 1) * aug.get('zoom', 0)                # > 1 zooms in
+    c, s = math.cos(ang)/z, math.sin(ang)/z
+    cx, cy = (w - 1)/2, (h - 1)/2
+    m = np.array([[c, -s, cx - c*cx + s*cy], [s, c, cy - s*cx - c*cy]])
+    if flip: m[0], m[0, 2] = -m[0], w - 1 - m[0, 2]          # then read the flipped image: x -> w - 1 - x
+    return m
+
+def _warp(x, m) -> np.ndarray:
+    "Each frame of `x` read through the output-to-input map `m`: bilinear, borders reflected"
+    import cv2
+    return np.stack([cv2.warpAffine(f, m, f.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                    borderMode=cv2.BORDER_REFLECT) for f in x])
+
+def augment_video(x, aug: dict, seed) -> np.ndarray:
     """Augment one video's faces `(T, S, S, 3)` (RGB 0..255) with one random draw for all frames; `seed`: two ints.
-    Returns float32 0..255"""
-    import tensorflow as tf
-    x = tf.cast(x, tf.float32)
-    sh = tf.shape(x)
-    t, h, w = sh[0], sh[1], sh[2]
-    r = tf.random.stateless_uniform([8], seed=tf.cast(seed, tf.int64))
-    if aug.get('flip'): x = tf.cond(r[0] < aug['flip'], lambda: tf.reverse(x, [2]), lambda: x)
-    if aug.get('rotate') or aug.get('zoom'):
-        ang = (2*r[1] - 1) * aug.get('rotate', 0) * math.pi/180
-        z = 1 + (2*r[2] - 1) * aug.get('zoom', 0)          # > 1 zooms in
-        c, s = tf.cos(ang)/z, tf.sin(ang)/z                 # output pixel -> input pixel, about the centre
-        cx, cy = (tf.cast(w, tf.float32) - 1)/2, (tf.cast(h, tf.float32) - 1)/2
-        tr = tf.stack([c, -s, cx - c*cx + s*cy, s, c, cy - s*cx - c*cy, 0., 0.])[None]
-        x = tf.raw_ops.ImageProjectiveTransformV3(images=x, transforms=tf.repeat(tr, t, 0), output_shape=tf.stack(
-            [h, w]), fill_value=0., interpolation='BILINEAR', fill_mode='REFLECT')
+    Returns float32 0..255. OpenCV on the CPU, one frame at a time"""
+    import cv2
+    x = np.asarray(x)
+    h, w = x.shape[1:3]
+    r = np.random.default_rng([int(s) % 2**64 for s in np.ravel(seed)]).uniform(size=8)
+    flip = bool(aug.get('flip')) and r[0] < aug['flip']
+    if aug.get('rotate') or aug.get('zoom'):               # one bilinear warp a frame, flip included
+        x = _warp(x, _affine(aug, r, h, w, flip))
+    elif flip: x = x[:, :, ::-1]
+    x = x.astype(np.float32)
     if aug.get('brightness') or aug.get('contrast'):
-        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-        x = (x - mean) * (1 + (2*r[4] - 1)*aug.get('contrast', 0)) + mean + (2*r[3] - 1)*aug.get('brightness', 0)*255
-    x = tf.clip_by_value(x, 0, 255)
-    if aug.get('jpeg'):
-        q = tf.cast(aug['jpeg'] + r[5]*(100 - aug['jpeg']), tf.int32)
-        x = tf.cast(tf.map_fn(lambda f: tf.image.adjust_jpeg_quality(f, q), tf.cast(tf.round(x), tf.uint8)), tf.float32)
+        mean = x.mean(axis=(1, 2, 3), keepdims=True)
+        x = (x - mean) * np.float32(1 + (2*r[4] - 1)*aug.get('contrast', 0)) + mean + np.float32(
+            (2*r[3] - 1)*aug.get('brightness', 0)*255)
+    x = np.clip(x, 0, 255)
+    if aug.get('jpeg'):                                     # OpenCV's JPEG takes BGR
+        q = int(aug['jpeg'] + r[5]*(100 - aug['jpeg']))
+        enc = lambda f: cv2.imencode('.jpg', f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])[1]
+        x = np.stack([cv2.imdecode(enc(f), cv2.IMREAD_COLOR)[..., ::-1] for f in np.round(x).astype(np.uint8)])
+        x = x.astype(np.float32)
     if aug.get('blur'):
         rad = int(math.ceil(3*aug['blur']))
-        sigma = r[6]*aug['blur']
-        d = tf.range(-rad, rad + 1, dtype=tf.float32)
-        k1 = tf.exp(-d**2/(2*sigma**2 + 1e-6))
-        k1 = k1/tf.reduce_sum(k1)
-        kx = tf.tile(tf.reshape(k1, [1, -1, 1, 1]), [1, 1, 3, 1])
-        ky = tf.reshape(kx, [-1, 1, 3, 1])
-        x = tf.pad(x, [[0, 0], [rad, rad], [rad, rad], [0, 0]], 'REFLECT')
-        x = tf.nn.depthwise_conv2d(tf.nn.depthwise_conv2d(x, kx, [1, 1, 1, 1], 'VALID'), ky, [1, 1, 1, 1], 'VALID')
+        d = np.arange(-rad, rad + 1, dtype=np.float32)
+        k = np.exp(-d**2/(2*(r[6]*aug['blur'])**2 + 1e-6)).astype(np.float32)
+        k /= k.sum()
+        x = np.stack([cv2.sepFilter2D(f, -1, k, k, borderType=cv2.BORDER_REFLECT_101) for f in x])
     return x

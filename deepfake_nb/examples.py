@@ -4,7 +4,7 @@
 
 # %% ../nbs/lib/05c_examples.ipynb #a7a3e1df
 from __future__ import annotations
-import json, time
+import json, time, contextlib
 from pathlib import Path
 import numpy as np
 from .core import *
@@ -14,7 +14,7 @@ from .models import *
 from .feature_cache import _save_features
 
 # %% auto #0
-__all__ = ['load_sbi_pair', 'video_dataset', 'sbi_cache_path', 'sbi_features', 'sbi_pairs']
+__all__ = ['load_sbi_pair', 'video_dataset', 'opencv_threads', 'sbi_cache_path', 'sbi_features', 'sbi_pairs']
 
 # %% ../nbs/lib/05c_examples.ipynb #db2e052a
 # one number per video, independent of order
@@ -48,9 +48,9 @@ def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_si
     path = lambda v: str(Path(face_dir)/f'{v}.npz')
     shape = np.load(path((video_ids + sbi_ids)[0]))['faces'].shape
     aug = augment_settings(augment)
-    def finish(x, r, lab):
-        x = augment_video(x, aug, tf.stack([r, tf.constant(seed, tf.int64)])) if aug else tf.cast(x, tf.float32)
-        return (x, lab) if lab is not None else x
+    # augmented (OpenCV, in the loading call) as float32, or left uint8 until cast in the graph
+    ready = (lambda x, r: augment_video(x, aug, [r, seed])) if aug else (lambda x, r: x)
+    out_type = tf.float32 if aug else tf.uint8
     def pipeline(items, fn):
         ds = tf.data.Dataset.zip(items)
         if shuffle: ds = ds.shuffle(len(items[0]), seed=seed, reshuffle_each_iteration=True)
@@ -61,9 +61,9 @@ def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_si
     if video_ids:
         def plain(item, r):
             f, *lab = item
-            x = tf.numpy_function(lambda f: np.load(f.decode())['faces'], [f], tf.uint8)
-            x.set_shape(shape)
-            return finish(x, r, lab[0] if lab else None)
+            x = tf.numpy_function(lambda f, r: ready(np.load(f.decode())['faces'], r), [f, r], out_type)
+            x = tf.cast(tf.ensure_shape(x, shape), tf.float32)
+            return (x, lab[0]) if lab else x
         items = (tf.data.Dataset.from_tensor_slices([path(v) for v in video_ids]),)
         if labels is not None: items += (tf.data.Dataset.from_tensor_slices(np.asarray(labels, np.float32)),)
         parts.append(pipeline(items, plain))
@@ -71,10 +71,9 @@ def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_si
     if sbi_ids:
         def pair(item, r):
             f, vseed = item
-            x = tf.numpy_function(lambda f, s, r: load_sbi_pair(f.decode(), s, r
-                                                                if sbi_redraw else 0), [f, vseed, r], tf.uint8)
-            x.set_shape((2, *shape))
-            x = tf.stack([finish(x[0], r, None), finish(x[1], r, None)])         # the pair augmented alike
+            def load(f, s, r):                                                   # the pair augmented alike
+                return np.stack([ready(x, r) for x in load_sbi_pair(f.decode(), s, r if sbi_redraw else 0)])
+            x = tf.cast(tf.ensure_shape(tf.numpy_function(load, [f, vseed, r], out_type), (2, *shape)), tf.float32)
             return (x, tf.constant([0., 1.])) if labels is not None else x
 
         items = (tf.data.Dataset.from_tensor_slices([path(v) for v in sbi_ids]),
@@ -89,6 +88,16 @@ def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_si
     opts = tf.data.Options()
     opts.threading.max_intra_op_parallelism = 1
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(opts)
+
+@contextlib.contextmanager
+def opencv_threads(n: int):
+    """OpenCV's thread count `n` inside the block, restored after: fine-tuning runs its loading, blending and augmenting
+    calls several at a time already, and the cores are the model's"""
+    import cv2
+    old = cv2.getNumThreads()
+    cv2.setNumThreads(int(n))
+    try: yield
+    finally: cv2.setNumThreads(old)
 
 # %% ../nbs/lib/05c_examples.ipynb #sbi20002
 def sbi_cache_path(clean_path, copy: int) -> Path:

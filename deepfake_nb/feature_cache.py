@@ -228,7 +228,7 @@ def _extract_augmented_cache(dataset, prep_key, video_ids, backbone, info, model
     ids = list(video_ids)
     # one seed per (pass, video), independent of order
     seeds = [[aug_pass, int(settings_key(v, 8), 16)] for v in ids]
-    akey = settings_key(aug, 8)
+    akey = augment_key(aug)
     apath = feature_cache_path(dataset, prep_key, backbone, info['weights_key'], akey, aug_pass, feature_layers, pool)
     chunks = _extract_in_chunks(face_cache_dir(dataset, prep_key), ids, backbone, model, batch_size, chunk_videos, aug,
                                 seeds)
@@ -270,7 +270,7 @@ def cached_features(dataset, prep_key, video_ids, backbone=DEFAULTS.backbone, we
         clean_info = dict(info, path=str(path))
         run_scale = feature_scale(clean_info, scale_ids)
         if aug:
-            akey = settings_key(aug, 8)
+            akey = augment_key(aug)
             apath, ainfo = _find_cache(dataset, prep_key, video_ids, backbone, weights, init_seed, akey, aug_pass,
                                        size=size, feature_layers=feature_layers, pool=pool)
             # made from another clean cache

@@ -10,7 +10,7 @@ import numpy as np, pandas as pd
 from .core import *
 from .settings import DEFAULTS
 from .models import *
-from .examples import video_dataset
+from .examples import video_dataset, opencv_threads
 
 # %% auto #0
 __all__ = ['LR_SCHEDULES', 'balanced_class_weight', 'normalize_class_weight', 'class_weight_for', 'nonfinite_message',
@@ -339,8 +339,9 @@ def fit_finetune(face_dir, ids_tr, ytr, ids_va, yva, backbone, weights, size, fr
     ytr = np.asarray(ytr, np.float32)
     # the stream: each pair's target (real) and blend
     y_all = np.r_[ytr, np.zeros(len(sbi_train_ids), np.float32), np.ones(len(sbi_train_ids), np.float32)]
-    return resumable_fit(
-        build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed + e0, sbi_ids=
-                                        sbi_train_ids),
-        video_dataset(face_dir, ids_va, yva, gb, sbi_ids=sbi_val_ids, sbi_redraw=False), epochs, None, patience,
-        lr_schedule, class_weight_for(class_weight, y_all), verbose, checkpoint_dir, resume, strategy)
+    with opencv_threads(1):
+        return resumable_fit(
+            build, lambda e0: video_dataset(face_dir, ids_tr, ytr, gb, augment, shuffle=True, seed=seed + e0,
+                                            sbi_ids=sbi_train_ids),
+            video_dataset(face_dir, ids_va, yva, gb, sbi_ids=sbi_val_ids, sbi_redraw=False), epochs, None, patience,
+            lr_schedule, class_weight_for(class_weight, y_all), verbose, checkpoint_dir, resume, strategy)

@@ -400,9 +400,17 @@ def _run_jobs(jobs, wait, bar, num_workers) -> list:
         # workers import the package's functions (a notebook's own copies cannot be pickled)
         import deepfake_nb.preprocess as mod
         chunk = max(1, min(8, len(jobs) // (8 * num_workers)))
-        with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'),
-                                 initializer=mod._init_worker) as ex:
-            return list(tqdm(ex.map(mod._work, jobs, [wait] * len(jobs), chunksize=chunk), **bar))
+        from concurrent.futures.process import BrokenProcessPool
+        try:
+            with ProcessPoolExecutor(min(num_workers, len(jobs)), mp_context=mp.get_context('spawn'),
+                                     initializer=mod._init_worker) as ex:
+                return list(tqdm(ex.map(mod._work, jobs, [wait] * len(jobs), chunksize=chunk), **bar))
+        except BrokenProcessPool as e:
+            raise DeepfakeNBError(
+                f"preprocessing: a worker process (of {num_workers}) stopped before finishing its videos. Each worker "
+                "starts by importing the script that called this: in a script, put the calls under `if __name__ == "
+                "'__main__':`; if memory ran out, pass fewer workers; num_workers=1 preprocesses in this process "
+                "(what is cached already is kept)") from e
     return [_work(j, wait) for j in tqdm(jobs, **bar)]
 
 def _crop_jobs(jobs, bar, num_workers) -> list:
