@@ -6,6 +6,8 @@ BIN     = $(VENV)/bin
 TF_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 BACKBONES ?= mobilenetv2 resnet50
 DATASET ?= demo
+# test processes (pytest-xdist; a test file stays in one process): 2 for CI's 2 cores
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test check lint clean
 $(BIN)/activate:
@@ -28,7 +30,7 @@ demo: install
 	$(BIN)/deepfake-nb run --dataset $(DATASET) --backbones $(BACKBONES)
 
 test: install
-	$(BIN)/python -m pytest -ra --durations=25 tests
+	$(BIN)/python -m pytest -ra --durations=25 -n $(TEST_WORKERS) --dist loadfile tests
 
 check: install
 	bash .ci/check_sync

@@ -13,9 +13,10 @@ import numpy as np
 # %% auto #0
 __all__ = ['LOCKS_HELD_ENV', 'pkg_dir', 'project_root', 'data_dir', 'reports_dir', 'nbs_dir', 'home_at', 'in_colab',
            'colab_setup', 'shared_dir', 'atomic_path', 'write_text', 'save_json', 'load_json', 'DeepfakeNBError',
-           'LockBusy', 'pid_alive', 'lock_owner', 'describe_owner', 'file_lock', 'tf_config', 'cluster_size',
-           'is_chief', 'multiworker', 'worker_name', 'is_complete', 'is_synthetic', 'find_runs', 'run_lock_path',
-           'run_lock', 'settings_key', 'file_hash', 'seed_everything', 'git_commit', 'device_info', 'env_info']
+           'LockBusy', 'pid_alive', 'lock_owner', 'describe_owner', 'check_not_starting_worker', 'file_lock',
+           'tf_config', 'cluster_size', 'is_chief', 'multiworker', 'worker_name', 'is_complete', 'is_synthetic',
+           'find_runs', 'run_lock_path', 'run_lock', 'settings_key', 'file_hash', 'seed_everything', 'git_commit',
+           'device_info', 'env_info']
 
 # %% ../nbs/lib/00_core.ipynb #94a9ed4f
 def pkg_dir() -> Path:
@@ -259,6 +260,14 @@ def _record_holder(fd, what):
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps(me).encode(), 0)
 
+def check_not_starting_worker(what: str):
+    """A DeepfakeNBError when this process is a worker still importing the script that started it: a script with no
+    `if __name__ == '__main__':` guard would run its calls again in every worker (and wait for its own locks)"""
+    import multiprocessing as mp
+    if getattr(mp.current_process(), '_inheriting', False):
+        raise DeepfakeNBError(f"{what}: called while a worker process was starting. Worker processes import the script "
+                              "that started them: put the script's calls under `if __name__ == '__main__':`")
+
 @contextlib.contextmanager
 def file_lock(path: str | Path, timeout: float | None = None, what: str | None = None, say=print):
     """An exclusive lock on `path` (created if needed, removed on release) for the duration of the block; yields the
@@ -272,6 +281,7 @@ def file_lock(path: str | Path, timeout: float | None = None, what: str | None =
     dead node's lock goes when its lease expires, about 90 s with NFSv4); on a filesystem mounted without lock
     support (NFS `nolock` or `local_lock=all`, Lustre without `-o flock`) it only excludes the processes of one node:
     give overlapping cluster jobs separate homes there, or keep one writer per run."""
+    check_not_starting_worker(f"the lock {path}")
     path = Path(path).absolute()
     held = _HELD.__dict__.setdefault('paths', set())
     if str(path) in held or str(path) in os.environ.get(LOCKS_HELD_ENV, '').split(os.pathsep):

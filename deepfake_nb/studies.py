@@ -192,45 +192,49 @@ def cross_dataset_study(run_dirs, eval_datasets) -> tuple[pd.DataFrame, pd.DataF
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #5ba2da34
-def degradation_study(run_dirs, degradations=None, seed=DEFAULTS.seed) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "AUC (DeLong CI) of each run on its test split under each degradation and level; per-video probabilities"
+def _h264_faces(pred, paths, level, folder) -> np.ndarray:
+    """The faces `pred` cuts from each video of `paths` re-encoded with H.264 at CRF `level`, each video cut once per
+    crop settings and level and kept in `folder` (shared by every run with the same crop settings)"""
+    out = []
+    for path in paths:
+        f = Path(folder)/f"{settings_key(dict(prep=pred.prep, level=level, path=str(path)))}.npy"
+        if not f.exists():
+            faces = pred.preprocess(reencode_video(path, Path(folder)/f'{f.stem}.mp4', level))['faces']
+            (Path(folder)/f'{f.stem}.mp4').unlink(missing_ok=True)
+            with atomic_path(f) as tmp, open(tmp, 'wb') as fh: np.save(fh, faces)
+        out.append(np.load(f))
+    return np.stack(out)
+
+def degradation_study(run_dirs, degradations=None, seed=DEFAULTS.seed, chunk=32) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """AUC (DeLong CI) of each run on its test split under each degradation and level; per-video probabilities. The
+    test faces are read, degraded and scored `chunk` videos at a time"""
     from deepfake_nb.predict import load_predictor
     degr = parse_degradations(degradations)
     enc = video_encoder()[0]
-    rows, preds, h264_faces = [], [], {}
-    for rd in run_dirs:
-        pred = load_predictor(rd)
-        p = pred.params
-        df = load_manifest(p['manifest'])
-        te = df[df.split == 'test']
-        cache = face_cache_dir(p['dataset'], p['prep_key'])
-        te = te[[(cache/f'{v}.npz').exists() for v in te.video_id]]
-        faces = load_faces(cache, te.video_id.tolist())
-        y = te.label.to_numpy()
-        def add(kind, level, probs, note=''):
-            rows.append(
-                dict(run_id=p['run_id'], run=_run_label(p), degradation=kind, level=level, n=len(probs),
-                     **auc_ci(y, probs), note=note))
-            preds.append(te[['video_id', 'label']].assign(prob=probs, run_id=p['run_id'], degradation=kind,
-                                                          level=level))
-        add('none', 0, score_faces(pred, faces))
-        for kind, levels in degr.items():
-            for lv in levels:
-                if kind != 'h264':
-                    add(
-                        kind, lv,
-                        score_faces(pred, np.stack(
-                            [degrade_faces(f, kind, lv, seed + i) for i, f in enumerate(faces)])))
-                    continue
-                key = (json.dumps(pred.prep, sort_keys=True, default=str), lv)
-                if key not in h264_faces:
-                    with tempfile.TemporaryDirectory() as d:
-                        h264_faces[key] = [
-                            pred.preprocess(reencode_video(path,
-                                                           Path(d) / f'{i}.mp4', lv))['faces']
-                            for i, path in enumerate(te.path)
-                        ]
-                add(kind, lv, score_faces(pred, np.stack(h264_faces[key])), note=enc)
+    cases = [('none', 0)] + [(kind, lv) for kind, levels in degr.items() for lv in levels]
+    rows, preds = [], []
+    with tempfile.TemporaryDirectory() as h264_dir:
+        for rd in run_dirs:
+            pred = load_predictor(rd)
+            p = pred.params
+            df = load_manifest(p['manifest'])
+            te = df[df.split == 'test']
+            cache = face_cache_dir(p['dataset'], p['prep_key'])
+            te = te[[(cache/f'{v}.npz').exists() for v in te.video_id]]
+            ids, paths, probs = te.video_id.tolist(), te.path.tolist(), {c: [] for c in cases}
+            for i in range(0, len(ids), chunk):
+                faces = load_faces(cache, ids[i:i + chunk])
+                for kind, lv in cases:
+                    if kind == 'none': f = faces
+                    elif kind == 'h264': f = _h264_faces(pred, paths[i:i + chunk], lv, h264_dir)
+                    else: f = np.stack([degrade_faces(x, kind, lv, seed + i + j) for j, x in enumerate(faces)])
+                    probs[kind, lv].append(score_faces(pred, f))
+            y = te.label.to_numpy()
+            for kind, lv in cases:
+                pr = np.concatenate(probs[kind, lv] or [np.zeros(0)])
+                rows.append(dict(run_id=p['run_id'], run=_run_label(p), degradation=kind, level=lv, n=len(pr),
+                                 **auc_ci(y, pr), note=enc if kind == 'h264' else ''))
+                preds.append(te[['video_id', 'label']].assign(prob=pr, run_id=p['run_id'], degradation=kind, level=lv))
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 # %% ../nbs/lib/12_studies.ipynb #069726ba

@@ -291,14 +291,18 @@ def test_all_cores_write_the_same_face_cache_as_one_process(tmp_path):
 
 
 def test_workers_started_from_an_unguarded_script_give_a_clear_error(tmp_path):
-    "Worker processes import the calling script; one without `if __name__ == '__main__':` gets an error saying so"
+    """Worker processes import the calling script; one without `if __name__ == '__main__':` gets an error saying so,
+    also when it holds a lock (a worker running the script again used to wait for it for ever)"""
     import subprocess, sys
     from deepfake_nb.data import make_demo_dataset
     raw = make_demo_dataset(tmp_path/'raw', n_identities=4, videos_per_class=1)
-    script = tmp_path/'unguarded.py'
-    script.write_text("from deepfake_nb.data import build_manifest\nfrom deepfake_nb.preprocess import preprocess_manifest\n"
-                      f"preprocess_manifest(build_manifest('demo', root={str(raw)!r}), frames=3, size=48, progress=False, "
-                      "num_workers=2)\n")
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, DEEPFAKE_NB_HOME=str(tmp_path/'home')))
-    assert r.returncode != 0 and "if __name__ == '__main__':" in r.stderr and 'num_workers=1' in r.stderr, r.stderr[-2000:]
+    call = (f"preprocess_manifest(build_manifest('demo', root={str(raw)!r}), frames=3, size=48, progress=False, "
+            "num_workers=2)")
+    for i, body in enumerate([call, f"with file_lock({str(tmp_path/'script.lock')!r}):\n    {call}"]):
+        script = tmp_path/f'unguarded{i}.py'
+        script.write_text("from deepfake_nb.core import file_lock\nfrom deepfake_nb.data import build_manifest\n"
+                          f"from deepfake_nb.preprocess import preprocess_manifest\n{body}\n")
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, DEEPFAKE_NB_HOME=str(tmp_path/f'home{i}')))
+        assert r.returncode != 0 and "if __name__ == '__main__':" in r.stderr and 'num_workers=1' in r.stderr, \
+            r.stderr[-2000:]

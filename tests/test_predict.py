@@ -168,3 +168,13 @@ def test_predict_video_scores_faces_read_ahead(tmp_path):
     assert row['error'] == row['note'] == '' and 2.0 <= row['seconds'] < 3
     missing = predict_video(stub, tmp_path/'missing.mp4', faces=ahead)['row']
     assert 'does not exist' in missing['error'] and missing['verdict'] == '' and np.isnan(missing['prob'])
+
+
+def test_degradation_study_scores_the_same_a_chunk_at_a_time(demo_run_dir):
+    "The degradation study reads, degrades and scores the test faces in chunks: chunks of 5 give the table of one chunk"
+    from deepfake_nb.studies import degradation_study
+    spec = 'jpeg:50 h264:35 noise:10'
+    (t5, p5), (t1, p1) = [degradation_study([demo_run_dir], spec, chunk=c) for c in (5, 1000)]
+    assert len(p1) == 4 * (p1.degradation == 'none').sum() and (p1.degradation == 'none').sum() > 5
+    pd.testing.assert_frame_equal(t5, t1)
+    pd.testing.assert_frame_equal(p5, p1)
