@@ -193,7 +193,9 @@ def run_labels(params: list) -> list:
     "`backbone+head`, with `-s<seed>` where that is shared, and the run id where even that is"
     labs = [f"{p.get('backbone', p['run_id'])}+{p.get('head', '?')}" for p in params]
     labs = [l + (f"-s{p.get('seed')}" if labs.count(l) > 1 else '') for l, p in zip(labs, params)]
-    return [l + (f"-{p['run_id']}" if labs.count(l) > 1 else '') for l, p in zip(labs, params)]
+    labs = [l + (f"-{p['run_id']}" if labs.count(l) > 1 else '') for l, p in zip(labs, params)]
+    # the same run given twice (a copy, or the same settings trained in two homes): numbered in order
+    return [l + (f"#{labs[:i].count(l) + 1}" if labs.count(l) > 1 else '') for i, l in enumerate(labs)]
 
 
 def weights_warning(runs, labels):

@@ -122,3 +122,16 @@ def test_sbi_run_keeps_its_threshold_chosen_without_real_fakes():
     assert thr == 0.35 and 'self-blended' in src and not warns and vt['youden'] != 0.35
     thr, src, _ = _val_threshold(dict(run_id='r', threshold=0.35, fakes='real'), val, 'youden', warns)
     assert thr == 0.35 and len(warns) == 1 and 'differs' in warns[0]          # a real-fake run whose stored threshold disagrees: warned
+
+
+def test_one_run_given_twice_is_compared_not_a_key_error(tmp_path):
+    "The same run from two folders (a copy, or one trained in another home) gets a label of its own, #1 and #2"
+    import shutil
+    with home_at(tmp_path):
+        dirs = make_synthetic_runs('twice', n_videos=200)
+        copy = tmp_path/'elsewhere'/dirs[0].name
+        shutil.copytree(dirs[0], copy)
+        s = compare_runs([dirs[0], copy, dirs[1]], n_boot=20)
+    labels = [r['label'] for r in s['runs']]
+    assert len(set(labels)) == 3 and labels[0].endswith('#1') and labels[1].endswith('#2'), labels
+    assert len(s['pairs']) == 3
