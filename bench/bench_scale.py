@@ -24,6 +24,9 @@ BIN = Path(sys.executable).parent
 
 def timed(args, env) -> dict:
     "Run `args` under /usr/bin/time -v; (wall s, peak RSS GB); a failure stops the benchmark with its output"
+    if not Path('/usr/bin/time').exists():
+        sys.exit("bench_scale: GNU time (/usr/bin/time) measures each stage's peak memory and is not installed: "
+                 "apt-get install time (Debian/Ubuntu)")
     t0 = time.perf_counter()
     r = subprocess.run(['/usr/bin/time', '-v', *map(str, args)], env=env, cwd=HERE, capture_output=True, text=True)
     wall = time.perf_counter() - t0
