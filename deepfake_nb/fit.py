@@ -281,36 +281,45 @@ def part_weights(parts, dim: int) -> np.ndarray:
     return np.concatenate([np.full(p, np.sqrt(np.mean(parts)/p)) for p in parts])
 
 
+def _video_probs(model, X, chunk=256) -> np.ndarray:
+    "`model`'s P(fake) of the videos of `X` (array or `FeatureRows`), predicted `chunk` videos at a time"
+    X = X if isinstance(X, FeatureRows) else FeatureRows.concat([np.asarray(X, np.float32)])
+    return np.concatenate([model.predict(c, verbose=0).ravel() for _, c in X.chunks(chunk)] or [np.zeros(0)])
+
 def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight=DEFAULTS.class_weight, parts=None, norm_data=None,
                strategy=None, max_iter=3000):
-    """Fit the `linear` head (see above) on pooled features `(N, T, D)` (held in memory: scikit-learn fits them at
-    once); return (model, one-row history DataFrame)"""
+    """Fit the `linear` head (see above) on pooled features `(N, T, D)` (array or `FeatureRows`); scikit-learn fits all
+    frames at once, so their standardised float64 copy is the one dataset-sized array, filled a chunk at a time; return
+    (model, one-row history DataFrame)"""
     from sklearn.linear_model import LogisticRegression
     from deepfake_nb.metrics import roc_auc
     import tensorflow as tf
-    X = np.asarray(Xtr, np.float32)
-    n, T, D = X.shape
-    mu, var = channel_stats(X if norm_data is None else norm_data)
+    Xtr = Xtr if isinstance(Xtr, FeatureRows) else FeatureRows.concat([np.asarray(Xtr, np.float32)])
+    n, (T, D) = len(Xtr), Xtr.row_shape
+    mu, var = channel_stats(Xtr if norm_data is None else norm_data)
     sd = np.sqrt(var)
     sd = np.maximum(sd, 0.01*np.sqrt(np.mean(sd**2)) or 1.0)
     w = part_weights(parts, D)
     ytr = np.asarray(ytr, int)
     cw = class_weight_for(class_weight, ytr)
     lr = LogisticRegression(C=float(C), max_iter=int(max_iter), class_weight=cw)
-    lr.fit((X.reshape(-1, D) - mu)/sd*w, np.repeat(ytr, T))
+    Z = np.empty((n*T, D))
+    for i, c in Xtr.chunks(256): Z[i*T:(i + len(c))*T] = (c.reshape(-1, D) - mu)/sd*w
+    lr.fit(Z, np.repeat(ytr, T))
+    del Z
     with (strategy or tf.distribute.get_strategy()).scope():
         model = build_head('linear', T, D, norm_stats=(mu, sd**2))
     model.get_layer('frame_logit').set_weights([(lr.coef_[0] * w)[:, None].astype(np.float32),
                                                 lr.intercept_.astype(np.float32)])
     def row(Xs, ys, tag):
-        p = np.clip(model.predict(np.asarray(Xs, np.float32), verbose=0).ravel(), 1e-7, 1-1e-7)
+        p = np.clip(_video_probs(model, Xs), 1e-7, 1-1e-7)
         ys = np.asarray(ys, int)
         loss = float(-np.mean(ys*np.log(p) + (1-ys)*np.log(1-p)))
         return {
             f'{tag}loss': loss, f'{tag}auc': roc_auc(ys, p) if len(set(ys.tolist())) == 2 else float('nan'),
             f'{tag}accuracy': float(np.mean((p >= 0.5) == ys))
         }
-    hist = pd.DataFrame([dict(**row(X, ytr, ''), **row(Xva, yva, 'val_'), iterations=int(lr.n_iter_[0]))])
+    hist = pd.DataFrame([dict(**row(Xtr, ytr, ''), **row(Xva, yva, 'val_'), iterations=int(lr.n_iter_[0]))])
     hist.index.name = 'epoch'
     hist.attrs['resumed_at'] = None
     return model, hist
