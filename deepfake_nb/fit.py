@@ -281,11 +281,6 @@ def part_weights(parts, dim: int) -> np.ndarray:
     return np.concatenate([np.full(p, np.sqrt(np.mean(parts)/p)) for p in parts])
 
 
-def _video_probs(model, X, chunk=256) -> np.ndarray:
-    "`model`'s P(fake) of the videos of `X` (array or `FeatureRows`), predicted `chunk` videos at a time"
-    X = X if isinstance(X, FeatureRows) else FeatureRows.concat([np.asarray(X, np.float32)])
-    return np.concatenate([model.predict(c, verbose=0).ravel() for _, c in X.chunks(chunk)] or [np.zeros(0)])
-
 def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight=DEFAULTS.class_weight, parts=None, norm_data=None,
                strategy=None, max_iter=3000):
     """Fit the `linear` head (see above) on pooled features `(N, T, D)` (array or `FeatureRows`); scikit-learn fits all
@@ -312,7 +307,8 @@ def fit_linear(Xtr, ytr, Xva, yva, C=0.05, class_weight=DEFAULTS.class_weight, p
     model.get_layer('frame_logit').set_weights([(lr.coef_[0] * w)[:, None].astype(np.float32),
                                                 lr.intercept_.astype(np.float32)])
     def row(Xs, ys, tag):
-        p = np.clip(_video_probs(model, Xs), 1e-7, 1-1e-7)
+        Xs = Xs if isinstance(Xs, FeatureRows) else np.asarray(Xs, np.float32)
+        p = np.clip(model.predict(array_dataset(Xs, None, 32), verbose=0).ravel(), 1e-7, 1-1e-7)   # a batch at a time
         ys = np.asarray(ys, int)
         loss = float(-np.mean(ys*np.log(p) + (1-ys)*np.log(1-p)))
         return {

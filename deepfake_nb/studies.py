@@ -198,11 +198,12 @@ def _h264_faces(pred, paths, level, folder) -> np.ndarray:
     out = []
     for path in paths:
         f = Path(folder)/f"{settings_key(dict(prep=pred.prep, level=level, path=str(path)))}.npy"
-        if not f.exists():
+        if f.exists(): faces = np.load(f)
+        else:
             faces = pred.preprocess(reencode_video(path, Path(folder)/f'{f.stem}.mp4', level))['faces']
             (Path(folder)/f'{f.stem}.mp4').unlink(missing_ok=True)
             with atomic_path(f) as tmp, open(tmp, 'wb') as fh: np.save(fh, faces)
-        out.append(np.load(f))
+        out.append(faces)
     return np.stack(out)
 
 def degradation_study(run_dirs, degradations=None, seed=DEFAULTS.seed, chunk=32) -> tuple[pd.DataFrame, pd.DataFrame]:
