@@ -9,9 +9,10 @@ In one process, on the same demo-generator videos (preprocessed once):
     videos), its batches drawn and discarded, frames per second;
 (c) fit: `model.fit` on that pipeline, frames per second (what training gets).
 Ratios are to (a); the issue's floor is (c)/(a) >= 0.90. Each figure is the best of `--repeat` timings of `--steps`
-batches after a warm-up. Writes bench/results/bench_input.csv (commit, machine, command per row). Not part of CI.
+batches after a warm-up; the repeats run in rounds, each timing (a), (b) and (c) in turn.
+Writes bench/results/bench_input.csv (commit, machine, command per row). Not part of CI.
 """
-import argparse, os, platform, subprocess, sys, tempfile, time
+import argparse, gc, os, platform, subprocess, sys, tempfile, time
 from pathlib import Path
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import numpy as np, pandas as pd
@@ -55,10 +56,6 @@ def main():
     xb = np.random.default_rng(0).uniform(0, 255, (bs, frames, size, size, 3)).astype(np.float32)
     yb = (np.arange(bs) % 2).astype(np.float32)
 
-    def best(fn):
-        fn(1)                                                         # warm-up: tracing, caches, the first file reads
-        return min(timed(fn) for _ in range(a.repeat))
-
     def timed(fn):
         t0 = time.perf_counter()
         fn(a.steps)
@@ -66,18 +63,27 @@ def main():
 
     def step(k):
         for _ in range(k): model.train_on_batch(xb, yb)
-    rows = [dict(what='(a) model step, batch in memory', frames_per_s=a.steps * bs * frames / best(step))]
+    timers = {'(a) model step, batch in memory': step}
     for name, kw in pipelines.items():
-        def ds(): return video_dataset(fdir, ids, y, bs, shuffle=True, seed=0, **kw).repeat()
-        it = iter(ds())
-        def draw(k):
+        def ds(kw=kw): return video_dataset(fdir, ids, y, bs, shuffle=True, seed=0, **kw).repeat()
+        def draw(k, ds=ds):                         # a new iterator each time, as fit makes one (none left running)
+            it = iter(ds())
             with opencv_threads(1):
                 for _ in range(k): next(it)
-        rows.append(dict(what=f'(b) pipeline alone: {name}', frames_per_s=a.steps * bs * frames / best(draw)))
+            del it
         train = ds()
-        def fit(k):                                  # as fit_finetune runs it: OpenCV one thread per call
+        def fit(k, train=train):                     # as fit_finetune runs it: OpenCV one thread per call
             with opencv_threads(1): model.fit(train, steps_per_epoch=k, epochs=1, verbose=0)
-        rows.append(dict(what=f'(c) fit on the pipeline: {name}', frames_per_s=a.steps * bs * frames / best(fit)))
+        timers[f'(b) pipeline alone: {name}'] = draw
+        timers[f'(c) fit on the pipeline: {name}'] = fit
+    for fn in timers.values(): fn(1)                 # warm-up: tracing, caches, the first file reads
+    # rounds interleave every timing, so that a slower spell of the machine hits the floor and the fits alike
+    def timed_alone(fn):
+        gc.collect()                                 # the iterators of the timing before are gone
+        return timed(fn)
+    rounds = [[timed_alone(fn) for fn in timers.values()] for _ in range(a.repeat)]
+    secs = {k: min(r[i] for r in rounds) for i, k in enumerate(timers)}
+    rows = [dict(what=k, frames_per_s=a.steps * bs * frames / s) for k, s in secs.items()]
     t = pd.DataFrame(rows)
     t['ratio_to_model_step'] = (t.frames_per_s / t.frames_per_s.iloc[0]).round(2)
     t['frames_per_s'] = t.frames_per_s.round(1)

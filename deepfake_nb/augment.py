@@ -14,7 +14,8 @@ except ImportError: keras = None
 from .backbones import _keras
 
 # %% auto #0
-__all__ = ['AUGMENTATIONS', 'AUGMENTATION_DOC', 'AUGMENT_VERSION', 'augment_settings', 'augment_key', 'augment_video']
+__all__ = ['AUGMENTATIONS', 'AUGMENTATION_DOC', 'AUGMENT_VERSION', 'augment_settings', 'augment_key', 'keeps_uint8',
+           'augment_video']
 
 # %% ../nbs/lib/04b_augment.ipynb #6adee27a
 AUGMENTATIONS = dict(flip=0.5, rotate=10.0, zoom=0.1, brightness=0.1, contrast=0.1, jpeg=60.0, blur=1.0)
@@ -72,12 +73,19 @@ def _affine(aug: dict, r, h: int, w: int, flip: bool) -> np.ndarray:
 def _warp(x, m) -> np.ndarray:
     "Each frame of `x` read through the output-to-input map `m`: bilinear, borders reflected"
     import cv2
-    return np.stack([cv2.warpAffine(f, m, f.shape[1::-1], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                    borderMode=cv2.BORDER_REFLECT) for f in x])
+    out = np.empty(x.shape, x.dtype)
+    for f, o in zip(x, out): cv2.warpAffine(f, m, f.shape[1::-1], dst=o, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                            borderMode=cv2.BORDER_REFLECT)
+    return out
 
-def augment_video(x, aug: dict, seed) -> np.ndarray:
+def keeps_uint8(aug: dict) -> bool:
+    "Whether settings `aug` give whole numbers (no brightness, contrast or blur): `augment_video(keep_uint8=True)`'s dtype"
+    return not any(aug.get(k) for k in ('brightness', 'contrast', 'blur'))
+
+def augment_video(x, aug: dict, seed, keep_uint8=False) -> np.ndarray:
     """Augment one video's faces `(T, S, S, 3)` (RGB 0..255) with one random draw for all frames; `seed`: two ints.
-    Returns float32 0..255. OpenCV on the CPU, one frame at a time"""
+    Returns float32 0..255 (uint8 faces stay uint8 with `keep_uint8` where `keeps_uint8(aug)`). OpenCV on the CPU, one
+    frame at a time"""
     import cv2
     x = np.asarray(x)
     h, w = x.shape[1:3]
@@ -86,21 +94,21 @@ def augment_video(x, aug: dict, seed) -> np.ndarray:
     if aug.get('rotate') or aug.get('zoom'):               # one bilinear warp a frame, flip included
         x = _warp(x, _affine(aug, r, h, w, flip))
     elif flip: x = x[:, :, ::-1]
-    x = x.astype(np.float32)
     if aug.get('brightness') or aug.get('contrast'):
+        x = x.astype(np.float32)
         mean = x.mean(axis=(1, 2, 3), keepdims=True)
         x = (x - mean) * np.float32(1 + (2*r[4] - 1)*aug.get('contrast', 0)) + mean + np.float32(
             (2*r[3] - 1)*aug.get('brightness', 0)*255)
-    x = np.clip(x, 0, 255)
+        x = np.clip(x, 0, 255)
     if aug.get('jpeg'):                                     # OpenCV's JPEG takes BGR
         q = int(aug['jpeg'] + r[5]*(100 - aug['jpeg']))
         enc = lambda f: cv2.imencode('.jpg', f[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, q])[1]
         x = np.stack([cv2.imdecode(enc(f), cv2.IMREAD_COLOR)[..., ::-1] for f in np.round(x).astype(np.uint8)])
-        x = x.astype(np.float32)
     if aug.get('blur'):
         rad = int(math.ceil(3*aug['blur']))
         d = np.arange(-rad, rad + 1, dtype=np.float32)
         k = np.exp(-d**2/(2*(r[6]*aug['blur'])**2 + 1e-6)).astype(np.float32)
         k /= k.sum()
-        x = np.stack([cv2.sepFilter2D(f, -1, k, k, borderType=cv2.BORDER_REFLECT_101) for f in x])
-    return x
+        x = np.stack([cv2.sepFilter2D(f, -1, k, k, borderType=cv2.BORDER_REFLECT_101) for f in x.astype(np.float32)])
+    return x if keep_uint8 and x.dtype == np.uint8 else x.astype(np.float32)
+

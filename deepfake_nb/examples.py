@@ -48,9 +48,9 @@ def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_si
     path = lambda v: str(Path(face_dir)/f'{v}.npz')
     shape = np.load(path((video_ids + sbi_ids)[0]))['faces'].shape
     aug = augment_settings(augment)
-    # augmented (OpenCV, in the loading call) as float32, or left uint8 until cast in the graph
-    ready = (lambda x, r: augment_video(x, aug, [r, seed])) if aug else (lambda x, r: x)
-    out_type = tf.float32 if aug else tf.uint8
+    # augmented in the loading call (OpenCV); handed to the graph as uint8 where the values are whole numbers
+    ready = (lambda x, r: augment_video(x, aug, [r, seed], keep_uint8=True)) if aug else (lambda x, r: x)
+    out_type = tf.uint8 if not aug or keeps_uint8(aug) else tf.float32
     def pipeline(items, fn):
         ds = tf.data.Dataset.zip(items)
         if shuffle: ds = ds.shuffle(len(items[0]), seed=seed, reshuffle_each_iteration=True)

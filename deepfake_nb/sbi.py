@@ -13,8 +13,8 @@ __all__ = ['SBI_VERSION', 'BLEND_RATIOS', 'HULL_TYPES', 'ELASTIC', 'sbi_params',
            'check_landmarks', 'hull_mask', 'blend_mask', 'sbi_mask', 'self_blend', 'self_blend_video']
 
 # %% ../nbs/lib/14_sbi.ipynb #e308ae78
-# bump when self_blend's output for given parameters changes (callers key caches on it)
-SBI_VERSION = 1
+# bump when self_blend's output for given parameters changes (callers key caches on it); 2: the mask in float32
+SBI_VERSION = 2
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)       # the official dynamic_blend list: 1 half of the time
 # Face X-ray's random_get_hull, as the official code uses it
 HULL_TYPES = ('dfl_full', 'extended', 'components', 'facehull')
@@ -51,6 +51,19 @@ def _lut(fn) -> np.ndarray:
     "A uint8 look-up table of `fn` over 0..255, clipped and truncated as albumentations does"
     return np.clip(fn(np.arange(256, dtype=np.float32)), 0, 255).astype(np.uint8)
 
+def _lut3(*luts) -> np.ndarray:
+    "One look-up table per channel, for a single `cv2.LUT` over an (H, W, 3) image"
+    return np.ascontiguousarray(np.stack(luts, -1)[None])
+
+@lru_cache(maxsize=16)
+def _colour_luts(rgb_shift: tuple | None, hsv_shift: tuple, contrast: float, brightness: float) -> tuple:
+    "The tables of `sbi_augment`'s colour steps (RGB shift or None, HSV shift, brightness/contrast), made once a draw"
+    h, s, v = hsv_shift
+    return (None if rgb_shift is None else _lut3(*[_lut(lambda a, d=d: a + d) for d in rgb_shift]),
+            _lut3(np.mod(np.arange(256, dtype=np.float32)+h, 180).astype(np.uint8), _lut(lambda a: a+s),
+                  _lut(lambda a: a+v)),
+            _lut(lambda a: a*(1+contrast) + brightness*255))
+
 def as_uint8_image(img, name='face') -> np.ndarray:
     "An (H, W, 3) image as uint8 (floats are 0-255 values: clipped and rounded)"
     x = np.asarray(img)
@@ -63,16 +76,13 @@ def sbi_augment(img, params: dict) -> np.ndarray:
     """The altered copy of `img`: RGB shift, HSV shift, brightness/contrast, then down-up sampling or sharpening (uint8
     in and out)"""
     x = as_uint8_image(img)
-    if params['rgb_shift'] is not None:
-        x = np.dstack([
-            cv2.LUT(np.ascontiguousarray(x[..., c]), _lut(lambda v: v + s)) for c, s in enumerate(params['rgb_shift'])
-        ])
-    h, s, v = params['hsv_shift']
-    hsv = cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2HSV)
-    luts = [np.mod(np.arange(256, dtype=np.float32)+h, 180).astype(np.uint8), _lut(lambda a: a+s), _lut(lambda a: a+v)]
-    hsv = np.dstack([cv2.LUT(np.ascontiguousarray(hsv[..., c]), luts[c]) for c in range(3)])
-    x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    x = cv2.LUT(x, _lut(lambda a: a*(1+params['contrast']) + params['brightness']*255))
+    rgb = params['rgb_shift']
+    rgb_lut, hsv_lut, bc_lut = _colour_luts(None if rgb is None else tuple(rgb), tuple(params['hsv_shift']),
+                                            params['contrast'], params['brightness'])
+    x = np.ascontiguousarray(x)
+    if rgb_lut is not None: x = cv2.LUT(x, rgb_lut)
+    x = cv2.cvtColor(cv2.LUT(cv2.cvtColor(x, cv2.COLOR_RGB2HSV), hsv_lut), cv2.COLOR_HSV2RGB)
+    x = cv2.LUT(x, bc_lut)
     H, W = x.shape[:2]
     if params['freq'] == 'downscale':
         r = params['downscale']
@@ -148,13 +158,15 @@ def blend_mask(mask, params: dict) -> np.ndarray:
     normalise, resize back"""
     H, W = mask.shape
     mh, mw = params['mask_size']
-    m = cv2.GaussianBlur(cv2.resize(np.asarray(mask, np.float64), (mw, mh)), (params['blur1'],)*2, 0)
-    if m.max() <= 0: raise DeepfakeNBError("self_blend: the face mask is empty (landmarks outside the crop?); pass "
-                                           "landmarks in crop pixel coordinates")
-    m = m/m.max()
-    m[m < 1-1e-6] = 0                    # '== 1' up to rounding
+    # float32 (SBI_VERSION 2; float64 before): twice as fast, the plateau kept below differs by about one pixel
+    m = cv2.GaussianBlur(cv2.resize(np.asarray(mask, np.float32), (mw, mh)), (params['blur1'],)*2, 0)
+    top = m.max()
+    if top <= 0: raise DeepfakeNBError("self_blend: the face mask is empty (landmarks outside the crop?); pass "
+                                       "landmarks in crop pixel coordinates")
+    m[m < top*np.float32(1-1e-6)] = 0                # '== 1' (of the blur over its top) up to rounding
     m = cv2.GaussianBlur(m, (params['blur2'],)*2, params['blur2_sigma'])
-    return cv2.resize((m/m.max()).astype(np.float32), (W, H))
+    m /= m.max()
+    return cv2.resize(m, (W, H))
 
 def sbi_mask(landmarks, shape, params: dict) -> np.ndarray:
     """The blending mask (H, W) float32 in [0, 1] before the blend ratio: landmark mask, moved with the source,
@@ -184,8 +196,9 @@ def self_blend(face, landmarks, params: dict, return_target=False):
     source = cv2.warpAffine(source, _affine(params, H, W), (W, H), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT_101)
     m = sbi_mask(landmarks, (H, W), params)*np.float32(params['blend_ratio'])
-    out = m[..., None]*source.astype(np.float32) + (1-m[..., None])*target.astype(np.float32)
-    out = np.clip(out, 0, 255).round().astype(np.uint8)
+    m3 = cv2.merge([m]*3)                      # m*source + (1-m)*target in float32, rounded: numpy's result, 5x faster
+    out = cv2.add(cv2.multiply(source, m3, dtype=cv2.CV_32F), cv2.multiply(target, 1-m3, dtype=cv2.CV_32F),
+                  dtype=cv2.CV_8U)
     return (out, m, target) if return_target else (out, m)
 
 # %% ../nbs/lib/14_sbi.ipynb #db48671d
@@ -203,8 +216,7 @@ def self_blend_video(faces, landmarks, seed, per_frame: bool = False, return_tar
     rng = np.random.default_rng(seed)
     size = faces.shape[1] if faces.shape[1] == faces.shape[2] else None
     p = None if per_frame else sbi_params(rng, size)
-    out = [self_blend(f, l, sbi_params(rng, size) if per_frame else p, return_target=True) for f, l in zip(faces, lms)]
-    if not out:
-        res = np.zeros(faces.shape, np.uint8), np.zeros(faces.shape[:3], np.float32), np.zeros(faces.shape, np.uint8)
-    else: res = tuple(np.stack([o[i] for o in out]) for i in range(3))
+    res = np.zeros(faces.shape, np.uint8), np.zeros(faces.shape[:3], np.float32), np.zeros(faces.shape, np.uint8)
+    for t, (f, l) in enumerate(zip(faces, lms)):
+        for r, x in zip(res, self_blend(f, l, sbi_params(rng, size) if per_frame else p, return_target=True)): r[t] = x
     return res if return_target else res[:2]
