@@ -79,7 +79,7 @@ def _warp(x, m) -> np.ndarray:
     return out
 
 def keeps_uint8(aug: dict) -> bool:
-    "Whether settings `aug` give whole numbers (no brightness, contrast or blur): `augment_video(keep_uint8=True)`'s dtype"
+    "Whether `aug` gives whole numbers (no brightness, contrast, blur): then `augment_video(keep_uint8=True)` is uint8"
     return not any(aug.get(k) for k in ('brightness', 'contrast', 'blur'))
 
 def augment_video(x, aug: dict, seed, keep_uint8=False) -> np.ndarray:
