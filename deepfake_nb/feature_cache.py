@@ -81,12 +81,17 @@ def _save_features(path, chunks, n, dtype=np.float16) -> tuple:
         for c in chunks: w.append(c)
     return (n, *w.row_shape)
 
-def _store_clean(clean, f: FeatureRows, ids, rec, seconds, save_weights=None, **extra) -> dict:
+def _mean_squares(x) -> np.ndarray:
+    "Each video's mean square of its raw features `x` (videos first), in float64"
+    return np.square(x, dtype=np.float64).mean(axis=tuple(range(1, x.ndim)))
+
+def _store_clean(clean, f: FeatureRows, ids, rec, seconds, save_weights=None, msq=None, **extra) -> dict:
     """Write raw features `f` of `ids` as the clean cache at `clean` (float16, divided by their RMS) and its record
     (`rec` and `extra` added), a chunk of videos at a time; `save_weights(path)` writes a random initialisation's
-    weights beside it"""
+    weights beside it; `msq`: each video's mean square when the extraction summed it (else read from `f`)"""
     # per video: a run's scale comes from its own training videos
-    msq = np.concatenate([np.square(c, dtype=np.float64).mean(axis=tuple(range(1, c.ndim))) for _, c in f.chunks()])
+    msq = (np.asarray(msq, np.float64) if msq is not None else
+           np.concatenate([_mean_squares(c) for _, c in f.chunks()]))
     # storage only: tiny activations survive float16
     scale = float(np.sqrt(msq.mean())) or 1.0
     shape = _save_features(clean, ((c/scale).astype(np.float16) for _, c in f.chunks()), len(f))
@@ -188,11 +193,14 @@ def _new_feature_model(dataset, prep_key, backbone, weights, size, init_seed, fe
                           region=cache_face_region(dataset, prep_key) if pool == 'face' else None)
     return bmodel, model, used, key
 
-def _extract_in_chunks(face_dir, ids, backbone, model, batch_size, chunk_videos, augment=None, seeds=None):
-    "`extract_features` of the faces of the videos `ids`, loaded and yielded `chunk_videos` videos at a time"
+def _extract_in_chunks(face_dir, ids, backbone, model, batch_size, chunk_videos, augment=None, seeds=None, msq=None):
+    """`extract_features` of the faces of the videos `ids`, loaded and yielded `chunk_videos` videos at a time; `msq`: a
+    list that gets each video's mean square as its chunk goes by (so the raw file is not read again for it)"""
     for i in range(0, len(ids), chunk_videos):
-        yield extract_features(load_faces(face_dir, ids[i:i + chunk_videos]), backbone, model, batch_size, augment,
-                               None if seeds is None else seeds[i:i + chunk_videos])
+        x = extract_features(load_faces(face_dir, ids[i:i + chunk_videos]), backbone, model, batch_size, augment,
+                             None if seeds is None else seeds[i:i + chunk_videos])
+        if msq is not None: msq.extend(_mean_squares(x))
+        yield x
 
 def _weights_writer(bmodel):
     "A `save_weights(path)` that writes `bmodel`'s weights to `path` (through the `.weights.h5` name Keras wants)"
@@ -209,14 +217,14 @@ def _extract_clean_cache(dataset, prep_key, video_ids, backbone, weights, size, 
     bmodel, model, used, key = _new_feature_model(dataset, prep_key, backbone, weights, size, init_seed,
                                                   feature_layers, pool)
     clean = feature_cache_path(dataset, prep_key, backbone, key, feature_layers=feature_layers, pool=pool)
-    ids, raw = list(video_ids), clean.with_name(f'.{clean.stem}.raw.npy')
+    ids, raw, msq = list(video_ids), clean.with_name(f'.{clean.stem}.raw.npy'), []
     try:
         _save_features(raw, _extract_in_chunks(face_cache_dir(dataset, prep_key), ids, backbone, model, batch_size,
-                                               chunk_videos), len(ids), np.float32)
+                                               chunk_videos, msq=msq), len(ids), np.float32)
         rec = dict(backbone=backbone, weights_key=key, weights_used=used, size=size, prep_key=prep_key,
                    params=int(model.count_params()), **_layers_record(model, feature_layers, pool))
         info = _store_clean(clean, FeatureRows.open(raw), ids, rec, time.time() - t0,
-                            _weights_writer(bmodel) if saved_init_key(key) else None)
+                            _weights_writer(bmodel) if saved_init_key(key) else None, msq)
     finally: raw.unlink(missing_ok=True)
     return clean, info, model
 
@@ -335,8 +343,10 @@ def _merge_shards_locked(parts: list[Path], video_ids=None):
         k: r0[k]
         for k in ('backbone', 'weights_key', 'weights_used', 'size', 'prep_key', 'params', *_BLOCK_RECORD) if k in r0
     }
+    # the mean squares the shards recorded (None for shards written before they did: read from the rows)
+    msq = ([recs[i]['video_msq'][j] for _, _, i, j in order] if all('video_msq' in r for r in recs) else None)
     info = _store_clean(clean, f, ids, rec, sum(r['seconds'] for r in recs),
-                        (lambda tmp: shutil.copyfile(w, tmp)) if w.exists() else None, shards=len(parts))
+                        (lambda tmp: shutil.copyfile(w, tmp)) if w.exists() else None, msq, shards=len(parts))
     for p in parts:
         for q in (p, p.with_suffix('.json'), p.with_suffix('.weights.h5')): q.unlink(missing_ok=True)
     return clean, info
@@ -404,8 +414,9 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone=DEFAULTS.backbo
     sp = feature_shard_path(dataset, prep_key, backbone, key, lkey, shard, num_shards, feature_layers, pool)
     with file_lock(sp.with_suffix('.lock')):                      # one process per shard; a second one reuses its file
         if not _shard_is_current(sp, mine, size, feature_layers, pool):
+            msq = []
             shape = _save_features(sp, _extract_in_chunks(face_cache_dir(dataset, prep_key), mine, backbone, model,
-                                                          batch_size, chunk_videos), len(mine), np.float32)
+                                                          batch_size, chunk_videos, msq=msq), len(mine), np.float32)
             if saved_init_key(key):
                 with atomic_path(sp.with_suffix('.weights.h5')) as tmp: _weights_writer(bmodel)(tmp)
             save_json(
@@ -413,7 +424,7 @@ def extract_feature_shard(dataset, prep_key, video_ids, backbone=DEFAULTS.backbo
                      weights_key=key, weights_used=used, size=size, prep_key=prep_key, version=FEATURE_VERSION,
                      params=int(model.count_params()), list_key=lkey, shard=shard,
                      num_shards=num_shards, n_list=len(ids), weights_digest=_weights_digest(bmodel), seconds=round(
-                         time.time() - t0, 2), shape=list(shape), produced_by=_producer(),
+                         time.time() - t0, 2), shape=list(shape), produced_by=_producer(), video_msq=msq,
                      **_layers_record(model, feature_layers, pool)), sp.with_suffix('.json'))
     with _features_lock(dataset, prep_key, backbone):
         merged, _ = _merge_shards_locked(_shard_parts(sp.with_name(sp.name.replace(f'.shard{shard}of', '.shard0of'))))
