@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_scale.py                          # 250 and 1,000 videos
     .venv/bin/python bench/bench_scale.py --sizes 100 250 --epochs 3
     .venv/bin/python bench/bench_scale.py --sizes 250 1000 3000    # the sizes (hours on 2 cores)
-    .venv/bin/python bench/bench_scale.py --sizes 6000 --stages data preprocess spacetime --out bench/results/bench_scale_6000.csv
+    .venv/bin/python bench/bench_scale.py --sizes 6000 --stages data "preprocess, default" "maps extracted" \
+        --out bench/results/bench_scale_6000.csv                  # the Celeb-DF-sized dry run
 
 Every stage is the command a user runs (`deepfake-nb data|preprocess|train|compare|report`), in its own process under
 `/usr/bin/time -v` (wall time and the peak RSS of the process and its children, the papermill kernel included), in one
@@ -83,7 +84,7 @@ def main():
     ap.add_argument('--epochs', type=int, default=3, help='training epochs of every run')
     ap.add_argument('--home', default=None, help='DEEPFAKE_NB_HOME root (one folder per size; default: a temporary one)')
     ap.add_argument('--stages', nargs='*', default=[], help='only the stages whose names contain one of these words '
-                    '(e.g. --sizes 6000 --stages data preprocess spacetime: the Celeb-DF-sized dry run)')
+                    '(e.g. --sizes 6000 --stages data "preprocess, default" "maps extracted": the Celeb-DF-sized dry run)')
     ap.add_argument('--out', default=str(HERE/'bench'/'results'/'bench_scale.csv'))
     ap.add_argument('--readme', action='store_true', help="only rewrite the README's scale table from --out")
     a = ap.parse_args()
