@@ -4,14 +4,9 @@
 
 # %% ../nbs/lib/04b_augment.ipynb #4f85e0f8
 from __future__ import annotations
-import os, re, json, math, time, socket, contextlib
-from dataclasses import dataclass
-from pathlib import Path
+import math
 import numpy as np
 from .core import *
-try: import keras
-except ImportError: keras = None
-from .backbones import _keras
 
 # %% auto #0
 __all__ = ['AUGMENTATIONS', 'AUGMENTATION_DOC', 'AUGMENT_VERSION', 'augment_settings', 'augment_key', 'keeps_uint8',

@@ -14,13 +14,14 @@ try: import keras
 except ImportError: keras = None
 
 # %% auto #0
-__all__ = ['BACKBONES', 'VIT_PRESET', 'VIT_B16', 'VIT_INSTALL', 'Backbone', 'get_backbone', 'resnet18', 'resnext50', 'meso4',
-           'load_legacy_h5', 'meso4_classifier', 'load_images', 'saved_init_key', 'backbone_for_key', 'build_backbone',
-           'resolve_weights', 'bn_input_mean_agreement', 'vit_layer', 'vit_units', 'resize_positions',
-           'copy_vit_weights', 'check_vit_preprocessing', 'vit_b16']
+__all__ = ['BACKBONES', 'VIT_PRESET', 'VIT_B16', 'VIT_INSTALL', 'require_keras', 'Backbone', 'get_backbone', 'resnet18',
+           'resnext50', 'meso4', 'load_legacy_h5', 'meso4_classifier', 'load_images', 'saved_init_key',
+           'backbone_for_key', 'build_backbone', 'resolve_weights', 'bn_input_mean_agreement', 'vit_layer', 'vit_units',
+           'resize_positions', 'copy_vit_weights', 'check_vit_preprocessing', 'vit_b16']
 
 # %% ../nbs/lib/04a_backbones.ipynb #a3ad61be
-def _keras():
+def require_keras():
+    "Keras, or a DeepfakeNBError that says how to install it"
     if keras is None:
         raise DeepfakeNBError("TensorFlow/Keras is not installed: pip install 'deepfake_nb[cpu]' (or '[gpu]' on an "
                               "NVIDIA machine); on Colab it is already there")
@@ -29,7 +30,7 @@ def _keras():
 def _preprocess_fn(module: str):
     """The `preprocess_input` of a backbone family: a keras.applications module name, 'torch' (ImageNet mean/std),
     'unit' (x/255) or 'vit' (x/127.5 - 1)"""
-    k = _keras()
+    k = require_keras()
     if module == 'torch': return lambda x: k.applications.imagenet_utils.preprocess_input(x, mode='torch')
     if module == 'unit': return lambda x: x / 255.0
     # Google's ViT (mean 0.5, std 0.5 of x/255), as KerasHub's ImageNet presets
@@ -57,7 +58,7 @@ class Backbone:
     def build(self, weights=None, size=DEFAULTS.size, highpass=False):
         """The backbone without its classifier, global-average pooled (`weights` None or 'imagenet'; KerasHub's also a
         file); `highpass`: it reads its input's `HighPassResidual`"""
-        k = _keras()
+        k = require_keras()
         if size < self.min_size: raise DeepfakeNBError(f"size {size} is too small for {self.name}: it needs at least "
                                                        f"{self.min_size}x{self.min_size} inputs (native {self.size})")
         if self.source == 'keras_hub': return globals()[self.ctor]((size, size, 3), highpass=highpass, weights=weights)
@@ -95,14 +96,14 @@ def get_backbone(name: str) -> Backbone:
 
 # %% ../nbs/lib/04a_backbones.ipynb #52d07420
 def _conv_bn(x, filters, k, stride=1, groups=1, name='', relu=True):
-    L = _keras().layers
+    L = require_keras().layers
     if k > 1: x = L.ZeroPadding2D(k // 2, name=f'{name}_pad')(x)
     x = L.Conv2D(filters, k, stride, use_bias=False, groups=groups, name=f'{name}_conv')(x)
     x = L.BatchNormalization(epsilon=1e-5, name=f'{name}_bn')(x)
     return L.ReLU(name=f'{name}_relu')(x) if relu else x
 
 def _stem(inp):
-    L = _keras().layers
+    L = require_keras().layers
     x = _conv_bn(inp, 64, 7, 2, name='conv1')
     return L.MaxPooling2D(3, 2, name='maxpool')(L.ZeroPadding2D(1, name='maxpool_pad')(x))
 
@@ -111,13 +112,13 @@ def _shortcut(x, filters, stride, name):
                                                                      relu=False)
 
 def _basic_block(x, filters, stride, name):
-    L = _keras().layers
+    L = require_keras().layers
     y = _conv_bn(x, filters, 3, stride, name=f'{name}_1')
     y = _conv_bn(y, filters, 3, 1, name=f'{name}_2', relu=False)
     return L.ReLU(name=f'{name}_out')(L.Add(name=f'{name}_add')([_shortcut(x, filters, stride, name), y]))
 
 def _bottleneck(x, width, out, stride, groups, name):
-    L = _keras().layers
+    L = require_keras().layers
     y = _conv_bn(x, width, 1, name=f'{name}_1')
     y = _conv_bn(y, width, 3, stride, groups=groups, name=f'{name}_2')
     y = _conv_bn(y, out, 1, name=f'{name}_3', relu=False)
@@ -125,12 +126,12 @@ def _bottleneck(x, width, out, stride, groups, name):
 
 def _input(input_shape, highpass=False):
     "(model input, tensor the network reads): the image, or its `HighPassResidual`"
-    inp = _keras().Input(input_shape)
+    inp = require_keras().Input(input_shape)
     return inp, (HighPassResidual(name='highpass')(inp) if highpass else inp)
 
 def resnet18(input_shape=(224, 224, 3), highpass=False):
     "ResNet-18 without its classifier, global-average pooled (512 features)"
-    k = _keras()
+    k = require_keras()
     inp, x = _input(input_shape, highpass)
     x = _stem(x)
     for i, f in enumerate([64, 128, 256, 512]):
@@ -139,7 +140,7 @@ def resnet18(input_shape=(224, 224, 3), highpass=False):
 
 def resnext50(input_shape=(224, 224, 3), groups=32, width_per_group=4, highpass=False):
     "ResNeXt-50 (32x4d) without its classifier, global-average pooled (2048 features)"
-    k = _keras()
+    k = require_keras()
     inp, x = _input(input_shape, highpass)
     x = _stem(x)
     for i, (planes, n) in enumerate(zip([64, 128, 256, 512], [3, 4, 6, 3])):
@@ -152,7 +153,7 @@ def resnext50(input_shape=(224, 224, 3), groups=32, width_per_group=4, highpass=
 def meso4(input_shape=(256, 256, 3), top=False, highpass=False):
     """Meso-4: the 16-unit embedding (`top=False`) or the authors' full classifier whose sigmoid gives P(real)
     (`top=True`)"""
-    k = _keras()
+    k = require_keras()
     L = k.layers
     inp, x = _input(input_shape, highpass)
     for i, (f, ks, pool) in enumerate([(8, 3, 2), (8, 5, 2), (16, 5, 2), (16, 5, 4)]):
@@ -255,10 +256,10 @@ def build_backbone(name: str, weights=DEFAULTS.weights, size=DEFAULTS.size, init
     "Build backbone `name` with `weights`; return (model, weights_used: str, weights_key: str)"
     bb = get_backbone(name)
     if _is_random(weights):
-        _keras().utils.set_random_seed(init_seed)
+        require_keras().utils.set_random_seed(init_seed)
         return bb.build(None, size), f'random init (seed {init_seed})', f'random-s{init_seed}'
     if _is_highpass(weights):
-        _keras().utils.set_random_seed(init_seed)
+        require_keras().utils.set_random_seed(init_seed)
         return bb.build(None, size, highpass=True), (f'random init (seed {init_seed}) reading high-pass '
                                                      'residuals'), f'highpass-s{init_seed}'
     if weights in ('imagenet', 'auto'):
@@ -338,7 +339,7 @@ def resolve_weights(name: str, weights, size: int):
 def bn_input_mean_agreement(model, x) -> float:
     """Median over BatchNorm layers of the correlation between the batch mean of the layer's input and its stored moving
     mean"""
-    k = _keras()
+    k = require_keras()
     bns = [l for l in model.layers if isinstance(l, k.layers.BatchNormalization)]
     probe = k.Model(model.inputs, [l.input for l in bns])
     outs = probe.predict(x, verbose=0)
@@ -418,8 +419,8 @@ def resize_positions(pos, grid: int) -> np.ndarray:
     if g*g != n - 1: raise DeepfakeNBError(f"position embeddings of {n} positions are not a class token and a square "
                                            "grid of patches")
     if g == grid: return pos.copy()
-    img = _keras().ops.image.resize(pos[1:].reshape(1, g, g, c), (grid, grid), interpolation='bicubic', antialias=grid
-                                    < g)
+    img = require_keras().ops.image.resize(pos[1:].reshape(1, g, g, c), (grid, grid), interpolation='bicubic',
+                                           antialias=grid < g)
     return np.concatenate([pos[:1], np.asarray(img, np.float32).reshape(grid*grid, c)])
 
 def copy_vit_weights(src, dst) -> int:
@@ -429,7 +430,7 @@ def copy_vit_weights(src, dst) -> int:
         raise DeepfakeNBError(f"{src.name} and {dst.name} are different ViTs (their weights differ); pass a ViT-B/16 "
                               "backbone's weights")
     for s, d in zip(src.weights, dst.weights):
-        v = np.asarray(_keras().ops.convert_to_numpy(s), np.float32)
+        v = np.asarray(require_keras().ops.convert_to_numpy(s), np.float32)
         if s.path.endswith('position_embedding/embeddings'): v = resize_positions(v, math.isqrt(int(d.shape[0]) - 1))
         if tuple(v.shape) != tuple(d.shape): raise DeepfakeNBError(f"{s.path}: shape {tuple(v.shape)} does not fit "
                                                                    f"{tuple(d.shape)}; pass a ViT-B/16 backbone's "
@@ -483,7 +484,7 @@ def _vit_imagenet():
 def _patch_grid(tokens):
     """ViT tokens `(1 + h*w, C)` (the class token first) -> the patch tokens laid out as their `(h, w, C)` grid (the
     `patch_grid` operation)"""
-    L = _keras().layers
+    L = require_keras().layers
     n, c = int(tokens.shape[1]) - 1, int(tokens.shape[2])
     g = math.isqrt(n)
     return L.Reshape((g, g, c), name='patch_grid')(L.Cropping1D((1, 0), name='patch_tokens')(tokens))
@@ -493,7 +494,7 @@ def vit_b16(input_shape=(224, 224, 3), highpass=False, weights=None, config=None
     LayerNorm (768 features). `weights`: None (random), 'imagenet' (`VIT_PRESET`, its position grid resized to this
     size) or a weights file: this model's, or a KerasHub ViT backbone's at any size. `config`: `ViTBackbone` settings
     (default `VIT_B16`); `highpass`: it reads its input's `HighPassResidual`"""
-    k = _keras()
+    k = require_keras()
     L = k.layers
     cfg = dict(VIT_B16 if config is None else config)
     p = int(cfg['patch_size'])

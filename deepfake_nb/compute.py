@@ -12,7 +12,7 @@ from .core import *
 from .settings import DEFAULTS
 try: import keras
 except ImportError: keras = None
-from .backbones import _keras
+from .backbones import require_keras
 
 # %% auto #0
 __all__ = ['gpu_details', 'precision_policy', 'process_strategy', 'make_strategy', 'compute_setup']
@@ -69,7 +69,7 @@ def make_strategy(distribute=DEFAULTS.distribute):
 def compute_setup(mixed_precision=DEFAULTS.mixed_precision, distribute=DEFAULTS.distribute):
     """Within the block Keras uses the chosen precision policy; yields dict(strategy, strategy_name, replicas, policy,
     gpus)"""
-    k = _keras()
+    k = require_keras()
     policy = precision_policy(mixed_precision)
     strategy, name = make_strategy(distribute)
     old = k.mixed_precision.global_policy().name

@@ -11,7 +11,8 @@ import numpy as np, pandas as pd
 from .core import *
 from .settings import DEFAULTS
 from . import data as _data
-from .predictor import Predictor, load_predictor, nested_model, _keras
+from .predictor import Predictor, load_predictor, nested_model
+from .backbones import require_keras
 from .predict import pipeline_model, affine_preprocess
 
 # %% auto #0
@@ -240,7 +241,7 @@ def _fake_int8(w: np.ndarray, depthwise: bool) -> np.ndarray:
 def _quantized_convs(backbone):
     """`(conv, shift)` for every conv layer of `backbone` that int8 rounds: `shift(delta)` moves its output channels by
     `delta` (through the next BatchNorm's beta, else its bias)"""
-    k = _keras()
+    k = require_keras()
     L = k.layers
     out = []
     consumers = {}
@@ -340,7 +341,7 @@ def _patches(x, layer, rows, rng):
 def _gptq_kernel(layer, x, damp, rows, rng):
     """GPTQ int8 kernel of a 1x1 or depthwise conv `layer` for its inputs `x` (`H` from up to `rows` input rows; a
     depthwise conv's 9x9 per channel from a tenth); `None` for other convs (they are rounded to nearest)"""
-    L = _keras().layers
+    L = require_keras().layers
     w = layer.kernel.numpy()
     if isinstance(layer, L.DepthwiseConv2D):
         if w.shape[-1] != 1: return None
@@ -360,7 +361,7 @@ def int8_corrections(backbone, inputs, rounding='gptq', damp=0.01, rows=200_000,
     as it was"""
     if rounding not in ('gptq', 'nearest'): raise DeepfakeNBError(f"int8 rounding {rounding!r} is not known; use "
                                                                   "'gptq' or 'nearest'")
-    k = _keras()
+    k = require_keras()
     L = k.layers
     convs = {l.name: (l, shift) for l, shift in _quantized_convs(backbone)}
     if not convs: return {}

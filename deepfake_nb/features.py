@@ -15,7 +15,7 @@ except ImportError: keras = None
 from .preprocess import face_cache_dir, load_faces
 from .backbones import *
 from .augment import *
-from .backbones import _keras, _is_random, _is_highpass, _is_vit, _patch_grid
+from .backbones import require_keras, _is_random, _is_highpass, _is_vit, _patch_grid
 
 # %% auto #0
 __all__ = ['FEATURE_LAYERS', 'POOLS', 'MAP_HEADS', 'BLOCK_STRIDES', 'FACE_REGION', 'map_channels', 'is_maps',
@@ -66,7 +66,7 @@ def check_pool(pool, feature_layers=DEFAULTS.feature_layers) -> str:
 def _layer_stride(op) -> int:
     """How much `op` downsamples: its `strides` (convolutions, pooling), the product over a nested Sequential, its own
     graph's for a nested model, else 1"""
-    k = _keras()
+    k = require_keras()
     if isinstance(op, k.Sequential): return int(np.prod([_layer_stride(l) for l in op.layers]))
     if isinstance(op, k.Model):
         st, _ = _graph_strides(op)
@@ -84,7 +84,7 @@ def _graph_strides(model):
     for o in model.operations:                               # in graph order (by depth): parents first
         ps = [
             t._keras_history.operation.name for i, n in enumerate(o._inbound_nodes)
-            if mine is None or f'{id(o)}_ib-{i}' in mine for t in _keras().tree.flatten(n.input_tensors)
+            if mine is None or f'{id(o)}_ib-{i}' in mine for t in require_keras().tree.flatten(n.input_tensors)
         ]
         parents[o.name] = list(dict.fromkeys(p for p in ps if p in names))
         st[o.name] = max([st[p] for p in parents[o.name]] or [1]) * _layer_stride(o)
@@ -119,7 +119,7 @@ def _blocks(model, strides=BLOCK_STRIDES) -> list[tuple[int, str]]:
         for o in reversed(model.operations):
             if st[o.name] == s and _out_rank(o) == 4 and not isinstance(
                     o,
-                    _keras().layers.ZeroPadding2D) and on_every_path(o.name):
+                    require_keras().layers.ZeroPadding2D) and on_every_path(o.name):
                 out.append((s, o.name))
                 break
     return out
@@ -140,7 +140,7 @@ def mid_layer_names(model) -> list[str]:
     operation at stride 16 through which every path passes (`block_layer_names`' stride-16 choice), and the first
     activation at stride 32 with more channels than that one (the first expansion of the stride-32 stage).
     MobileNetV2: `block_12_add`, `block_13_expand_relu`, `block_14_expand_relu`."""
-    k = _keras()
+    k = require_keras()
     L = k.layers
     if _is_vit(model): raise DeepfakeNBError(f"{model.name} is a Vision Transformer: it has no stride-16 and "
                                              "stride-32 stages; use feature_layers='final'")
@@ -241,7 +241,7 @@ def feature_model(backbone: str, backbone_model, feature_layers=DEFAULTS.feature
     check_pool(pool, feature_layers)
     if feature_layers == 'final' and pool == 'mean': return backbone_model
     if is_maps(feature_layers): return map_model(backbone, backbone_model, map_channels(feature_layers))
-    k = _keras()
+    k = require_keras()
     L = k.layers
     names = _part_names(backbone, backbone_model, feature_layers, pool)
     ops = {o.name: o for o in backbone_model.operations}
@@ -283,7 +283,8 @@ def map_layer_name(model) -> str:
     """The operation giving `model`'s last feature map: the last one in graph order with a 4-D output (what its global
     pooling reads); a ViT's: its tokens, `vit_tokens`"""
     if _is_vit(model): return 'vit_tokens'          # `map_model` lays out its patch tokens as their grid
-    names = [o.name for o in model.operations if not isinstance(o, _keras().layers.InputLayer) and _out_rank(o) == 4]
+    names = [o.name for o in model.operations
+             if not isinstance(o, require_keras().layers.InputLayer) and _out_rank(o) == 4]
     if not names: raise DeepfakeNBError(f"{model.name} has no 4-D feature map for the map heads; use a convolutional "
                                         "backbone")
     return names[-1]
@@ -298,7 +299,7 @@ def map_model(backbone: str, backbone_model, channels=0):
     """`backbone_model`'s last feature map `(h, w, C)` (the grid before its global pooling: 5x5x1280 for MobileNetV2 at
     160 px) instead of its pooled features; `channels` > 0 adds a frozen 1x1 projection to that many channels
     (`projection_kernel`); `feature_blocks` records it"""
-    k = _keras()
+    k = require_keras()
     L = k.layers
     name = map_layer_name(backbone_model)
     x = {o.name: o for o in backbone_model.operations}[name].output

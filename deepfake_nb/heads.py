@@ -15,7 +15,7 @@ except ImportError: keras = None
 from .backbones import *
 from .features import *
 from .feature_rows import channel_stats
-from .backbones import _keras, _is_vit, _preprocess_fn
+from .backbones import require_keras, _is_vit, _preprocess_fn
 
 # %% auto #0
 __all__ = ['HEADS', 'FLOAT16_FEATURE_RMS', 'check_head', 'floor_std', 'build_head', 'set_trainable_tail', 'keep_float32',
@@ -74,7 +74,7 @@ def floor_std(mean, variance, norm_floor=DEFAULTS.norm_floor) -> tuple[np.ndarra
 def _map_head(x, head, units, dropout, num_heads, depth=1):
     """The body of a map head on standardised feature maps `(T, h, w, C)`: a 1x1 projection to `units`, then ConvLSTM,
     (2+1)D convolution or divided space-time attention; pooled `(units,)`"""
-    L = _keras().layers
+    L = require_keras().layers
     # a trainable 1x1 convolution, per frame and cell
     x = L.Dense(units, activation='relu', name='map_reduce')(L.Dropout(dropout)(x))
     if head == 'convlstm':
@@ -107,7 +107,7 @@ def build_head(head=DEFAULTS.head, frames=DEFAULTS.frames, dim=1280, units=DEFAU
     `dim=(h, w, C)`; `norm_data` (features, array or `FeatureRows`) fits its input standardisation per channel (see
     `floor_std`), or `norm_stats` `(mean, variance)` sets it; `frames=1` gives the image head (the linear head stays
     linear: it scores frames anyway)"""
-    k = _keras()
+    k = require_keras()
     L = k.layers
     check_head(head)
     shape = tuple(int(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
@@ -158,7 +158,7 @@ def build_head(head=DEFAULTS.head, frames=DEFAULTS.frames, dim=1280, units=DEFAU
 def set_trainable_tail(backbone_model, k: int) -> int:
     """Make the last `k` layers of `backbone_model` trainable (all when k < 0), BatchNorm layers always frozen (a ViT's:
     of its `vit_units`); returns trainable weights count"""
-    L = _keras().layers
+    L = require_keras().layers
     backbone_model.trainable = True
     # its transformer blocks, not the one encoder layer holding them all
     if _is_vit(backbone_model):
@@ -179,7 +179,7 @@ FLOAT16_FEATURE_RMS = (1e-2, 1e3)
 def _all_layers(model):
     for l in model.layers:
         yield l
-        if isinstance(l, _keras().Model): yield from _all_layers(l)
+        if isinstance(l, require_keras().Model): yield from _all_layers(l)
 
 def keep_float32(model):
     """Make every layer of `model` compute in float32 (its variables are float32 under mixed precision too); before the
@@ -198,7 +198,7 @@ def build_finetune_model(backbone: str, backbone_model, head_model, frames: int,
                          trainable_layers=20):
     """`(T, S, S, 3)` RGB 0..255 -> P(fake): TimeDistributed(preprocess + backbone), divided by `scale` (float32), then
     `head_model`; see `backbone_needs_float32`"""
-    k = _keras()
+    k = require_keras()
     L = k.layers
     if getattr(backbone_model, 'feature_blocks', {}).get('feature_layers') == 'blocks' and trainable_layers != 0:
         raise DeepfakeNBError(f"{backbone}: feature_layers='blocks' is for frozen mode (mode='frozen'); fine-tune "

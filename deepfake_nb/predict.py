@@ -18,7 +18,7 @@ from .preprocess import preprocess_video, read_frames
 from .backbones import vit_units, vit_layer
 from .data import list_videos, known_labels
 from .predictor import *
-from .predictor import _keras
+from .backbones import require_keras
 from .detectors import detector_class
 # loading a run is `predictor`'s: `from deepfake_nb.predict import *` still gives its names
 _all_ = ['find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'Predictor', 'load_predictor']
@@ -33,7 +33,7 @@ __all__ = ['frame_scores', 'window_scores', 'affine_preprocess', 'cam_layer', 'u
 def _attention_weights(head, feats):
     """Self-attention received by each frame (mean over heads and queries), or None when the head has no
     MultiHeadAttention"""
-    k = _keras()
+    k = require_keras()
     mha = next((l for l in head.layers if isinstance(l, k.layers.MultiHeadAttention)), None)
     # a map head's attention is over cells too: see `attention_maps`
     if mha is None or np.ndim(feats) != 2: return None
@@ -45,7 +45,7 @@ def _attention_weights(head, feats):
 def frame_scores(pred: Predictor, feats) -> pd.DataFrame:
     """Per-frame scores of one video's features `(T, D)`: running (prefix) score, occlusion effect, and attention or
     frame probability where the head has them"""
-    k = _keras()
+    k = require_keras()
     f = np.asarray(feats, np.float32)
     T = len(f)
     full = float(pred.score_features(f)[0])
@@ -98,7 +98,7 @@ def affine_preprocess(bb):
 def cam_layer(frame_model):
     """The backbone's last convolutional block: the last layer with a 4-D output in the backbone inside `frame_model`; a
     ViT's class token: its last transformer block's input"""
-    k = _keras()
+    k = require_keras()
     bbm = nested_model(frame_model) or frame_model
     layers = [l for l in bbm.layers if not isinstance(l, k.layers.InputLayer)]
     vit = layers.index(vit_layer(bbm)) if vit_layer(bbm) is not None else None
@@ -111,7 +111,7 @@ def cam_layer(frame_model):
 def unrolled(model):
     """A copy of `model` sharing its layers, with recurrent layers unrolled (a fixed-length loop that TFLite converts to
     builtin ops)"""
-    k = _keras()
+    k = require_keras()
     def clone(layer):
         cfg = layer.get_config()
         rec = 'unroll' in cfg or any(
@@ -130,7 +130,7 @@ def unrolled(model):
 def pipeline_model(pred: Predictor):
     "The run's whole model: `(1, T, S, S, 3)` RGB face crops (0..255, float32) -> P(fake); recurrent layers unrolled"
     if pred._pipeline is not None: return pred._pipeline
-    k = _keras()
+    k = require_keras()
     L = k.layers
     T, S = pred.frames, pred.size
     if pred.frame_model is not None and pred.raw_input: frame = pred.frame_model
@@ -199,7 +199,7 @@ def attention_maps(pred: Predictor, faces) -> np.ndarray | None:
     """For a `spacetime` head: how much attention each cell of a frame's feature map receives from the frame's other
     cells in the head's last space-attention layer (mean over heads and queries), upsampled to the faces, `(T, S,
     S)`, one scale for the video (max 1); None for other heads"""
-    k = _keras()
+    k = require_keras()
     mhas = [
         l for l in pred.head.layers
         if isinstance(l, k.layers.MultiHeadAttention) and l.name.startswith('space_attention')

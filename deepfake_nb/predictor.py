@@ -12,6 +12,7 @@ from .settings import DEFAULTS, setting
 from . import preprocess as _pp
 from .preprocess import preprocess_video
 from .backbones import get_backbone, build_backbone, saved_init_key, backbone_for_key, _keras_hub
+from .backbones import require_keras
 from .features import feature_model, is_maps
 from .feature_cache import feature_cache_path
 
@@ -56,11 +57,6 @@ def demo_run(backbone=DEFAULTS.backbone) -> Path:
                           "(about a minute on a laptop CPU)")
 
 # %% ../nbs/lib/10a_predictor.ipynb #09013baa
-def _keras():
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    import keras
-    return keras
-
 def preprocess_kwargs(params: dict) -> dict:
     "The face-crop settings of a run as `preprocess_video` keyword arguments, read from its `params.json`"
     ps = params.get('prep_settings') or {k: params[k] for k in ('frames', 'size', 'detector', 'margin')}
@@ -122,7 +118,7 @@ def _plain_run_backbone(params: dict):
 # %% ../nbs/lib/10a_predictor.ipynb #49e2c256
 def nested_model(model, rank=4):
     "The first layer of `model` (or the layer a TimeDistributed wraps) that is itself a model taking rank-`rank` inputs"
-    k = _keras()
+    k = require_keras()
     for l in model.layers:
         inner = getattr(l, 'layer', l)
         if isinstance(inner, k.Model) and len(inner.inputs[0].shape) == rank: return inner
@@ -144,7 +140,7 @@ def run_model(model, x, batch_size=64) -> np.ndarray:
 def _variable_length_head(head, frames):
     """The head re-applied to sequences of any length (for prefix scores), or `None` when it is not a plain chain of
     layers"""
-    k = _keras()
+    k = require_keras()
     try:
         inp = k.Input((None, head.inputs[0].shape[-1]))
         x = inp
@@ -158,7 +154,7 @@ def _variable_length_head(head, frames):
 class Predictor:
     "A trained run ready to score faces: its settings (from `params.json`), frame model, head and val-chosen threshold"
     def __init__(self, run_dir):
-        k = _keras()
+        k = require_keras()
         self.run_dir = find_run(run_dir)
         self.params = p = load_json(self.run_dir/'params.json')
         self.run_id = p.get('run_id', self.run_dir.name)

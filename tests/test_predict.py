@@ -149,7 +149,7 @@ def test_loading_a_run_lives_in_predictor_and_predict_reexports_it():
     import deepfake_nb.predict as P, deepfake_nb.predictor as R
     for n in ('find_run', 'demo_run', 'preprocess_kwargs', 'load_run_backbone', 'Predictor', 'load_predictor'):
         assert n in P.__all__ and getattr(P, n) is getattr(R, n), n
-    assert P._keras is R._keras and P.nested_model is R.nested_model
+    assert P.require_keras is R.require_keras and P.nested_model is R.nested_model
 
 
 def test_predict_video_scores_faces_read_ahead(tmp_path):
