@@ -72,7 +72,8 @@ def video_dataset(face_dir, video_ids, labels=None, batch_size=DEFAULTS.batch_si
         def pair(item, r):
             f, vseed = item
             def load(f, s, r):                                                   # the pair augmented alike
-                return np.stack([ready(x, r) for x in load_sbi_pair(f.decode(), s, r if sbi_redraw else 0)])
+                pair = load_sbi_pair(f.decode(), s, r if sbi_redraw else 0)
+                return np.stack([ready(x, r) for x in pair]) if aug else pair
             x = tf.cast(tf.ensure_shape(tf.numpy_function(load, [f, vseed, r], out_type), (2, *shape)), tf.float32)
             return (x, tf.constant([0., 1.])) if labels is not None else x
 

@@ -190,7 +190,8 @@ def load_compared_runs(run_dirs, drop_leaking_identities: bool, warns: list):
     return runs, test, leaks
 
 def run_labels(params: list) -> list:
-    "`backbone+head`, with `-s<seed>` where that is shared, and the run id where even that is"
+    """`backbone+head`, with `-s<seed>` where that is shared, the run id where even that is, and `#1`, `#2` for a run
+    given twice"""
     labs = [f"{p.get('backbone', p['run_id'])}+{p.get('head', '?')}" for p in params]
     labs = [l + (f"-s{p.get('seed')}" if labs.count(l) > 1 else '') for l, p in zip(labs, params)]
     labs = [l + (f"-{p['run_id']}" if labs.count(l) > 1 else '') for l, p in zip(labs, params)]
